@@ -1,0 +1,1 @@
+//! tmq2mqtt: publish TDengine TMQ subscriptions to MQTT.

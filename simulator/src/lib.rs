@@ -1,0 +1,6 @@
+//! The outside world of the tmq2mqtt test bench.
+//!
+//! - [`tdengine`]: a TDengine stand-in speaking taosAdapter's WebSocket protocol (SQL and TMQ), so that the
+//!   unchanged official `taos` client works against it.
+
+pub mod tdengine;
