@@ -7,6 +7,7 @@ pub mod eval;
 pub mod exec;
 pub mod sql;
 pub mod store;
+pub mod tmq;
 pub mod topic;
 pub mod types;
 pub mod wal;
