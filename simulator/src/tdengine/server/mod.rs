@@ -123,6 +123,7 @@ impl TdServer {
             addr: config.listen,
             source,
         })?;
+        store.set_server_version(&config.server_version);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (kick, kick_rx) = watch::channel(0);
         let config = Arc::new(config);
