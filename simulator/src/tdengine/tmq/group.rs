@@ -477,6 +477,19 @@ impl Coordinator {
         }
     }
 
+    /// Every committed offset as (group, topic, vgroup, offset).
+    pub fn committed_offsets(&self) -> Vec<(String, String, VgroupId, i64)> {
+        self.groups
+            .iter()
+            .flat_map(|(g, group)| {
+                group
+                    .committed
+                    .iter()
+                    .map(move |((t, v), o)| (g.clone(), t.clone(), *v, *o))
+            })
+            .collect()
+    }
+
     /// Every live consumer, sorted by id.
     pub fn consumers(&self) -> Vec<ConsumerInfo> {
         let mut all: Vec<ConsumerInfo> = self
