@@ -17,6 +17,10 @@ pub trait TmqBackend: Send + Sync + 'static {
     fn authenticate(&self, user: &str, password: &str) -> bool;
     /// A topic by name, `None` when it does not exist.
     fn topic(&self, name: &str) -> Option<TopicSpec>;
+    /// Like [`TmqBackend::topic`], and counts one more subscriber (`DROP TOPIC` refuses while any).
+    fn acquire_topic(&self, name: &str) -> Option<TopicSpec>;
+    /// Undoes one [`TmqBackend::acquire_topic`].
+    fn release_topic(&self, name: &str);
     /// The vgroups of a database, `None` when it does not exist.
     fn vgroups(&self, db: &str) -> Option<Vec<VgroupId>>;
     fn precision(&self, db: &str) -> Precision;

@@ -1,6 +1,7 @@
 //! TMQ, the data subscription of the stand-in, served on `/rest/tmq`: consumer groups ([`group`]), message
 //! assembly from the vgroup logs ([`message`]), the wire format ([`proto`]), one connection ([`session`]),
-//! and the server-wide state ([`server`]) over what the store provides ([`backend`]).
+//! and the server-wide state ([`server`]) over what the store provides ([`backend`], implemented for the
+//! stand-in's store in [`store_backend`]).
 
 pub mod backend;
 pub mod group;
@@ -8,7 +9,9 @@ pub mod message;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod store_backend;
 
 pub use backend::TmqBackend;
 pub use server::{SubscriptionInfo, Tmq, TmqConfig};
 pub use session::serve;
+pub use store_backend::StoreBackend;

@@ -16,9 +16,10 @@ use crate::tdengine::faults::Faults;
 
 use super::backend::TmqBackend;
 use super::group::{
-    Bounds, ConsumerInfo, Coordinator, LogBounds, Position, VgroupId, DEFAULT_SESSION_TIMEOUT_MS,
+    Bounds, ConsumerId, ConsumerInfo, ConsumerOptions, Coordinator, GroupError, LogBounds, Position,
+    VgroupId, DEFAULT_SESSION_TIMEOUT_MS,
 };
-use super::message::DEFAULT_MAX_ROWS;
+use super::message::{TopicSpec, DEFAULT_MAX_ROWS};
 
 #[derive(Debug, Clone)]
 pub struct TmqConfig {
@@ -64,6 +65,7 @@ pub struct Tmq {
     pub(crate) faults: Arc<Faults>,
     pub(crate) coordinator: Mutex<Coordinator>,
     started: Instant,
+    started_wall_ms: i64,
     ticking: std::sync::Once,
 }
 
@@ -100,6 +102,7 @@ impl Tmq {
             faults,
             coordinator: Mutex::new(Coordinator::new(timeout)),
             started: Instant::now(),
+            started_wall_ms: crate::tdengine::store::now_ms(),
             ticking: std::sync::Once::new(),
         })
     }
@@ -114,6 +117,52 @@ impl Tmq {
 
     pub(crate) fn now_ms(&self) -> i64 {
         self.started.elapsed().as_millis() as i64
+    }
+
+    /// Wall-clock ms since the epoch of a coordinator time.
+    pub(crate) fn wall_ms(&self, coordinator_ms: i64) -> i64 {
+        self.started_wall_ms + coordinator_ms
+    }
+
+    /// Joins `group` with `topics`, counting the consumer as a subscriber of each topic. Unknown topic:
+    /// 0x03E1.
+    pub(crate) fn join(
+        &self,
+        group: &str,
+        topics: &[String],
+        options: ConsumerOptions,
+    ) -> Result<(ConsumerId, HashMap<String, TopicSpec>), GroupError> {
+        let mut specs = HashMap::new();
+        for topic in topics {
+            match self.backend.acquire_topic(topic) {
+                Some(spec) => {
+                    specs.insert(topic.clone(), spec);
+                }
+                None => {
+                    specs.keys().for_each(|t| self.backend.release_topic(t));
+                    return Err(GroupError::UnknownTopic(topic.clone()));
+                }
+            }
+        }
+        let world = self.world(topics);
+        let now = self.now_ms();
+        let joined = self.coordinator.lock().join(group, topics, options, &world, now);
+        match joined {
+            Ok(id) => Ok((id, specs)),
+            Err(e) => {
+                specs.keys().for_each(|t| self.backend.release_topic(t));
+                Err(e)
+            }
+        }
+    }
+
+    /// Leaves the group (close, unsubscribe); a consumer that already expired is left alone.
+    pub(crate) fn leave(&self, id: ConsumerId, topics: &[String]) {
+        let world = self.world(topics);
+        let left = self.coordinator.lock().leave(id, &world);
+        if left.is_ok() {
+            topics.iter().for_each(|t| self.backend.release_topic(t));
+        }
     }
 
     /// Reads topics' vgroups and log bounds from the backend.
@@ -172,12 +221,13 @@ impl Tmq {
         let world = self.world(&self.all_topics());
         let now = self.now_ms();
         let expired = self.coordinator.lock().tick(now, &world);
-        for id in expired {
+        for (id, topics) in expired {
             tracing::info!(consumer = id, "consumer missed its heartbeats; left its group");
+            topics.iter().for_each(|t| self.backend.release_topic(t));
         }
     }
 
-    /// How many live consumers subscribe to `topic` (`DROP TOPIC` answers 0x03EB while non-zero).
+    /// How many live consumers subscribe to `topic`.
     pub fn subscribers(&self, topic: &str) -> usize {
         self.coordinator.lock().subscribers(topic)
     }

@@ -25,7 +25,6 @@ use super::server::{wire_position, Tmq};
 use crate::tdengine::types::Precision;
 
 const CODE_AUTH: i32 = 0x0357;
-const CODE_TOPIC_NOT_EXIST: i32 = 0x03E1;
 const CODE_INVALID_PARAM: i32 = 0x0118;
 const CODE_NO_COMMITTED: i32 = 0x0A0D;
 const CODE_ADAPTER: i32 = 0xFFFF;
@@ -199,8 +198,7 @@ impl Session {
     /// Leaves the group (socket closed).
     pub fn close(&mut self) {
         if let Some(sub) = self.sub.take() {
-            let world = self.tmq.world(&sub.topics);
-            let _ = self.tmq.coordinator.lock().leave(sub.consumer, &world);
+            self.tmq.leave(sub.consumer, &sub.topics);
         }
     }
 
@@ -472,28 +470,15 @@ impl Session {
         if args.topics.is_empty() {
             return Err(bad("no topic given".into()));
         }
-        let mut specs = HashMap::new();
-        for topic in &args.topics {
-            let spec = self
-                .tmq
-                .backend
-                .topic(topic)
-                .ok_or_else(|| (CODE_TOPIC_NOT_EXIST, format!("Topic not exist: {topic}")))?;
-            specs.insert(topic.clone(), spec);
-        }
         let options = ConsumerOptions {
             client_id: args.client_id.filter(|c| !c.is_empty()),
             offset_reset,
             auto_commit_interval_ms: auto_commit.then_some(interval),
             snapshot,
         };
-        let world = self.tmq.world(&args.topics);
-        let now = self.tmq.now_ms();
-        let consumer = self
+        let (consumer, specs) = self
             .tmq
-            .coordinator
-            .lock()
-            .join(&group, &args.topics, options.clone(), &world, now)
+            .join(&group, &args.topics, options.clone())
             .map_err(group_err)?;
         self.sub = Some(Subscription {
             consumer,
@@ -517,12 +502,8 @@ impl Session {
         if tmq.coordinator.lock().contains(sub.consumer) {
             return Ok(sub.consumer);
         }
-        let world = tmq.world(&sub.topics);
-        let now = tmq.now_ms();
-        let id = tmq
-            .coordinator
-            .lock()
-            .join(&sub.group, &sub.topics, sub.options.clone(), &world, now)
+        let (id, _) = tmq
+            .join(&sub.group, &sub.topics, sub.options.clone())
             .map_err(group_err)?;
         tracing::info!(old = sub.consumer, new = id, group = %sub.group, "expired consumer re-joined");
         sub.consumer = id;
