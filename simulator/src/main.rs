@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
                 server_version,
                 user,
                 password,
+                ..TdConfig::default()
             };
             let server = TdServer::start(config)
                 .await
