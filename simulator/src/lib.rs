@@ -2,5 +2,7 @@
 //!
 //! - [`tdengine`]: a TDengine stand-in speaking taosAdapter's WebSocket protocol (SQL and TMQ), so that the
 //!   unchanged official `taos` client works against it.
+//! - [`broker`]: rumqttd embedded in-process, with stop/restart for fault injection.
 
+pub mod broker;
 pub mod tdengine;
