@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod plan;
 pub mod rate;
 pub mod reading;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::time::Duration;
