@@ -108,9 +108,12 @@ impl Fleet {
     /// between statements; a statement in flight is finished so its outcome is known).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<FleetReport, FleetError> {
         let config = &self.config;
-        let builder = TaosBuilder::from_dsn(&config.dsn).map_err(|e| FleetError::Dsn {
-            dsn: redact_dsn(&config.dsn),
-            reason: e.to_string(),
+        let builder = TaosBuilder::from_dsn(&config.dsn).map_err(|e| {
+            let dsn = redact_dsn(&config.dsn);
+            FleetError::Dsn {
+                reason: e.to_string().replace(&config.dsn, &dsn),
+                dsn,
+            }
         })?;
         let (rows_limit, deadline) = match config.stop {
             StopAfter::Rows(n) => (Some(n), None),
@@ -244,7 +247,12 @@ enum Failure {
 /// is TDengine rejecting the statement.
 fn classify(error: &taos::Error) -> Failure {
     let code = i32::from(error.code()) & 0xFFFF;
-    let text = format!("[{code:#06x}] {error}");
+    let text = error.to_string();
+    let text = if text.starts_with("[0x") {
+        text
+    } else {
+        format!("[{code:#06X}] {text}")
+    };
     match code {
         0x0357 | 0xE006 => Failure::Auth(text),
         0xE001..=0xE005 => Failure::Connection(text),
