@@ -4,3 +4,5 @@
 pub mod group;
 pub mod message;
 pub mod proto;
+mod stub;
+pub use stub::serve;
