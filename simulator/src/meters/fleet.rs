@@ -117,7 +117,8 @@ impl Fleet {
         })?;
         let (rows_limit, deadline) = match config.stop {
             StopAfter::Rows(n) => (Some(n), None),
-            StopAfter::Duration(d) => (None, Some(Instant::now() + d)),
+            StopAfter::Duration(d) => (None, Instant::now().checked_add(d)),
+            StopAfter::Never => (None, None),
         };
         let plan = Plan::new(config, rows_limit);
         let mut bucket = config

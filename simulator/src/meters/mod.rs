@@ -27,6 +27,8 @@ pub enum StopAfter {
     Rows(u64),
     /// After this much wall-clock time.
     Duration(Duration),
+    /// Until the shutdown signal.
+    Never,
 }
 
 /// Chaos options; each is off by default.
