@@ -156,13 +156,27 @@ impl<P> Ledger<P> {
         self.advance(&vg)
     }
 
-    /// The next publish to hand to the MQTT client, now counted as handed (awaiting its outgoing report).
+    /// The next publish to hand to the MQTT client, without taking it (see [`Ledger::mark_handed`]).
+    pub fn peek_to_send(&self) -> Option<&P> {
+        let id = self.to_send.front()?;
+        Some(&self.entries[id].payload)
+    }
+
+    /// The publish `peek_to_send` showed was handed to the client: it now awaits its outgoing report.
+    pub fn mark_handed(&mut self) {
+        if let Some(id) = self.to_send.pop_front() {
+            self.handed.push_back(id);
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.state = State::Handed;
+            }
+        }
+    }
+
+    /// Takes the next publish to hand to the MQTT client (`peek_to_send` + `mark_handed`).
     pub fn next_to_send(&mut self) -> Option<(PubId, &P)> {
-        let id = self.to_send.pop_front()?;
-        self.handed.push_back(id);
-        let e = self.entries.get_mut(&id).expect("queued publish has an entry");
-        e.state = State::Handed;
-        Some((id, &e.payload))
+        let id = *self.to_send.front()?;
+        self.mark_handed();
+        Some((id, &self.entries[&id].payload))
     }
 
     /// Whether publishes wait to be handed to the client.
