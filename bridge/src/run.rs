@@ -81,7 +81,11 @@ pub struct Stats {
     pub acked: AtomicU64,
     pub resent: AtomicU64,
     pub mqtt_connects: AtomicU64,
+    /// Failed MQTT connection attempts (each followed by a backoff).
+    pub mqtt_failures: AtomicU64,
     pub tmq_subscribes: AtomicU64,
+    /// TDengine connection losses / failed subscribes (each followed by a backoff).
+    pub tmq_failures: AtomicU64,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
     committed: Mutex<BTreeMap<(String, i32), i64>>,
 }
@@ -107,7 +111,9 @@ impl Stats {
             acked: self.acked.load(Relaxed),
             resent: self.resent.load(Relaxed),
             mqtt_connects: self.mqtt_connects.load(Relaxed),
+            mqtt_failures: self.mqtt_failures.load(Relaxed),
             tmq_subscribes: self.tmq_subscribes.load(Relaxed),
+            tmq_failures: self.tmq_failures.load(Relaxed),
             skipped: self
                 .skipped
                 .lock()
@@ -136,8 +142,12 @@ pub struct RunSummary {
     pub resent: u64,
     /// MQTT connections established (1 + reconnects).
     pub mqtt_connects: u64,
+    /// Failed MQTT connection attempts.
+    pub mqtt_failures: u64,
     /// TMQ subscriptions made (1 + reconnects).
     pub tmq_subscribes: u64,
+    /// TDengine connection losses / failed subscribes.
+    pub tmq_failures: u64,
     /// Rows/meta events not published, by reason (see [`skip`]).
     pub skipped: BTreeMap<String, u64>,
     /// Offsets committed to TDengine, per (topic, vgroup): the position a restart resumes from.
@@ -174,116 +184,12 @@ impl Bridge {
     /// Runs until `shutdown` resolves (then shuts down gracefully) or a fatal error.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, BridgeError> {
         let Bridge { config, stats } = self;
-        let target = &config.target;
-        tracing::info!(from = %config.source, to = %target, "starting bridge");
-        let mut sink = Sink::start(target);
-        let (mut source_rx, consumer, source_task) = source::spawn(config.source.clone(), 4);
+        tracing::info!(from = %config.source, to = %config.target, "starting bridge");
+        let (source_rx, consumer, source_task) = source::spawn(config.source.clone(), 4);
         let (commit_tx, commit_rx) = mpsc::unbounded_channel();
         let commit_task = tokio::spawn(commit_loop(commit_rx, Committer::new(consumer), stats.clone()));
-
-        let mut ledger: Ledger<Publish> = Ledger::new();
-        let mut encoder = Encoder::new();
-        let mut session = 0u64;
-        let mut stopping = false;
-        let shutdown_deadline = tokio::time::sleep(Duration::MAX);
-        tokio::pin!(shutdown_deadline, shutdown);
-        let mut result = Ok(());
-
-        let commit = |actions: Vec<Action>| {
-            if target.commit == CommitMode::AfterAck {
-                for Action::Commit {
-                    topic,
-                    vgroup_id,
-                    offset,
-                } in actions
-                {
-                    let _ = commit_tx.send((topic, vgroup_id, offset));
-                }
-            }
-        };
-
-        loop {
-            // Hand queued publishes to the client while its queue has room and the session is open.
-            while ledger.handed_len() < sink.capacity() {
-                let Some(p) = ledger.peek_to_send() else { break };
-                match sink.try_publish(session, &p.topic, &p.payload) {
-                    Ok(true) => {
-                        ledger.mark_handed();
-                        stats.published.fetch_add(1, Relaxed);
-                    }
-                    Ok(false) => break,
-                    Err(_) => {
-                        result = Err(BridgeError::SinkStopped);
-                        break;
-                    }
-                }
-            }
-            if result.is_err() || (stopping && ledger.unacked() == 0) {
-                break;
-            }
-            let room = ledger.unacked() < target.window;
-            tokio::select! {
-                _ = &mut shutdown, if !stopping => {
-                    tracing::info!(unacked = ledger.unacked(), "shutting down: polling stopped, waiting for acks");
-                    stopping = true;
-                    source_task.abort();
-                    shutdown_deadline.as_mut().reset(tokio::time::Instant::now() + config.shutdown_timeout);
-                }
-                _ = &mut shutdown_deadline, if stopping => {
-                    tracing::warn!(unacked = ledger.unacked(), "shutdown deadline passed with publishes unacknowledged");
-                    break;
-                }
-                ev = source_rx.recv(), if !stopping && room => match ev {
-                    Some(SourceEvent::Message(msg)) => {
-                        if target.commit == CommitMode::BeforeAck {
-                            let _ = commit_tx.send((msg.topic.clone(), msg.vgroup_id, msg.position));
-                        }
-                        let actions = on_message(&config, &stats, &mut encoder, &mut ledger, msg);
-                        commit(actions);
-                    }
-                    Some(SourceEvent::Subscribed { .. }) => { stats.tmq_subscribes.fetch_add(1, Relaxed); }
-                    Some(SourceEvent::Lost { error, retry_in }) => {
-                        tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
-                    }
-                    Some(SourceEvent::Fatal(e)) => { result = Err(BridgeError::Tdengine(e)); break; }
-                    None => { result = Err(BridgeError::Tdengine("the TMQ source task ended".into())); break; }
-                },
-                ev = sink.next_event() => match ev {
-                    Some(SinkEvent::Connected { session: s, session_present }) => {
-                        session = s;
-                        stats.mqtt_connects.fetch_add(1, Relaxed);
-                        if !session_present {
-                            let n = ledger.on_session_lost();
-                            if n > 0 {
-                                tracing::info!(n, "re-sending publishes the lost session did not acknowledge");
-                            }
-                            stats.resent.fetch_add(n as u64, Relaxed);
-                        }
-                    }
-                    Some(SinkEvent::Outgoing(pkid)) => {
-                        let before = ledger.counters().acked;
-                        commit(ledger.on_outgoing(pkid));
-                        stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
-                    }
-                    Some(SinkEvent::Acked(pkid)) => {
-                        let before = ledger.counters().acked;
-                        commit(ledger.on_ack(pkid));
-                        stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
-                    }
-                    Some(SinkEvent::Rejected { pkid, reason }) => {
-                        tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
-                        stats.skip(skip::BROKER_REJECTED, 1);
-                        commit(ledger.on_ack(pkid));
-                    }
-                    Some(SinkEvent::Disconnected { .. }) => {}
-                    Some(SinkEvent::Refused(code)) => { result = Err(BridgeError::MqttRefused(code)); break; }
-                    Some(SinkEvent::Stopped) | None => { result = Err(BridgeError::SinkStopped); break; }
-                },
-            }
-        }
-
+        let result = pipeline(&config, &stats, source_rx, commit_tx, shutdown).await;
         source_task.abort();
-        drop(commit_tx);
         // The commit task ends once it has tried to send everything it was given.
         if tokio::time::timeout(Duration::from_secs(5), commit_task)
             .await
@@ -291,12 +197,131 @@ impl Bridge {
         {
             tracing::warn!("committing offsets did not finish within 5s");
         }
-        sink.shutdown(Duration::from_secs(2)).await;
         let mut summary = stats.snapshot();
-        summary.unacked_at_exit = ledger.unacked();
+        let unacked = result?;
+        summary.unacked_at_exit = unacked;
         tracing::info!(?summary, "bridge stopped");
-        result.map(|_| summary)
+        Ok(summary)
     }
+}
+
+/// The MQTT half of the bridge: consumes source events, publishes, and sends the offsets to commit to
+/// `commit_tx` (closed on return). Returns how many publishes were still unacknowledged at the end.
+///
+/// [`Bridge::run`] feeds it from the TMQ source; tests can feed it [`SourceEvent`]s directly.
+pub async fn pipeline(
+    config: &BridgeConfig,
+    stats: &Stats,
+    mut source_rx: mpsc::Receiver<SourceEvent>,
+    commit_tx: mpsc::UnboundedSender<(Arc<str>, i32, i64)>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<usize, BridgeError> {
+    let target = &config.target;
+    let mut sink = Sink::start(target);
+    let mut ledger: Ledger<Publish> = Ledger::new();
+    let mut encoder = Encoder::new();
+    let mut session = 0u64;
+    let mut stopping = false;
+    let shutdown_deadline = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(shutdown_deadline, shutdown);
+    let mut result = Ok(());
+
+    let commit = |actions: Vec<Action>| {
+        if target.commit == CommitMode::AfterAck {
+            for Action::Commit {
+                topic,
+                vgroup_id,
+                offset,
+            } in actions
+            {
+                let _ = commit_tx.send((topic, vgroup_id, offset));
+            }
+        }
+    };
+
+    loop {
+        // Hand queued publishes to the client while its queue has room and the session is open.
+        while ledger.handed_len() < sink.capacity() {
+            let Some(p) = ledger.peek_to_send() else { break };
+            match sink.try_publish(session, &p.topic, &p.payload) {
+                Ok(true) => {
+                    ledger.mark_handed();
+                    stats.published.fetch_add(1, Relaxed);
+                }
+                Ok(false) => break,
+                Err(_) => {
+                    result = Err(BridgeError::SinkStopped);
+                    break;
+                }
+            }
+        }
+        if result.is_err() || (stopping && ledger.unacked() == 0) {
+            break;
+        }
+        let room = ledger.unacked() < target.window;
+        tokio::select! {
+            _ = &mut shutdown, if !stopping => {
+                tracing::info!(unacked = ledger.unacked(), "shutting down: polling stopped, waiting for acks");
+                stopping = true;
+                source_rx.close();
+                shutdown_deadline.as_mut().reset(tokio::time::Instant::now() + config.shutdown_timeout);
+            }
+            _ = &mut shutdown_deadline, if stopping => {
+                tracing::warn!(unacked = ledger.unacked(), "shutdown deadline passed with publishes unacknowledged");
+                break;
+            }
+            ev = source_rx.recv(), if !stopping && room => match ev {
+                Some(SourceEvent::Message(msg)) => {
+                    if target.commit == CommitMode::BeforeAck {
+                        let _ = commit_tx.send((msg.topic.clone(), msg.vgroup_id, msg.position));
+                    }
+                    let actions = on_message(config, stats, &mut encoder, &mut ledger, msg);
+                    commit(actions);
+                }
+                Some(SourceEvent::Subscribed { .. }) => { stats.tmq_subscribes.fetch_add(1, Relaxed); }
+                Some(SourceEvent::Lost { error, retry_in }) => {
+                    stats.tmq_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
+                }
+                Some(SourceEvent::Fatal(e)) => { result = Err(BridgeError::Tdengine(e)); break; }
+                None => { result = Err(BridgeError::Tdengine("the TMQ source ended".into())); break; }
+            },
+            ev = sink.next_event() => match ev {
+                Some(SinkEvent::Connected { session: s, session_present }) => {
+                    session = s;
+                    stats.mqtt_connects.fetch_add(1, Relaxed);
+                    if !session_present {
+                        let n = ledger.on_session_lost();
+                        if n > 0 {
+                            tracing::info!(n, "re-sending publishes the lost session did not acknowledge");
+                        }
+                        stats.resent.fetch_add(n as u64, Relaxed);
+                    }
+                }
+                Some(SinkEvent::Outgoing(pkid)) => {
+                    let before = ledger.counters().acked;
+                    commit(ledger.on_outgoing(pkid));
+                    stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
+                }
+                Some(SinkEvent::Acked(pkid)) => {
+                    let before = ledger.counters().acked;
+                    commit(ledger.on_ack(pkid));
+                    stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
+                }
+                Some(SinkEvent::Rejected { pkid, reason }) => {
+                    tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
+                    stats.skip(skip::BROKER_REJECTED, 1);
+                    commit(ledger.on_ack(pkid));
+                }
+                Some(SinkEvent::Disconnected { .. }) => { stats.mqtt_failures.fetch_add(1, Relaxed); }
+                Some(SinkEvent::Refused(code)) => { result = Err(BridgeError::MqttRefused(code)); break; }
+                Some(SinkEvent::Stopped) | None => { result = Err(BridgeError::SinkStopped); break; }
+            },
+        }
+    }
+    drop(commit_tx);
+    sink.shutdown(Duration::from_secs(2)).await;
+    result.map(|_| ledger.unacked())
 }
 
 /// Runs a bridge until `shutdown` resolves. Shorthand for `Bridge::new(config).run(shutdown)`.
