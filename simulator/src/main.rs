@@ -69,6 +69,7 @@ fn main() -> std::process::ExitCode {
                     server_version,
                     user,
                     password,
+                    ..TdConfig::default()
                 };
                 run_tdengine(config).await.map_err(cli::Exit::from)
             }

@@ -127,6 +127,7 @@ impl WorldArgs {
                 server_version: self.server_version.clone(),
                 user: self.user.clone(),
                 password: self.password.clone(),
+                ..TdConfig::default()
             },
             broker: BrokerConfig {
                 v4_listen: Some(self.mqtt_listen),

@@ -16,7 +16,9 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::faults::Faults;
 use super::store::Store;
+use super::tmq::{StoreBackend, Tmq, TmqConfig};
 use session::{Reply, SqlSession};
 
 /// How a stand-in presents itself.
@@ -28,6 +30,8 @@ pub struct TdConfig {
     pub server_version: String,
     pub user: String,
     pub password: String,
+    /// TMQ settings (row cap per message, session timeout, …).
+    pub tmq: TmqConfig,
 }
 
 impl Default for TdConfig {
@@ -37,6 +41,7 @@ impl Default for TdConfig {
             server_version: "3.3.0.0".into(),
             user: "root".into(),
             password: "taosdata".into(),
+            tmq: TmqConfig::default(),
         }
     }
 }
@@ -81,6 +86,10 @@ pub struct ServerCtx {
     /// Bumped by [`TdServer::drop_connections`]: handlers close their socket, storage stays (an adapter
     /// restart as clients see it).
     pub kick: watch::Receiver<u64>,
+    /// TMQ state: consumer groups, committed offsets.
+    pub tmq: Arc<Tmq>,
+    /// Fault hooks (stall replies, fail calls).
+    pub faults: Arc<Faults>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +109,8 @@ pub struct TdServer {
     store: Arc<Store>,
     config: Arc<TdConfig>,
     shutdown: watch::Sender<bool>,
-    kick: watch::Sender<u64>,
+    faults: Arc<Faults>,
+    tmq: Arc<Tmq>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -124,13 +134,23 @@ impl TdServer {
             source,
         })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (kick, kick_rx) = watch::channel(0);
+        let faults = Arc::new(Faults::default());
+        let backend = StoreBackend::new(
+            store.clone(),
+            &config.user,
+            &config.password,
+            &config.server_version,
+        );
+        let tmq = Tmq::new(Arc::new(backend), config.tmq.clone(), faults.clone());
+        store.set_tmq_info(tmq.clone());
         let config = Arc::new(config);
         let ctx = ServerCtx {
             store: store.clone(),
             config: config.clone(),
             shutdown: shutdown_rx,
-            kick: kick_rx,
+            kick: faults.dropped(),
+            tmq: tmq.clone(),
+            faults: faults.clone(),
         };
         let task = tokio::spawn(accept_loop(listener, ctx));
         tracing::info!(%addr, version = %config.server_version, "TDengine stand-in listening");
@@ -139,7 +159,8 @@ impl TdServer {
             store,
             config,
             shutdown,
-            kick,
+            faults,
+            tmq,
             task: Some(task),
         })
     }
@@ -161,9 +182,26 @@ impl TdServer {
         &self.config
     }
 
-    /// Closes every open WebSocket connection (SQL and TMQ) while keeping storage and the listener.
+    /// Closes every open WebSocket connection (SQL and TMQ) while keeping storage, topics, committed
+    /// offsets and the listener (an adapter restart as clients see it).
     pub fn drop_connections(&self) {
-        self.kick.send_modify(|k| *k += 1);
+        self.faults.drop_connections();
+    }
+
+    /// Holds back every reply (SQL and TMQ) until `duration` from now has passed.
+    pub fn stall_replies(&self, duration: std::time::Duration) {
+        self.faults.stall_replies(duration);
+    }
+
+    /// Makes the next `n` TMQ calls (except `fetch_block`, which must be answered in binary) fail with
+    /// TDengine error `code`.
+    pub fn fail_next(&self, n: u32, code: i32) {
+        self.faults.fail_next(n, code);
+    }
+
+    /// The TMQ state (consumer groups, committed offsets).
+    pub fn tmq(&self) -> &Arc<Tmq> {
+        &self.tmq
     }
 
     /// Stops accepting, closes every connection, and waits for the accept loop to end.
@@ -274,6 +312,7 @@ async fn serve_sql(mut ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: Se
                 return;
             }
         };
+        ctx.faults.stall().await;
         let sent = match reply {
             Some(Reply::Text(t)) => ws.send(Message::text(t)).await,
             Some(Reply::Binary(b)) => ws.send(Message::binary(b)).await,
