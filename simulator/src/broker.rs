@@ -19,6 +19,9 @@
 //! - it delivers at the **subscription's** QoS, not min(publish QoS, granted QoS): a QoS 1 publish
 //!   reaches a QoS 2 subscriber at QoS 2;
 //! - MQTT 3.1 (`MQIsdp`) is not spoken, and each listener speaks exactly one protocol version;
+//! - a 5.0 PUBLISH that carries properties, routed to a 3.1.1 subscriber, panics that subscriber's
+//!   connection task (`unreachable!` in rumqttd's v4 writer): the subscriber is disconnected and the
+//!   message lost. Subscribe with the publisher's protocol version;
 //! - wrong credentials drop the connection **before any CONNACK** (no return code 4/5); this module
 //!   counts those rejections ([`EmbeddedBroker::auth_failures`]) so a test can still see them;
 //! - keep-alive 0 is rejected; outgoing inflight is fixed at 100; sessions live in memory only.

@@ -192,8 +192,9 @@ impl World {
         )
     }
 
-    /// The configured MQTT version if the broker listens for it, else the one it listens for.
-    fn suggested_version(&self) -> MqttVersion {
+    /// The MQTT version of the suggested bridge DSN: the configured one if the broker listens for
+    /// it, else the one it listens for. Subscribe with the same version (see [`crate::broker`]).
+    pub fn suggested_version(&self) -> MqttVersion {
         let wanted = self.config.mqtt_version;
         if self.broker.addr(wanted).is_some() {
             wanted

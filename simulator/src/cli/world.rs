@@ -162,6 +162,10 @@ pub async fn run(args: WorldArgs) -> Result<(), Exit> {
     println!("topic: {} (database {})", world.config().topic, world.config().db);
     println!("bridge: {}", world.bridge_command());
     println!("subscribe: {}", world.subscribe_filter());
+    if let Some(url) = world.broker().redacted_url(world.suggested_version()) {
+        // rumqttd 0.20 cannot forward a 5.0 publish with properties to a 3.1.1 subscriber.
+        println!("subscribe-on: {url}");
+    }
     if let Some(fleet) = &world.config().fleet {
         println!(
             "fleet: {} meters, {} rows/s, seed {}, start {} ms",
