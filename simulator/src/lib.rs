@@ -3,4 +3,6 @@
 //! - [`tdengine`]: a TDengine stand-in speaking taosAdapter's WebSocket protocol (SQL and TMQ), so that the
 //!   unchanged official `taos` client works against it.
 
+pub mod mosquitto;
 pub mod tdengine;
+pub mod tls;
