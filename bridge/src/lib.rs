@@ -1,3 +1,4 @@
 //! tmq2mqtt: publish TDengine TMQ subscriptions to MQTT.
 
+#[cfg(unix)]
 pub mod mqtt31;

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
-use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS};
 use simulator::mosquitto::{Mosquitto, TlsListener};
 use simulator::tls::TestPki;
@@ -251,16 +249,8 @@ async fn unreachable_broker_is_reported_with_its_cause() {
     );
 }
 
-fn trusting(ca_pem: &str) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    Arc::new(
-        ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+fn trusting(ca_pem: &str) -> Arc<rumqttc::tokio_rustls::rustls::ClientConfig> {
+    simulator::tls::client_config(ca_pem, None).unwrap()
 }
 
 #[tokio::test]
@@ -295,5 +285,75 @@ async fn tls_to_the_broker_verifies_its_certificate() {
     assert!(
         err.contains("TLS handshake") && err.contains("UnknownIssuer"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn reconnects_through_the_shim_after_a_broker_restart() {
+    let mut broker = Mosquitto::builder().verbose_log(true).start().unwrap();
+    let shim = Mqtt31Shim::start(Upstream::tcp(broker.host(), broker.port())).unwrap();
+    let mut options = shim.mqtt_options("survivor").unwrap();
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let first = timeout(DEADLINE, eventloop.poll()).await.unwrap();
+    assert!(
+        matches!(first, Ok(Event::Incoming(Packet::ConnAck(_)))),
+        "{first:?}"
+    );
+
+    broker.restart().unwrap();
+    // The broker's close reaches rumqttc through the shim as an error, not as a hang.
+    timeout(DEADLINE, async { while eventloop.poll().await.is_ok() {} })
+        .await
+        .expect("disconnect noticed");
+    let again = timeout(DEADLINE, eventloop.poll()).await.unwrap();
+    assert!(
+        matches!(again, Ok(Event::Incoming(Packet::ConnAck(_)))),
+        "{again:?}"
+    );
+
+    client
+        .publish("after/restart", QoS::AtLeastOnce, false, "x")
+        .await
+        .unwrap();
+    timeout(DEADLINE, async {
+        while !matches!(
+            eventloop.poll().await.expect("connected"),
+            Event::Incoming(Packet::PubAck(_))
+        ) {}
+    })
+    .await
+    .expect("PUBACK after the reconnect");
+    log_shows(&broker, "as survivor (p1,").await;
+}
+
+#[tokio::test]
+async fn a_vanished_client_triggers_its_last_will() {
+    let broker = Mosquitto::start().unwrap();
+    let mut status = subscriber(&broker, "status/#").await;
+    let shim = Mqtt31Shim::start(Upstream::tcp(broker.host(), broker.port())).unwrap();
+    let mut options = shim.mqtt_options("willing").unwrap();
+    options.set_last_will(rumqttc::LastWill::new(
+        "status/willing",
+        "offline",
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let first = timeout(DEADLINE, eventloop.poll()).await.unwrap();
+    assert!(
+        matches!(first, Ok(Event::Incoming(Packet::ConnAck(_)))),
+        "{first:?}"
+    );
+
+    // No DISCONNECT: the process "crashes", its socket to the shim closes, the shim closes the broker side.
+    drop((client, eventloop));
+    let will = timeout(DEADLINE, status.recv())
+        .await
+        .expect("Last Will in time")
+        .unwrap();
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("status/willing", &b"offline"[..])
     );
 }

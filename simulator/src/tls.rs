@@ -1,22 +1,34 @@
 //! Test certificates generated in-process: a private CA, server certificates for `127.0.0.1`/`localhost`
 //! (valid or already expired) and client certificates, all as PEM.
 //!
+//! [`client_config`] turns the PEM into a rustls client configuration.
+//!
 //! Tests build a fresh [`TestPki`] per broker, so nothing is read from or trusted on the machine, and
 //! a "wrong CA" is simply a second `TestPki`.
+
+use std::sync::Arc;
 
 use chrono::Datelike;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
+use rumqttc::tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-/// Certificate generation failed (rcgen's error, with what was being generated).
+/// Certificate generation or client configuration failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot generate the test {what} certificate: {source}")]
-pub struct TlsError {
-    what: &'static str,
-    #[source]
-    source: rcgen::Error,
+pub enum TlsError {
+    /// rcgen failed, with what was being generated.
+    #[error("cannot generate the test {what} certificate: {source}")]
+    Generate {
+        what: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A PEM input is not a usable certificate or key.
+    #[error("cannot use the {what} PEM: {detail}")]
+    Pem { what: &'static str, detail: String },
 }
 
 /// A certificate and its private key, PEM encoded.
@@ -54,7 +66,7 @@ pub const SERVER_NAMES: [&str; 2] = ["127.0.0.1", "localhost"];
 impl TestPki {
     /// A new CA whose common name is `name` (shows in TLS error messages, so tests can tell CAs apart).
     pub fn new(name: &str) -> Result<Self, TlsError> {
-        let err = |source| TlsError { what: "CA", source };
+        let err = |source| TlsError::Generate { what: "CA", source };
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         params.distinguished_name = distinguished_name(name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -107,7 +119,7 @@ impl TestPki {
         usage: ExtendedKeyUsagePurpose,
         when: Validity,
     ) -> Result<CertAndKey, TlsError> {
-        let err = |source| TlsError { what, source };
+        let err = |source| TlsError::Generate { what, source };
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).map_err(err)?;
         params.distinguished_name = distinguished_name(&names[0]);
@@ -124,6 +136,43 @@ impl TestPki {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// A rustls client configuration trusting only `ca_pem`, optionally presenting a client certificate:
+/// what a bridge or test client needs to talk to a [`TestPki`]-certified broker.
+pub fn client_config(ca_pem: &str, client: Option<&CertAndKey>) -> Result<Arc<ClientConfig>, TlsError> {
+    let pem_err = |what| {
+        move |e: &dyn std::fmt::Display| TlsError::Pem {
+            what,
+            detail: e.to_string(),
+        }
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| pem_err("CA")(&e))?;
+        roots.add(cert).map_err(|e| pem_err("CA")(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Pem {
+            what: "CA",
+            detail: "no certificate in it".into(),
+        });
+    }
+    let builder = ClientConfig::builder().with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some(client) => {
+            let chain = CertificateDer::pem_slice_iter(client.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| pem_err("client certificate")(&e))?;
+            let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes())
+                .map_err(|e| pem_err("client key")(&e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| pem_err("client certificate")(&e))?
+        }
+    };
+    Ok(Arc::new(config))
 }
 
 enum Validity {
