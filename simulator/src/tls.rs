@@ -218,4 +218,13 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn client_configs_accept_our_pem_and_refuse_garbage() {
+        let pki = TestPki::new("test CA").unwrap();
+        client_config(&pki.ca_pem(), None).unwrap();
+        client_config(&pki.ca_pem(), Some(&pki.client_cert("bridge").unwrap())).unwrap();
+        let err = client_config("not a certificate", None).unwrap_err().to_string();
+        assert_eq!(err, "cannot use the CA PEM: no certificate in it");
+    }
 }
