@@ -23,7 +23,10 @@ async fn publish_all(mut options: MqttOptions, qos: QoS, window: u16, nodelay: b
     tokio::spawn(async move {
         let payload = vec![b'x'; PAYLOAD];
         for _ in 0..MESSAGES {
-            client.publish("bench", qos, false, payload.clone()).await.unwrap();
+            client
+                .publish("bench", qos, false, payload.clone())
+                .await
+                .unwrap();
         }
     });
     let mut acked = 0;
@@ -51,7 +54,8 @@ async fn main() {
         for run in 0..3 {
             let options = MqttOptions::new(format!("direct-{run}"), broker.host(), broker.port());
             direct.push(publish_all(options, qos, window, nodelay).await);
-            let shim = Mqtt31Shim::start(Upstream::tcp(broker.host(), broker.port()).nodelay(nodelay)).unwrap();
+            let shim =
+                Mqtt31Shim::start(Upstream::tcp(broker.host(), broker.port()).nodelay(nodelay)).unwrap();
             let options = shim.mqtt_options(format!("shim-{run}")).unwrap();
             shimmed.push(publish_all(options, qos, window, nodelay).await);
         }

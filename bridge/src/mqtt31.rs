@@ -31,6 +31,9 @@ pub const MAX_CLIENT_ID_LEN: usize = 23;
 /// The largest CONNECT the shim buffers (client id, will and credentials); far above any real one.
 pub const MAX_CONNECT_LEN: usize = 64 * 1024;
 
+/// Pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// How long rumqttc may take to send its CONNECT after connecting to the shim.
 const CONNECT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -232,7 +235,11 @@ impl Upstream {
     }
 
     fn addr(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port) // an IPv6 literal
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 
     async fn connect(&self) -> Result<Box<dyn Stream>, Mqtt31Error> {
@@ -316,6 +323,8 @@ impl Mqtt31Shim {
                     Err(e) => {
                         tracing::warn!(error = %e, "MQTT 3.1 shim: accept failed");
                         record(&shared, Mqtt31Error::Local(e));
+                        // Such errors (out of file descriptors) persist for a while: back off, don't spin.
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                         continue;
                     }
                 };
@@ -513,6 +522,12 @@ mod tests {
             rewrite_connect(&[0x10, 2, 0, 9]),
             Err(Mqtt31Error::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn upstream_addresses() {
+        assert_eq!(Upstream::tcp("broker", 1883).addr(), "broker:1883");
+        assert_eq!(Upstream::tcp("::1", 8883).addr(), "[::1]:8883");
     }
 
     #[test]

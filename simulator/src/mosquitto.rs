@@ -190,22 +190,16 @@ impl MosquittoBuilder {
         };
         broker.write_files()?;
         // A free port can be taken between probing it and Mosquitto binding it: try a few.
-        let mut last = None;
-        for _ in 0..3 {
+        let mut attempts = 0;
+        loop {
             broker.port = free_port()?;
+            attempts += 1;
             match broker.spawn_and_wait() {
-                Ok(()) => return Ok(broker),
-                Err(MosquittoError::Exited { output, .. }) if output.contains("Address already in use") => {
-                    last = Some(output)
-                }
-                Err(e) => return Err(e),
+                Err(MosquittoError::Exited { output, .. })
+                    if attempts < 3 && output.contains("Address already in use") => {}
+                result => return result.map(|()| broker),
             }
         }
-        Err(MosquittoError::Exited {
-            port: broker.port,
-            status: ExitStatus::default(),
-            output: last.unwrap_or_default(),
-        })
     }
 }
 
