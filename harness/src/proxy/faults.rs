@@ -109,12 +109,12 @@ impl FaultEngine {
     /// Decides the fate of one packet of `len` bytes.
     pub fn on_packet(&mut self, now: Duration, dir: Direction, kind: Kind, len: usize) -> Decision {
         match dir {
-            Direction::ToBroker => self.to_broker(now, kind, len),
-            Direction::ToClient => self.to_client(kind),
+            Direction::ToBroker => self.toward_broker(now, kind, len),
+            Direction::ToClient => self.toward_client(kind),
         }
     }
 
-    fn to_broker(&mut self, now: Duration, kind: Kind, len: usize) -> Decision {
+    fn toward_broker(&mut self, now: Duration, kind: Kind, len: usize) -> Decision {
         let mut cut_now = false;
         if kind == Kind::Publish {
             self.published += 1;
@@ -153,7 +153,7 @@ impl FaultEngine {
         Decision::Forward
     }
 
-    fn to_client(&mut self, kind: Kind) -> Decision {
+    fn toward_client(&mut self, kind: Kind) -> Decision {
         if !kind.is_publish_ack() {
             return Decision::Forward;
         }
