@@ -4,4 +4,5 @@
 pub mod proxy;
 pub mod recorder;
 pub mod scenario;
+pub mod verdict;
 pub mod wire;

@@ -426,6 +426,9 @@ pub struct Expect {
     /// Override: the number of rows that must arrive (e.g. 0 when nothing may be published).
     #[serde(default)]
     pub rows: Option<u64>,
+    /// Meta event types (`create`, `alter`, `drop`, `delete`) that must arrive, in this order.
+    #[serde(default)]
+    pub meta_events: Vec<String>,
     #[serde(default)]
     pub wire: WireExpect,
 }
@@ -439,6 +442,7 @@ impl Default for Expect {
             subscribers: Vec::new(),
             allowed_losses: Vec::new(),
             rows: None,
+            meta_events: Vec::new(),
             wire: WireExpect::default(),
         }
     }
