@@ -3,6 +3,7 @@
 
 pub mod proxy;
 pub mod recorder;
+pub mod report;
 pub mod scenario;
 pub mod verdict;
 pub mod wire;
