@@ -2,5 +2,9 @@
 //!
 //! - [`tdengine`]: a TDengine stand-in speaking taosAdapter's WebSocket protocol (SQL and TMQ), so that the
 //!   unchanged official `taos` client works against it.
+//! - [`broker`]: rumqttd embedded in-process, with stop/restart for fault injection.
+//! - [`meters`]: a seeded smart-meter fleet writing through the official `taos` client, with a ledger.
 
+pub mod broker;
+pub mod meters;
 pub mod tdengine;
