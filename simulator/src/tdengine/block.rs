@@ -41,11 +41,7 @@ impl BlockBuilder {
                 },
             })
             .collect();
-        Self {
-            types,
-            cols,
-            rows: 0,
-        }
+        Self { types, cols, rows: 0 }
     }
 
     pub fn rows(&self) -> usize {
@@ -187,7 +183,10 @@ mod tests {
 
     #[test]
     fn header_and_null_bitmap() {
-        let fields = [Field::fixed("ts", ColumnType::Timestamp), Field::new("s", ColumnType::VarChar, 8)];
+        let fields = [
+            Field::fixed("ts", ColumnType::Timestamp),
+            Field::new("s", ColumnType::VarChar, 8),
+        ];
         let rows = vec![
             vec![Value::Timestamp(1), Value::VarChar("ab".into())],
             vec![Value::Null, Value::Null],

@@ -70,9 +70,9 @@ impl Expr {
                     CmpOp::Ge => ord != Ordering::Less,
                 })
             }
-            Expr::Between { expr, low, high } => {
-                Some(compare(expr, low, env)? != Ordering::Less && compare(expr, high, env)? != Ordering::Greater)
-            }
+            Expr::Between { expr, low, high } => Some(
+                compare(expr, low, env)? != Ordering::Less && compare(expr, high, env)? != Ordering::Greater,
+            ),
             Expr::In { expr, list } => {
                 let mut unknown = false;
                 for e in list {
@@ -126,7 +126,9 @@ impl Expr {
                     (Expr::Lit(l), Expr::Column(c)) if c == ts => (flip(*op), l),
                     _ => return,
                 };
-                let Some(v) = literal_ts(&lit.value, precision, now) else { return };
+                let Some(v) = literal_ts(&lit.value, precision, now) else {
+                    return;
+                };
                 match op {
                     CmpOp::Eq => {
                         *lo = (*lo).max(v);
@@ -205,9 +207,7 @@ fn operand<'a>(e: &'a Expr, env: &'a Env, ts: bool) -> Option<Key<'a>> {
                 None => Key::Unknown,
             },
             Literal::Str(s) => Key::Str(s),
-            Literal::Now { offset_ns } => {
-                Key::Int(env.now as i128 + offset_ns / ns_per_unit(env.precision))
-            }
+            Literal::Now { offset_ns } => Key::Int(env.now as i128 + offset_ns / ns_per_unit(env.precision)),
         }),
         _ => None,
     }
@@ -264,7 +264,11 @@ pub fn parse_timestamp(s: &str, precision: Precision) -> Option<i64> {
         let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
             .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
             .ok()
-            .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0))?;
+            .or_else(|| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()?
+                    .and_hms_opt(0, 0, 0)
+            })?;
         Local.from_local_datetime(&naive).earliest()?.fixed_offset()
     };
     let ns = dt.timestamp_nanos_opt()? as i128;
@@ -274,8 +278,8 @@ pub fn parse_timestamp(s: &str, precision: Precision) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tdengine::sql::parse;
     use crate::tdengine::sql::ast::Statement;
+    use crate::tdengine::sql::parse;
 
     fn filter(sql: &str) -> Expr {
         let Statement::Select(s) = parse(&format!("select * from t where {sql}")).unwrap().remove(0) else {
@@ -288,7 +292,10 @@ mod tests {
     fn tag_filters() {
         let tags = vec![
             (Field::fixed("groupid", ColumnType::Int), Value::Int(2)),
-            (Field::new("location", ColumnType::VarChar, 24), Value::VarChar("Beijing".into())),
+            (
+                Field::new("location", ColumnType::VarChar, 24),
+                Value::VarChar("Beijing".into()),
+            ),
         ];
         assert!(filter("groupid = 2").matches_tags("d0", &tags));
         assert!(filter("groupid > 1 and location = 'Beijing'").matches_tags("d0", &tags));
@@ -300,8 +307,14 @@ mod tests {
     #[test]
     fn timestamps() {
         let p = Precision::Millisecond;
-        assert_eq!(parse_timestamp("2024-01-01T00:00:00Z", p), Some(1_704_067_200_000));
-        assert_eq!(parse_timestamp("2024-01-01T00:00:00.5+00:00", Precision::Microsecond), Some(1_704_067_200_500_000));
+        assert_eq!(
+            parse_timestamp("2024-01-01T00:00:00Z", p),
+            Some(1_704_067_200_000)
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-01T00:00:00.5+00:00", Precision::Microsecond),
+            Some(1_704_067_200_500_000)
+        );
         let e = filter("ts >= '2024-01-01T00:00:00Z' and ts < 1704067200010");
         assert_eq!(e.ts_bounds("ts", p, 0), (1_704_067_200_000, 1_704_067_200_009));
     }

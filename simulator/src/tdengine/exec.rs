@@ -41,7 +41,9 @@ pub(crate) fn execute(store: &Store, stmt: Statement, current: &mut Option<Strin
 }
 
 fn db_of<'a>(q: &'a QualName, current: &'a Option<String>) -> TdResult<&'a str> {
-    q.db.as_deref().or(current.as_deref()).ok_or_else(TdError::db_not_specified)
+    q.db.as_deref()
+        .or(current.as_deref())
+        .ok_or_else(TdError::db_not_specified)
 }
 
 fn write(cat: &mut Catalog, stmt: Statement, current: &Option<String>) -> TdResult<QueryResult> {
@@ -49,7 +51,11 @@ fn write(cat: &mut Catalog, stmt: Statement, current: &Option<String>) -> TdResu
         Statement::CreateDatabase(c) => create_database(cat, c),
         Statement::DropDatabase { if_exists, name } => {
             if !cat.dbs.contains_key(&name) {
-                return if if_exists { Ok(QueryResult::affected(0)) } else { Err(TdError::db_not_exist(&name)) };
+                return if if_exists {
+                    Ok(QueryResult::affected(0))
+                } else {
+                    Err(TdError::db_not_exist(&name))
+                };
             }
             if cat.topics.values().any(|t| t.def.db == name) {
                 return Err(TdError::new(0x03ED, "Topic must be dropped first"));
@@ -60,12 +66,24 @@ fn write(cat: &mut Catalog, stmt: Statement, current: &Option<String>) -> TdResu
             }
             Ok(QueryResult::affected(0))
         }
-        Statement::CreateStable { if_not_exists, name, columns, tags } => {
-            create_stable(cat, db_of(&name, current)?, &name.name, if_not_exists, columns, tags)
-        }
-        Statement::CreateTable { if_not_exists, name, columns } => {
-            create_normal(cat, db_of(&name, current)?, &name.name, if_not_exists, columns)
-        }
+        Statement::CreateStable {
+            if_not_exists,
+            name,
+            columns,
+            tags,
+        } => create_stable(
+            cat,
+            db_of(&name, current)?,
+            &name.name,
+            if_not_exists,
+            columns,
+            tags,
+        ),
+        Statement::CreateTable {
+            if_not_exists,
+            name,
+            columns,
+        } => create_normal(cat, db_of(&name, current)?, &name.name, if_not_exists, columns),
         Statement::CreateChildren(children) => {
             for c in children {
                 let db = db_of(&c.name, current)?.to_string();
@@ -82,23 +100,38 @@ fn write(cat: &mut Catalog, stmt: Statement, current: &Option<String>) -> TdResu
             Ok(QueryResult::affected(0))
         }
         Statement::Insert(tables) => insert(cat, tables, current),
-        Statement::Alter { stable, name, action } => alter(cat, stable, db_of(&name, current)?, &name.name, action),
-        Statement::Drop { stable, if_exists, names } => {
+        Statement::Alter { stable, name, action } => {
+            alter(cat, stable, db_of(&name, current)?, &name.name, action)
+        }
+        Statement::Drop {
+            stable,
+            if_exists,
+            names,
+        } => {
             for n in &names {
                 drop_table(cat, stable, if_exists, db_of(n, current)?, &n.name)?;
             }
             Ok(QueryResult::affected(0))
         }
-        Statement::Delete { table, filter } => delete(cat, db_of(&table, current)?, &table.name, filter.as_ref()),
-        Statement::CreateTopic { if_not_exists, name, with_meta, source, sql } => {
-            create_topic(cat, if_not_exists, name, with_meta, source, sql, current)
+        Statement::Delete { table, filter } => {
+            delete(cat, db_of(&table, current)?, &table.name, filter.as_ref())
         }
+        Statement::CreateTopic {
+            if_not_exists,
+            name,
+            with_meta,
+            source,
+            sql,
+        } => create_topic(cat, if_not_exists, name, with_meta, source, sql, current),
         Statement::DropTopic { if_exists, name } => {
             match cat.topics.get(&name) {
                 None if if_exists => {}
                 None => return Err(topic_not_exist(&name)),
                 Some(t) if t.subscribers > 0 => {
-                    return Err(TdError::new(code::TOPIC_SUBSCRIBED, format!("Topic subscribed cannot be dropped: {name}")))
+                    return Err(TdError::new(
+                        code::TOPIC_SUBSCRIBED,
+                        format!("Topic subscribed cannot be dropped: {name}"),
+                    ))
                 }
                 Some(_) => {
                     cat.topics.remove(&name);
@@ -156,16 +189,25 @@ fn table_exists(name: &str) -> TdError {
 
 fn check_schema(columns: &[Field], tags: &[Field]) -> TdResult<()> {
     if columns.first().map(|c| c.ty) != Some(ColumnType::Timestamp) {
-        return Err(TdError::new(code::INVALID_FIRST_COLUMN, "First column must be timestamp"));
+        return Err(TdError::new(
+            code::INVALID_FIRST_COLUMN,
+            "First column must be timestamp",
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for f in columns.iter().chain(tags) {
         if !seen.insert(f.name.as_str()) || f.name == "tbname" {
-            return Err(TdError::new(code::DUPLICATED_COLUMN, format!("Duplicated column names: {}", f.name)));
+            return Err(TdError::new(
+                code::DUPLICATED_COLUMN,
+                format!("Duplicated column names: {}", f.name),
+            ));
         }
     }
     if columns.iter().any(|c| c.ty == ColumnType::Json) {
-        return Err(TdError::new(0x2605, "Invalid data type: JSON is only allowed as a tag"));
+        return Err(TdError::new(
+            0x2605,
+            "Invalid data type: JSON is only allowed as a tag",
+        ));
     }
     if tags.iter().any(|t| t.ty == ColumnType::Json) && tags.len() > 1 {
         return Err(TdError::new(0x2633, "Only one tag if there is a json tag"));
@@ -173,7 +215,15 @@ fn check_schema(columns: &[Field], tags: &[Field]) -> TdResult<()> {
     Ok(())
 }
 
-fn meta(cat: &Catalog, vgroups: &[i32], db: &str, stable: Option<&str>, table: Option<&str>, kind: MetaKind, json: serde_json::Value) {
+fn meta(
+    cat: &Catalog,
+    vgroups: &[i32],
+    db: &str,
+    stable: Option<&str>,
+    table: Option<&str>,
+    kind: MetaKind,
+    json: serde_json::Value,
+) {
     for &vg in vgroups {
         cat.append(
             vg,
@@ -192,14 +242,24 @@ fn fields_json(fields: &[Field]) -> serde_json::Value {
     fields.iter().map(Field::meta_json).collect()
 }
 
-fn create_stable(cat: &mut Catalog, db: &str, name: &str, if_not_exists: bool, columns: Vec<Field>, tags: Vec<Field>) -> TdResult<QueryResult> {
+fn create_stable(
+    cat: &mut Catalog,
+    db: &str,
+    name: &str,
+    if_not_exists: bool,
+    columns: Vec<Field>,
+    tags: Vec<Field>,
+) -> TdResult<QueryResult> {
     check_schema(&columns, &tags)?;
     let d = cat.db_mut(db)?;
     if d.stables.contains_key(name) {
         return if if_not_exists {
             Ok(QueryResult::affected(0))
         } else {
-            Err(TdError::new(code::STB_ALREADY_EXIST, format!("STable already exists: {name}")))
+            Err(TdError::new(
+                code::STB_ALREADY_EXIST,
+                format!("STable already exists: {name}"),
+            ))
         };
     }
     if d.tables.contains_key(name) {
@@ -220,11 +280,21 @@ fn create_stable(cat: &mut Catalog, db: &str, name: &str, if_not_exists: bool, c
     Ok(QueryResult::affected(0))
 }
 
-fn create_normal(cat: &mut Catalog, db: &str, name: &str, if_not_exists: bool, columns: Vec<Field>) -> TdResult<QueryResult> {
+fn create_normal(
+    cat: &mut Catalog,
+    db: &str,
+    name: &str,
+    if_not_exists: bool,
+    columns: Vec<Field>,
+) -> TdResult<QueryResult> {
     check_schema(&columns, &[])?;
     let d = cat.db_mut(db)?;
     if d.tables.contains_key(name) || d.stables.contains_key(name) {
-        return if if_not_exists { Ok(QueryResult::affected(0)) } else { Err(table_exists(name)) };
+        return if if_not_exists {
+            Ok(QueryResult::affected(0))
+        } else {
+            Err(table_exists(name))
+        };
     }
     let vgroup = d.vgroup_for(name);
     let json = json!({"type": "create", "tableType": "normal", "tableName": name,
@@ -275,7 +345,15 @@ impl PendingChild {
                 created_ms: now_ms(),
             },
         );
-        meta(cat, &[self.vgroup], &self.db, Some(&self.stable), Some(&self.name), MetaKind::Create, json);
+        meta(
+            cat,
+            &[self.vgroup],
+            &self.db,
+            Some(&self.stable),
+            Some(&self.name),
+            MetaKind::Create,
+            json,
+        );
     }
 }
 
@@ -285,7 +363,9 @@ fn tag_json(f: &Field, v: &Value) -> serde_json::Value {
         Value::Null => serde_json::Value::Null,
         Value::VarChar(s) | Value::NChar(s) => json!(format!("\"{s}\"")),
         Value::Json(s) => json!(s),
-        Value::VarBinary(_) | Value::Geometry(_) => json!(format!("\"{}\"", v.to_json().as_str().unwrap_or(""))),
+        Value::VarBinary(_) | Value::Geometry(_) => {
+            json!(format!("\"{}\"", v.to_json().as_str().unwrap_or("")))
+        }
         _ => {
             let _ = f;
             v.to_json()
@@ -293,13 +373,23 @@ fn tag_json(f: &Field, v: &Value) -> serde_json::Value {
     }
 }
 
-fn prepare_child(cat: &Catalog, db: &str, name: &str, using: &Using, now: i64, sql: &str) -> TdResult<PendingChild> {
+fn prepare_child(
+    cat: &Catalog,
+    db: &str,
+    name: &str,
+    using: &Using,
+    now: i64,
+    sql: &str,
+) -> TdResult<PendingChild> {
     let st_db = using.stable.db.as_deref().unwrap_or(db);
     if st_db != db {
         return Err(TdError::new(0x2618, "Corresponding super table not in this db"));
     }
     let d = cat.db(db)?;
-    let st = d.stables.get(&using.stable.name).ok_or_else(|| TdError::table_not_exist(&using.stable.name))?;
+    let st = d
+        .stables
+        .get(&using.stable.name)
+        .ok_or_else(|| TdError::table_not_exist(&using.stable.name))?;
     let mut values = vec![Value::Null; st.tags.len()];
     match &using.tag_names {
         Some(names) => {
@@ -307,9 +397,10 @@ fn prepare_child(cat: &Catalog, db: &str, name: &str, using: &Using, now: i64, s
                 return Err(TdError::new(code::TAGS_NOT_MATCHED, "Tags number not matched"));
             }
             for (n, lit) in names.iter().zip(&using.tags) {
-                let i = st.tags.iter().position(|t| &t.name == n).ok_or_else(|| {
-                    TdError::new(code::INVALID_TAG_NAME, format!("Invalid tag name: {n}"))
-                })?;
+                let i =
+                    st.tags.iter().position(|t| &t.name == n).ok_or_else(|| {
+                        TdError::new(code::INVALID_TAG_NAME, format!("Invalid tag name: {n}"))
+                    })?;
                 values[i] = convert(lit, &st.tags[i], d.precision, now, sql)?;
             }
         }
@@ -349,14 +440,27 @@ fn insert(cat: &mut Catalog, tables: Vec<InsertTable>, current: &Option<String>)
         let (columns, tags, stable, vgroup) = if let Some(tb) = d.tables.get(&t.name.name) {
             (tb.columns.clone(), tb.tags.clone(), tb.stable.clone(), tb.vgroup)
         } else if let Some(p) = creates.iter().find(|p| p.db == db && p.name == t.name.name) {
-            (p.columns.clone(), p.tags.clone(), Some(p.stable.clone()), p.vgroup)
+            (
+                p.columns.clone(),
+                p.tags.clone(),
+                Some(p.stable.clone()),
+                p.vgroup,
+            )
         } else if let Some(using) = &t.using {
             let p = prepare_child(cat, db, &t.name.name, using, now, "")?;
-            let r = (p.columns.clone(), p.tags.clone(), Some(p.stable.clone()), p.vgroup);
+            let r = (
+                p.columns.clone(),
+                p.tags.clone(),
+                Some(p.stable.clone()),
+                p.vgroup,
+            );
             creates.push(p);
             r
         } else if d.stables.contains_key(&t.name.name) {
-            return Err(TdError::new(0x2618, format!("insert into super table {} needs tbname", t.name.name)));
+            return Err(TdError::new(
+                0x2618,
+                format!("insert into super table {} needs tbname", t.name.name),
+            ));
         } else {
             return Err(TdError::table_not_exist(&t.name.name));
         };
@@ -369,12 +473,18 @@ fn insert(cat: &mut Catalog, tables: Vec<InsertTable>, current: &Option<String>)
                         .position(|c| &c.name == n)
                         .ok_or_else(|| TdError::invalid_column(n))?;
                     if m.contains(&i) {
-                        return Err(TdError::new(code::DUPLICATED_COLUMN, format!("Duplicated column names: {n}")));
+                        return Err(TdError::new(
+                            code::DUPLICATED_COLUMN,
+                            format!("Duplicated column names: {n}"),
+                        ));
                     }
                     m.push(i);
                 }
                 if !m.contains(&0) {
-                    return Err(TdError::new(0x2635, "Primary timestamp column should not be null"));
+                    return Err(TdError::new(
+                        0x2635,
+                        "Primary timestamp column should not be null",
+                    ));
                 }
                 m
             }
@@ -385,7 +495,11 @@ fn insert(cat: &mut Catalog, tables: Vec<InsertTable>, current: &Option<String>)
             if lits.len() != mapping.len() {
                 return Err(TdError::new(
                     code::INVALID_COLUMNS_NUM,
-                    format!("Illegal number of columns: {} values for {} columns", lits.len(), mapping.len()),
+                    format!(
+                        "Illegal number of columns: {} values for {} columns",
+                        lits.len(),
+                        mapping.len()
+                    ),
                 ));
             }
             let mut row = vec![Value::Null; columns.len()];
@@ -393,7 +507,10 @@ fn insert(cat: &mut Catalog, tables: Vec<InsertTable>, current: &Option<String>)
                 row[i] = convert(lit, &columns[i], precision, now, "")?;
             }
             if row[0].is_null() {
-                return Err(TdError::new(0x2635, "Primary timestamp column should not be null"));
+                return Err(TdError::new(
+                    0x2635,
+                    "Primary timestamp column should not be null",
+                ));
             }
             rows.push(row);
         }
@@ -439,7 +556,8 @@ fn sort_dedup(rows: &mut Vec<Vec<Value>>) {
     if rows.windows(2).all(|w| ts(&w[0]) < ts(&w[1])) {
         return;
     }
-    let mut keyed: Vec<(i64, usize, Vec<Value>)> = rows.drain(..).enumerate().map(|(i, r)| (ts(&r), i, r)).collect();
+    let mut keyed: Vec<(i64, usize, Vec<Value>)> =
+        rows.drain(..).enumerate().map(|(i, r)| (ts(&r), i, r)).collect();
     keyed.sort_by_key(|(t, i, _)| (*t, *i));
     let mut out: Vec<Vec<Value>> = Vec::with_capacity(keyed.len());
     let mut last_ts = None;
@@ -457,7 +575,10 @@ fn sort_dedup(rows: &mut Vec<Vec<Value>>) {
 fn overflow(lit: &Lit, sql: &str, ty: ColumnType) -> TdError {
     let what = ty.sql_name().to_ascii_lowercase();
     if sql.is_empty() {
-        TdError::new(code::SYNTAX_ERROR, format!("syntax error near position {} ({what} data overflow)", lit.pos))
+        TdError::new(
+            code::SYNTAX_ERROR,
+            format!("syntax error near position {} ({what} data overflow)", lit.pos),
+        )
     } else {
         TdError::syntax(sql, lit.pos, &format!("{what} data overflow"))
     }
@@ -466,7 +587,12 @@ fn overflow(lit: &Lit, sql: &str, ty: ColumnType) -> TdError {
 fn wrong_type(lit: &Lit, f: &Field) -> TdError {
     TdError::new(
         code::WRONG_VALUE_TYPE,
-        format!("Invalid value type at position {} for {} {}", lit.pos, f.name, f.ty.sql_name()),
+        format!(
+            "Invalid value type at position {} for {} {}",
+            lit.pos,
+            f.name,
+            f.ty.sql_name()
+        ),
     )
 }
 
@@ -507,7 +633,12 @@ pub(crate) fn convert(lit: &Lit, f: &Field, precision: Precision, now: i64, sql:
             _ => Err(wrong_type(lit, f)),
         }
     };
-    let too_long = || TdError::new(code::VALUE_TOO_LONG, format!("Value too long for column/tag: {}", f.name));
+    let too_long = || {
+        TdError::new(
+            code::VALUE_TOO_LONG,
+            format!("Value too long for column/tag: {}", f.name),
+        )
+    };
     if lit.value == Literal::Null {
         return Ok(Value::Null);
     }
@@ -543,7 +674,10 @@ pub(crate) fn convert(lit: &Lit, f: &Field, precision: Precision, now: i64, sql:
                 l => literal_ts(l, precision, now),
             };
             Value::Timestamp(v.ok_or_else(|| {
-                TdError::new(0x2635, format!("Incorrect TIMESTAMP value at position {}", lit.pos))
+                TdError::new(
+                    0x2635,
+                    format!("Incorrect TIMESTAMP value at position {}", lit.pos),
+                )
             })?)
         }
         T::VarChar => {
@@ -565,7 +699,10 @@ pub(crate) fn convert(lit: &Lit, f: &Field, precision: Precision, now: i64, sql:
             let parsed: serde_json::Value = serde_json::from_str(&s)
                 .map_err(|_| TdError::new(0x2605, format!("Invalid JSON value for tag {}", f.name)))?;
             if !(parsed.is_object() || parsed.is_null()) {
-                return Err(TdError::new(0x2605, format!("Invalid JSON value for tag {}: not an object", f.name)));
+                return Err(TdError::new(
+                    0x2605,
+                    format!("Invalid JSON value for tag {}: not an object", f.name),
+                ));
             }
             Value::Json(s)
         }
@@ -595,10 +732,19 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
-fn alter(cat: &mut Catalog, stable_kw: bool, db: &str, name: &str, action: AlterAction) -> TdResult<QueryResult> {
+fn alter(
+    cat: &mut Catalog,
+    stable_kw: bool,
+    db: &str,
+    name: &str,
+    action: AlterAction,
+) -> TdResult<QueryResult> {
     let precision = cat.db(db)?.precision;
     let d = cat.db_mut(db)?;
     let is_stable = d.stables.contains_key(name);
@@ -612,33 +758,52 @@ fn alter(cat: &mut Catalog, stable_kw: bool, db: &str, name: &str, action: Alter
         ("super", Some(name.to_string()))
     } else {
         let t = &d.tables[name];
-        (if t.stable.is_some() { "child" } else { "normal" }, t.stable.clone())
+        (
+            if t.stable.is_some() { "child" } else { "normal" },
+            t.stable.clone(),
+        )
     };
     let (columns, tags): (Vec<Field>, Vec<Field>) = if is_stable {
         let s = &d.stables[name];
         (s.columns.to_vec(), s.tags.to_vec())
     } else {
         let t = &d.tables[name];
-        (t.columns.to_vec(), t.tags.iter().map(|(f, _)| f.clone()).collect())
+        (
+            t.columns.to_vec(),
+            t.tags.iter().map(|(f, _)| f.clone()).collect(),
+        )
     };
     let exists = |n: &str| columns.iter().chain(&tags).any(|f| f.name == n);
     let mut alter_json = json!({"type": "alter", "tableType": table_type, "tableName": name});
     // Which tables this touches, and how.
     let children: Vec<String> = if is_stable {
-        d.tables.iter().filter(|(_, t)| t.stable.as_deref() == Some(name)).map(|(n, _)| n.clone()).collect()
+        d.tables
+            .iter()
+            .filter(|(_, t)| t.stable.as_deref() == Some(name))
+            .map(|(n, _)| n.clone())
+            .collect()
     } else {
         vec![name.to_string()]
     };
     match action {
         AlterAction::AddColumn(f) | AlterAction::AddTag(f) if exists(&f.name) => {
-            return Err(TdError::new(code::COLUMN_ALREADY_EXIST, format!("Column already exists: {}", f.name)));
+            return Err(TdError::new(
+                code::COLUMN_ALREADY_EXIST,
+                format!("Column already exists: {}", f.name),
+            ));
         }
         AlterAction::AddColumn(f) => {
             if table_type == "child" {
-                return Err(TdError::new(0x2600, "syntax error: cannot add a column to a child table"));
+                return Err(TdError::new(
+                    0x2600,
+                    "syntax error: cannot add a column to a child table",
+                ));
             }
             if f.ty == ColumnType::Json {
-                return Err(TdError::new(0x2605, "Invalid data type: JSON is only allowed as a tag"));
+                return Err(TdError::new(
+                    0x2605,
+                    "Invalid data type: JSON is only allowed as a tag",
+                ));
             }
             set_alter(&mut alter_json, 5, &f);
             let mut cols = columns.clone();
@@ -656,14 +821,21 @@ fn alter(cat: &mut Catalog, stable_kw: bool, db: &str, name: &str, action: Alter
             }
         }
         AlterAction::DropColumn(n) => {
-            let i = columns.iter().position(|f| f.name == n).ok_or_else(|| {
-                TdError::new(code::COLUMN_NOT_EXIST, format!("Column does not exist: {n}"))
-            })?;
+            let i = columns
+                .iter()
+                .position(|f| f.name == n)
+                .ok_or_else(|| TdError::new(code::COLUMN_NOT_EXIST, format!("Column does not exist: {n}")))?;
             if i == 0 {
-                return Err(TdError::new(0x2600, "syntax error: the timestamp column cannot be dropped"));
+                return Err(TdError::new(
+                    0x2600,
+                    "syntax error: the timestamp column cannot be dropped",
+                ));
             }
             if table_type == "child" {
-                return Err(TdError::new(0x2600, "syntax error: cannot drop a column of a child table"));
+                return Err(TdError::new(
+                    0x2600,
+                    "syntax error: cannot drop a column of a child table",
+                ));
             }
             set_alter(&mut alter_json, 6, &columns[i]);
             let mut cols = columns.clone();
@@ -682,7 +854,10 @@ fn alter(cat: &mut Catalog, stable_kw: bool, db: &str, name: &str, action: Alter
         }
         AlterAction::AddTag(f) => {
             if !is_stable {
-                return Err(TdError::new(0x2600, "syntax error: tags can only be added to a super table"));
+                return Err(TdError::new(
+                    0x2600,
+                    "syntax error: tags can only be added to a super table",
+                ));
             }
             set_alter(&mut alter_json, 1, &f);
             let mut t2 = tags.clone();
@@ -697,14 +872,20 @@ fn alter(cat: &mut Catalog, stable_kw: bool, db: &str, name: &str, action: Alter
         }
         AlterAction::DropTag(n) => {
             if !is_stable {
-                return Err(TdError::new(0x2600, "syntax error: tags can only be dropped from a super table"));
+                return Err(TdError::new(
+                    0x2600,
+                    "syntax error: tags can only be dropped from a super table",
+                ));
             }
             let i = tags
                 .iter()
                 .position(|f| f.name == n)
                 .ok_or_else(|| TdError::new(code::TAG_NOT_EXIST, format!("Tag does not exist: {n}")))?;
             if tags.len() == 1 {
-                return Err(TdError::new(0x2600, "syntax error: a super table needs at least one tag"));
+                return Err(TdError::new(
+                    0x2600,
+                    "syntax error: a super table needs at least one tag",
+                ));
             }
             set_alter(&mut alter_json, 2, &tags[i]);
             let mut t2 = tags.clone();
@@ -719,7 +900,10 @@ fn alter(cat: &mut Catalog, stable_kw: bool, db: &str, name: &str, action: Alter
         }
         AlterAction::SetTag { name: tag, value } => {
             if table_type != "child" {
-                return Err(TdError::new(0x2600, "syntax error: SET TAG applies to a child table"));
+                return Err(TdError::new(
+                    0x2600,
+                    "syntax error: SET TAG applies to a child table",
+                ));
             }
             let i = tags
                 .iter()
@@ -739,9 +923,21 @@ fn alter(cat: &mut Catalog, stable_kw: bool, db: &str, name: &str, action: Alter
             t.tags = Arc::new(tv);
         }
     }
-    let vgroups: Vec<i32> = if is_stable { d.vgroups.clone() } else { vec![d.tables[name].vgroup] };
+    let vgroups: Vec<i32> = if is_stable {
+        d.vgroups.clone()
+    } else {
+        vec![d.tables[name].vgroup]
+    };
     let table = (!is_stable).then_some(name);
-    meta(cat, &vgroups, db, stable_name.as_deref(), table, MetaKind::Alter, alter_json);
+    meta(
+        cat,
+        &vgroups,
+        db,
+        stable_name.as_deref(),
+        table,
+        MetaKind::Alter,
+        alter_json,
+    );
     Ok(QueryResult::affected(0))
 }
 
@@ -770,13 +966,29 @@ fn drop_table(cat: &mut Catalog, stable_kw: bool, if_exists: bool, db: &str, nam
         return Ok(());
     }
     if stable_kw {
-        return if if_exists { Ok(()) } else { Err(TdError::stable_not_exist(name)) };
+        return if if_exists {
+            Ok(())
+        } else {
+            Err(TdError::stable_not_exist(name))
+        };
     }
     let Some(t) = d.tables.remove(name) else {
-        return if if_exists { Ok(()) } else { Err(TdError::table_not_exist(name)) };
+        return if if_exists {
+            Ok(())
+        } else {
+            Err(TdError::table_not_exist(name))
+        };
     };
     let json = json!({"type": "drop", "tableNameList": [name]});
-    meta(cat, &[t.vgroup], db, t.stable.as_deref(), Some(name), MetaKind::Drop, json);
+    meta(
+        cat,
+        &[t.vgroup],
+        db,
+        t.stable.as_deref(),
+        Some(name),
+        MetaKind::Drop,
+        json,
+    );
     Ok(())
 }
 
@@ -785,13 +997,21 @@ fn delete(cat: &mut Catalog, db: &str, name: &str, filter: Option<&Expr>) -> TdR
     let precision = d.precision;
     let now = precision.now();
     let targets: Vec<String> = if d.stables.contains_key(name) {
-        d.tables.iter().filter(|(_, t)| t.stable.as_deref() == Some(name)).map(|(n, _)| n.clone()).collect()
+        d.tables
+            .iter()
+            .filter(|(_, t)| t.stable.as_deref() == Some(name))
+            .map(|(n, _)| n.clone())
+            .collect()
     } else if d.tables.contains_key(name) {
         vec![name.to_string()]
     } else {
         return Err(TdError::table_not_exist(name));
     };
-    let ts_name = if let Some(s) = d.stables.get(name) { s.columns[0].name.clone() } else { d.tables[name].columns[0].name.clone() };
+    let ts_name = if let Some(s) = d.stables.get(name) {
+        s.columns[0].name.clone()
+    } else {
+        d.tables[name].columns[0].name.clone()
+    };
     let (lo, hi) = filter.map_or((i64::MIN, i64::MAX), |f| f.ts_bounds(&ts_name, precision, now));
     let mut deleted = 0;
     let mut vgroups = std::collections::BTreeSet::new();
@@ -801,7 +1021,14 @@ fn delete(cat: &mut Catalog, db: &str, name: &str, filter: Option<&Expr>) -> TdR
         let before = t.rows.len();
         let (cols, tags) = (t.columns.clone(), t.tags.clone());
         t.rows.retain(|_, row| {
-            let env = Env { table: tn, tags: &tags, columns: &cols, row: Some(row), precision, now };
+            let env = Env {
+                table: tn,
+                tags: &tags,
+                columns: &cols,
+                row: Some(row),
+                precision,
+                now,
+            };
             filter.is_some_and(|f| f.eval(&env) != Some(true))
         });
         deleted += before - t.rows.len();
@@ -815,7 +1042,15 @@ fn delete(cat: &mut Catalog, db: &str, name: &str, filter: Option<&Expr>) -> TdR
         Some(t) => (t.stable.clone(), Some(name)),
         None => (Some(name.to_string()), None),
     };
-    meta(cat, &vgroups, db, stable.as_deref(), table, MetaKind::Delete, json);
+    meta(
+        cat,
+        &vgroups,
+        db,
+        stable.as_deref(),
+        table,
+        MetaKind::Delete,
+        json,
+    );
     Ok(QueryResult::affected(deleted))
 }
 
@@ -832,7 +1067,10 @@ fn create_topic(
         return if if_not_exists {
             Ok(QueryResult::affected(0))
         } else {
-            Err(TdError::new(code::TOPIC_ALREADY_EXIST, format!("Topic already exists: {name}")))
+            Err(TdError::new(
+                code::TOPIC_ALREADY_EXIST,
+                format!("Topic already exists: {name}"),
+            ))
         };
     }
     let (db, kind) = match source {
@@ -845,21 +1083,31 @@ fn create_topic(
             if !cat.db(&db)?.stables.contains_key(&st.name) {
                 return Err(TdError::stable_not_exist(&st.name));
             }
-            (db, TopicKind::Stable { name: st.name, filter })
+            (
+                db,
+                TopicKind::Stable {
+                    name: st.name,
+                    filter,
+                },
+            )
         }
         TopicSource::Query { items, from, filter } => {
             let db = db_of(&from, current)?.to_string();
             let d = cat.db(&db)?;
-            let (columns, tags, is_stable): (Vec<Field>, Vec<Field>, bool) = if let Some(s) = d.stables.get(&from.name) {
-                (s.columns.to_vec(), s.tags.to_vec(), true)
-            } else if let Some(t) = d.tables.get(&from.name) {
-                if t.stable.is_some() {
-                    return Err(TdError::new(code::INVALID_TOPIC_QUERY, "Invalid topic query: select from a super table or a normal table"));
-                }
-                (t.columns.to_vec(), vec![], false)
-            } else {
-                return Err(TdError::table_not_exist(&from.name));
-            };
+            let (columns, tags, is_stable): (Vec<Field>, Vec<Field>, bool) =
+                if let Some(s) = d.stables.get(&from.name) {
+                    (s.columns.to_vec(), s.tags.to_vec(), true)
+                } else if let Some(t) = d.tables.get(&from.name) {
+                    if t.stable.is_some() {
+                        return Err(TdError::new(
+                            code::INVALID_TOPIC_QUERY,
+                            "Invalid topic query: select from a super table or a normal table",
+                        ));
+                    }
+                    (t.columns.to_vec(), vec![], false)
+                } else {
+                    return Err(TdError::table_not_exist(&from.name));
+                };
             let mut projection = Vec::new();
             let mut fields = Vec::new();
             for item in items {
@@ -871,7 +1119,10 @@ fn create_topic(
                         }
                     }
                     SelectItem::Count(_) => {
-                        return Err(TdError::new(code::INVALID_TOPIC_QUERY, "Invalid topic query: aggregates are not allowed"))
+                        return Err(TdError::new(
+                            code::INVALID_TOPIC_QUERY,
+                            "Invalid topic query: aggregates are not allowed",
+                        ))
                     }
                     SelectItem::Column { name: col, alias } => {
                         let mut f = if col.eq_ignore_ascii_case("tbname") {
@@ -892,13 +1143,29 @@ fn create_topic(
                     }
                 }
             }
-            (db, TopicKind::Query { projection, fields, table: from.name, is_stable, filter })
+            (
+                db,
+                TopicKind::Query {
+                    projection,
+                    fields,
+                    table: from.name,
+                    is_stable,
+                    filter,
+                },
+            )
         }
     };
     cat.topics.insert(
         name.clone(),
         TopicEntry {
-            def: TopicDef { name, db, kind, with_meta, sql, created_ms: now_ms() },
+            def: TopicDef {
+                name,
+                db,
+                kind,
+                with_meta,
+                sql,
+                created_ms: now_ms(),
+            },
             subscribers: 0,
         },
     );
@@ -919,15 +1186,24 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
     let precision = d.precision;
     let now = precision.now();
     let name = &sel.from.name;
-    let (columns, tag_fields, tables): (Arc<Vec<Field>>, Vec<Field>, Vec<(&String, &Table)>) = if let Some(s) = d.stables.get(name) {
-        let mut ts: Vec<_> = d.tables.iter().filter(|(_, t)| t.stable.as_deref() == Some(name)).collect();
-        ts.sort_by(|a, b| a.0.cmp(b.0));
-        (s.columns.clone(), s.tags.to_vec(), ts)
-    } else if let Some((n, t)) = d.tables.get_key_value(name) {
-        (t.columns.clone(), t.tags.iter().map(|(f, _)| f.clone()).collect(), vec![(n, t)])
-    } else {
-        return Err(TdError::table_not_exist(name));
-    };
+    let (columns, tag_fields, tables): (Arc<Vec<Field>>, Vec<Field>, Vec<(&String, &Table)>) =
+        if let Some(s) = d.stables.get(name) {
+            let mut ts: Vec<_> = d
+                .tables
+                .iter()
+                .filter(|(_, t)| t.stable.as_deref() == Some(name))
+                .collect();
+            ts.sort_by(|a, b| a.0.cmp(b.0));
+            (s.columns.clone(), s.tags.to_vec(), ts)
+        } else if let Some((n, t)) = d.tables.get_key_value(name) {
+            (
+                t.columns.clone(),
+                t.tags.iter().map(|(f, _)| f.clone()).collect(),
+                vec![(n, t)],
+            )
+        } else {
+            return Err(TdError::table_not_exist(name));
+        };
     let is_stable = d.stables.contains_key(name);
     let mut outs = Vec::new();
     let mut fields = Vec::new();
@@ -952,7 +1228,12 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
                 }
                 count = Some(match col {
                     None => None,
-                    Some(c) => Some(columns.iter().position(|f| &f.name == c).ok_or_else(|| TdError::invalid_column(c))?),
+                    Some(c) => Some(
+                        columns
+                            .iter()
+                            .position(|f| &f.name == c)
+                            .ok_or_else(|| TdError::invalid_column(c))?,
+                    ),
                 });
             }
             SelectItem::Column { name: col, alias } => {
@@ -974,12 +1255,22 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
         }
     }
     if let Some((col, _)) = &sel.order_by {
-        if col != &columns[0].name && !fields.iter().any(|f| &f.name == col && f.ty == ColumnType::Timestamp) {
-            return Err(TdError::new(0x2600, "syntax error: the stand-in orders by the timestamp column only"));
+        if col != &columns[0].name
+            && !fields
+                .iter()
+                .any(|f| &f.name == col && f.ty == ColumnType::Timestamp)
+        {
+            return Err(TdError::new(
+                0x2600,
+                "syntax error: the stand-in orders by the timestamp column only",
+            ));
         }
     }
     let ts_name = &columns[0].name;
-    let (lo, hi) = sel.filter.as_ref().map_or((i64::MIN, i64::MAX), |f| f.ts_bounds(ts_name, precision, now));
+    let (lo, hi) = sel
+        .filter
+        .as_ref()
+        .map_or((i64::MIN, i64::MAX), |f| f.ts_bounds(ts_name, precision, now));
     let mut counted = 0usize;
     let mut rows: Vec<(i64, Vec<Value>)> = Vec::new();
     if lo <= hi {
@@ -987,7 +1278,14 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
             let tag_vals = &t.tags;
             for (ts, row) in t.rows.range(lo..=hi) {
                 if let Some(f) = &sel.filter {
-                    let env = Env { table: tn, tags: tag_vals, columns: &t.columns, row: Some(row), precision, now };
+                    let env = Env {
+                        table: tn,
+                        tags: tag_vals,
+                        columns: &t.columns,
+                        row: Some(row),
+                        precision,
+                        now,
+                    };
                     if f.eval(&env) != Some(true) {
                         continue;
                     }
@@ -1030,8 +1328,18 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
     }
     let offset = sel.offset.unwrap_or(0) as usize;
     let limit = sel.limit.map_or(usize::MAX, |l| l as usize);
-    let rows = rows.into_iter().skip(offset).take(limit).map(|(_, r)| r).collect();
-    Ok(QueryResult { fields, precision, rows, affected_rows: 0 })
+    let rows = rows
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(_, r)| r)
+        .collect();
+    Ok(QueryResult {
+        fields,
+        precision,
+        rows,
+        affected_rows: 0,
+    })
 }
 
 fn vc(name: &str, len: u32) -> Field {
@@ -1070,7 +1378,9 @@ pub fn subscription_fields() -> Vec<Field> {
 
 fn show(cat: &Catalog, what: &ShowWhat, current: &Option<String>) -> TdResult<QueryResult> {
     let db_name = |o: &Option<String>| -> TdResult<String> {
-        o.clone().or_else(|| current.clone()).ok_or_else(TdError::db_not_specified)
+        o.clone()
+            .or_else(|| current.clone())
+            .ok_or_else(TdError::db_not_specified)
     };
     let s = |x: &str| Value::VarChar(x.to_string());
     Ok(match what {
@@ -1085,8 +1395,24 @@ fn show(cat: &Catalog, what: &ShowWhat, current: &Option<String>) -> TdResult<Qu
                 Field::fixed("wal_retention_period", ColumnType::Int),
             ];
             let mut rows = vec![
-                vec![s("information_schema"), Value::Null, Value::Null, Value::BigInt(0), Value::Null, s("ms"), Value::Null],
-                vec![s("performance_schema"), Value::Null, Value::Null, Value::BigInt(0), Value::Null, s("ms"), Value::Null],
+                vec![
+                    s("information_schema"),
+                    Value::Null,
+                    Value::Null,
+                    Value::BigInt(0),
+                    Value::Null,
+                    s("ms"),
+                    Value::Null,
+                ],
+                vec![
+                    s("performance_schema"),
+                    Value::Null,
+                    Value::Null,
+                    Value::BigInt(0),
+                    Value::Null,
+                    s("ms"),
+                    Value::Null,
+                ],
             ];
             for d in cat.dbs.values() {
                 rows.push(vec![
@@ -1115,7 +1441,13 @@ fn show(cat: &Catalog, what: &ShowWhat, current: &Option<String>) -> TdResult<Qu
                 .stables
                 .iter()
                 .map(|(n, st)| {
-                    vec![s(n), s(&db), Value::Timestamp(st.created_ms), Value::Int(st.columns.len() as i32), Value::Int(st.tags.len() as i32)]
+                    vec![
+                        s(n),
+                        s(&db),
+                        Value::Timestamp(st.created_ms),
+                        Value::Int(st.columns.len() as i32),
+                        Value::Int(st.tags.len() as i32),
+                    ]
                 })
                 .collect();
             QueryResult::rows(fields, rows)
@@ -1145,7 +1477,11 @@ fn show(cat: &Catalog, what: &ShowWhat, current: &Option<String>) -> TdResult<Qu
                         Value::Int(t.columns.len() as i32),
                         t.stable.as_deref().map_or(Value::Null, s),
                         Value::Int(t.vgroup),
-                        s(if t.stable.is_some() { "CHILD_TABLE" } else { "NORMAL_TABLE" }),
+                        s(if t.stable.is_some() {
+                            "CHILD_TABLE"
+                        } else {
+                            "NORMAL_TABLE"
+                        }),
                     ]
                 })
                 .collect();
@@ -1154,20 +1490,42 @@ fn show(cat: &Catalog, what: &ShowWhat, current: &Option<String>) -> TdResult<Qu
         ShowWhat::Vgroups(db) => {
             let db = db_name(db)?;
             let d = cat.db(&db)?;
-            let fields = vec![Field::fixed("vgroup_id", ColumnType::Int), vc("db_name", 32), Field::fixed("tables", ColumnType::Int)];
+            let fields = vec![
+                Field::fixed("vgroup_id", ColumnType::Int),
+                vc("db_name", 32),
+                Field::fixed("tables", ColumnType::Int),
+            ];
             let rows = d
                 .vgroups
                 .iter()
-                .map(|vg| vec![Value::Int(*vg), s(&db), Value::Int(d.tables.values().filter(|t| t.vgroup == *vg).count() as i32)])
+                .map(|vg| {
+                    vec![
+                        Value::Int(*vg),
+                        s(&db),
+                        Value::Int(d.tables.values().filter(|t| t.vgroup == *vg).count() as i32),
+                    ]
+                })
                 .collect();
             QueryResult::rows(fields, rows)
         }
         ShowWhat::Topics => {
-            let fields = vec![vc("topic_name", 192), vc("db_name", 64), ts_field("create_time"), vc("sql", 1024)];
+            let fields = vec![
+                vc("topic_name", 192),
+                vc("db_name", 64),
+                ts_field("create_time"),
+                vc("sql", 1024),
+            ];
             let rows = cat
                 .topics
                 .values()
-                .map(|t| vec![s(&t.def.name), s(&t.def.db), Value::Timestamp(t.def.created_ms), s(&t.def.sql)])
+                .map(|t| {
+                    vec![
+                        s(&t.def.name),
+                        s(&t.def.db),
+                        Value::Timestamp(t.def.created_ms),
+                        s(&t.def.sql),
+                    ]
+                })
                 .collect();
             QueryResult::rows(fields, rows)
         }
@@ -1181,11 +1539,19 @@ fn describe(cat: &Catalog, name: &QualName, current: &Option<String>) -> TdResul
     let (columns, tags): (Vec<Field>, Vec<Field>) = if let Some(s) = d.stables.get(&name.name) {
         (s.columns.to_vec(), s.tags.to_vec())
     } else if let Some(t) = d.tables.get(&name.name) {
-        (t.columns.to_vec(), t.tags.iter().map(|(f, _)| f.clone()).collect())
+        (
+            t.columns.to_vec(),
+            t.tags.iter().map(|(f, _)| f.clone()).collect(),
+        )
     } else {
         return Err(TdError::table_not_exist(&name.name));
     };
-    let fields = vec![vc("field", 64), vc("type", 32), Field::fixed("length", ColumnType::Int), vc("note", 16)];
+    let fields = vec![
+        vc("field", 64),
+        vc("type", 32),
+        Field::fixed("length", ColumnType::Int),
+        vc("note", 16),
+    ];
     let row = |f: &Field, note: &str| {
         vec![
             Value::VarChar(f.name.clone()),
@@ -1194,10 +1560,18 @@ fn describe(cat: &Catalog, name: &QualName, current: &Option<String>) -> TdResul
             Value::VarChar(note.to_string()),
         ]
     };
-    let rows = columns.iter().map(|f| row(f, "")).chain(tags.iter().map(|f| row(f, "TAG"))).collect();
-    Ok(QueryResult { fields, precision: Precision::Millisecond, rows, affected_rows: 0 })
+    let rows = columns
+        .iter()
+        .map(|f| row(f, ""))
+        .chain(tags.iter().map(|f| row(f, "TAG")))
+        .collect();
+    Ok(QueryResult {
+        fields,
+        precision: Precision::Millisecond,
+        rows,
+        affected_rows: 0,
+    })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1212,8 +1586,16 @@ mod tests {
     fn seed_sql_writes_wal_of_vgroup_2() {
         let store = Store::default();
         run(&store, "create database db vgroups 1").unwrap();
-        run(&store, "create table db.meters (ts timestamp, f1 int) tags(t1 int)").unwrap();
-        run(&store, "create topic topic_meters as select ts, tbname, f1, t1 from db.meters").unwrap();
+        run(
+            &store,
+            "create table db.meters (ts timestamp, f1 int) tags(t1 int)",
+        )
+        .unwrap();
+        run(
+            &store,
+            "create topic topic_meters as select ts, tbname, f1, t1 from db.meters",
+        )
+        .unwrap();
         let r = run(&store, "insert into db.tb using db.meters tags(1) values(now, 1)").unwrap();
         assert_eq!(r.affected_rows, 1);
         assert_eq!(store.database("db").unwrap().vgroups, vec![2]);
@@ -1221,7 +1603,9 @@ mod tests {
         let wal = wal.lock();
         let ops: Vec<_> = wal.read_from(0).map(|e| e.op.clone()).collect();
         assert_eq!(ops.len(), 3, "create stable, create child, insert");
-        let WalOp::Insert(tables) = &ops[2] else { panic!("{:?}", ops[2]) };
+        let WalOp::Insert(tables) = &ops[2] else {
+            panic!("{:?}", ops[2])
+        };
         let topic = store.topic("topic_meters").unwrap();
         let p = topic.project(&tables[0]).unwrap();
         let names: Vec<_> = p.fields.iter().map(|f| f.name.as_str()).collect();
@@ -1239,9 +1623,16 @@ mod tests {
         let store = Store::default();
         run(&store, "create database d2 vgroups 4 precision 'us'").unwrap();
         assert_eq!(store.database("d2").unwrap().vgroups, vec![2, 3, 4, 5]);
-        run(&store, "create stable d2.st (ts timestamp, v tinyint, s varchar(3), n nchar(2)) tags (g int)").unwrap();
+        run(
+            &store,
+            "create stable d2.st (ts timestamp, v tinyint, s varchar(3), n nchar(2)) tags (g int)",
+        )
+        .unwrap();
         run(&store, "create topic t1 with meta as database d2").unwrap();
-        assert_eq!(run(&store, "create topic t1 as database d2").unwrap_err().code, 0x03E0);
+        assert_eq!(
+            run(&store, "create topic t1 as database d2").unwrap_err().code,
+            0x03E0
+        );
         assert_eq!(run(&store, "drop topic nope").unwrap_err().code, 0x03E1);
         store.acquire_topic("t1").unwrap();
         assert_eq!(run(&store, "drop topic t1").unwrap_err().code, 0x03EB);
@@ -1251,14 +1642,47 @@ mod tests {
         for vg in 2..=5 {
             assert_eq!(store.wal(vg).unwrap().lock().last_version(), 1);
         }
-        let e = run(&store, "insert into d2.c1 using d2.st tags(1) values(1, 128, 'a', 'b')").unwrap_err();
+        let e = run(
+            &store,
+            "insert into d2.c1 using d2.st tags(1) values(1, 128, 'a', 'b')",
+        )
+        .unwrap_err();
         assert_eq!(e.code, 0x2600, "{e}");
         assert!(e.message.contains("overflow"), "{e}");
-        assert_eq!(run(&store, "insert into d2.c1 using d2.st tags(1) values(1, 1, 'abcd', 'b')").unwrap_err().code, 0x2610);
-        assert_eq!(run(&store, "insert into d2.c1 using d2.st tags(1) values(1, 1, 'a', '北京人')").unwrap_err().code, 0x2610);
-        assert_eq!(run(&store, "insert into d2.c1 using d2.st tags(1) values(1, 1, 'a')").unwrap_err().code, 0x263F);
-        assert_eq!(run(&store, "insert into d2.nope values(1, 1, 'a', 'b')").unwrap_err().code, 0x2603);
-        assert!(store.tables("d2").unwrap().is_empty(), "failed inserts create nothing");
+        assert_eq!(
+            run(
+                &store,
+                "insert into d2.c1 using d2.st tags(1) values(1, 1, 'abcd', 'b')"
+            )
+            .unwrap_err()
+            .code,
+            0x2610
+        );
+        assert_eq!(
+            run(
+                &store,
+                "insert into d2.c1 using d2.st tags(1) values(1, 1, 'a', '北京人')"
+            )
+            .unwrap_err()
+            .code,
+            0x2610
+        );
+        assert_eq!(
+            run(&store, "insert into d2.c1 using d2.st tags(1) values(1, 1, 'a')")
+                .unwrap_err()
+                .code,
+            0x263F
+        );
+        assert_eq!(
+            run(&store, "insert into d2.nope values(1, 1, 'a', 'b')")
+                .unwrap_err()
+                .code,
+            0x2603
+        );
+        assert!(
+            store.tables("d2").unwrap().is_empty(),
+            "failed inserts create nothing"
+        );
         run(&store, "insert into d2.c1 using d2.st tags(1) values(1, 1, 'a', '北京') (1, 2, 'b', 'x') (0, 3, null, null)").unwrap();
         let r = run(&store, "select * from d2.st order by ts").unwrap();
         assert_eq!(r.rows.len(), 2);

@@ -5,6 +5,7 @@ pub mod block;
 pub mod error;
 pub mod eval;
 pub mod exec;
+pub mod faults;
 pub mod sql;
 pub mod store;
 pub mod tmq;

@@ -179,7 +179,10 @@ impl Catalog {
 
     /// Appends `op` to vgroup `vgroup`'s WAL and returns its version.
     pub(crate) fn append(&self, vgroup: i32, op: WalOp) -> i64 {
-        let vg = self.vgroups.get(&vgroup).expect("every database vgroup is registered");
+        let vg = self
+            .vgroups
+            .get(&vgroup)
+            .expect("every database vgroup is registered");
         vg.wal.lock().append(now_ms(), op)
     }
 }
@@ -322,7 +325,12 @@ impl Store {
     }
 
     pub fn topics(&self) -> Vec<TopicDef> {
-        self.catalog.read().topics.values().map(|t| t.def.clone()).collect()
+        self.catalog
+            .read()
+            .topics
+            .values()
+            .map(|t| t.def.clone())
+            .collect()
     }
 
     /// Registers one more subscriber of `name` (DROP TOPIC then fails with 0x03EB) and returns the topic.

@@ -54,7 +54,9 @@ impl TopicDef {
             TopicKind::Database => true,
             TopicKind::Stable { name, filter } => {
                 rows.stable.as_deref() == Some(name)
-                    && filter.as_ref().is_none_or(|f| f.matches_tags(&rows.table, &rows.tags))
+                    && filter
+                        .as_ref()
+                        .is_none_or(|f| f.matches_tags(&rows.table, &rows.tags))
             }
             TopicKind::Query {
                 table,
@@ -67,7 +69,9 @@ impl TopicDef {
                 } else {
                     rows.stable.is_none() && &rows.table == table
                 };
-                hit && filter.as_ref().is_none_or(|f| f.matches_tags(&rows.table, &rows.tags))
+                hit && filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches_tags(&rows.table, &rows.tags))
             }
         }
     }

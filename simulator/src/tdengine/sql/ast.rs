@@ -25,7 +25,9 @@ pub enum Literal {
     Float(f64),
     Str(String),
     /// `NOW`, `NOW()`, `NOW ± durations`: an offset in nanoseconds from the current time.
-    Now { offset_ns: i128 },
+    Now {
+        offset_ns: i128,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +50,19 @@ pub enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    IsNull { expr: Box<Expr>, negated: bool },
-    Between { expr: Box<Expr>, low: Box<Expr>, high: Box<Expr> },
-    In { expr: Box<Expr>, list: Vec<Expr> },
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
+    Between {
+        expr: Box<Expr>,
+        low: Box<Expr>,
+        high: Box<Expr>,
+    },
+    In {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +134,11 @@ pub enum AlterAction {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TopicSource {
     /// `AS SELECT items FROM table [WHERE filter]`.
-    Query { items: Vec<SelectItem>, from: QualName, filter: Option<Expr> },
+    Query {
+        items: Vec<SelectItem>,
+        from: QualName,
+        filter: Option<Expr>,
+    },
     /// `AS STABLE db.st [WHERE filter]`.
     Stable { name: QualName, filter: Option<Expr> },
     /// `AS DATABASE db`.
@@ -143,19 +159,51 @@ pub enum ShowWhat {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
     CreateDatabase(CreateDatabase),
-    DropDatabase { if_exists: bool, name: String },
+    DropDatabase {
+        if_exists: bool,
+        name: String,
+    },
     Use(String),
     /// `CREATE STABLE` or `CREATE TABLE … TAGS (…)`.
-    CreateStable { if_not_exists: bool, name: QualName, columns: Vec<Field>, tags: Vec<Field> },
-    CreateTable { if_not_exists: bool, name: QualName, columns: Vec<Field> },
+    CreateStable {
+        if_not_exists: bool,
+        name: QualName,
+        columns: Vec<Field>,
+        tags: Vec<Field>,
+    },
+    CreateTable {
+        if_not_exists: bool,
+        name: QualName,
+        columns: Vec<Field>,
+    },
     CreateChildren(Vec<CreateChild>),
     Insert(Vec<InsertTable>),
-    Alter { stable: bool, name: QualName, action: AlterAction },
-    Drop { stable: bool, if_exists: bool, names: Vec<QualName> },
-    Delete { table: QualName, filter: Option<Expr> },
+    Alter {
+        stable: bool,
+        name: QualName,
+        action: AlterAction,
+    },
+    Drop {
+        stable: bool,
+        if_exists: bool,
+        names: Vec<QualName>,
+    },
+    Delete {
+        table: QualName,
+        filter: Option<Expr>,
+    },
     Select(Select),
     Show(ShowWhat),
     Describe(QualName),
-    CreateTopic { if_not_exists: bool, name: String, with_meta: bool, source: TopicSource, sql: String },
-    DropTopic { if_exists: bool, name: String },
+    CreateTopic {
+        if_not_exists: bool,
+        name: String,
+        with_meta: bool,
+        source: TopicSource,
+        sql: String,
+    },
+    DropTopic {
+        if_exists: bool,
+        name: String,
+    },
 }

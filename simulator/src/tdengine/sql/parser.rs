@@ -49,7 +49,11 @@ impl<'a> Parser<'a> {
 
     fn error(&self, reason: &str) -> TdError {
         if self.cur.tok == Tok::End {
-            TdError::syntax(self.sql, self.cur.start, &format!("{reason}: unexpected end of statement"))
+            TdError::syntax(
+                self.sql,
+                self.cur.start,
+                &format!("{reason}: unexpected end of statement"),
+            )
         } else {
             TdError::syntax(self.sql, self.cur.start, reason)
         }
@@ -222,18 +226,19 @@ impl<'a> Parser<'a> {
                             return Err(self.error("expected 'ms', 'us' or 'ns'"));
                         }
                         let s = unquote_str(self.text());
-                        db.precision = Some(Precision::from_sql(&s).ok_or_else(|| {
-                            TdError::new(0x2619, format!("Invalid option precision: {s}"))
-                        })?);
+                        db.precision =
+                            Some(Precision::from_sql(&s).ok_or_else(|| {
+                                TdError::new(0x2619, format!("Invalid option precision: {s}"))
+                            })?);
                         self.advance()?;
                     }
                     "wal_retention_period" => db.wal_retention_period = Some(self.uint()? as i64),
                     // Options the stand-in accepts and ignores (storage tuning).
                     "replica" | "buffer" | "pages" | "page_size" | "keep" | "duration" | "cachemodel"
-                    | "cachesize" | "wal_level" | "wal_fsync_period" | "wal_retention_size"
-                    | "comp" | "minrows" | "maxrows" | "strict" | "single_stable" | "stt_trigger"
-                    | "table_prefix" | "table_suffix" | "tsdb_pagesize" | "wal_roll_period"
-                    | "wal_segment_size" | "schemaless" | "keep_time_offset" => {
+                    | "cachesize" | "wal_level" | "wal_fsync_period" | "wal_retention_size" | "comp"
+                    | "minrows" | "maxrows" | "strict" | "single_stable" | "stt_trigger" | "table_prefix"
+                    | "table_suffix" | "tsdb_pagesize" | "wal_roll_period" | "wal_segment_size"
+                    | "schemaless" | "keep_time_offset" => {
                         self.option_value()?;
                     }
                     _ => return Err(TdError::syntax(self.sql, opt_pos, "unknown database option")),
@@ -345,7 +350,11 @@ impl<'a> Parser<'a> {
             loop {
                 if self.eat_kw("primary")? {
                     self.expect_kw("key")?;
-                } else if self.eat_kw("encode")? || self.eat_kw("compress")? || self.eat_kw("level")? || self.eat_kw("comment")? {
+                } else if self.eat_kw("encode")?
+                    || self.eat_kw("compress")?
+                    || self.eat_kw("level")?
+                    || self.eat_kw("comment")?
+                {
                     self.option_value()?;
                 } else {
                     break;
@@ -366,7 +375,11 @@ impl<'a> Parser<'a> {
         let pos = self.cur.start;
         let mut ty_name = self.text().to_ascii_uppercase();
         self.advance()?;
-        if matches!(ty_name.as_str(), "TINYINT" | "SMALLINT" | "INT" | "INTEGER" | "BIGINT") && self.eat_kw("unsigned")? {
+        if matches!(
+            ty_name.as_str(),
+            "TINYINT" | "SMALLINT" | "INT" | "INTEGER" | "BIGINT"
+        ) && self.eat_kw("unsigned")?
+        {
             ty_name = format!("{} UNSIGNED", if ty_name == "INTEGER" { "INT" } else { &ty_name });
         }
         let ty = ColumnType::from_sql_name(&ty_name)
@@ -609,11 +622,7 @@ impl<'a> Parser<'a> {
         } else {
             return Err(self.error("expected ADD, DROP or SET"));
         };
-        Ok(Statement::Alter {
-            stable,
-            name,
-            action,
-        })
+        Ok(Statement::Alter { stable, name, action })
     }
 
     fn drop(&mut self) -> TdResult<Statement> {
@@ -712,9 +721,7 @@ impl<'a> Parser<'a> {
                 }
                 let alias = if self.eat_kw("as")? {
                     Some(self.ident()?)
-                } else if self.cur.tok == Tok::Quoted
-                    || (self.cur.tok == Tok::Word && !self.is_kw("from"))
-                {
+                } else if self.cur.tok == Tok::Quoted || (self.cur.tok == Tok::Word && !self.is_kw("from")) {
                     Some(self.ident()?)
                 } else {
                     None
@@ -930,9 +937,16 @@ mod tests {
         assert_eq!(s.len(), 4);
         assert!(matches!(&s[1], Statement::CreateStable { tags, .. } if tags.len() == 1));
         match &s[2] {
-            Statement::CreateTopic { sql, source: TopicSource::Query { items, .. }, .. } => {
+            Statement::CreateTopic {
+                sql,
+                source: TopicSource::Query { items, .. },
+                ..
+            } => {
                 assert_eq!(items.len(), 4);
-                assert_eq!(sql, "create topic topic_meters as select ts, tbname, f1, t1 from db.meters");
+                assert_eq!(
+                    sql,
+                    "create topic topic_meters as select ts, tbname, f1, t1 from db.meters"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -109,6 +109,7 @@ struct Member {
     group: String,
     topics: Vec<String>,
     options: ConsumerOptions,
+    joined_ms: i64,
     last_seen_ms: i64,
     last_auto_commit_ms: i64,
     assigned: BTreeMap<(String, VgroupId), Position>,
@@ -130,6 +131,8 @@ pub struct ConsumerInfo {
     pub client_id: Option<String>,
     pub topics: Vec<String>,
     pub assigned: Vec<(String, VgroupId, Position)>,
+    /// When it joined, in the coordinator's clock.
+    pub joined_ms: i64,
 }
 
 /// The consumer-group coordinator of one stand-in server.
@@ -195,6 +198,7 @@ impl Coordinator {
                 group: group.to_string(),
                 topics: unique,
                 options,
+                joined_ms: now_ms,
                 last_seen_ms: now_ms,
                 last_auto_commit_ms: now_ms,
                 assigned: BTreeMap::new(),
@@ -236,8 +240,8 @@ impl Coordinator {
     }
 
     /// Periodic work: removes consumers silent for longer than the session timeout (rebalancing their groups)
-    /// and runs due auto-commits. Returns the expired consumers.
-    pub fn tick(&mut self, now_ms: i64, log: &dyn LogBounds) -> Vec<ConsumerId> {
+    /// and runs due auto-commits. Returns the expired consumers with the topics they subscribed.
+    pub fn tick(&mut self, now_ms: i64, log: &dyn LogBounds) -> Vec<(ConsumerId, Vec<String>)> {
         let mut expired: Vec<ConsumerId> = self
             .members
             .iter()
@@ -245,13 +249,15 @@ impl Coordinator {
             .map(|(id, _)| *id)
             .collect();
         expired.sort_unstable();
-        for id in &expired {
+        let mut gone = Vec::with_capacity(expired.len());
+        for id in expired {
             // An expired consumer does not commit: it is gone, as a crashed client would be.
-            if let Some(member) = self.members.remove(id) {
+            if let Some(member) = self.members.remove(&id) {
                 if let Some(group) = self.groups.get_mut(&member.group) {
-                    group.members.remove(id);
+                    group.members.remove(&id);
                 }
                 self.rebalance(&member.group, log);
+                gone.push((id, member.topics));
             }
         }
         let due: Vec<ConsumerId> = self
@@ -270,7 +276,7 @@ impl Coordinator {
                 m.last_auto_commit_ms = now_ms;
             }
         }
-        expired
+        gone
     }
 
     /// Recomputes the split of every topic subscribed in `group`: per topic, the subscribed consumers sorted
@@ -477,6 +483,19 @@ impl Coordinator {
         }
     }
 
+    /// Every committed offset as (group, topic, vgroup, offset).
+    pub fn committed_offsets(&self) -> Vec<(String, String, VgroupId, i64)> {
+        self.groups
+            .iter()
+            .flat_map(|(g, group)| {
+                group
+                    .committed
+                    .iter()
+                    .map(move |((t, v), o)| (g.clone(), t.clone(), *v, *o))
+            })
+            .collect()
+    }
+
     /// Every live consumer, sorted by id.
     pub fn consumers(&self) -> Vec<ConsumerInfo> {
         let mut all: Vec<ConsumerInfo> = self
@@ -488,6 +507,7 @@ impl Coordinator {
                 client_id: m.options.client_id.clone(),
                 topics: m.topics.clone(),
                 assigned: m.assigned.iter().map(|((t, v), p)| (t.clone(), *v, *p)).collect(),
+                joined_ms: m.joined_ms,
             })
             .collect();
         all.sort_by_key(|c| c.id);
@@ -611,10 +631,10 @@ mod tests {
         let b = c.join("g", &t(), opts(OffsetReset::Earliest), &World, 0).unwrap();
         c.heartbeat(a, 10_000);
         assert!(c.tick(12_000, &World).is_empty());
-        assert_eq!(c.tick(12_001, &World), vec![b]);
+        assert_eq!(c.tick(12_001, &World), vec![(b, t())]);
         assert!(!c.contains(b));
         assert_eq!(vgroups_of(&c, a), vec![2, 3, 4, 5]);
-        assert_eq!(c.tick(22_001, &World), vec![a]);
+        assert_eq!(c.tick(22_001, &World), vec![(a, t())]);
         assert_eq!(c.subscribers("t"), 0);
     }
 

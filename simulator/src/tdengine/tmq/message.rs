@@ -222,16 +222,28 @@ enum Getter {
 impl Getter {
     fn new(p: &Projection, tr: &TableRows) -> Self {
         match &p.source {
-            Source::Column(name) => tr
-                .columns
-                .iter()
-                .position(|f| f.name.eq_ignore_ascii_case(name))
-                .map_or(Self::Missing, Self::Column),
-            Source::Tag(name) => tr
-                .tags
-                .iter()
-                .position(|(f, _)| f.name.eq_ignore_ascii_case(name))
-                .map_or(Self::Missing, Self::Tag),
+            // A name not found where expected is looked up on the other side too: the SQL layer may
+            // only know select items by name.
+            Source::Column(name) | Source::Tag(name) => {
+                let col = || {
+                    tr.columns
+                        .iter()
+                        .position(|f| f.name.eq_ignore_ascii_case(name))
+                        .map(Self::Column)
+                };
+                let tag = || {
+                    tr.tags
+                        .iter()
+                        .position(|(f, _)| f.name.eq_ignore_ascii_case(name))
+                        .map(Self::Tag)
+                };
+                let found = if matches!(p.source, Source::Column(_)) {
+                    col().or_else(tag)
+                } else {
+                    tag().or_else(col)
+                };
+                found.unwrap_or(Self::Missing)
+            }
             Source::Tbname => Self::Tbname,
         }
     }
