@@ -1174,6 +1174,9 @@ fn create_topic(
 
 // ---- reads -------------------------------------------------------------------------------------------
 
+/// A select's source: columns, tag fields, and the tables read (name, table).
+type SelectSource<'a> = (Arc<Vec<Field>>, Vec<Field>, Vec<(&'a String, &'a Table)>);
+
 enum Out {
     Col(usize),
     Tag(usize),
@@ -1186,24 +1189,23 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
     let precision = d.precision;
     let now = precision.now();
     let name = &sel.from.name;
-    let (columns, tag_fields, tables): (Arc<Vec<Field>>, Vec<Field>, Vec<(&String, &Table)>) =
-        if let Some(s) = d.stables.get(name) {
-            let mut ts: Vec<_> = d
-                .tables
-                .iter()
-                .filter(|(_, t)| t.stable.as_deref() == Some(name))
-                .collect();
-            ts.sort_by(|a, b| a.0.cmp(b.0));
-            (s.columns.clone(), s.tags.to_vec(), ts)
-        } else if let Some((n, t)) = d.tables.get_key_value(name) {
-            (
-                t.columns.clone(),
-                t.tags.iter().map(|(f, _)| f.clone()).collect(),
-                vec![(n, t)],
-            )
-        } else {
-            return Err(TdError::table_not_exist(name));
-        };
+    let (columns, tag_fields, tables): SelectSource = if let Some(s) = d.stables.get(name) {
+        let mut ts: Vec<_> = d
+            .tables
+            .iter()
+            .filter(|(_, t)| t.stable.as_deref() == Some(name))
+            .collect();
+        ts.sort_by(|a, b| a.0.cmp(b.0));
+        (s.columns.clone(), s.tags.to_vec(), ts)
+    } else if let Some((n, t)) = d.tables.get_key_value(name) {
+        (
+            t.columns.clone(),
+            t.tags.iter().map(|(f, _)| f.clone()).collect(),
+            vec![(n, t)],
+        )
+    } else {
+        return Err(TdError::table_not_exist(name));
+    };
     let is_stable = d.stables.contains_key(name);
     let mut outs = Vec::new();
     let mut fields = Vec::new();

@@ -6,6 +6,7 @@ pub mod error;
 pub mod eval;
 pub mod exec;
 pub mod faults;
+pub mod server;
 pub mod sql;
 pub mod store;
 pub mod tmq;
@@ -15,5 +16,6 @@ pub mod wal;
 pub mod wkt;
 
 pub use error::{TdError, TdResult};
+pub use server::{ServerCtx, TdConfig, TdServer};
 pub use store::{DbInfo, QueryResult, StableInfo, Store, TableInfo, TmqInfo};
 pub use topic::{ProjectedRows, TopicDef, TopicKind};

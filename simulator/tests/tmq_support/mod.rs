@@ -1,5 +1,5 @@
-//! Shared helpers of the TMQ integration tests: a stand-in serving `/rest/tmq` on a free port (SQL runs
-//! straight on its store), and a consumer loop over the official client that records what it received.
+//! Shared helpers of the TMQ integration tests: the stand-in on a free port (SQL runs straight on its
+//! store), and a consumer loop over the official client that records what it received.
 
 #![allow(dead_code)]
 
@@ -7,25 +7,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use simulator::tdengine::faults::Faults;
-use simulator::tdengine::tmq::{StoreBackend, Tmq, TmqConfig};
-use simulator::tdengine::{QueryResult, Store, TdResult};
+use simulator::tdengine::tmq::{Tmq, TmqConfig};
+use simulator::tdengine::{QueryResult, Store, TdConfig, TdResult, TdServer};
 use taos::{AsAsyncConsumer, AsyncTBuilder, IsAsyncMeta, MessageSet, Timeout, TmqBuilder};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 
+/// A stand-in server on a free port; SQL runs straight on its store, TMQ through its `/rest/tmq`.
 pub struct Server {
+    pub server: TdServer,
     pub store: Arc<Store>,
     pub tmq: Arc<Tmq>,
     pub port: u16,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
 }
 
 impl Server {
@@ -33,38 +24,18 @@ impl Server {
         Self::with_config(TmqConfig::default()).await
     }
 
-    pub async fn with_config(config: TmqConfig) -> Self {
-        let store = Store::new();
-        let backend = Arc::new(StoreBackend::new(store.clone(), "root", "taosdata", "3.3.0.0"));
-        let tmq = Tmq::new(backend, config, Arc::new(Faults::default()));
-        store.set_tmq_info(tmq.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let serving = tmq.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let tmq = serving.clone();
-                tokio::spawn(async move {
-                    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-                        if req.uri().path() == "/rest/tmq" {
-                            Ok(resp)
-                        } else {
-                            let mut e = ErrorResponse::new(None);
-                            *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
-                            Err(e)
-                        }
-                    };
-                    if let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, check).await {
-                        simulator::tdengine::tmq::serve(ws, tmq).await;
-                    }
-                });
-            }
-        });
-        Self {
-            store,
+    pub async fn with_config(tmq: TmqConfig) -> Self {
+        let server = TdServer::start(TdConfig {
             tmq,
-            port,
-            accept,
+            ..TdConfig::default()
+        })
+        .await
+        .expect("start");
+        Self {
+            store: server.store().clone(),
+            tmq: server.tmq().clone(),
+            port: server.addr().port(),
+            server,
         }
     }
 

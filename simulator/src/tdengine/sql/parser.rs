@@ -719,9 +719,9 @@ impl<'a> Parser<'a> {
                 if self.eat_sym(".")? {
                     name = self.ident()?;
                 }
-                let alias = if self.eat_kw("as")? {
-                    Some(self.ident()?)
-                } else if self.cur.tok == Tok::Quoted || (self.cur.tok == Tok::Word && !self.is_kw("from")) {
+                let implicit_alias =
+                    self.cur.tok == Tok::Quoted || (self.cur.tok == Tok::Word && !self.is_kw("from"));
+                let alias = if self.eat_kw("as")? || implicit_alias {
                     Some(self.ident()?)
                 } else {
                     None

@@ -13,5 +13,5 @@ pub mod store_backend;
 
 pub use backend::TmqBackend;
 pub use server::{SubscriptionInfo, Tmq, TmqConfig};
-pub use session::serve;
+pub use session::{serve, serve_connection};
 pub use store_backend::StoreBackend;

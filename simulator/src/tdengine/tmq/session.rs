@@ -79,9 +79,14 @@ pub struct Session {
     snapshots: HashMap<(String, VgroupId), (i64, Snapshot)>,
 }
 
-/// Serves one `/rest/tmq` WebSocket connection until the client closes it, the connection fails, or the
-/// harness drops every connection.
-pub async fn serve<S>(ws: WebSocketStream<S>, tmq: Arc<Tmq>)
+/// Serves one `/rest/tmq` connection of the stand-in's server.
+pub async fn serve(ws: WebSocketStream<tokio::net::TcpStream>, ctx: crate::tdengine::server::ServerCtx) {
+    serve_connection(ws, ctx.tmq, ctx.shutdown).await
+}
+
+/// Serves one `/rest/tmq` WebSocket connection until the client closes it, the connection fails, the
+/// harness drops every connection, or `shutdown` turns true.
+pub async fn serve_connection<S>(ws: WebSocketStream<S>, tmq: Arc<Tmq>, mut shutdown: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -119,6 +124,10 @@ where
                     break;
                 }
                 Vec::new()
+            }
+            _ = async { drop(shutdown.wait_for(|s| *s).await) } => {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                break;
             }
             _ = drops.changed() => {
                 let _ = sink.send(WsMessage::Close(Some(CloseFrame {
