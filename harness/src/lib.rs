@@ -4,6 +4,7 @@
 pub mod proxy;
 pub mod recorder;
 pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod verdict;
 pub mod wire;
