@@ -36,7 +36,7 @@ pub enum RunningBridge {
         stats: Arc<Stats>,
     },
     Process {
-        child: Child,
+        child: Box<Child>,
         from: String,
         to: String,
         stderr: Arc<Mutex<VecDeque<String>>>,
@@ -69,7 +69,7 @@ impl RunningBridge {
 
     pub fn process(from: &str, to: &str) -> Result<RunningBridge, BridgeStartError> {
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        let child = spawn_child(from, to, stderr.clone())?;
+        let child = Box::new(spawn_child(from, to, stderr.clone())?);
         Ok(RunningBridge::Process {
             child,
             from: from.into(),
@@ -114,7 +114,7 @@ impl RunningBridge {
             ..
         } = self
         {
-            *child = spawn_child(from, to, stderr.clone())?;
+            *child = Box::new(spawn_child(from, to, stderr.clone())?);
         }
         Ok(())
     }

@@ -350,7 +350,7 @@ async fn run_inner(
                 .store()
                 .table(&r.database, &r.table)
                 .ok()
-                .map(|t| t.vgroup as i32);
+                .map(|t| t.vgroup);
         }
     }
 
