@@ -114,7 +114,7 @@ impl RunningBridge {
             ..
         } = self
         {
-            *child = Box::new(spawn_child(from, to, stderr.clone())?);
+            **child = spawn_child(from, to, stderr.clone())?;
         }
         Ok(())
     }
