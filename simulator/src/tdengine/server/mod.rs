@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::faults::Faults;
+use super::net::Conn;
 use super::store::Store;
 use super::tmq::{StoreBackend, Tmq, TmqConfig};
 use session::{Reply, SqlSession};
@@ -227,8 +228,7 @@ async fn accept_loop(listener: TcpListener, ctx: ServerCtx) {
             _ = shutdown.wait_for(|s| *s) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(handle_connection(stream, peer, ctx.clone()));
+                    conns.spawn(handle_connection(Conn::new(stream), peer, ctx.clone()));
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
@@ -255,7 +255,7 @@ fn route(path: &str) -> Option<Route> {
 }
 
 #[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
-async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) {
+async fn handle_connection(stream: Conn, peer: SocketAddr, ctx: ServerCtx) {
     let mut chosen = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         match route(req.uri().path()) {
@@ -284,7 +284,7 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
     }
 }
 
-async fn serve_sql(mut ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: ServerCtx) {
+async fn serve_sql(mut ws: WebSocketStream<Conn>, peer: SocketAddr, ctx: ServerCtx) {
     let mut session = SqlSession::new(ctx.store.clone(), ctx.config.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut kick = ctx.kick.clone();
