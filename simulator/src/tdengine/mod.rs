@@ -6,7 +6,6 @@ pub mod error;
 pub mod eval;
 pub mod exec;
 pub mod faults;
-pub mod net;
 pub mod server;
 pub mod sql;
 pub mod store;

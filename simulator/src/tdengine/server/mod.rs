@@ -5,10 +5,13 @@
 pub mod session;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -17,7 +20,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::faults::Faults;
-use super::net::Conn;
 use super::store::Store;
 use super::tmq::{StoreBackend, Tmq, TmqConfig};
 use session::{Reply, SqlSession};
@@ -134,6 +136,7 @@ impl TdServer {
             addr: config.listen,
             source,
         })?;
+        store.set_server_version(&config.server_version);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let faults = Arc::new(Faults::default());
         let backend = StoreBackend::new(
@@ -228,7 +231,8 @@ async fn accept_loop(listener: TcpListener, ctx: ServerCtx) {
             _ = shutdown.wait_for(|s| *s) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(handle_connection(Conn::new(stream), peer, ctx.clone()));
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(handle_connection(stream, peer, ctx.clone()));
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
@@ -255,7 +259,7 @@ fn route(path: &str) -> Option<Route> {
 }
 
 #[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
-async fn handle_connection(stream: Conn, peer: SocketAddr, ctx: ServerCtx) {
+async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) {
     let mut chosen = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         match route(req.uri().path()) {
@@ -270,7 +274,7 @@ async fn handle_connection(stream: Conn, peer: SocketAddr, ctx: ServerCtx) {
             }
         }
     };
-    let ws = match tokio_tungstenite::accept_hdr_async(stream, callback).await {
+    let ws = match tokio_tungstenite::accept_hdr_async(AckStream(stream), callback).await {
         Ok(ws) => ws,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "websocket handshake failed");
@@ -284,7 +288,7 @@ async fn handle_connection(stream: Conn, peer: SocketAddr, ctx: ServerCtx) {
     }
 }
 
-async fn serve_sql(mut ws: WebSocketStream<Conn>, peer: SocketAddr, ctx: ServerCtx) {
+async fn serve_sql(mut ws: WsStream, peer: SocketAddr, ctx: ServerCtx) {
     let mut session = SqlSession::new(ctx.store.clone(), ctx.config.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut kick = ctx.kick.clone();
@@ -324,6 +328,75 @@ async fn serve_sql(mut ws: WebSocketStream<Conn>, peer: SocketAddr, ctx: ServerC
         }
     }
     let _ = ws.close(None).await;
+}
+
+/// A server-side WebSocket over [`AckStream`]: what connection handlers (SQL and TMQ) get.
+pub type WsStream = WebSocketStream<AckStream>;
+
+/// A TCP stream that acknowledges every read at once instead of delaying the ACK.
+///
+/// The official client writes each WebSocket frame as two writes (header, then payload) without
+/// TCP_NODELAY, so Nagle holds the payload until the header is acknowledged — and Linux delays that ACK by
+/// ~40 ms when no reply carries it. Acknowledging each read keeps a request's latency at the network's
+/// (measured: 45 ms → well under 1 ms per statement).
+pub struct AckStream(pub TcpStream);
+
+impl AckStream {
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+fn ack_now(stream: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+}
+
+impl AsyncRead for AckStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            ack_now(&self.0);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for AckStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
