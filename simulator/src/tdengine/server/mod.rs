@@ -146,7 +146,7 @@ impl TdServer {
             &config.server_version,
         );
         let tmq = Tmq::new(Arc::new(backend), config.tmq.clone(), faults.clone());
-        store.set_tmq_info(tmq.clone());
+        store.set_tmq_info(super::tmq::store_backend::info_provider(&tmq));
         let config = Arc::new(config);
         let ctx = ServerCtx {
             store: store.clone(),
