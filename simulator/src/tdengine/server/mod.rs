@@ -133,6 +133,7 @@ impl TdServer {
             addr: config.listen,
             source,
         })?;
+        store.set_server_version(&config.server_version);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let faults = Arc::new(Faults::default());
         let backend = StoreBackend::new(
