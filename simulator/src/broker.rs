@@ -207,8 +207,12 @@ impl EmbeddedBroker {
         let addr = self.addr(version)?;
         let auth = match &self.config.credentials {
             Some(c) => {
-                let password = if redact { "***" } else { c.password.as_str() };
-                format!("{}:{}@", url_escape(&c.username), url_escape(password))
+                let password = if redact {
+                    "***".to_string()
+                } else {
+                    url_escape(&c.password)
+                };
+                format!("{}:{password}@", url_escape(&c.username))
             }
             None => String::new(),
         };
