@@ -120,11 +120,17 @@ impl Fleet {
             StopAfter::Duration(d) => (None, Instant::now().checked_add(d)),
             StopAfter::Never => (None, None),
         };
-        let plan = Plan::new(config, rows_limit);
+        // A batch holds at most one second's worth of rows, so a slow rate gives a steady trickle
+        // rather than rare bursts.
+        let mut script = config.clone();
+        if let Some(rate) = config.rate.filter(|r| *r > 0.0) {
+            script.batch = config.batch.min(rate.ceil() as usize).max(1);
+        }
+        let plan = Plan::new(&script, rows_limit);
         let mut bucket = config
             .rate
             .filter(|r| *r > 0.0)
-            .map(|r| TokenBucket::new(r, config.batch as f64));
+            .map(|r| TokenBucket::new(r, script.batch as f64));
         let progress = progress_bar(config.progress, rows_limit);
         let mut conn = Connection {
             builder,
@@ -143,9 +149,17 @@ impl Fleet {
             }
             let rows = step.rows();
             if let (Some(bucket), true) = (bucket.as_mut(), rows > 0) {
+                let until_deadline = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = bucket.acquire(rows) => {}
                     _ = &mut shutdown => { report.interrupted = true; break; }
+                    // A slow rate must not carry the run past its duration.
+                    _ = until_deadline => break,
                 }
             }
             // Shutdown is honoured between statements only: a statement once sent is awaited, so
