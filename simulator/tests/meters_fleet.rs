@@ -180,3 +180,30 @@ async fn ledger_file_replays_to_the_same_expected_rows() {
     let taos = client(&server).await;
     assert_eq!(check(&taos, &replayed).await.unwrap(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giving_up_on_a_lost_server_is_an_error_and_the_open_statement_is_unknown() {
+    let server = TdServer::start(TdConfig::default()).await.unwrap();
+    let mut cfg = config(server.dsn(), 3, Chaos::default());
+    cfg.stop = StopAfter::Never;
+    cfg.batch = 10;
+    cfg.retry_for = Duration::from_millis(500);
+    let fleet = Fleet::new(cfg).unwrap();
+    let ledger = fleet.ledger();
+    let run = tokio::spawn(fleet.run(std::future::pending()));
+    let deadline = Instant::now() + DEADLINE;
+    while ledger.lock().rows_written() < 100 {
+        assert!(Instant::now() < deadline, "fleet stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.shutdown().await;
+    let error = timeout(DEADLINE, run).await.unwrap().unwrap().unwrap_err();
+    assert!(error.to_string().contains("unreachable"), "{error}");
+    let ledger = ledger.lock();
+    let last = ledger.entries().last().unwrap();
+    assert_eq!(last.outcome, Outcome::Unknown, "{last:?}");
+    // Exactly the entries of the last statement are unknown.
+    for e in ledger.entries() {
+        assert_eq!(e.outcome == Outcome::Unknown, e.step == last.step, "{e:?}");
+    }
+}

@@ -169,7 +169,17 @@ impl Fleet {
                 break;
             }
             let sql = step.sql(&config.db);
-            let (result, retried) = conn.execute(&sql).await?;
+            let (result, retried) = match conn.execute(&sql).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    // Gave up: whether TDengine applied this statement is unknown; say so.
+                    progress.finish_and_clear();
+                    let mut ledger = self.ledger.lock();
+                    ledger.record_unknown(&step, &error.to_string())?;
+                    ledger.flush()?;
+                    return Err(error);
+                }
+            };
             report.statements += 1;
             if let Err(error) = &result {
                 report.statements_rejected += 1;
