@@ -422,3 +422,31 @@ async fn unknown_actions_get_errors_pings_get_pongs() {
     taos.exec("create database alive").await.unwrap();
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_connections_keeps_storage() {
+    let (server, taos) = start(JSON_PATH).await;
+    taos.exec("create database kept").await.unwrap();
+    server.drop_connections();
+    // The old connection is gone (the 0.12.3 client does not reconnect by itself)…
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while taos.exec("show databases").await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connection still open after drop_connections"
+        );
+        tokio::task::yield_now().await;
+    }
+    // …while a new one sees everything written before.
+    let taos = TaosBuilder::from_dsn(server.dsn())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let dbs = rows(&taos, "show databases").await;
+    assert!(
+        dbs.iter().any(|r| r[0] == Value::VarChar("kept".into())),
+        "{dbs:?}"
+    );
+    server.shutdown().await;
+}
