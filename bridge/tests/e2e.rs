@@ -463,3 +463,30 @@ async fn kill_9_then_restart_resumes_from_the_commit_with_nothing_lost() {
         dups
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topic_and_wrong_password_fail_fast_with_a_clear_error() {
+    let w = World::start().await;
+    w.meters(1, "t");
+    let to = w.to(MqttVersion::V311, "qos=1&client_id=bad&topic=x");
+    let port = w.td.addr().port();
+    for (from, want) in [
+        (w.from("nope", "group.id=bad"), "Topic not exist"),
+        (
+            format!("tmq+ws://root:wrong@127.0.0.1:{port}/t?group.id=bad"),
+            "Authentication failure",
+        ),
+    ] {
+        let config = BridgeConfig::from_dsns(&from, &to).unwrap();
+        let err = tokio::time::timeout(T, Bridge::new(config).run(std::future::pending()))
+            .await
+            .expect("fails fast instead of retrying forever")
+            .expect_err("must fail");
+        let text = err.to_string();
+        assert!(text.contains(want), "{text}");
+        assert!(
+            !text.contains("wrong") && !text.contains("taosdata"),
+            "no password in {text}"
+        );
+    }
+}
