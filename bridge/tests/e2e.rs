@@ -28,6 +28,10 @@ struct World {
 
 impl World {
     async fn start() -> World {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
         let td = TdServer::start(TdConfig::default()).await.expect("stand-in");
         let store = td.store().clone();
         let broker = EmbeddedBroker::start(BrokerConfig::default())
@@ -126,6 +130,30 @@ fn f1_of(m: &Received) -> u32 {
 
 fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
     got.iter().map(f1_of).collect()
+}
+
+/// Collects until every row 0..total was seen (counting what `got` already has); names missing rows.
+async fn collect_all(
+    sub: &mut Subscriber,
+    got: &mut Vec<Received>,
+    total: u32,
+    stats: Option<&tmq2mqtt::Stats>,
+) {
+    let before = distinct_f1(got);
+    let more = sub
+        .try_collect_until(T, |g| before.union(&distinct_f1(g)).count() == total as usize)
+        .await;
+    let failed = more.is_err();
+    got.extend(more.unwrap_or_else(|g| g));
+    if failed {
+        let seen = distinct_f1(got);
+        let missing: Vec<u32> = (0..total).filter(|i| !seen.contains(i)).collect();
+        panic!(
+            "{} rows missing: {missing:?}; bridge: {:?}",
+            missing.len(),
+            stats.map(|s| s.snapshot())
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,10 +398,7 @@ async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
     .await;
     w.broker.restart().await.unwrap();
     sub.wait_subscribed(T).await;
-    got.extend(
-        sub.collect_until(T, |g| distinct_f1(g).range(500..1500).count() == 1000)
-            .await,
-    );
+    collect_all(&mut sub, &mut got, 1500, Some(&run.stats)).await;
     let s = run.stop().await;
     let seen = distinct_f1(&got);
     assert_eq!(seen, (0..1500).collect::<BTreeSet<u32>>(), "{s:?}");
@@ -396,10 +421,7 @@ async fn tdengine_connection_drop_resubscribes_from_the_committed_offset() {
     w.td.drop_connections();
     w.insert(2, 100..200);
     // Rows not yet committed when the connection dropped may come again (at least once).
-    got.extend(
-        sub.collect_until(T, |g| distinct_f1(g).range(100..200).count() == 100)
-            .await,
-    );
+    collect_all(&mut sub, &mut got, 200, Some(&run.stats)).await;
     let s = run.stop().await;
     assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{s:?}");
     assert!(s.tmq_subscribes >= 2 && s.tmq_failures >= 1, "{s:?}");
@@ -434,14 +456,7 @@ async fn kill_9_then_restart_resumes_from_the_commit_with_nothing_lost() {
     child.wait().unwrap();
     w.insert(4, 800..1200);
     let mut child = spawn_bin(&from, &to);
-    got.extend(
-        sub.collect_until(T, |g| {
-            let mut all: BTreeSet<u32> = BTreeSet::new();
-            all.extend(g.iter().map(f1_of));
-            all.range(400..1200).count() == 800
-        })
-        .await,
-    );
+    collect_all(&mut sub, &mut got, 1200, None).await;
     let seen = distinct_f1(&got);
     assert_eq!(seen, (0..1200).collect::<BTreeSet<u32>>());
     // Graceful stop of the second run: SIGTERM → exit 0.
