@@ -93,7 +93,10 @@ struct Running {
 
 impl Running {
     fn start(from: &str, to: &str) -> Running {
-        let config = BridgeConfig::from_dsns(from, to).expect("DSNs");
+        Self::start_config(BridgeConfig::from_dsns(from, to).expect("DSNs"))
+    }
+
+    fn start_config(config: BridgeConfig) -> Running {
         let bridge = Bridge::new(config);
         let stats = bridge.stats();
         let (stop, rx) = oneshot::channel::<()>();
@@ -504,4 +507,69 @@ async fn unknown_topic_and_wrong_password_fail_fast_with_a_clear_error() {
             "no password in {text}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_broker_credentials_are_explained_and_nothing_is_committed() {
+    use simulator::broker::Credentials;
+    let td = TdServer::start(TdConfig::default()).await.unwrap();
+    td.store()
+        .execute("create database db vgroups 1", &mut None)
+        .unwrap();
+    td.store()
+        .execute(
+            "create stable db.meters (ts timestamp, f1 int) tags (t1 int)",
+            &mut None,
+        )
+        .unwrap();
+    td.store()
+        .execute("create topic t as select ts, f1 from db.meters", &mut None)
+        .unwrap();
+    td.store()
+        .execute(
+            "insert into db.d0 using db.meters tags (1) values (1700000000000, 1)",
+            &mut None,
+        )
+        .unwrap();
+    let broker = EmbeddedBroker::start(BrokerConfig {
+        credentials: Some(Credentials {
+            username: "u".into(),
+            password: "right".into(),
+        }),
+        ..BrokerConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = BridgeConfig::from_dsns(
+        &format!(
+            "tmq+ws://root:taosdata@{}/t?group.id=creds&auto.offset.reset=earliest",
+            td.addr()
+        ),
+        &format!(
+            "mqtt://u:wrong@{}?version=3.1.1&qos=1&client_id=creds&topic=x",
+            broker.v4_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    config.shutdown_timeout = Duration::from_secs(1);
+    let run = Running::start_config(config);
+    let stats = run.stats.clone();
+    common::wait_for("two failed attempts", T, || {
+        stats.mqtt_failures.load(std::sync::atomic::Ordering::Relaxed) >= 2
+    })
+    .await;
+    let error = stats.last_error().expect("an error is reported");
+    assert!(
+        error.contains("before CONNACK") && error.contains("credentials"),
+        "{error}"
+    );
+    assert!(!error.contains("wrong"), "no password in {error}");
+    common::wait_for("the row polled", T, || {
+        stats.rows.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+    let mut s = run.stop().await;
+    assert!(s.committed.is_empty(), "nothing may be committed: {s:?}");
+    assert_eq!(std::mem::take(&mut s.unacked_at_exit), 1);
+    assert!(broker.auth_failures() >= 2);
 }
