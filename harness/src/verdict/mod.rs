@@ -438,6 +438,12 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 Severity::Report => deviations.push(msg),
             }
         }
+        if w.pubrel_unanswered_at_close > 0 {
+            deviations.push(format!(
+                "{b}: {} PUBREL(s) unanswered by the broker when it closed the connection (MQTT 4.3.3 wants a PUBCOMP)",
+                w.pubrel_unanswered_at_close
+            ));
+        }
         if !w.pkid_reuse.is_empty() {
             let msg = format!("{b}: packet id reused while in flight: {:?}", w.pkid_reuse);
             match e.wire.pkid_reuse {
