@@ -165,11 +165,12 @@ pub fn judge(inp: &Inputs) -> Verdict {
 
     // The wire first: it feeds loss attribution and QoS checks.
     let mut fates: HashMap<Bytes, PayloadFate> = HashMap::new();
-    let wire: Vec<WireReport> = inp
+    let mut wire: Vec<WireReport> = inp
         .wire
         .iter()
         .map(|(bridge, records)| wire::check(bridge, records, &mut fates))
         .collect();
+    wire::settle_never_acked(&mut wire);
     let mut fate_by_key: HashMap<String, PayloadFate> = HashMap::new();
     for (raw, fate) in &fates {
         if let Ok(Payload::Row { data, .. }) = payload::parse(raw) {

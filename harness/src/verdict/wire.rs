@@ -49,6 +49,21 @@ pub struct WireReport {
     pub dropped_by_fault: u64,
     /// PUBRELs the broker had not answered with PUBCOMP when the connection closed.
     pub pubrel_unanswered_at_close: u64,
+    /// Row identity → acknowledged, for the QoS 1/2 rows this bridge published (merged across bridges by
+    /// [`settle_never_acked`]: a row a killed bridge left unacked may be acked through its group peer).
+    #[serde(skip)]
+    pub ids: HashMap<String, bool>,
+}
+
+/// Recounts `never_acked` of every report against acknowledgements seen on any bridge.
+pub fn settle_never_acked(reports: &mut [WireReport]) {
+    let acked: HashSet<String> = reports
+        .iter()
+        .flat_map(|r| r.ids.iter().filter(|(_, a)| **a).map(|(id, _)| id.clone()))
+        .collect();
+    for r in reports {
+        r.never_acked = r.ids.keys().filter(|id| !acked.contains(*id)).count() as u64;
+    }
 }
 
 #[derive(Debug)]
@@ -129,18 +144,19 @@ pub fn check(bridge: &str, records: &[WireRecord], fates: &mut HashMap<Bytes, Pa
             (Direction::ToBroker, Kind::PubRel) => {
                 rels.insert((r.conn, r.pkid));
             }
-            (Direction::ToClient, Kind::PubComp) => match {
+            (Direction::ToClient, Kind::PubComp) => {
                 rels.remove(&(r.conn, r.pkid));
-                open.remove(&(r.conn, r.pkid))
-            } {
-                Some(_) => rep.pubcomp += 1,
-                None => rep.unsolicited_acks += 1,
-            },
+                match open.remove(&(r.conn, r.pkid)) {
+                    Some(_) => rep.pubcomp += 1,
+                    None => rep.unsolicited_acks += 1,
+                }
+            }
             _ => {}
         }
     }
     rep.open_at_end = open.len() as u64;
     rep.never_acked = qos_ids.values().filter(|acked| !**acked).count() as u64;
+    rep.ids = qos_ids;
     rep
 }
 
@@ -261,6 +277,28 @@ mod tests {
         ];
         let rep = check("b", &records, &mut HashMap::new());
         assert_eq!(rep.never_acked, 0);
+    }
+
+    #[test]
+    fn a_row_acked_through_a_group_peer_is_not_never_acked() {
+        let row = r#"{"data":{"ts":1},"offset":{"database":"d","topic":"t","vgroupId":2,"offset":1}}"#;
+        let killed = check(
+            "left",
+            &[rec(1, B, Kind::Publish, 1, 1, row)],
+            &mut HashMap::new(),
+        );
+        let peer = check(
+            "right",
+            &[
+                rec(1, B, Kind::Publish, 1, 1, row),
+                rec(1, C, Kind::PubAck, 1, 0, ""),
+            ],
+            &mut HashMap::new(),
+        );
+        let mut reports = vec![killed, peer];
+        assert_eq!(reports[0].never_acked, 1);
+        settle_never_acked(&mut reports);
+        assert_eq!((reports[0].never_acked, reports[1].never_acked), (0, 0));
     }
 
     #[test]
