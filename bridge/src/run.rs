@@ -70,6 +70,8 @@ pub mod skip {
     pub const META_FILTERED: &str = "meta_filtered";
     /// MQTT 5: the broker answered with a failure reason code.
     pub const BROKER_REJECTED: &str = "broker_rejected";
+    /// The PUBLISH would exceed `max_packet_size` (the client would fail the connection on it, forever).
+    pub const TOO_LARGE: &str = "too_large";
 }
 
 /// Live counters, readable while the bridge runs ([`Bridge::stats`]).
@@ -81,9 +83,14 @@ pub struct Stats {
     pub acked: AtomicU64,
     pub resent: AtomicU64,
     pub mqtt_connects: AtomicU64,
+    /// Failed MQTT connection attempts (each followed by a backoff).
+    pub mqtt_failures: AtomicU64,
     pub tmq_subscribes: AtomicU64,
+    /// TDengine connection losses / failed subscribes (each followed by a backoff).
+    pub tmq_failures: AtomicU64,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
     committed: Mutex<BTreeMap<(String, i32), i64>>,
+    last_error: Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -98,6 +105,15 @@ impl Stats {
         }
     }
 
+    /// The last connection error (MQTT or TDengine), for reports; `None` while all went well.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("stats lock").clone()
+    }
+
+    fn set_error(&self, e: String) {
+        *self.last_error.lock().expect("stats lock") = Some(e);
+    }
+
     /// A copy of the counters now.
     pub fn snapshot(&self) -> RunSummary {
         RunSummary {
@@ -107,7 +123,9 @@ impl Stats {
             acked: self.acked.load(Relaxed),
             resent: self.resent.load(Relaxed),
             mqtt_connects: self.mqtt_connects.load(Relaxed),
+            mqtt_failures: self.mqtt_failures.load(Relaxed),
             tmq_subscribes: self.tmq_subscribes.load(Relaxed),
+            tmq_failures: self.tmq_failures.load(Relaxed),
             skipped: self
                 .skipped
                 .lock()
@@ -136,8 +154,12 @@ pub struct RunSummary {
     pub resent: u64,
     /// MQTT connections established (1 + reconnects).
     pub mqtt_connects: u64,
+    /// Failed MQTT connection attempts.
+    pub mqtt_failures: u64,
     /// TMQ subscriptions made (1 + reconnects).
     pub tmq_subscribes: u64,
+    /// TDengine connection losses / failed subscribes.
+    pub tmq_failures: u64,
     /// Rows/meta events not published, by reason (see [`skip`]).
     pub skipped: BTreeMap<String, u64>,
     /// Offsets committed to TDengine, per (topic, vgroup): the position a restart resumes from.
@@ -174,116 +196,12 @@ impl Bridge {
     /// Runs until `shutdown` resolves (then shuts down gracefully) or a fatal error.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, BridgeError> {
         let Bridge { config, stats } = self;
-        let target = &config.target;
-        tracing::info!(from = %config.source, to = %target, "starting bridge");
-        let mut sink = Sink::start(target);
-        let (mut source_rx, consumer, source_task) = source::spawn(config.source.clone(), 4);
+        tracing::info!(from = %config.source, to = %config.target, "starting bridge");
+        let (source_rx, consumer, source_task) = source::spawn(config.source.clone(), 4);
         let (commit_tx, commit_rx) = mpsc::unbounded_channel();
         let commit_task = tokio::spawn(commit_loop(commit_rx, Committer::new(consumer), stats.clone()));
-
-        let mut ledger: Ledger<Publish> = Ledger::new();
-        let mut encoder = Encoder::new();
-        let mut session = 0u64;
-        let mut stopping = false;
-        let shutdown_deadline = tokio::time::sleep(Duration::MAX);
-        tokio::pin!(shutdown_deadline, shutdown);
-        let mut result = Ok(());
-
-        let commit = |actions: Vec<Action>| {
-            if target.commit == CommitMode::AfterAck {
-                for Action::Commit {
-                    topic,
-                    vgroup_id,
-                    offset,
-                } in actions
-                {
-                    let _ = commit_tx.send((topic, vgroup_id, offset));
-                }
-            }
-        };
-
-        loop {
-            // Hand queued publishes to the client while its queue has room and the session is open.
-            while ledger.handed_len() < sink.capacity() {
-                let Some(p) = ledger.peek_to_send() else { break };
-                match sink.try_publish(session, &p.topic, &p.payload) {
-                    Ok(true) => {
-                        ledger.mark_handed();
-                        stats.published.fetch_add(1, Relaxed);
-                    }
-                    Ok(false) => break,
-                    Err(_) => {
-                        result = Err(BridgeError::SinkStopped);
-                        break;
-                    }
-                }
-            }
-            if result.is_err() || (stopping && ledger.unacked() == 0) {
-                break;
-            }
-            let room = ledger.unacked() < target.window;
-            tokio::select! {
-                _ = &mut shutdown, if !stopping => {
-                    tracing::info!(unacked = ledger.unacked(), "shutting down: polling stopped, waiting for acks");
-                    stopping = true;
-                    source_task.abort();
-                    shutdown_deadline.as_mut().reset(tokio::time::Instant::now() + config.shutdown_timeout);
-                }
-                _ = &mut shutdown_deadline, if stopping => {
-                    tracing::warn!(unacked = ledger.unacked(), "shutdown deadline passed with publishes unacknowledged");
-                    break;
-                }
-                ev = source_rx.recv(), if !stopping && room => match ev {
-                    Some(SourceEvent::Message(msg)) => {
-                        if target.commit == CommitMode::BeforeAck {
-                            let _ = commit_tx.send((msg.topic.clone(), msg.vgroup_id, msg.position));
-                        }
-                        let actions = on_message(&config, &stats, &mut encoder, &mut ledger, msg);
-                        commit(actions);
-                    }
-                    Some(SourceEvent::Subscribed { .. }) => { stats.tmq_subscribes.fetch_add(1, Relaxed); }
-                    Some(SourceEvent::Lost { error, retry_in }) => {
-                        tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
-                    }
-                    Some(SourceEvent::Fatal(e)) => { result = Err(BridgeError::Tdengine(e)); break; }
-                    None => { result = Err(BridgeError::Tdengine("the TMQ source task ended".into())); break; }
-                },
-                ev = sink.next_event() => match ev {
-                    Some(SinkEvent::Connected { session: s, session_present }) => {
-                        session = s;
-                        stats.mqtt_connects.fetch_add(1, Relaxed);
-                        if !session_present {
-                            let n = ledger.on_session_lost();
-                            if n > 0 {
-                                tracing::info!(n, "re-sending publishes the lost session did not acknowledge");
-                            }
-                            stats.resent.fetch_add(n as u64, Relaxed);
-                        }
-                    }
-                    Some(SinkEvent::Outgoing(pkid)) => {
-                        let before = ledger.counters().acked;
-                        commit(ledger.on_outgoing(pkid));
-                        stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
-                    }
-                    Some(SinkEvent::Acked(pkid)) => {
-                        let before = ledger.counters().acked;
-                        commit(ledger.on_ack(pkid));
-                        stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
-                    }
-                    Some(SinkEvent::Rejected { pkid, reason }) => {
-                        tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
-                        stats.skip(skip::BROKER_REJECTED, 1);
-                        commit(ledger.on_ack(pkid));
-                    }
-                    Some(SinkEvent::Disconnected { .. }) => {}
-                    Some(SinkEvent::Refused(code)) => { result = Err(BridgeError::MqttRefused(code)); break; }
-                    Some(SinkEvent::Stopped) | None => { result = Err(BridgeError::SinkStopped); break; }
-                },
-            }
-        }
-
+        let result = pipeline(&config, &stats, source_rx, commit_tx, shutdown).await;
         source_task.abort();
-        drop(commit_tx);
         // The commit task ends once it has tried to send everything it was given.
         if tokio::time::timeout(Duration::from_secs(5), commit_task)
             .await
@@ -291,12 +209,139 @@ impl Bridge {
         {
             tracing::warn!("committing offsets did not finish within 5s");
         }
-        sink.shutdown(Duration::from_secs(2)).await;
         let mut summary = stats.snapshot();
-        summary.unacked_at_exit = ledger.unacked();
+        let unacked = result?;
+        summary.unacked_at_exit = unacked;
         tracing::info!(?summary, "bridge stopped");
-        result.map(|_| summary)
+        Ok(summary)
     }
+}
+
+/// The MQTT half of the bridge: consumes source events, publishes, and sends the offsets to commit to
+/// `commit_tx` (closed on return). Returns how many publishes were still unacknowledged at the end.
+///
+/// [`Bridge::run`] feeds it from the TMQ source; tests can feed it [`SourceEvent`]s directly.
+pub async fn pipeline(
+    config: &BridgeConfig,
+    stats: &Stats,
+    mut source_rx: mpsc::Receiver<SourceEvent>,
+    commit_tx: mpsc::UnboundedSender<(Arc<str>, i32, i64)>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<usize, BridgeError> {
+    let target = &config.target;
+    let mut sink = Sink::start(target);
+    let mut ledger: Ledger<Publish> = Ledger::new();
+    let mut encoder = Encoder::new();
+    let mut session = 0u64;
+    let mut stopping = false;
+    let shutdown_deadline = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(shutdown_deadline, shutdown);
+    let mut result = Ok(());
+
+    let commit = |actions: Vec<Action>| {
+        if target.commit == CommitMode::AfterAck {
+            for Action::Commit {
+                topic,
+                vgroup_id,
+                offset,
+            } in actions
+            {
+                let _ = commit_tx.send((topic, vgroup_id, offset));
+            }
+        }
+    };
+
+    loop {
+        // Hand queued publishes to the client while its queue has room and the session is open.
+        while ledger.handed_len() < sink.capacity() {
+            let Some(p) = ledger.peek_to_send() else { break };
+            match sink.try_publish(session, &p.topic, &p.payload) {
+                Ok(true) => {
+                    ledger.mark_handed();
+                    stats.published.fetch_add(1, Relaxed);
+                }
+                Ok(false) => break,
+                Err(_) => {
+                    result = Err(BridgeError::SinkStopped);
+                    break;
+                }
+            }
+        }
+        if result.is_err() || (stopping && ledger.unacked() == 0) {
+            break;
+        }
+        let room = ledger.unacked() < target.window;
+        tokio::select! {
+            _ = &mut shutdown, if !stopping => {
+                tracing::info!(unacked = ledger.unacked(), "shutting down: polling stopped, waiting for acks");
+                stopping = true;
+                source_rx.close();
+                shutdown_deadline.as_mut().reset(tokio::time::Instant::now() + config.shutdown_timeout);
+            }
+            _ = &mut shutdown_deadline, if stopping => {
+                tracing::warn!(unacked = ledger.unacked(), "shutdown deadline passed with publishes unacknowledged");
+                break;
+            }
+            ev = source_rx.recv(), if !stopping && room => match ev {
+                Some(SourceEvent::Message(msg)) => {
+                    if target.commit == CommitMode::BeforeAck {
+                        let _ = commit_tx.send((msg.topic.clone(), msg.vgroup_id, msg.position));
+                    }
+                    let actions = on_message(config, stats, &mut encoder, &mut ledger, msg);
+                    commit(actions);
+                }
+                Some(SourceEvent::Subscribed { .. }) => { stats.tmq_subscribes.fetch_add(1, Relaxed); }
+                Some(SourceEvent::Lost { error, retry_in }) => {
+                    stats.set_error(format!("TDengine: {error}"));
+                    stats.tmq_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
+                }
+                Some(SourceEvent::Fatal(e)) => { result = Err(BridgeError::Tdengine(e)); break; }
+                None => { result = Err(BridgeError::Tdengine("the TMQ source ended".into())); break; }
+            },
+            ev = sink.next_event() => match ev {
+                Some(SinkEvent::Connected { session: s, session_present }) => {
+                    session = s;
+                    stats.mqtt_connects.fetch_add(1, Relaxed);
+                    if !session_present {
+                        let n = ledger.on_session_lost();
+                        if n > 0 {
+                            tracing::info!(n, "re-sending publishes the lost session did not acknowledge");
+                        }
+                        stats.resent.fetch_add(n as u64, Relaxed);
+                    }
+                }
+                Some(SinkEvent::Outgoing(pkid)) => {
+                    let before = ledger.counters().acked;
+                    let actions = ledger.on_outgoing(pkid);
+                    // Count before committing: whoever sees the commit must see the ack counted.
+                    stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
+                    commit(actions);
+                }
+                Some(SinkEvent::Acked(pkid)) => {
+                    let before = ledger.counters().acked;
+                    let actions = ledger.on_ack(pkid);
+                    // Count before committing: whoever sees the commit must see the ack counted.
+                    stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
+                    commit(actions);
+                }
+                Some(SinkEvent::Rejected { pkid, reason }) => {
+                    tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
+                    stats.skip(skip::BROKER_REJECTED, 1);
+                    commit(ledger.on_ack(pkid));
+                }
+                Some(SinkEvent::Disconnected { error, .. }) => {
+                    stats.set_error(format!("MQTT: {error}"));
+                    stats.mqtt_failures.fetch_add(1, Relaxed);
+                }
+                Some(SinkEvent::Refused(code)) => { result = Err(BridgeError::MqttRefused(code)); break; }
+                Some(SinkEvent::Stopped) | None => { result = Err(BridgeError::SinkStopped); break; }
+            },
+        }
+    }
+    drop(commit_tx);
+    sink.shutdown(Duration::from_secs(2)).await;
+    result.map(|_| ledger.unacked())
 }
 
 /// Runs a bridge until `shutdown` resolves. Shorthand for `Bridge::new(config).run(shutdown)`.
@@ -352,10 +397,18 @@ fn on_message(
                 ..base
             };
             match target.meta_topic.render(&vars) {
-                Ok(topic) => pubs.push(Publish {
-                    topic: topic.into(),
-                    payload: encoder.encode_meta(unit, &suffix),
-                }),
+                Ok(topic) => {
+                    let payload = encoder.encode_meta(unit, &suffix);
+                    if fits(target.max_packet_size, &topic, &payload) {
+                        pubs.push(Publish {
+                            topic: topic.into(),
+                            payload,
+                        });
+                    } else {
+                        tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size; skipped");
+                        stats.skip(skip::TOO_LARGE, 1);
+                    }
+                }
                 Err(missing) => {
                     tracing::debug!(%missing, offset = msg.offset, "meta event skipped");
                     stats.skip(skip::MISSING_VARIABLE, 1);
@@ -373,11 +426,13 @@ fn on_message(
         match target.topic.render(&vars) {
             Ok(topic) => {
                 let topic: Arc<str> = topic.into();
-                encoder.encode_block(block, &suffix, |_, payload| {
-                    pubs.push(Publish {
-                        topic: topic.clone(),
-                        payload,
-                    })
+                encoder.encode_block(block, &suffix, |row, payload| {
+                    if fits(target.max_packet_size, &topic, &payload) {
+                        pubs.push(Publish { topic: topic.clone(), payload });
+                    } else {
+                        tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size; skipped");
+                        stats.skip(skip::TOO_LARGE, 1);
+                    }
                 });
             }
             Err(missing) => {
@@ -387,6 +442,12 @@ fn on_message(
         }
     }
     ledger.on_message(&msg.topic, msg.vgroup_id, msg.position, pubs)
+}
+
+/// Whether a PUBLISH of `payload` to `topic` stays within `max` bytes (fixed header ≤ 5, topic length
+/// prefix 2, packet id 2, MQTT 5 properties: content type and format indicator, with room to spare).
+fn fits(max: usize, topic: &str, payload: &[u8]) -> bool {
+    5 + 2 + topic.len() + 2 + 32 + payload.len() <= max
 }
 
 /// `{stable}` and `{table}` of a meta event, as taosx defines them: stable for create super/child and

@@ -25,6 +25,7 @@ pub(crate) fn execute(store: &Store, stmt: Statement, current: &mut Option<Strin
             *current = Some(db);
             Ok(QueryResult::affected(0))
         }
+        Statement::Select(sel) if sel.from.is_none() => select_functions(store, &sel, current),
         Statement::Select(sel) => select(&store.catalog.read(), &sel, current),
         Statement::Show(ShowWhat::Consumers) => Ok(match store.tmq_info() {
             Some(i) => i.show_consumers(),
@@ -1118,7 +1119,7 @@ fn create_topic(
                             fields.push(c.clone());
                         }
                     }
-                    SelectItem::Count(_) => {
+                    SelectItem::Count(_) | SelectItem::Func(_) => {
                         return Err(TdError::new(
                             code::INVALID_TOPIC_QUERY,
                             "Invalid topic query: aggregates are not allowed",
@@ -1183,12 +1184,49 @@ enum Out {
     Tbname,
 }
 
+/// `SELECT SERVER_VERSION(), DATABASE(), NOW(), …` without a table.
+fn select_functions(store: &Store, sel: &Select, current: &Option<String>) -> TdResult<QueryResult> {
+    let mut fields = Vec::new();
+    let mut row = Vec::new();
+    for item in &sel.items {
+        let SelectItem::Func(f) = item else {
+            unreachable!("parser only omits FROM for functions")
+        };
+        let label = format!("{f}()");
+        let (field, value) = match f.as_str() {
+            "server_version" | "client_version" => {
+                let v = store.server_version();
+                (vc(&label, 64), Value::VarChar(v))
+            }
+            "database" => (
+                vc(&label, 64),
+                current.clone().map_or(Value::Null, Value::VarChar),
+            ),
+            "server_status" => (Field::fixed(label, ColumnType::Int), Value::Int(1)),
+            "now" | "today" => {
+                let ms = now_ms();
+                let v = if f == "today" {
+                    ms - ms.rem_euclid(86_400_000)
+                } else {
+                    ms
+                };
+                (ts_field(&label), Value::Timestamp(v))
+            }
+            _ => return Err(TdError::new(0x2800, format!("Invalid function name: {f}"))),
+        };
+        fields.push(field);
+        row.push(value);
+    }
+    Ok(QueryResult::rows(fields, vec![row]))
+}
+
 fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<QueryResult> {
-    let db = db_of(&sel.from, current)?;
+    let from = sel.from.as_ref().expect("dispatched on from");
+    let db = db_of(from, current)?;
     let d = cat.db(db)?;
     let precision = d.precision;
     let now = precision.now();
-    let name = &sel.from.name;
+    let name = &from.name;
     let (columns, tag_fields, tables): SelectSource = if let Some(s) = d.stables.get(name) {
         let mut ts: Vec<_> = d
             .tables
@@ -1223,6 +1261,9 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
                         fields.push(t.clone());
                     }
                 }
+            }
+            SelectItem::Func(f) => {
+                return Err(TdError::new(0x2800, format!("Invalid function name: {f}")));
             }
             SelectItem::Count(col) => {
                 if sel.items.len() != 1 {

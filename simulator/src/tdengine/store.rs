@@ -196,6 +196,7 @@ pub fn now_ms() -> i64 {
 pub struct Store {
     pub(crate) catalog: RwLock<Catalog>,
     tmq_info: RwLock<Option<Arc<dyn TmqInfo>>>,
+    server_version: RwLock<String>,
 }
 
 impl Default for Store {
@@ -206,6 +207,7 @@ impl Default for Store {
                 ..Default::default()
             }),
             tmq_info: RwLock::new(None),
+            server_version: RwLock::new("3.3.0.0".into()),
         }
     }
 }
@@ -235,6 +237,15 @@ impl Store {
     /// Installs the provider of `SHOW CONSUMERS` / `SHOW SUBSCRIPTIONS`.
     pub fn set_tmq_info(&self, info: Arc<dyn TmqInfo>) {
         *self.tmq_info.write() = Some(info);
+    }
+
+    /// What `SELECT SERVER_VERSION()` returns (the server sets it to its configured version).
+    pub fn set_server_version(&self, version: &str) {
+        *self.server_version.write() = version.to_string();
+    }
+
+    pub fn server_version(&self) -> String {
+        self.server_version.read().clone()
     }
 
     pub(crate) fn tmq_info(&self) -> Option<Arc<dyn TmqInfo>> {

@@ -133,6 +133,7 @@ impl TdServer {
             addr: config.listen,
             source,
         })?;
+        store.set_server_version(&config.server_version);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let faults = Arc::new(Faults::default());
         let backend = StoreBackend::new(
@@ -316,7 +317,10 @@ async fn serve_sql(mut ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: Se
         let sent = match reply {
             Some(Reply::Text(t)) => ws.send(Message::text(t)).await,
             Some(Reply::Binary(b)) => ws.send(Message::binary(b)).await,
-            None => Ok(()),
+            None => {
+                ack_now(ws.get_ref());
+                Ok(())
+            }
         };
         if let Err(e) = sent {
             tracing::debug!(%peer, error = %e, "sql connection send failed");
@@ -324,6 +328,17 @@ async fn serve_sql(mut ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: Se
         }
     }
     let _ = ws.close(None).await;
+}
+
+/// Sends the TCP ACK for what was read now instead of delaying it. The 0.12.3 client writes without
+/// TCP_NODELAY and follows each result with `free_result`, which gets no reply to carry the ACK: Nagle then
+/// holds the client's next request until Linux's delayed ACK fires (~40 ms per statement). Call this after
+/// reading a request that is not answered.
+pub fn ack_now(stream: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
 }
 
 #[cfg(test)]

@@ -73,12 +73,15 @@ pub enum SelectItem {
     Count(Option<String>),
     /// A column, a tag, or `tbname`, with an optional alias.
     Column { name: String, alias: Option<String> },
+    /// A function without arguments (`SERVER_VERSION()`, `DATABASE()`, `NOW()`, …), lowercased.
+    Func(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Select {
     pub items: Vec<SelectItem>,
-    pub from: QualName,
+    /// `None` for `SELECT SERVER_VERSION()` and friends.
+    pub from: Option<QualName>,
     pub filter: Option<Expr>,
     /// `ORDER BY <col> [DESC]`: (column, descending).
     pub order_by: Option<(String, bool)>,

@@ -713,6 +713,15 @@ impl<'a> Parser<'a> {
                 };
                 self.expect_sym(")")?;
                 items.push(SelectItem::Count(col));
+            } else if self.cur.tok == Tok::Word && lex(self.sql, self.cur.end)?.tok == Tok::Sym && {
+                let next = lex(self.sql, self.cur.end)?;
+                &self.sql[next.start..next.end] == "("
+            } {
+                let name = self.text().to_ascii_lowercase();
+                self.advance()?;
+                self.expect_sym("(")?;
+                self.expect_sym(")")?;
+                items.push(SelectItem::Func(name));
             } else {
                 let mut name = self.ident()?;
                 // `t.col` qualified columns: keep the column.
@@ -737,8 +746,18 @@ impl<'a> Parser<'a> {
     fn select(&mut self) -> TdResult<Select> {
         self.expect_kw("select")?;
         let items = self.select_items()?;
+        if items.iter().all(|i| matches!(i, SelectItem::Func(_))) && !self.is_kw("from") {
+            return Ok(Select {
+                items,
+                from: None,
+                filter: None,
+                order_by: None,
+                limit: None,
+                offset: None,
+            });
+        }
         self.expect_kw("from")?;
-        let from = self.qual_name()?;
+        let from = Some(self.qual_name()?);
         let filter = if self.eat_kw("where")? {
             Some(self.expr()?)
         } else {
@@ -794,12 +813,15 @@ impl<'a> Parser<'a> {
                 return Err(self.error("WITH META is not allowed for a query topic"));
             }
             let sel = self.select()?;
+            let Some(from) = sel.from else {
+                return Err(TdError::new(code::INVALID_TOPIC_QUERY, "Invalid topic query"));
+            };
             if sel.order_by.is_some() || sel.limit.is_some() {
                 return Err(TdError::new(code::INVALID_TOPIC_QUERY, "Invalid topic query"));
             }
             TopicSource::Query {
                 items: sel.items,
-                from: sel.from,
+                from,
                 filter: sel.filter,
             }
         } else if self.eat_kw("stable")? {
