@@ -80,7 +80,7 @@ pub struct Session {
 }
 
 /// Serves one `/rest/tmq` connection of the stand-in's server.
-pub async fn serve(ws: WebSocketStream<tokio::net::TcpStream>, ctx: crate::tdengine::server::ServerCtx) {
+pub async fn serve(ws: crate::tdengine::server::WsStream, ctx: crate::tdengine::server::ServerCtx) {
     serve_connection(ws, ctx.tmq, ctx.shutdown).await
 }
 
