@@ -27,6 +27,9 @@ use wire::{PayloadFate, WireReport};
 pub struct ExpectedRow {
     /// Position in the fleet's ledger (names the row in reports).
     pub seq: u64,
+    /// Position in the order TDengine stores the rows of one table (write order, rows of one INSERT sorted by
+    /// timestamp): the per-table order check compares this.
+    pub order: u64,
     pub database: String,
     pub tmq_topic: String,
     pub table: String,
@@ -308,10 +311,10 @@ pub fn judge(inp: &Inputs) -> Verdict {
                         }
                     }
                     let last = last_seq.entry(row.table.as_str()).or_insert(0);
-                    if row.seq < *last {
+                    if row.order < *last {
                         rep.out_of_order.push(row.row_ref());
                     } else {
-                        *last = row.seq;
+                        *last = row.order;
                     }
                     let allowed = publish_qos.min(sub.qos);
                     if d.qos > allowed {
