@@ -1,1 +1,159 @@
-fn main() {}
+//! The `tmq2mqtt` command line: `run` the bridge or `check` a configuration.
+//!
+//! Exit codes: 0 success (including a graceful shutdown on SIGINT/SIGTERM), 1 runtime failure,
+//! 2 bad input (one line naming the parameter).
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use tmq2mqtt::{check::check, Bridge, BridgeConfig};
+
+const EXAMPLES: &str = "\
+Examples:
+  # The taosx example, unchanged but for the command name:
+  tmq2mqtt run \\
+    -f \"tmq+ws://root:taosdata@localhost:6041/topic_meters?group.id=taosx-pub-test&auto.offset.reset=earliest\" \\
+    -t \"mqtt://localhost:1883?topic=test/topic_meters&qos=1&version=5.0&client_id=taosx-pub-meters\"
+
+  # One MQTT topic per table, meta events (create/alter/drop, no deletes) on their own topic:
+  tmq2mqtt run \\
+    -f \"tmq+ws://root:taosdata@localhost:6041/topic_meters?group.id=g1&with.meta=true&with.meta.delete=false\" \\
+    -t \"mqtt://localhost:1883?version=3.1.1&qos=2&client_id=b1&topic=meters/{vgroup_id}/{table}&meta_topic=meta/{database}\"
+
+  # Keep passwords out of the process list:
+  export TMQ2MQTT_FROM='tmq+ws://root:taosdata@localhost:6041/topic_meters?group.id=g1'
+  export TMQ2MQTT_TO='mqtt://user:secret@localhost:1883?version=5.0&client_id=b1&topic=t'
+  tmq2mqtt check && tmq2mqtt run
+
+Topic variables: {database} {tmq_topic} {vgroup_id} {stable} {table}; a message lacking one is skipped
+(counted). Offsets are committed only after the broker acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
+Every DSN parameter is described in README.md.";
+
+#[derive(Parser)]
+#[command(name = "tmq2mqtt", version, about = "Publish TDengine TMQ subscriptions to MQTT (a drop-in for `taosx run -f tmq+ws://… -t mqtt://…`), committing offsets only after the broker acknowledged", after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (RUST_LOG syntax), e.g. `info`, `tmq2mqtt=debug`.
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge until SIGINT/SIGTERM.
+    #[command(after_help = EXAMPLES)]
+    Run {
+        #[command(flatten)]
+        dsns: Dsns,
+        /// How long shutdown waits for outstanding acknowledgements before committing what was acked.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        shutdown_timeout: Duration,
+    },
+    /// Validate both DSNs, connect to TDengine (subscribe, without consuming) and to the broker, report.
+    Check {
+        #[command(flatten)]
+        dsns: Dsns,
+        /// How long to wait for each end.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Args)]
+struct Dsns {
+    /// Source: `tmq+ws://user:pass@host:port/topic?group.id=…` (taosx syntax).
+    #[arg(short = 'f', long = "from", env = "TMQ2MQTT_FROM", hide_env_values = true)]
+    from: String,
+    /// Target: `mqtt://[user:pass@]host:port?version=…&client_id=…&topic=…` (taosx syntax).
+    #[arg(short = 't', long = "to", env = "TMQ2MQTT_TO", hide_env_values = true)]
+    to: String,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let (dsns, action) = match &cli.command {
+        Command::Run {
+            dsns,
+            shutdown_timeout,
+        } => (dsns, Ok(*shutdown_timeout)),
+        Command::Check { dsns, timeout } => (dsns, Err(*timeout)),
+    };
+    let mut config = match BridgeConfig::from_dsns(&dsns.from, &dsns.to) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        match action {
+            Ok(shutdown_timeout) => {
+                config.shutdown_timeout = shutdown_timeout;
+                match Bridge::new(config).run(shutdown_signal()).await {
+                    Ok(summary) => {
+                        eprintln!(
+                            "stopped: {} messages, {} rows, {} published, {} acknowledged, skipped {:?}, committed {:?}",
+                            summary.messages,
+                            summary.rows,
+                            summary.published,
+                            summary.acked,
+                            summary.skipped,
+                            summary.committed
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            Err(timeout) => {
+                let report = check(&config, timeout).await;
+                for line in &report.lines {
+                    println!("{line}");
+                }
+                if report.ok {
+                    println!("ok");
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("signal received");
+}

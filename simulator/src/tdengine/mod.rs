@@ -1,5 +1,21 @@
 //! A TDengine stand-in: an in-memory store with vgroups and per-vgroup write-ahead logs, served over
 //! taosAdapter's WebSocket protocol (`/ws` and `/rest/ws` for SQL, `/rest/tmq` for subscriptions).
 
+pub mod block;
+pub mod error;
+pub mod eval;
+pub mod exec;
+pub mod faults;
+pub mod server;
+pub mod sql;
+pub mod store;
+pub mod tmq;
+pub mod topic;
 pub mod types;
 pub mod wal;
+pub mod wkt;
+
+pub use error::{TdError, TdResult};
+pub use server::{ServerCtx, TdConfig, TdServer};
+pub use store::{DbInfo, QueryResult, StableInfo, Store, TableInfo, TmqInfo};
+pub use topic::{ProjectedRows, TopicDef, TopicKind};

@@ -1,0 +1,253 @@
+//! The source DSN: which TMQ topics to subscribe to, as taosx spells it.
+//!
+//! `tmq+ws://user:pass@host:port/topic[,topic2]?group.id=…&client.id=…&auto.offset.reset=…`
+//! `&with.meta=…&with.meta.delete=…&with.meta.drop=…&experimental.snapshot.enable=…&timeout=…`
+//! (and `tmq+wss://`). Underscore spellings (`group_id`, `with_meta`, …) mean the same.
+
+use std::{fmt, time::Duration};
+
+use super::{fmt_redacted, parse_bool, parse_duration, DsnError, RawDsn, Side};
+
+const SIDE: Side = Side::Source;
+const ACCEPTED: &str =
+    "group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, \
+                        experimental.snapshot.enable, timeout (underscore spellings too)";
+
+/// Where a consumer group without a committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+    None,
+}
+
+impl OffsetReset {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+            OffsetReset::None => "none",
+        }
+    }
+}
+
+/// A validated source DSN. `Display`/`Debug` never show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SourceDsn {
+    /// `true` for `tmq+wss://`.
+    pub tls: bool,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    pub client_id: Option<String>,
+    pub offset_reset: Option<OffsetReset>,
+    pub with_meta: bool,
+    pub with_meta_delete: bool,
+    pub with_meta_drop: bool,
+    pub snapshot_enable: bool,
+    /// Client-side timeout for requests to TDengine (taos `timeout`).
+    pub timeout: Option<Duration>,
+}
+
+impl SourceDsn {
+    /// Parses and validates a source DSN.
+    pub fn parse(input: &str) -> Result<Self, DsnError> {
+        let raw = RawDsn::parse(SIDE, input)?;
+        let tls = match raw.scheme.as_str() {
+            "tmq+ws" => false,
+            "tmq+wss" => true,
+            other => {
+                return Err(DsnError::Scheme {
+                    side: SIDE,
+                    found: other.into(),
+                    accepted: "tmq+ws, tmq+wss",
+                })
+            }
+        };
+        if raw.host.is_empty() {
+            return Err(DsnError::Missing {
+                side: SIDE,
+                name: "host",
+                hint: "e.g. tmq+ws://root:taosdata@localhost:6041/topic",
+            });
+        }
+        let topics: Vec<String> = raw
+            .path
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
+        if topics.is_empty() {
+            return Err(DsnError::Missing {
+                side: SIDE,
+                name: "topic",
+                hint: "the path names the TMQ topic(s): tmq+ws://host:6041/topic1,topic2",
+            });
+        }
+        if let Some(bad) = topics.iter().find(|t| t.contains('/')) {
+            return Err(DsnError::BadValue {
+                side: SIDE,
+                name: "topic".into(),
+                value: bad.clone(),
+                accepted: "TMQ topic names separated by commas".into(),
+            });
+        }
+        let mut dsn = SourceDsn {
+            tls,
+            user: raw.user,
+            password: raw.password,
+            host: raw.host,
+            port: raw.port.unwrap_or(6041),
+            topics,
+            group_id: String::new(),
+            client_id: None,
+            offset_reset: None,
+            with_meta: false,
+            with_meta_delete: true,
+            with_meta_drop: true,
+            snapshot_enable: false,
+            timeout: None,
+        };
+        let mut seen: Vec<String> = Vec::new();
+        let mut group_id = None;
+        for (key, value) in raw.params {
+            let name = key.replace('_', ".");
+            if seen.contains(&name) {
+                return Err(DsnError::Duplicate {
+                    side: SIDE,
+                    name: key,
+                });
+            }
+            seen.push(name.clone());
+            match name.as_str() {
+                "group.id" => {
+                    if value.is_empty() {
+                        return Err(DsnError::Invalid {
+                            side: SIDE,
+                            name: key,
+                            message: "must not be empty".into(),
+                        });
+                    }
+                    group_id = Some(value);
+                }
+                "client.id" => dsn.client_id = Some(value).filter(|v| !v.is_empty()),
+                "auto.offset.reset" => {
+                    dsn.offset_reset = Some(match value.to_ascii_lowercase().as_str() {
+                        "earliest" | "smallest" => OffsetReset::Earliest,
+                        "latest" | "largest" => OffsetReset::Latest,
+                        "none" => OffsetReset::None,
+                        _ => {
+                            return Err(DsnError::BadValue {
+                                side: SIDE,
+                                name: key,
+                                value,
+                                accepted: "earliest, latest, none".into(),
+                            })
+                        }
+                    })
+                }
+                "with.meta" => dsn.with_meta = parse_bool(SIDE, &key, &value)?,
+                "with.meta.delete" => dsn.with_meta_delete = parse_bool(SIDE, &key, &value)?,
+                "with.meta.drop" => dsn.with_meta_drop = parse_bool(SIDE, &key, &value)?,
+                "experimental.snapshot.enable" => dsn.snapshot_enable = parse_bool(SIDE, &key, &value)?,
+                "timeout" => dsn.timeout = Some(parse_duration(SIDE, &key, &value)?),
+                _ => {
+                    return Err(DsnError::Unknown {
+                        side: SIDE,
+                        name: key,
+                        accepted: ACCEPTED,
+                    })
+                }
+            }
+        }
+        dsn.group_id = group_id.ok_or(DsnError::Missing {
+            side: SIDE,
+            name: "group.id",
+            hint: "the TMQ consumer group, e.g. ?group.id=tmq2mqtt",
+        })?;
+        Ok(dsn)
+    }
+
+    /// The DSN in the form the official `taos` crate's `TmqBuilder::from_dsn` understands: dotted
+    /// parameter names only, nothing it does not know, and auto-commit off (we commit ourselves).
+    pub fn to_taos_dsn(&self) -> String {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+        let mut s = format!("{}://", if self.tls { "wss" } else { "ws" });
+        if let Some(user) = &self.user {
+            s.push_str(&enc(user));
+            if let Some(pass) = &self.password {
+                s.push(':');
+                s.push_str(&enc(pass));
+            }
+            s.push('@');
+        }
+        if self.host.contains(':') {
+            s.push_str(&format!("[{}]:{}", self.host, self.port));
+        } else {
+            s.push_str(&format!("{}:{}", self.host, self.port));
+        }
+        s.push_str(&format!(
+            "?group.id={}&enable.auto.commit=false",
+            enc(&self.group_id)
+        ));
+        if let Some(c) = &self.client_id {
+            s.push_str(&format!("&client.id={}", enc(c)));
+        }
+        if let Some(r) = self.offset_reset {
+            s.push_str(&format!("&auto.offset.reset={}", r.as_str()));
+        }
+        s.push_str(&format!("&experimental.snapshot.enable={}", self.snapshot_enable));
+        if let Some(t) = self.timeout {
+            s.push_str(&format!("&timeout={}ms", t.as_millis()));
+        }
+        s
+    }
+
+    fn redacted_params(&self) -> Vec<(String, String)> {
+        let mut p = vec![("group.id".to_string(), self.group_id.clone())];
+        if let Some(c) = &self.client_id {
+            p.push(("client.id".into(), c.clone()));
+        }
+        if let Some(r) = self.offset_reset {
+            p.push(("auto.offset.reset".into(), r.as_str().into()));
+        }
+        if self.with_meta {
+            p.push(("with.meta".into(), "true".into()));
+            p.push(("with.meta.delete".into(), self.with_meta_delete.to_string()));
+            p.push(("with.meta.drop".into(), self.with_meta_drop.to_string()));
+        }
+        if self.snapshot_enable {
+            p.push(("experimental.snapshot.enable".into(), "true".into()));
+        }
+        if let Some(t) = self.timeout {
+            p.push(("timeout".into(), humantime::format_duration(t).to_string()));
+        }
+        p
+    }
+}
+
+impl fmt::Display for SourceDsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_redacted(
+            f,
+            if self.tls { "tmq+wss" } else { "tmq+ws" },
+            self.user.as_deref(),
+            self.password.is_some(),
+            &self.host,
+            self.port,
+            &self.topics.join(","),
+            &self.redacted_params(),
+        )
+    }
+}
+
+impl fmt::Debug for SourceDsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SourceDsn({self})")
+    }
+}

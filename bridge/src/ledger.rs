@@ -1,0 +1,558 @@
+//! The delivery ledger: a sans-IO state machine that decides when a TMQ offset may be committed.
+//!
+//! It is fed events — a TMQ message was polled with N publishes, a publish was handed to the MQTT
+//! client, the client reported it outgoing with packet id P, P was acknowledged, the session was lost —
+//! and answers with [`Action`]s (commit this vgroup's offset). It owns the publishes until they are
+//! acknowledged, so a lost session re-queues them for sending again.
+//!
+//! Correlation (rumqttc 0.25 gives no ack token): publishes handed to the client leave in the order they
+//! were handed, each reported as `Outgoing::Publish(pkid)`; the ledger pops the oldest handed publish and
+//! binds it to that pkid (pkid 0 = QoS 0: written, so acknowledged at once). An outgoing report for a pkid
+//! that is still bound is a retransmission of that publish, not a new one.
+//!
+//! Commit frontier: per (topic, vgroup), messages queue in poll order; the offset to commit advances over
+//! the prefix of messages whose publishes are all acknowledged, and never moves backwards.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
+
+/// Identifies one publish inside the ledger.
+pub type PubId = u64;
+
+/// What the ledger asks the caller to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Commit `offset` (the position to resume from) for this topic's vgroup.
+    Commit {
+        topic: Arc<str>,
+        vgroup_id: i32,
+        offset: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct VgKey {
+    topic: Arc<str>,
+    vgroup_id: i32,
+}
+
+#[derive(Debug)]
+struct Msg {
+    vg: VgKey,
+    commit_at: i64,
+    remaining: usize,
+}
+
+#[derive(Debug, Default)]
+struct VgState {
+    /// Message ids in poll order, not yet behind the frontier.
+    queue: VecDeque<u64>,
+    committed: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Queued,
+    Handed,
+    Bound(u16),
+}
+
+#[derive(Debug)]
+struct Entry<P> {
+    msg: u64,
+    payload: P,
+    state: State,
+}
+
+/// Counters the ledger keeps about the events it saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerCounters {
+    pub acked: u64,
+    pub resent: u64,
+    /// Outgoing/ack reports the ledger could not match (should stay 0).
+    pub unmatched: u64,
+}
+
+/// The ledger; `P` is whatever the caller needs to (re-)send a publish.
+#[derive(Debug)]
+pub struct Ledger<P> {
+    next_pub: PubId,
+    next_msg: u64,
+    entries: HashMap<PubId, Entry<P>>,
+    to_send: VecDeque<PubId>,
+    handed: VecDeque<PubId>,
+    by_pkid: HashMap<u16, PubId>,
+    msgs: HashMap<u64, Msg>,
+    vgroups: HashMap<VgKey, VgState>,
+    counters: LedgerCounters,
+}
+
+impl<P> Default for Ledger<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P> Ledger<P> {
+    pub fn new() -> Self {
+        Ledger {
+            next_pub: 0,
+            next_msg: 0,
+            entries: HashMap::new(),
+            to_send: VecDeque::new(),
+            handed: VecDeque::new(),
+            by_pkid: HashMap::new(),
+            msgs: HashMap::new(),
+            vgroups: HashMap::new(),
+            counters: LedgerCounters::default(),
+        }
+    }
+
+    /// A TMQ message was polled; `commit_at` is the position after it. Its publishes (possibly none, when
+    /// every row was skipped) queue for sending.
+    pub fn on_message(
+        &mut self,
+        topic: &Arc<str>,
+        vgroup_id: i32,
+        commit_at: i64,
+        publishes: impl IntoIterator<Item = P>,
+    ) -> Vec<Action> {
+        let msg_id = self.next_msg;
+        self.next_msg += 1;
+        let vg = VgKey {
+            topic: topic.clone(),
+            vgroup_id,
+        };
+        let mut remaining = 0;
+        for payload in publishes {
+            let id = self.next_pub;
+            self.next_pub += 1;
+            self.entries.insert(
+                id,
+                Entry {
+                    msg: msg_id,
+                    payload,
+                    state: State::Queued,
+                },
+            );
+            self.to_send.push_back(id);
+            remaining += 1;
+        }
+        self.msgs.insert(
+            msg_id,
+            Msg {
+                vg: vg.clone(),
+                commit_at,
+                remaining,
+            },
+        );
+        self.vgroups
+            .entry(vg.clone())
+            .or_default()
+            .queue
+            .push_back(msg_id);
+        self.advance(&vg)
+    }
+
+    /// The next publish to hand to the MQTT client, without taking it (see [`Ledger::mark_handed`]).
+    pub fn peek_to_send(&self) -> Option<&P> {
+        let id = self.to_send.front()?;
+        Some(&self.entries[id].payload)
+    }
+
+    /// The publish `peek_to_send` showed was handed to the client: it now awaits its outgoing report.
+    pub fn mark_handed(&mut self) {
+        if let Some(id) = self.to_send.pop_front() {
+            self.handed.push_back(id);
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.state = State::Handed;
+            }
+        }
+    }
+
+    /// Takes the next publish to hand to the MQTT client (`peek_to_send` + `mark_handed`).
+    pub fn next_to_send(&mut self) -> Option<(PubId, &P)> {
+        let id = *self.to_send.front()?;
+        self.mark_handed();
+        Some((id, &self.entries[&id].payload))
+    }
+
+    /// Whether publishes wait to be handed to the client.
+    pub fn has_to_send(&self) -> bool {
+        !self.to_send.is_empty()
+    }
+
+    /// Publishes handed to the client and not yet reported outgoing (they sit in its request queue).
+    pub fn handed_len(&self) -> usize {
+        self.handed.len()
+    }
+
+    /// Publishes not yet acknowledged (queued, handed or on the wire).
+    pub fn unacked(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// TMQ messages not yet behind their vgroup's commit frontier.
+    pub fn pending_messages(&self) -> usize {
+        self.msgs.len()
+    }
+
+    pub fn counters(&self) -> LedgerCounters {
+        self.counters
+    }
+
+    /// The client reported a publish outgoing with `pkid` (0 for QoS 0, which counts as acknowledged).
+    pub fn on_outgoing(&mut self, pkid: u16) -> Vec<Action> {
+        if pkid != 0 && self.by_pkid.contains_key(&pkid) {
+            // A retransmission (session resumed or collision resolved) of a publish already bound.
+            return Vec::new();
+        }
+        let Some(id) = self.handed.pop_front() else {
+            self.counters.unmatched += 1;
+            return Vec::new();
+        };
+        if pkid == 0 {
+            return self.ack(id);
+        }
+        self.by_pkid.insert(pkid, id);
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.state = State::Bound(pkid);
+        }
+        Vec::new()
+    }
+
+    /// The broker acknowledged `pkid` (PUBACK for QoS 1, PUBCOMP for QoS 2).
+    pub fn on_ack(&mut self, pkid: u16) -> Vec<Action> {
+        match self.by_pkid.remove(&pkid) {
+            Some(id) => self.ack(id),
+            None => {
+                self.counters.unmatched += 1;
+                Vec::new()
+            }
+        }
+    }
+
+    /// The MQTT session is gone (reconnected without a session): nothing handed to the client or on
+    /// the wire will be acknowledged any more. Re-queues all of it, oldest first; returns how many.
+    pub fn on_session_lost(&mut self) -> usize {
+        let mut ids: Vec<PubId> = self
+            .handed
+            .drain(..)
+            .chain(self.by_pkid.drain().map(|(_, id)| id))
+            .collect();
+        ids.sort_unstable();
+        for id in &ids {
+            if let Some(e) = self.entries.get_mut(id) {
+                e.state = State::Queued;
+            }
+        }
+        // Everything still queued was polled later than anything handed, so order is kept.
+        for id in ids.iter().rev() {
+            self.to_send.push_front(*id);
+        }
+        self.counters.resent += ids.len() as u64;
+        ids.len()
+    }
+
+    /// The committed position per (topic, vgroup) as far as the ledger has asked for it.
+    pub fn committed(&self) -> Vec<(Arc<str>, i32, i64)> {
+        let mut v: Vec<_> = self
+            .vgroups
+            .iter()
+            .filter_map(|(k, s)| s.committed.map(|c| (k.topic.clone(), k.vgroup_id, c)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn ack(&mut self, id: PubId) -> Vec<Action> {
+        let Some(entry) = self.entries.remove(&id) else {
+            self.counters.unmatched += 1;
+            return Vec::new();
+        };
+        self.counters.acked += 1;
+        let msg = self
+            .msgs
+            .get_mut(&entry.msg)
+            .expect("publish belongs to a message");
+        msg.remaining -= 1;
+        if msg.remaining > 0 {
+            return Vec::new();
+        }
+        let vg = msg.vg.clone();
+        self.advance(&vg)
+    }
+
+    fn advance(&mut self, vg: &VgKey) -> Vec<Action> {
+        let state = self.vgroups.get_mut(vg).expect("vgroup has state");
+        let mut frontier = None;
+        while let Some(front) = state.queue.front() {
+            let msg = &self.msgs[front];
+            if msg.remaining > 0 {
+                break;
+            }
+            frontier = Some(frontier.map_or(msg.commit_at, |f: i64| f.max(msg.commit_at)));
+            let front = *front;
+            state.queue.pop_front();
+            self.msgs.remove(&front);
+        }
+        match frontier {
+            // Redelivered messages (after a TMQ reconnect) may carry older offsets: never go backwards.
+            Some(f) if state.committed.is_none_or(|c| f > c) => {
+                state.committed = Some(f);
+                vec![Action::Commit {
+                    topic: vg.topic.clone(),
+                    vgroup_id: vg.vgroup_id,
+                    offset: f,
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+    fn commit(topic: &str, vg: i32, offset: i64) -> Action {
+        Action::Commit {
+            topic: topic.into(),
+            vgroup_id: vg,
+            offset,
+        }
+    }
+
+    #[test]
+    fn commits_only_after_every_publish_of_a_message_is_acked() {
+        let t: Arc<str> = "t".into();
+        let mut l = Ledger::new();
+        assert!(l.on_message(&t, 2, 10, ["a", "b"]).is_empty());
+        assert_eq!(l.next_to_send().map(|(_, p)| *p), Some("a"));
+        assert_eq!(l.next_to_send().map(|(_, p)| *p), Some("b"));
+        assert!(l.on_outgoing(1).is_empty());
+        assert!(l.on_outgoing(2).is_empty());
+        assert!(l.on_ack(2).is_empty());
+        assert_eq!(l.on_ack(1), vec![commit("t", 2, 10)]);
+        assert_eq!(l.unacked(), 0);
+    }
+
+    #[test]
+    fn frontier_waits_for_earlier_messages_of_the_same_vgroup_only() {
+        let t: Arc<str> = "t".into();
+        let mut l = Ledger::new();
+        l.on_message(&t, 2, 10, ["a"]);
+        l.on_message(&t, 2, 11, ["b"]);
+        l.on_message(&t, 3, 5, ["c"]);
+        for _ in 0..3 {
+            l.next_to_send();
+        }
+        l.on_outgoing(1);
+        l.on_outgoing(2);
+        l.on_outgoing(3);
+        assert!(l.on_ack(2).is_empty(), "message 11 must wait for 10");
+        assert_eq!(l.on_ack(3), vec![commit("t", 3, 5)]);
+        assert_eq!(l.on_ack(1), vec![commit("t", 2, 11)]);
+    }
+
+    #[test]
+    fn skipped_message_commits_at_once_when_nothing_is_before_it() {
+        let t: Arc<str> = "t".into();
+        let mut l: Ledger<()> = Ledger::new();
+        assert_eq!(l.on_message(&t, 2, 7, []), vec![commit("t", 2, 7)]);
+    }
+
+    #[test]
+    fn qos0_outgoing_is_an_ack() {
+        let t: Arc<str> = "t".into();
+        let mut l = Ledger::new();
+        l.on_message(&t, 2, 3, ["a"]);
+        l.next_to_send();
+        assert_eq!(l.on_outgoing(0), vec![commit("t", 2, 3)]);
+    }
+
+    #[test]
+    fn session_loss_requeues_in_order_and_retransmits_are_ignored() {
+        let t: Arc<str> = "t".into();
+        let mut l = Ledger::new();
+        l.on_message(&t, 2, 3, ["a", "b", "c"]);
+        l.next_to_send();
+        l.next_to_send();
+        l.on_outgoing(1);
+        assert!(l.on_outgoing(1).is_empty(), "retransmit of bound pkid 1");
+        assert_eq!(l.handed_len(), 1);
+        assert_eq!(l.on_session_lost(), 2);
+        let order: Vec<&str> = std::iter::from_fn(|| l.next_to_send().map(|(_, p)| *p)).collect();
+        assert_eq!(order, vec!["a", "b", "c"]);
+        assert!(l.on_ack(1).is_empty(), "the old pkid binding is gone");
+        assert_eq!(l.counters().unmatched, 1);
+    }
+
+    #[test]
+    fn commits_never_go_backwards() {
+        let t: Arc<str> = "t".into();
+        let mut l: Ledger<()> = Ledger::new();
+        assert_eq!(l.on_message(&t, 2, 9, []), vec![commit("t", 2, 9)]);
+        assert!(l.on_message(&t, 2, 5, []).is_empty());
+    }
+
+    /// One step of the random interleaving: the bridge, the rumqttc client and the broker.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Poll { vg: i32, rows: usize },
+        Hand,
+        ClientSends,
+        BrokerAcks(usize),
+        Reconnect,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            2 => (0..3i32, 0..4usize).prop_map(|(vg, rows)| Op::Poll { vg, rows }),
+            4 => Just(Op::Hand),
+            4 => Just(Op::ClientSends),
+            4 => (0..8usize).prop_map(Op::BrokerAcks),
+            1 => Just(Op::Reconnect),
+        ]
+    }
+
+    /// A model of rumqttc + broker: a request queue, packet ids 1..=inflight in use, acks in any order.
+    struct World {
+        qos0: bool,
+        ledger: Ledger<(i32, i64, usize)>,
+        client_queue: VecDeque<(i32, i64, usize)>,
+        on_wire: Vec<(u16, (i32, i64, usize))>,
+        next_pkid: u16,
+        acked: HashSet<(i32, i64, usize)>,
+        rows_of: BTreeMap<(i32, i64), usize>,
+        committed: BTreeMap<i32, i64>,
+        next_offset: i64,
+    }
+
+    impl World {
+        fn check(&mut self, actions: Vec<Action>) -> Result<(), TestCaseError> {
+            for Action::Commit {
+                vgroup_id, offset, ..
+            } in actions
+            {
+                // Every row of every message of this vgroup below the committed position was acked.
+                for (&(vg, commit_at), &rows) in &self.rows_of {
+                    if vg == vgroup_id && commit_at <= offset {
+                        for r in 0..rows {
+                            prop_assert!(
+                                self.acked.contains(&(vg, commit_at, r)),
+                                "commit {offset} on vg {vg} passes unacked row {r} of message {commit_at}"
+                            );
+                        }
+                    }
+                }
+                let prev = self.committed.insert(vgroup_id, offset);
+                prop_assert!(prev.is_none_or(|p| p < offset), "commit went backwards");
+            }
+            Ok(())
+        }
+
+        fn step(&mut self, op: Op) -> Result<(), TestCaseError> {
+            let t: Arc<str> = "t".into();
+            match op {
+                Op::Poll { vg, rows } => {
+                    self.next_offset += 1;
+                    let at = self.next_offset;
+                    self.rows_of.insert((vg, at), rows);
+                    let a = self.ledger.on_message(&t, vg, at, (0..rows).map(|r| (vg, at, r)));
+                    self.check(a)?;
+                }
+                Op::Hand => {
+                    if let Some((_, p)) = self.ledger.next_to_send() {
+                        self.client_queue.push_back(*p);
+                    }
+                }
+                Op::ClientSends => {
+                    if let Some(p) = self.client_queue.pop_front() {
+                        if self.qos0 {
+                            self.acked.insert(p);
+                            let a = self.ledger.on_outgoing(0);
+                            self.check(a)?;
+                        } else {
+                            // The next free packet id, cycling as rumqttc does.
+                            let mut pkid = self.next_pkid;
+                            while self.on_wire.iter().any(|(k, _)| *k == pkid) {
+                                pkid = pkid % 20 + 1;
+                            }
+                            self.next_pkid = pkid % 20 + 1;
+                            self.on_wire.push((pkid, p));
+                            let a = self.ledger.on_outgoing(pkid);
+                            self.check(a)?;
+                        }
+                    }
+                }
+                Op::BrokerAcks(i) => {
+                    if !self.on_wire.is_empty() {
+                        let (pkid, p) = self.on_wire.remove(i % self.on_wire.len());
+                        self.acked.insert(p);
+                        let a = self.ledger.on_ack(pkid);
+                        self.check(a)?;
+                    }
+                }
+                Op::Reconnect => {
+                    // Clean session: rumqttc drops its queue and everything on the wire.
+                    self.client_queue.clear();
+                    self.on_wire.clear();
+                    self.ledger.on_session_lost();
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn run(ops: Vec<Op>, qos0: bool) -> Result<(), TestCaseError> {
+        let mut w = World {
+            qos0,
+            ledger: Ledger::new(),
+            client_queue: VecDeque::new(),
+            on_wire: Vec::new(),
+            next_pkid: 1,
+            acked: HashSet::new(),
+            rows_of: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            next_offset: 0,
+        };
+        for op in ops {
+            w.step(op)?;
+        }
+        // Then let everything through: the frontier must reach the last message of every vgroup.
+        for _ in 0..10_000 {
+            if w.ledger.unacked() == 0 && w.client_queue.is_empty() {
+                break;
+            }
+            w.step(Op::Hand)?;
+            w.step(Op::ClientSends)?;
+            w.step(Op::BrokerAcks(0))?;
+        }
+        prop_assert_eq!(w.ledger.unacked(), 0);
+        prop_assert_eq!(w.ledger.pending_messages(), 0);
+        let last: BTreeMap<i32, i64> = w.rows_of.keys().map(|&(vg, at)| (vg, at)).collect();
+        prop_assert_eq!(&w.committed, &last);
+        let vgs: BTreeSet<i32> = w.committed.keys().copied().collect();
+        prop_assert_eq!(vgs.len(), last.len());
+        prop_assert_eq!(w.ledger.counters().unmatched, 0);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn prop_commit_never_passes_unacked_row_qos12(ops in proptest::collection::vec(op(), 0..200)) {
+            run(ops, false)?;
+        }
+
+        #[test]
+        fn prop_commit_never_passes_unacked_row_qos0(ops in proptest::collection::vec(op(), 0..200)) {
+            run(ops, true)?;
+        }
+    }
+}

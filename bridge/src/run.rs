@@ -1,0 +1,533 @@
+//! The pipeline: TMQ messages in, MQTT publishes out, offsets committed behind the broker's acks.
+//!
+//! One loop owns the [`Ledger`] and reacts to two event streams — the source task's messages and the
+//! sink task's MQTT events — so every state change happens in one place, in order. Polling pauses while
+//! `window` rows are unacknowledged (backpressure). Commits go to a separate task that coalesces them.
+//!
+//! Shutdown (the future passed to [`Bridge::run`] resolves): stop polling, keep serving acks until
+//! nothing is unacknowledged or `shutdown_timeout` passes, commit, send DISCONNECT, close the consumer.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::{
+    dsn::{CommitMode, SourceDsn, TargetDsn},
+    encode::{Encoder, OffsetSuffix},
+    ledger::{Action, Ledger},
+    sink::{Sink, SinkEvent},
+    source::{self, Committer, SourceEvent, TmqMessage},
+    template::Vars,
+};
+
+/// Everything the bridge needs to run.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    pub source: SourceDsn,
+    pub target: TargetDsn,
+    /// How long shutdown waits for outstanding acknowledgements.
+    pub shutdown_timeout: Duration,
+}
+
+impl BridgeConfig {
+    /// Parses both DSNs (errors are the one-line messages for the user).
+    pub fn from_dsns(from: &str, to: &str) -> Result<Self, crate::dsn::DsnError> {
+        Ok(BridgeConfig {
+            source: SourceDsn::parse(from)?,
+            target: TargetDsn::parse(to)?,
+            shutdown_timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+/// Why the bridge stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("MQTT broker refused the connection: {0}")]
+    MqttRefused(String),
+    #[error("{0}")]
+    Tdengine(String),
+    #[error("the MQTT event loop stopped unexpectedly")]
+    SinkStopped,
+}
+
+/// Reasons a row or meta event was not published (each counted).
+pub mod skip {
+    /// The topic template uses a variable the message does not have (taosx's rule).
+    pub const MISSING_VARIABLE: &str = "missing_variable";
+    /// A meta event arrived but the source DSN did not ask for meta (`with.meta`).
+    pub const META_DISABLED: &str = "meta_disabled";
+    /// A delete or drop event filtered out by `with.meta.delete` / `with.meta.drop`.
+    pub const META_FILTERED: &str = "meta_filtered";
+    /// MQTT 5: the broker answered with a failure reason code.
+    pub const BROKER_REJECTED: &str = "broker_rejected";
+    /// The PUBLISH would exceed `max_packet_size` (the client would fail the connection on it, forever).
+    pub const TOO_LARGE: &str = "too_large";
+}
+
+/// Live counters, readable while the bridge runs ([`Bridge::stats`]).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub messages: AtomicU64,
+    pub rows: AtomicU64,
+    pub published: AtomicU64,
+    pub acked: AtomicU64,
+    pub resent: AtomicU64,
+    pub mqtt_connects: AtomicU64,
+    /// Failed MQTT connection attempts (each followed by a backoff).
+    pub mqtt_failures: AtomicU64,
+    pub tmq_subscribes: AtomicU64,
+    /// TDengine connection losses / failed subscribes (each followed by a backoff).
+    pub tmq_failures: AtomicU64,
+    skipped: Mutex<BTreeMap<&'static str, u64>>,
+    committed: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+impl Stats {
+    fn skip(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            *self
+                .skipped
+                .lock()
+                .expect("stats lock")
+                .entry(reason)
+                .or_default() += n;
+        }
+    }
+
+    /// A copy of the counters now.
+    pub fn snapshot(&self) -> RunSummary {
+        RunSummary {
+            messages: self.messages.load(Relaxed),
+            rows: self.rows.load(Relaxed),
+            published: self.published.load(Relaxed),
+            acked: self.acked.load(Relaxed),
+            resent: self.resent.load(Relaxed),
+            mqtt_connects: self.mqtt_connects.load(Relaxed),
+            mqtt_failures: self.mqtt_failures.load(Relaxed),
+            tmq_subscribes: self.tmq_subscribes.load(Relaxed),
+            tmq_failures: self.tmq_failures.load(Relaxed),
+            skipped: self
+                .skipped
+                .lock()
+                .expect("stats lock")
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            committed: self.committed.lock().expect("stats lock").clone(),
+            unacked_at_exit: 0,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// TMQ messages received.
+    pub messages: u64,
+    /// Data rows received.
+    pub rows: u64,
+    /// Publishes handed to the MQTT client (re-sends included).
+    pub published: u64,
+    /// Publishes acknowledged (QoS 0: written).
+    pub acked: u64,
+    /// Publishes re-sent after a session was lost.
+    pub resent: u64,
+    /// MQTT connections established (1 + reconnects).
+    pub mqtt_connects: u64,
+    /// Failed MQTT connection attempts.
+    pub mqtt_failures: u64,
+    /// TMQ subscriptions made (1 + reconnects).
+    pub tmq_subscribes: u64,
+    /// TDengine connection losses / failed subscribes.
+    pub tmq_failures: u64,
+    /// Rows/meta events not published, by reason (see [`skip`]).
+    pub skipped: BTreeMap<String, u64>,
+    /// Offsets committed to TDengine, per (topic, vgroup): the position a restart resumes from.
+    pub committed: BTreeMap<(String, i32), i64>,
+    /// Publishes still unacknowledged when the run ended (shutdown deadline passed).
+    pub unacked_at_exit: usize,
+}
+
+/// The bridge, ready to run.
+pub struct Bridge {
+    config: BridgeConfig,
+    stats: Arc<Stats>,
+}
+
+#[derive(Debug, Clone)]
+struct Publish {
+    topic: Arc<str>,
+    payload: Bytes,
+}
+
+impl Bridge {
+    pub fn new(config: BridgeConfig) -> Self {
+        Bridge {
+            config,
+            stats: Arc::new(Stats::default()),
+        }
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` resolves (then shuts down gracefully) or a fatal error.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, BridgeError> {
+        let Bridge { config, stats } = self;
+        tracing::info!(from = %config.source, to = %config.target, "starting bridge");
+        let (source_rx, consumer, source_task) = source::spawn(config.source.clone(), 4);
+        let (commit_tx, commit_rx) = mpsc::unbounded_channel();
+        let commit_task = tokio::spawn(commit_loop(commit_rx, Committer::new(consumer), stats.clone()));
+        let result = pipeline(&config, &stats, source_rx, commit_tx, shutdown).await;
+        source_task.abort();
+        // The commit task ends once it has tried to send everything it was given.
+        if tokio::time::timeout(Duration::from_secs(5), commit_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("committing offsets did not finish within 5s");
+        }
+        let mut summary = stats.snapshot();
+        let unacked = result?;
+        summary.unacked_at_exit = unacked;
+        tracing::info!(?summary, "bridge stopped");
+        Ok(summary)
+    }
+}
+
+/// The MQTT half of the bridge: consumes source events, publishes, and sends the offsets to commit to
+/// `commit_tx` (closed on return). Returns how many publishes were still unacknowledged at the end.
+///
+/// [`Bridge::run`] feeds it from the TMQ source; tests can feed it [`SourceEvent`]s directly.
+pub async fn pipeline(
+    config: &BridgeConfig,
+    stats: &Stats,
+    mut source_rx: mpsc::Receiver<SourceEvent>,
+    commit_tx: mpsc::UnboundedSender<(Arc<str>, i32, i64)>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<usize, BridgeError> {
+    let target = &config.target;
+    let mut sink = Sink::start(target);
+    let mut ledger: Ledger<Publish> = Ledger::new();
+    let mut encoder = Encoder::new();
+    let mut session = 0u64;
+    let mut stopping = false;
+    let shutdown_deadline = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(shutdown_deadline, shutdown);
+    let mut result = Ok(());
+
+    let commit = |actions: Vec<Action>| {
+        if target.commit == CommitMode::AfterAck {
+            for Action::Commit {
+                topic,
+                vgroup_id,
+                offset,
+            } in actions
+            {
+                let _ = commit_tx.send((topic, vgroup_id, offset));
+            }
+        }
+    };
+
+    loop {
+        // Hand queued publishes to the client while its queue has room and the session is open.
+        while ledger.handed_len() < sink.capacity() {
+            let Some(p) = ledger.peek_to_send() else { break };
+            match sink.try_publish(session, &p.topic, &p.payload) {
+                Ok(true) => {
+                    ledger.mark_handed();
+                    stats.published.fetch_add(1, Relaxed);
+                }
+                Ok(false) => break,
+                Err(_) => {
+                    result = Err(BridgeError::SinkStopped);
+                    break;
+                }
+            }
+        }
+        if result.is_err() || (stopping && ledger.unacked() == 0) {
+            break;
+        }
+        let room = ledger.unacked() < target.window;
+        tokio::select! {
+            _ = &mut shutdown, if !stopping => {
+                tracing::info!(unacked = ledger.unacked(), "shutting down: polling stopped, waiting for acks");
+                stopping = true;
+                source_rx.close();
+                shutdown_deadline.as_mut().reset(tokio::time::Instant::now() + config.shutdown_timeout);
+            }
+            _ = &mut shutdown_deadline, if stopping => {
+                tracing::warn!(unacked = ledger.unacked(), "shutdown deadline passed with publishes unacknowledged");
+                break;
+            }
+            ev = source_rx.recv(), if !stopping && room => match ev {
+                Some(SourceEvent::Message(msg)) => {
+                    if target.commit == CommitMode::BeforeAck {
+                        let _ = commit_tx.send((msg.topic.clone(), msg.vgroup_id, msg.position));
+                    }
+                    let actions = on_message(config, stats, &mut encoder, &mut ledger, msg);
+                    commit(actions);
+                }
+                Some(SourceEvent::Subscribed { .. }) => { stats.tmq_subscribes.fetch_add(1, Relaxed); }
+                Some(SourceEvent::Lost { error, retry_in }) => {
+                    stats.tmq_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
+                }
+                Some(SourceEvent::Fatal(e)) => { result = Err(BridgeError::Tdengine(e)); break; }
+                None => { result = Err(BridgeError::Tdengine("the TMQ source ended".into())); break; }
+            },
+            ev = sink.next_event() => match ev {
+                Some(SinkEvent::Connected { session: s, session_present }) => {
+                    session = s;
+                    stats.mqtt_connects.fetch_add(1, Relaxed);
+                    if !session_present {
+                        let n = ledger.on_session_lost();
+                        if n > 0 {
+                            tracing::info!(n, "re-sending publishes the lost session did not acknowledge");
+                        }
+                        stats.resent.fetch_add(n as u64, Relaxed);
+                    }
+                }
+                Some(SinkEvent::Outgoing(pkid)) => {
+                    let before = ledger.counters().acked;
+                    let actions = ledger.on_outgoing(pkid);
+                    // Count before committing: whoever sees the commit must see the ack counted.
+                    stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
+                    commit(actions);
+                }
+                Some(SinkEvent::Acked(pkid)) => {
+                    let before = ledger.counters().acked;
+                    let actions = ledger.on_ack(pkid);
+                    // Count before committing: whoever sees the commit must see the ack counted.
+                    stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
+                    commit(actions);
+                }
+                Some(SinkEvent::Rejected { pkid, reason }) => {
+                    tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
+                    stats.skip(skip::BROKER_REJECTED, 1);
+                    commit(ledger.on_ack(pkid));
+                }
+                Some(SinkEvent::Disconnected { .. }) => { stats.mqtt_failures.fetch_add(1, Relaxed); }
+                Some(SinkEvent::Refused(code)) => { result = Err(BridgeError::MqttRefused(code)); break; }
+                Some(SinkEvent::Stopped) | None => { result = Err(BridgeError::SinkStopped); break; }
+            },
+        }
+    }
+    drop(commit_tx);
+    sink.shutdown(Duration::from_secs(2)).await;
+    result.map(|_| ledger.unacked())
+}
+
+/// Runs a bridge until `shutdown` resolves. Shorthand for `Bridge::new(config).run(shutdown)`.
+pub async fn run(
+    config: BridgeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, BridgeError> {
+    Bridge::new(config).run(shutdown).await
+}
+
+/// Turns one TMQ message into publishes for the ledger (skips counted) and returns its actions.
+fn on_message(
+    config: &BridgeConfig,
+    stats: &Stats,
+    encoder: &mut Encoder,
+    ledger: &mut Ledger<Publish>,
+    msg: TmqMessage,
+) -> Vec<Action> {
+    stats.messages.fetch_add(1, Relaxed);
+    let target = &config.target;
+    let suffix = OffsetSuffix::new(&msg.database, &msg.topic, msg.vgroup_id, msg.offset);
+    let base = Vars {
+        database: &msg.database,
+        tmq_topic: &msg.topic,
+        vgroup_id: msg.vgroup_id,
+        stable: None,
+        table: None,
+    };
+    let mut pubs = Vec::new();
+
+    if msg.has_meta && msg.meta.is_none() {
+        stats.skip(skip::META_DISABLED, 1);
+    }
+    if let Some(meta) = &msg.meta {
+        // A batch of metas (`{"tmq_meta_version":…,"metas":[…]}`) is published one unit at a time, so
+        // filters and topic variables apply to each.
+        let units: Vec<&serde_json::Value> = match meta.get("metas").and_then(|m| m.as_array()) {
+            Some(list) => list.iter().collect(),
+            None => vec![meta],
+        };
+        for unit in units {
+            let kind = unit.get("type").and_then(|t| t.as_str()).unwrap_or("");
+            if (kind == "delete" && !config.source.with_meta_delete)
+                || (kind == "drop" && !config.source.with_meta_drop)
+            {
+                stats.skip(skip::META_FILTERED, 1);
+                continue;
+            }
+            let (stable, table) = meta_vars(unit);
+            let vars = Vars {
+                stable: stable.as_deref(),
+                table: table.as_deref(),
+                ..base
+            };
+            match target.meta_topic.render(&vars) {
+                Ok(topic) => {
+                    let payload = encoder.encode_meta(unit, &suffix);
+                    if fits(target.max_packet_size, &topic, &payload) {
+                        pubs.push(Publish {
+                            topic: topic.into(),
+                            payload,
+                        });
+                    } else {
+                        tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size; skipped");
+                        stats.skip(skip::TOO_LARGE, 1);
+                    }
+                }
+                Err(missing) => {
+                    tracing::debug!(%missing, offset = msg.offset, "meta event skipped");
+                    stats.skip(skip::MISSING_VARIABLE, 1);
+                }
+            }
+        }
+    }
+    for block in &msg.blocks {
+        let rows = block.nrows() as u64;
+        stats.rows.fetch_add(rows, Relaxed);
+        let vars = Vars {
+            table: block.table_name(),
+            ..base
+        };
+        match target.topic.render(&vars) {
+            Ok(topic) => {
+                let topic: Arc<str> = topic.into();
+                encoder.encode_block(block, &suffix, |row, payload| {
+                    if fits(target.max_packet_size, &topic, &payload) {
+                        pubs.push(Publish { topic: topic.clone(), payload });
+                    } else {
+                        tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size; skipped");
+                        stats.skip(skip::TOO_LARGE, 1);
+                    }
+                });
+            }
+            Err(missing) => {
+                tracing::debug!(%missing, rows, offset = msg.offset, "rows skipped");
+                stats.skip(skip::MISSING_VARIABLE, rows);
+            }
+        }
+    }
+    ledger.on_message(&msg.topic, msg.vgroup_id, msg.position, pubs)
+}
+
+/// Whether a PUBLISH of `payload` to `topic` stays within `max` bytes (fixed header ≤ 5, topic length
+/// prefix 2, packet id 2, MQTT 5 properties: content type and format indicator, with room to spare).
+fn fits(max: usize, topic: &str, payload: &[u8]) -> bool {
+    5 + 2 + topic.len() + 2 + 32 + payload.len() <= max
+}
+
+/// `{stable}` and `{table}` of a meta event, as taosx defines them: stable for create super/child and
+/// drop super; table for create child/normal, alter, and drop of a single child/normal table.
+fn meta_vars(unit: &serde_json::Value) -> (Option<String>, Option<String>) {
+    let s = |k: &str| unit.get(k).and_then(|v| v.as_str()).map(String::from);
+    let kind = unit.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    let table_type = unit.get("tableType").and_then(|t| t.as_str()).unwrap_or("");
+    match (kind, table_type) {
+        ("create", "super") => (s("tableName"), None),
+        ("create", "child") => (s("using"), s("tableName")),
+        ("create", _) => (None, s("tableName")),
+        ("alter", _) => (None, s("tableName")),
+        ("drop", "super") => (s("tableName"), None),
+        ("drop", _) => {
+            let list = unit.get("tableNameList").and_then(|l| l.as_array());
+            let single = list
+                .filter(|l| l.len() == 1)
+                .and_then(|l| l[0].as_str())
+                .map(String::from);
+            (None, single.or_else(|| s("tableName")))
+        }
+        _ => (None, None),
+    }
+}
+
+async fn commit_loop(
+    mut rx: mpsc::UnboundedReceiver<(Arc<str>, i32, i64)>,
+    mut committer: Committer,
+    stats: Arc<Stats>,
+) {
+    let mut closed = false;
+    while !closed {
+        tokio::select! {
+            c = rx.recv() => match c {
+                Some((t, vg, off)) => committer.add(t, vg, off),
+                None => closed = true,
+            },
+            // Retry failed commits (e.g. while TDengine reconnects) now and then.
+            _ = tokio::time::sleep(Duration::from_millis(500)), if !committer.is_empty() => {}
+        }
+        while let Ok((t, vg, off)) = rx.try_recv() {
+            committer.add(t, vg, off);
+        }
+        for (topic, vg, offset) in committer.flush().await {
+            tracing::debug!(%topic, vg, offset, "committed");
+            stats
+                .committed
+                .lock()
+                .expect("stats lock")
+                .insert((topic.to_string(), vg), offset);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::meta_vars;
+    use serde_json::json;
+
+    #[test]
+    fn meta_variables_follow_taosx() {
+        let o = |a: Option<&str>, b: Option<&str>| (a.map(String::from), b.map(String::from));
+        assert_eq!(
+            meta_vars(&json!({"type":"create","tableType":"super","tableName":"st"})),
+            o(Some("st"), None)
+        );
+        assert_eq!(
+            meta_vars(&json!({"type":"create","tableType":"child","tableName":"d0","using":"st"})),
+            o(Some("st"), Some("d0"))
+        );
+        assert_eq!(
+            meta_vars(&json!({"type":"create","tableType":"normal","tableName":"n"})),
+            o(None, Some("n"))
+        );
+        assert_eq!(
+            meta_vars(&json!({"type":"alter","tableType":"child","tableName":"d0"})),
+            o(None, Some("d0"))
+        );
+        assert_eq!(
+            meta_vars(&json!({"type":"drop","tableType":"super","tableName":"st"})),
+            o(Some("st"), None)
+        );
+        assert_eq!(
+            meta_vars(&json!({"type":"drop","tableNameList":["d0"]})),
+            o(None, Some("d0"))
+        );
+        assert_eq!(
+            meta_vars(&json!({"type":"drop","tableNameList":["d0","d1"]})),
+            o(None, None)
+        );
+        assert_eq!(
+            meta_vars(&json!({"type":"delete","sql":"delete from d0"})),
+            o(None, None)
+        );
+    }
+}

@@ -1,0 +1,375 @@
+//! The MQTT side: a rumqttc client (MQTT 3.1.1 or 5.0) whose event loop runs in its own task.
+//!
+//! The task is never cancelled mid-`poll` (rumqttc's state and socket writes are not cancel-safe); it
+//! reports what happened as [`SinkEvent`]s over a channel, in order. Reconnects use exponential backoff
+//! with jitter, 100 ms doubling to a 10 s cap, and never give up (a refused CONNACK is fatal).
+//!
+//! Publishes pass a *gate*: closed from the moment a connection fails until the run loop has seen the
+//! `Connected` event of the next session. So every publish handed to rumqttc belongs to a known session,
+//! and when a session is lost without `session_present` the ledger can re-send exactly what rumqttc
+//! dropped (0.25 clears its queue on a clean-session reconnect and never sets DUP).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+
+use crate::dsn::{MqttVersion, TargetDsn};
+
+/// What the MQTT event loop reports, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkEvent {
+    /// CONNACK accepted; publishes of this `session` may now be handed to the client.
+    Connected { session: u64, session_present: bool },
+    /// A publish left with this packet id (0 for QoS 0).
+    Outgoing(u16),
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) for this packet id.
+    Acked(u16),
+    /// MQTT 5: the broker answered with a failure reason code; the publish will not be delivered.
+    Rejected { pkid: u16, reason: String },
+    /// The connection failed; the next attempt follows after `retry_in`.
+    Disconnected { error: String, retry_in: Duration },
+    /// The broker refused the connection (bad credentials, client id, …): no point retrying.
+    Refused(String),
+    /// The event loop ended (after DISCONNECT, or when the client was dropped).
+    Stopped,
+}
+
+/// Why a publish could not be handed to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("the MQTT event loop has stopped")]
+    Stopped,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    open: bool,
+    session: u64,
+}
+
+enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+#[allow(clippy::large_enum_variant)] // one per process; boxing buys nothing
+enum AnyLoop {
+    V4(rumqttc::EventLoop),
+    V5(rumqttc::v5::EventLoop),
+}
+
+/// Common view of the two event loops' events.
+enum Polled {
+    ConnAck { session_present: bool },
+    Outgoing(u16),
+    Acked(u16),
+    Rejected(u16, String),
+    SentDisconnect,
+    Other,
+}
+
+enum PollError {
+    Refused(String),
+    Done,
+    Retry(String),
+}
+
+impl AnyLoop {
+    async fn poll(&mut self) -> Result<Polled, PollError> {
+        use rumqttc::Outgoing as O;
+        match self {
+            AnyLoop::V4(el) => {
+                use rumqttc::{ConnectionError as E, Event, Packet as P};
+                match el.poll().await {
+                    Ok(Event::Incoming(P::ConnAck(c))) => Ok(Polled::ConnAck {
+                        session_present: c.session_present,
+                    }),
+                    Ok(Event::Incoming(P::PubAck(p))) => Ok(Polled::Acked(p.pkid)),
+                    Ok(Event::Incoming(P::PubComp(p))) => Ok(Polled::Acked(p.pkid)),
+                    Ok(Event::Outgoing(O::Publish(pkid))) => Ok(Polled::Outgoing(pkid)),
+                    Ok(Event::Outgoing(O::Disconnect)) => Ok(Polled::SentDisconnect),
+                    Ok(_) => Ok(Polled::Other),
+                    Err(E::ConnectionRefused(code)) => Err(PollError::Refused(format!("{code:?}"))),
+                    Err(E::RequestsDone) => Err(PollError::Done),
+                    Err(e) => Err(PollError::Retry(describe_v4(&e))),
+                }
+            }
+            AnyLoop::V5(el) => {
+                use rumqttc::v5::{
+                    mqttbytes::v5::{Packet as P, PubAckReason, PubCompReason, PubRecReason},
+                    ConnectionError as E, Event,
+                };
+                match el.poll().await {
+                    Ok(Event::Incoming(P::ConnAck(c))) => Ok(Polled::ConnAck {
+                        session_present: c.session_present,
+                    }),
+                    Ok(Event::Incoming(P::PubAck(p))) => match p.reason {
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
+                            Ok(Polled::Acked(p.pkid))
+                        }
+                        r => Ok(Polled::Rejected(p.pkid, format!("PUBACK {r:?}"))),
+                    },
+                    Ok(Event::Incoming(P::PubRec(p))) => match p.reason {
+                        PubRecReason::Success | PubRecReason::NoMatchingSubscribers => Ok(Polled::Other),
+                        r => Ok(Polled::Rejected(p.pkid, format!("PUBREC {r:?}"))),
+                    },
+                    Ok(Event::Incoming(P::PubComp(p))) => match p.reason {
+                        PubCompReason::Success => Ok(Polled::Acked(p.pkid)),
+                        r => Ok(Polled::Rejected(p.pkid, format!("PUBCOMP {r:?}"))),
+                    },
+                    Ok(Event::Outgoing(O::Publish(pkid))) => Ok(Polled::Outgoing(pkid)),
+                    Ok(Event::Outgoing(O::Disconnect)) => Ok(Polled::SentDisconnect),
+                    Ok(_) => Ok(Polled::Other),
+                    Err(E::ConnectionRefused(code)) => Err(PollError::Refused(format!("{code:?}"))),
+                    Err(E::RequestsDone) => Err(PollError::Done),
+                    Err(e) => Err(PollError::Retry(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// Moves everything the client still holds into rumqttc's pending queue (which a clean-session
+    /// reconnect clears), so nothing handed before the gate closed can leak into the next session.
+    fn clean(&mut self) {
+        match self {
+            AnyLoop::V4(el) => el.clean(),
+            AnyLoop::V5(el) => el.clean(),
+        }
+    }
+}
+
+fn describe_v4(e: &rumqttc::ConnectionError) -> String {
+    match e {
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Io(io))
+            if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            "connection closed by the broker".into()
+        }
+        e => e.to_string(),
+    }
+}
+
+/// Exponential backoff with jitter: 100 ms doubling to 10 s, each delay drawn from [d/2, d].
+pub fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(100).saturating_mul(1u32 << attempt.min(7));
+    let cap = base.min(Duration::from_secs(10));
+    let ms = cap.as_millis() as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
+}
+
+/// The MQTT client plus the handle on its event-loop task.
+pub struct Sink {
+    client: Client,
+    gate: Arc<Mutex<Gate>>,
+    events: mpsc::UnboundedReceiver<SinkEvent>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    qos: u8,
+    retain: bool,
+    capacity: usize,
+}
+
+impl Sink {
+    /// Creates the client and starts its event loop (connecting in the background).
+    pub fn start(target: &TargetDsn) -> Sink {
+        // Room for the whole window plus control packets; the run loop never hands more than `capacity`.
+        let capacity = (target.inflight as usize).max(100);
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(target.tcp_nodelay);
+        net.set_connection_timeout(5);
+        let (client, eventloop) = match target.version {
+            MqttVersion::V311 => {
+                let mut o = rumqttc::MqttOptions::new(&target.client_id, &target.host, target.port);
+                o.set_keep_alive(target.keep_alive)
+                    .set_clean_session(target.clean_session)
+                    .set_inflight(target.inflight)
+                    .set_max_packet_size(target.max_packet_size, target.max_packet_size);
+                if let Some(user) = &target.user {
+                    o.set_credentials(user, target.password.clone().unwrap_or_default());
+                }
+                let (c, mut el) = rumqttc::AsyncClient::new(o, capacity + 16);
+                el.set_network_options(net);
+                (Client::V4(c), AnyLoop::V4(el))
+            }
+            MqttVersion::V5 => {
+                let mut o = rumqttc::v5::MqttOptions::new(&target.client_id, &target.host, target.port);
+                o.set_keep_alive(target.keep_alive)
+                    .set_clean_start(target.clean_session)
+                    .set_max_packet_size(Some(target.max_packet_size as u32))
+                    .set_outgoing_inflight_upper_limit(target.inflight)
+                    .set_network_options(net);
+                if let Some(user) = &target.user {
+                    o.set_credentials(user, target.password.clone().unwrap_or_default());
+                }
+                let (c, el) = rumqttc::v5::AsyncClient::new(o, capacity + 16);
+                (Client::V5(c), AnyLoop::V5(el))
+            }
+        };
+        let gate = Arc::new(Mutex::new(Gate::default()));
+        let (tx, events) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(drive(eventloop, gate.clone(), tx, stop_rx));
+        Sink {
+            client,
+            gate,
+            events,
+            stop,
+            task,
+            qos: target.qos,
+            retain: target.retain,
+            capacity,
+        }
+    }
+
+    /// How many publishes may wait in the client's request queue at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Hands a publish to the client if `session` is the current open session. `Ok(false)`: the gate
+    /// is closed (connection lost or not yet acknowledged by the run loop); keep the publish queued.
+    pub fn try_publish(&self, session: u64, topic: &str, payload: &Bytes) -> Result<bool, SinkError> {
+        let gate = self.gate.lock().expect("gate lock");
+        if !gate.open || gate.session != session {
+            return Ok(false);
+        }
+        let qos = match self.qos {
+            0 => rumqttc::QoS::AtMostOnce,
+            1 => rumqttc::QoS::AtLeastOnce,
+            _ => rumqttc::QoS::ExactlyOnce,
+        };
+        let res = match &self.client {
+            Client::V4(c) => c
+                .try_publish(topic, qos, self.retain, payload.to_vec())
+                .map_err(|_| ()),
+            Client::V5(c) => {
+                use rumqttc::v5::mqttbytes::{v5::PublishProperties, QoS as Q5};
+                let qos = match qos {
+                    rumqttc::QoS::AtMostOnce => Q5::AtMostOnce,
+                    rumqttc::QoS::AtLeastOnce => Q5::AtLeastOnce,
+                    rumqttc::QoS::ExactlyOnce => Q5::ExactlyOnce,
+                };
+                let props = PublishProperties {
+                    payload_format_indicator: Some(1),
+                    content_type: Some("application/json".into()),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, qos, self.retain, payload.clone(), props)
+                    .map_err(|_| ())
+            }
+        };
+        // The queue has room by construction (see `capacity`), so a failure means the loop is gone.
+        res.map(|_| true).map_err(|_| SinkError::Stopped)
+    }
+
+    /// The next event of the event loop; `None` once it has stopped and everything was read.
+    pub async fn next_event(&mut self) -> Option<SinkEvent> {
+        self.events.recv().await
+    }
+
+    /// Sends DISCONNECT (when connected) and waits up to `timeout` for the event loop to end.
+    pub async fn shutdown(mut self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        let _ = match &self.client {
+            Client::V4(c) => c.try_disconnect().map_err(|_| ()),
+            Client::V5(c) => c.try_disconnect().map_err(|_| ()),
+        };
+        let wait = async {
+            while let Some(ev) = self.events.recv().await {
+                if ev == SinkEvent::Stopped {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(timeout, wait).await.is_err() {
+            tracing::warn!("MQTT event loop did not stop within {timeout:?}; aborting it");
+        }
+        self.task.abort();
+    }
+}
+
+async fn drive(
+    mut el: AnyLoop,
+    gate: Arc<Mutex<Gate>>,
+    tx: mpsc::UnboundedSender<SinkEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut attempt = 0u32;
+    let mut session = 0u64;
+    loop {
+        let ev = match el.poll().await {
+            Ok(Polled::ConnAck { session_present }) => {
+                attempt = 0;
+                session += 1;
+                tracing::info!(session, session_present, "connected to MQTT broker");
+                // Report first, then open: the run loop publishes only after it has seen this event.
+                let _ = tx.send(SinkEvent::Connected {
+                    session,
+                    session_present,
+                });
+                let mut g = gate.lock().expect("gate lock");
+                g.open = true;
+                g.session = session;
+                continue;
+            }
+            Ok(Polled::Outgoing(pkid)) => SinkEvent::Outgoing(pkid),
+            Ok(Polled::Acked(pkid)) => SinkEvent::Acked(pkid),
+            Ok(Polled::Rejected(pkid, reason)) => SinkEvent::Rejected { pkid, reason },
+            Ok(Polled::SentDisconnect) => break,
+            Ok(Polled::Other) => continue,
+            Err(PollError::Done) => break,
+            Err(err) => {
+                {
+                    let mut g = gate.lock().expect("gate lock");
+                    g.open = false;
+                    el.clean();
+                }
+                match err {
+                    PollError::Refused(code) => {
+                        let _ = tx.send(SinkEvent::Refused(code));
+                        break;
+                    }
+                    PollError::Retry(error) => {
+                        let retry_in = backoff(attempt);
+                        attempt = attempt.saturating_add(1);
+                        tracing::warn!(%error, ?retry_in, "MQTT connection failed");
+                        let _ = tx.send(SinkEvent::Disconnected { error, retry_in });
+                        if *stop.borrow() {
+                            break;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(retry_in) => {}
+                            _ = stop.changed() => break,
+                        }
+                        continue;
+                    }
+                    PollError::Done => unreachable!("handled above"),
+                }
+            }
+        };
+        if tx.send(ev).is_err() {
+            break;
+        }
+    }
+    let _ = tx.send(SinkEvent::Stopped);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_100ms_to_a_10s_cap_with_jitter() {
+        for (attempt, max_ms) in [(0, 100), (1, 200), (2, 400), (6, 6400), (7, 10_000), (30, 10_000)] {
+            for _ in 0..50 {
+                let d = backoff(attempt).as_millis() as u64;
+                assert!(d >= max_ms / 2 && d <= max_ms, "attempt {attempt}: {d} ms");
+            }
+        }
+    }
+}

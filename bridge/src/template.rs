@@ -1,0 +1,226 @@
+//! MQTT topic templates with taosx's variables: `{database}`, `{tmq_topic}`, `{vgroup_id}`, `{stable}`,
+//! `{table}`.
+//!
+//! A template is checked once at startup (an unknown or unterminated variable is an error) and rendered
+//! per message. A message that lacks a variable its template uses is not published — taosx's rule —
+//! which `render` reports as [`Missing`] so the caller can count the skip.
+
+use std::fmt;
+
+/// A template variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Var {
+    Database,
+    TmqTopic,
+    VgroupId,
+    Stable,
+    Table,
+}
+
+impl Var {
+    pub const ALL: [Var; 5] = [
+        Var::Database,
+        Var::TmqTopic,
+        Var::VgroupId,
+        Var::Stable,
+        Var::Table,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Var::Database => "database",
+            Var::TmqTopic => "tmq_topic",
+            Var::VgroupId => "vgroup_id",
+            Var::Stable => "stable",
+            Var::Table => "table",
+        }
+    }
+}
+
+/// Why a template was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("empty topic")]
+    Empty,
+    #[error("unknown variable `{{{0}}}`; accepted: {{database}}, {{tmq_topic}}, {{vgroup_id}}, {{stable}}, {{table}}")]
+    UnknownVar(String),
+    #[error("unterminated variable starting at byte {0} (missing `}}`)")]
+    Unterminated(usize),
+    #[error("wildcards `+` and `#` are not allowed in a topic to publish to")]
+    Wildcard,
+}
+
+/// The variable a message lacked; the message is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing(pub Var);
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "message has no `{{{}}}`", self.0.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    Var(Var),
+}
+
+/// A parsed topic template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+/// The values a message offers for the variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Vars<'a> {
+    pub database: &'a str,
+    pub tmq_topic: &'a str,
+    pub vgroup_id: i32,
+    pub stable: Option<&'a str>,
+    pub table: Option<&'a str>,
+}
+
+impl Template {
+    /// Parses a template; `{name}` is a variable, everything else is literal.
+    pub fn parse(s: &str) -> Result<Self, TemplateError> {
+        if s.is_empty() {
+            return Err(TemplateError::Empty);
+        }
+        if s.contains(['+', '#']) {
+            return Err(TemplateError::Wildcard);
+        }
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            lit.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or(TemplateError::Unterminated(s.len() - rest.len() + open))?;
+            let name = &after[..close];
+            let var = Var::ALL
+                .into_iter()
+                .find(|v| v.name() == name)
+                .ok_or_else(|| TemplateError::UnknownVar(name.to_string()))?;
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit)));
+            }
+            parts.push(Part::Var(var));
+            rest = &after[close + 1..];
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Template {
+            source: s.to_string(),
+            parts,
+        })
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the template uses `var`.
+    pub fn uses(&self, var: Var) -> bool {
+        self.parts.contains(&Part::Var(var))
+    }
+
+    /// Renders the topic for one message, or names the variable the message lacks.
+    pub fn render(&self, vars: &Vars<'_>) -> Result<String, Missing> {
+        let mut out = String::with_capacity(self.source.len() + 16);
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Var(Var::Database) => out.push_str(vars.database),
+                Part::Var(Var::TmqTopic) => out.push_str(vars.tmq_topic),
+                Part::Var(Var::VgroupId) => out.push_str(&vars.vgroup_id.to_string()),
+                Part::Var(Var::Stable) => out.push_str(vars.stable.ok_or(Missing(Var::Stable))?),
+                Part::Var(Var::Table) => out.push_str(vars.table.ok_or(Missing(Var::Table))?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars<'static> {
+        Vars {
+            database: "db",
+            tmq_topic: "topic_meters",
+            vgroup_id: 2,
+            stable: Some("meters"),
+            table: Some("d0"),
+        }
+    }
+
+    #[test]
+    fn renders_every_variable() {
+        let t = Template::parse("x/{database}/{tmq_topic}/{vgroup_id}/{stable}/{table}").unwrap();
+        assert_eq!(t.render(&vars()).unwrap(), "x/db/topic_meters/2/meters/d0");
+        for v in Var::ALL {
+            assert!(t.uses(v));
+        }
+    }
+
+    #[test]
+    fn literal_only_and_adjacent_variables() {
+        assert_eq!(
+            Template::parse("test/topic_meters")
+                .unwrap()
+                .render(&vars())
+                .unwrap(),
+            "test/topic_meters"
+        );
+        assert_eq!(
+            Template::parse("{database}{table}")
+                .unwrap()
+                .render(&vars())
+                .unwrap(),
+            "dbd0"
+        );
+        assert_eq!(Template::parse("a}b").unwrap().render(&vars()).unwrap(), "a}b");
+    }
+
+    #[test]
+    fn missing_variable_names_it() {
+        let t = Template::parse("m/{stable}/{table}").unwrap();
+        let v = Vars {
+            stable: None,
+            ..vars()
+        };
+        assert_eq!(t.render(&v), Err(Missing(Var::Stable)));
+        let v = Vars {
+            table: None,
+            ..vars()
+        };
+        assert_eq!(t.render(&v), Err(Missing(Var::Table)));
+        assert_eq!(Missing(Var::Table).to_string(), "message has no `{table}`");
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert_eq!(Template::parse(""), Err(TemplateError::Empty));
+        assert_eq!(
+            Template::parse("a/{db}"),
+            Err(TemplateError::UnknownVar("db".into()))
+        );
+        assert_eq!(Template::parse("a/{table"), Err(TemplateError::Unterminated(2)));
+        assert_eq!(Template::parse("a/{}"), Err(TemplateError::UnknownVar("".into())));
+        assert_eq!(Template::parse("a/+/b"), Err(TemplateError::Wildcard));
+        assert_eq!(Template::parse("a/#"), Err(TemplateError::Wildcard));
+        assert_eq!(
+            TemplateError::UnknownVar("db".into()).to_string(),
+            "unknown variable `{db}`; accepted: {database}, {tmq_topic}, {vgroup_id}, {stable}, {table}"
+        );
+    }
+}

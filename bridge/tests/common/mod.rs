@@ -1,0 +1,191 @@
+//! Test helpers: an MQTT subscriber that reconnects and resubscribes, and waiting with deadlines.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use simulator::broker::MqttVersion;
+use tokio::sync::mpsc;
+
+/// One message as a subscriber received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: String,
+    pub qos: u8,
+    pub content_type: Option<String>,
+    pub payload_format: Option<u8>,
+}
+
+#[derive(Debug)]
+pub enum SubEvent {
+    /// SUBACK received (after every (re)connect).
+    Subscribed,
+    Message(Received),
+}
+
+/// A subscriber on `filter`; it reconnects and resubscribes on its own (clean session).
+pub struct Subscriber {
+    pub rx: mpsc::UnboundedReceiver<SubEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Subscriber {
+    pub async fn start(addr: SocketAddr, version: MqttVersion, filter: &str, qos: u8) -> Subscriber {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let filter = filter.to_string();
+        let id = format!("sub-{}", rand_id());
+        let task = match version {
+            MqttVersion::V311 => {
+                let mut o = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+                o.set_max_packet_size(1 << 20, 1 << 20)
+                    .set_keep_alive(Duration::from_secs(30));
+                let (client, mut el) = rumqttc::AsyncClient::new(o, 1000);
+                let q = match qos {
+                    0 => rumqttc::QoS::AtMostOnce,
+                    1 => rumqttc::QoS::AtLeastOnce,
+                    _ => rumqttc::QoS::ExactlyOnce,
+                };
+                tokio::spawn(async move {
+                    loop {
+                        match el.poll().await {
+                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                                let _ = client.try_subscribe(filter.clone(), q);
+                            }
+                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                                let _ = tx.send(SubEvent::Subscribed);
+                            }
+                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                                let _ = tx.send(SubEvent::Message(Received {
+                                    topic: p.topic.clone(),
+                                    payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                                    qos: p.qos as u8,
+                                    content_type: None,
+                                    payload_format: None,
+                                }));
+                            }
+                            Ok(_) => {}
+                            // Reconnect pacing, not synchronisation.
+                            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                })
+            }
+            MqttVersion::V5 => {
+                use rumqttc::v5::{mqttbytes::v5::Packet, mqttbytes::QoS, AsyncClient, Event, MqttOptions};
+                let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+                o.set_max_packet_size(Some(1 << 20))
+                    .set_keep_alive(Duration::from_secs(30));
+                let (client, mut el) = AsyncClient::new(o, 1000);
+                let q = match qos {
+                    0 => QoS::AtMostOnce,
+                    1 => QoS::AtLeastOnce,
+                    _ => QoS::ExactlyOnce,
+                };
+                tokio::spawn(async move {
+                    loop {
+                        match el.poll().await {
+                            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                                let _ = client.try_subscribe(filter.clone(), q);
+                            }
+                            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                                let _ = tx.send(SubEvent::Subscribed);
+                            }
+                            Ok(Event::Incoming(Packet::Publish(p))) => {
+                                let props = p.properties.clone().unwrap_or_default();
+                                let _ = tx.send(SubEvent::Message(Received {
+                                    topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                                    payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                                    qos: p.qos as u8,
+                                    content_type: props.content_type,
+                                    payload_format: props.payload_format_indicator,
+                                }));
+                            }
+                            Ok(_) => {}
+                            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                })
+            }
+        };
+        let mut sub = Subscriber { rx, task };
+        sub.wait_subscribed(Duration::from_secs(10)).await;
+        sub
+    }
+
+    /// Waits for the next SUBACK, dropping messages that arrive meanwhile.
+    pub async fn wait_subscribed(&mut self, within: Duration) {
+        tokio::time::timeout(within, async {
+            loop {
+                match self.rx.recv().await {
+                    Some(SubEvent::Subscribed) => return,
+                    Some(SubEvent::Message(_)) => {}
+                    None => panic!("subscriber ended"),
+                }
+            }
+        })
+        .await
+        .expect("subscriber got no SUBACK in time")
+    }
+
+    /// Collects messages until `done(&received)` holds, or panics at the deadline naming what it had.
+    pub async fn collect_until(
+        &mut self,
+        within: Duration,
+        mut done: impl FnMut(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let mut got = Vec::new();
+        let res = tokio::time::timeout(within, async {
+            while !done(&got) {
+                match self.rx.recv().await {
+                    Some(SubEvent::Message(m)) => got.push(m),
+                    Some(SubEvent::Subscribed) => {}
+                    None => break,
+                }
+            }
+        })
+        .await;
+        if res.is_err() {
+            panic!("deadline passed with {} messages received", got.len());
+        }
+        got
+    }
+
+    /// Collects `n` messages.
+    pub async fn collect(&mut self, n: usize, within: Duration) -> Vec<Received> {
+        self.collect_until(within, |g| g.len() >= n).await
+    }
+
+    /// Takes whatever already arrived, without waiting.
+    pub fn drain(&mut self) -> Vec<Received> {
+        let mut got = Vec::new();
+        while let Ok(ev) = self.rx.try_recv() {
+            if let SubEvent::Message(m) = ev {
+                got.push(m);
+            }
+        }
+        got
+    }
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::process::id() as u64 * 1000 + N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Polls `cond` until it holds or the deadline passes (then panics with `what`).
+pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,465 @@
+//! End to end over real sockets: TDengine stand-in (official `taos` client inside the bridge) → tmq2mqtt
+//! → embedded rumqttd → rumqttc subscribers.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use common::{Received, Subscriber};
+use simulator::{
+    broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
+    tdengine::{Store, TdConfig, TdServer},
+};
+use tmq2mqtt::{Bridge, BridgeConfig, RunSummary};
+use tokio::sync::oneshot;
+
+const T: Duration = Duration::from_secs(30);
+const BASE_TS: i64 = 1_700_000_000_000;
+
+struct World {
+    td: TdServer,
+    store: Arc<Store>,
+    broker: EmbeddedBroker,
+}
+
+impl World {
+    async fn start() -> World {
+        let td = TdServer::start(TdConfig::default()).await.expect("stand-in");
+        let store = td.store().clone();
+        let broker = EmbeddedBroker::start(BrokerConfig::default())
+            .await
+            .expect("broker");
+        World { td, store, broker }
+    }
+
+    fn sql(&self, sql: &str) {
+        self.store
+            .execute(sql, &mut None)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    fn from(&self, topic: &str, params: &str) -> String {
+        format!(
+            "tmq+ws://root:taosdata@127.0.0.1:{}/{topic}?{params}",
+            self.td.addr().port()
+        )
+    }
+
+    fn to(&self, version: MqttVersion, params: &str) -> String {
+        let addr = self.broker.addr(version).unwrap();
+        format!("mqtt://{addr}?version={}&{params}", version.dsn_value())
+    }
+
+    /// `create database db vgroups N`, stable `meters (ts, f1 int) tags (t1 int)`, query topic `t`.
+    fn meters(&self, vgroups: u32, topic: &str) {
+        self.sql(&format!("create database db vgroups {vgroups}"));
+        self.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
+        self.sql(&format!(
+            "create topic {topic} as select ts, tbname, f1, t1 from db.meters"
+        ));
+    }
+
+    /// Inserts rows `ids` over `tables` child tables: table d{id % tables}, ts = BASE_TS + id, f1 = id.
+    fn insert(&self, tables: u32, ids: std::ops::Range<u32>) {
+        let mut sql = String::from("insert into");
+        for t in 0..tables {
+            let mine: Vec<u32> = ids.clone().filter(|id| id % tables == t).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            sql.push_str(&format!(" db.d{t} using db.meters tags ({t}) values"));
+            for id in mine {
+                sql.push_str(&format!(" ({}, {id})", BASE_TS + id as i64));
+            }
+        }
+        self.sql(&sql);
+    }
+}
+
+/// A bridge running in-process; `stop` shuts it down gracefully.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    stats: Arc<tmq2mqtt::Stats>,
+    task: tokio::task::JoinHandle<Result<RunSummary, tmq2mqtt::BridgeError>>,
+}
+
+impl Running {
+    fn start(from: &str, to: &str) -> Running {
+        let config = BridgeConfig::from_dsns(from, to).expect("DSNs");
+        let bridge = Bridge::new(config);
+        let stats = bridge.stats();
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(bridge.run(async {
+            let _ = rx.await;
+        }));
+        Running {
+            stop: Some(stop),
+            stats,
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> RunSummary {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(T, self.task)
+            .await
+            .expect("bridge stops")
+            .unwrap()
+            .expect("clean run")
+    }
+
+    /// Waits until the bridge has committed `offset` or more for every vgroup in `vgroups`.
+    async fn wait_committed(&self, what: &str, done: impl Fn(&BTreeMap<(String, i32), i64>) -> bool) {
+        let stats = self.stats.clone();
+        common::wait_for(what, T, || done(&stats.snapshot().committed)).await;
+    }
+}
+
+fn f1_of(m: &Received) -> u32 {
+    let v: serde_json::Value = serde_json::from_str(&m.payload).expect("JSON payload");
+    v["data"]["f1"].as_u64().expect("f1") as u32
+}
+
+fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
+    got.iter().map(f1_of).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_exactly_as_written_produces_the_seed_message() {
+    use taos::{AsyncQueryable, AsyncTBuilder};
+    let w = World::start().await;
+    // The seed's SQL, through the official client over the stand-in's WebSocket.
+    let taos = taos::TaosBuilder::from_dsn(w.td.dsn())
+        .unwrap()
+        .build()
+        .await
+        .expect("taos connects");
+    for sql in [
+        "create database db vgroups 1;",
+        "create table db.meters (ts timestamp, f1 int) tags(t1 int);",
+        "create topic topic_meters as select ts, tbname, f1, t1 from db.meters;",
+        "insert into db.tb using db.meters tags(1) values(now, 1);",
+    ] {
+        taos.exec(sql.trim_end_matches(';'))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let port = w.td.addr().port();
+    let mqtt = w.broker.v5_addr().unwrap();
+    let mut sub = Subscriber::start(mqtt, MqttVersion::V5, "test/topic_meters", 1).await;
+    // The seed's DSNs with the ports (and the broker's host) changed.
+    let run = Running::start(
+        &format!("tmq+ws://root:taosdata@127.0.0.1:{port}/topic_meters?group.id=taosx-pub-test&auto.offset.reset=earliest"),
+        &format!("mqtt://127.0.0.1:{}?topic=test/topic_meters&qos=1&version=5.0&client_id=taosx-pub-meters", mqtt.port()),
+    );
+    let got = sub.collect(1, T).await;
+    let m = &got[0];
+    assert_eq!(m.topic, "test/topic_meters");
+    assert_eq!(m.content_type.as_deref(), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_str(&m.payload).unwrap();
+    let ts = v["data"]["ts"].as_i64().expect("ts is an integer (ms)");
+    let offset = v["offset"]["offset"].as_i64().expect("offset is an integer");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!((now - ts).abs() < 60_000, "ts {ts} is `now` in ms");
+    // Byte for byte the seed's message, with the values that differ per run put back in.
+    assert_eq!(
+        m.payload,
+        format!(
+            r#"{{"data":{{"ts":{ts},"tbname":"tb","f1":1,"t1":1}},"offset":{{"database":"db","topic":"topic_meters","vgroupId":2,"offset":{offset}}}}}"#
+        )
+    );
+    run.wait_committed("the seed row committed", |c| {
+        c.get(&("topic_meters".into(), 2)) == Some(&(offset + 1))
+    })
+    .await;
+    let s = run.stop().await;
+    assert_eq!((s.rows, s.acked, s.unacked_at_exit), (1, 1, 0), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_qos_over_mqtt_311_and_5_delivers_every_row_and_commits_the_end() {
+    let w = World::start().await;
+    w.meters(2, "t");
+    w.insert(4, 0..200);
+    for version in [MqttVersion::V311, MqttVersion::V5] {
+        for qos in 0..=2u8 {
+            let tag = format!("q{qos}v{}", version.dsn_value());
+            let mut sub =
+                Subscriber::start(w.broker.addr(version).unwrap(), version, &format!("{tag}/#"), 2).await;
+            let run = Running::start(
+                &w.from("t", &format!("group.id={tag}&auto.offset.reset=earliest")),
+                &w.to(
+                    version,
+                    &format!("qos={qos}&client_id={tag}&topic={tag}/{{table}}"),
+                ),
+            );
+            let got = sub.collect(200, T).await;
+            assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{tag}");
+            // Per-table order is kept.
+            for t in 0..4u32 {
+                let ids: Vec<u32> = got
+                    .iter()
+                    .filter(|m| m.topic == format!("{tag}/d{t}"))
+                    .map(f1_of)
+                    .collect();
+                let want: Vec<u32> = (0..200).filter(|id| id % 4 == t).collect();
+                assert_eq!(ids, want, "{tag} table d{t}");
+            }
+            run.wait_committed("both vgroups committed", |c| c.len() == 2)
+                .await;
+            let s = run.stop().await;
+            assert_eq!(
+                (s.rows, s.acked, s.unacked_at_exit),
+                (200, 200, 0),
+                "{tag}: {s:?}"
+            );
+            assert!(sub.drain().is_empty(), "{tag}: no duplicates without faults");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_template_variable_renders_and_a_missing_one_skips_but_commits() {
+    let w = World::start().await;
+    w.meters(2, "t");
+    w.insert(3, 0..30);
+    let addr = w.broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V311, "v/#", 1).await;
+    let run = Running::start(
+        &w.from("t", "group.id=vars&auto.offset.reset=earliest"),
+        &w.to(
+            MqttVersion::V311,
+            "qos=1&client_id=vars&topic=v/{database}/{tmq_topic}/{vgroup_id}/{table}",
+        ),
+    );
+    let got = sub.collect(30, T).await;
+    for m in &got {
+        let v: serde_json::Value = serde_json::from_str(&m.payload).unwrap();
+        let want = format!(
+            "v/db/t/{}/{}",
+            v["offset"]["vgroupId"],
+            v["data"]["tbname"].as_str().unwrap()
+        );
+        assert_eq!(m.topic, want);
+    }
+    let vgroups: BTreeSet<&str> = got.iter().map(|m| m.topic.split('/').nth(3).unwrap()).collect();
+    assert!(vgroups.len() >= 2, "rows from both vgroups: {vgroups:?}");
+    run.stop().await;
+
+    // Data has no {stable} (taosx): nothing published, everything counted, offsets still committed.
+    let run = Running::start(
+        &w.from("t", "group.id=skip&auto.offset.reset=earliest"),
+        &w.to(MqttVersion::V311, "qos=1&client_id=skip&topic=v/{stable}"),
+    );
+    let stats = run.stats.clone();
+    common::wait_for("30 rows skipped", T, || {
+        stats.snapshot().skipped.get("missing_variable") == Some(&30)
+    })
+    .await;
+    run.wait_committed("both vgroups committed despite the skip", |c| c.len() == 2)
+        .await;
+    let s = run.stop().await;
+    assert_eq!(s.published, 0, "{s:?}");
+    assert!(sub.drain().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_events_are_published_with_their_variables_and_filters() {
+    let w = World::start().await;
+    w.sql("create database db vgroups 1");
+    w.sql("create topic tm with meta as database db");
+    w.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
+    w.sql("create table db.d0 using db.meters tags (7)");
+    w.sql(&format!("insert into db.d0 values ({BASE_TS}, 1)"));
+    w.sql("alter stable db.meters add column f2 int");
+    w.sql(&format!("delete from db.d0 where ts <= {BASE_TS}"));
+    w.sql("drop table db.d0");
+    let addr = w.broker.v5_addr().unwrap();
+
+    // All meta: create super ({stable}), create child ({stable},{table}), alter, delete, drop.
+    let mut sub = Subscriber::start(addr, MqttVersion::V5, "m/#", 1).await;
+    let run = Running::start(
+        &w.from("tm", "group.id=meta1&auto.offset.reset=earliest&with.meta=true"),
+        &w.to(
+            MqttVersion::V5,
+            "qos=1&client_id=meta1&topic=m/data/{table}&meta_topic=m/meta/{database}",
+        ),
+    );
+    let got = sub.collect(6, T).await;
+    let metas: Vec<serde_json::Value> = got
+        .iter()
+        .filter(|m| m.topic == "m/meta/db")
+        .map(|m| serde_json::from_str::<serde_json::Value>(&m.payload).unwrap())
+        .collect();
+    let kinds: Vec<&str> = metas
+        .iter()
+        .map(|v| v["meta"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["create", "create", "alter", "delete", "drop"]);
+    for v in &metas {
+        assert_eq!(v["offset"]["database"], "db");
+        assert_eq!(v["offset"]["topic"], "tm");
+        assert!(v["offset"]["offset"].is_i64());
+    }
+    assert_eq!(metas[0]["meta"]["tableType"], "super");
+    let rows: Vec<&Received> = got.iter().filter(|m| m.topic == "m/data/d0").collect();
+    assert_eq!(rows.len(), 1);
+    run.wait_committed("meta committed", |c| c.contains_key(&("tm".into(), 2)))
+        .await;
+    run.stop().await;
+
+    // Filters: no delete, no drop; {stable} in meta_topic skips the events that lack it.
+    let run = Running::start(
+        &w.from("tm", "group.id=meta2&auto.offset.reset=earliest&with_meta=true&with_meta_delete=false&with_meta_drop=false"),
+        &w.to(MqttVersion::V5, "qos=1&client_id=meta2&topic=m2/data&meta_topic=m2/{stable}"),
+    );
+    let mut sub2 = Subscriber::start(addr, MqttVersion::V5, "m2/#", 1).await;
+    let stats = run.stats.clone();
+    common::wait_for("delete and drop filtered", T, || {
+        stats.snapshot().skipped.get("meta_filtered") == Some(&2)
+    })
+    .await;
+    run.wait_committed("meta2 committed", |c| c.contains_key(&("tm".into(), 2)))
+        .await;
+    let s = run.stop().await;
+    // create super and create child carry {stable}; alter does not (skipped).
+    assert_eq!(s.skipped.get("missing_variable"), Some(&1), "{s:?}");
+    let _ = &mut sub2;
+    drop(sub2);
+    // Without with.meta, meta events are counted as skipped.
+    let run = Running::start(
+        &w.from("tm", "group.id=meta3&auto.offset.reset=earliest"),
+        &w.to(MqttVersion::V5, "qos=1&client_id=meta3&topic=m3/data"),
+    );
+    let stats = run.stats.clone();
+    common::wait_for("meta skipped without with.meta", T, || {
+        stats.snapshot().skipped.get("meta_disabled") == Some(&5)
+    })
+    .await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
+    let mut w = World::start().await;
+    w.meters(1, "t");
+    let addr = w.broker.v5_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V5, "r/#", 1).await;
+    let run = Running::start(
+        &w.from("t", "group.id=restart&auto.offset.reset=earliest"),
+        &w.to(MqttVersion::V5, "qos=1&client_id=restart&topic=r/{table}"),
+    );
+    w.insert(2, 0..500);
+    let mut got = sub.collect(500, T).await;
+    w.insert(2, 500..1000);
+    w.broker.stop().await;
+    w.insert(2, 1000..1500);
+    let stats = run.stats.clone();
+    // The subscriber must be subscribed again before the bridge re-sends: wait until the bridge's
+    // backoff has grown far beyond the subscriber's reconnect time.
+    common::wait_for("bridge retries", T, || {
+        stats.mqtt_failures.load(std::sync::atomic::Ordering::Relaxed) >= 5
+    })
+    .await;
+    w.broker.restart().await.unwrap();
+    sub.wait_subscribed(T).await;
+    got.extend(
+        sub.collect_until(T, |g| distinct_f1(g).range(500..1500).count() == 1000)
+            .await,
+    );
+    let s = run.stop().await;
+    let seen = distinct_f1(&got);
+    assert_eq!(seen, (0..1500).collect::<BTreeSet<u32>>(), "{s:?}");
+    assert!(s.mqtt_connects >= 2, "{s:?}");
+    assert_eq!(s.unacked_at_exit, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tdengine_connection_drop_resubscribes_from_the_committed_offset() {
+    let w = World::start().await;
+    w.meters(1, "t");
+    let addr = w.broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V311, "td/#", 1).await;
+    let run = Running::start(
+        &w.from("t", "group.id=tddrop&auto.offset.reset=earliest"),
+        &w.to(MqttVersion::V311, "qos=1&client_id=tddrop&topic=td/x"),
+    );
+    w.insert(2, 0..100);
+    let mut got = sub.collect(100, T).await;
+    w.td.drop_connections();
+    w.insert(2, 100..200);
+    // Rows not yet committed when the connection dropped may come again (at least once).
+    got.extend(
+        sub.collect_until(T, |g| distinct_f1(g).range(100..200).count() == 100)
+            .await,
+    );
+    let s = run.stop().await;
+    assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{s:?}");
+    assert!(s.tmq_subscribes >= 2 && s.tmq_failures >= 1, "{s:?}");
+}
+
+/// Runs the real binary so it can be killed with SIGKILL.
+fn spawn_bin(from: &str, to: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args(["run", "-f", from, "-t", to])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tmq2mqtt")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_restart_resumes_from_the_commit_with_nothing_lost() {
+    let w = World::start().await;
+    w.meters(2, "t");
+    let addr = w.broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V311, "k/#", 1).await;
+    let from = w.from("t", "group.id=kill&auto.offset.reset=earliest");
+    let to = w.to(MqttVersion::V311, "qos=1&client_id=kill&topic=k/{table}");
+    let mut child = spawn_bin(&from, &to);
+    w.insert(4, 0..400);
+    let mut got = sub.collect(400, T).await;
+    w.insert(4, 400..800);
+    // Kill while the second batch is under way.
+    got.extend(sub.collect_until(T, |g| !g.is_empty()).await);
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    w.insert(4, 800..1200);
+    let mut child = spawn_bin(&from, &to);
+    got.extend(
+        sub.collect_until(T, |g| {
+            let mut all: BTreeSet<u32> = BTreeSet::new();
+            all.extend(g.iter().map(f1_of));
+            all.range(400..1200).count() == 800
+        })
+        .await,
+    );
+    let seen = distinct_f1(&got);
+    assert_eq!(seen, (0..1200).collect::<BTreeSet<u32>>());
+    // Graceful stop of the second run: SIGTERM → exit 0.
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let dups = got.len() - seen.len();
+    eprintln!(
+        "{} received, {} distinct, {} duplicates after kill -9",
+        got.len(),
+        seen.len(),
+        dups
+    );
+}

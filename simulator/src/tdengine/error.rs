@@ -1,0 +1,86 @@
+//! TDengine errors as the stand-in reports them: the code taosAdapter puts on the wire (the low 16 bits of
+//! TDengine's `0x8000xxxx`) and a message in TDengine's wording.
+
+/// Error codes the stand-in uses (§6 of the protocol reference; TDengine's `taoserror.h`).
+pub mod code {
+    pub const INVALID_PARA: u32 = 0x0118;
+    pub const AUTH_FAILURE: u32 = 0x0357;
+    pub const STB_ALREADY_EXIST: u32 = 0x0360;
+    pub const STB_NOT_EXIST: u32 = 0x0362;
+    pub const TAG_ALREADY_EXIST: u32 = 0x0369;
+    pub const TAG_NOT_EXIST: u32 = 0x036A;
+    pub const COLUMN_ALREADY_EXIST: u32 = 0x036B;
+    pub const COLUMN_NOT_EXIST: u32 = 0x036C;
+    pub const DB_ALREADY_EXIST: u32 = 0x0381;
+    pub const DB_NOT_EXIST: u32 = 0x0388;
+    pub const TOPIC_ALREADY_EXIST: u32 = 0x03E0;
+    pub const TOPIC_NOT_EXIST: u32 = 0x03E1;
+    pub const CONSUMER_NOT_EXIST: u32 = 0x03E6;
+    pub const TOPIC_SUBSCRIBED: u32 = 0x03EB;
+    pub const TABLE_NOT_EXIST_TDB: u32 = 0x0603;
+    pub const TABLE_ALREADY_EXIST: u32 = 0x0604;
+    pub const SYNTAX_ERROR: u32 = 0x2600;
+    pub const INVALID_COLUMN: u32 = 0x2602;
+    pub const TABLE_NOT_EXIST: u32 = 0x2603;
+    pub const WRONG_VALUE_TYPE: u32 = 0x2605;
+    pub const TAGS_NOT_MATCHED: u32 = 0x260D;
+    pub const INVALID_TAG_NAME: u32 = 0x260E;
+    pub const VALUE_TOO_LONG: u32 = 0x2610;
+    pub const DB_NOT_SPECIFIED: u32 = 0x2616;
+    pub const INVALID_TOPIC_QUERY: u32 = 0x2639;
+    pub const DUPLICATED_COLUMN: u32 = 0x263C;
+    pub const INVALID_COLUMNS_NUM: u32 = 0x263F;
+    pub const INVALID_FIRST_COLUMN: u32 = 0x2641;
+    pub const INVALID_VAR_COLUMN_LEN: u32 = 0x2642;
+    pub const ADAPTER: u32 = 0xFFFF;
+}
+
+/// An error with TDengine's code, as sent in a reply's `code`/`message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[{code:#06X}] {message}")]
+pub struct TdError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl TdError {
+    pub fn new(code: u32, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A syntax error in TDengine's words: `syntax error near "<rest of statement>"` plus our reason, and
+    /// the byte position so a reader can find it.
+    pub fn syntax(sql: &str, pos: usize, reason: &str) -> Self {
+        let pos = pos.min(sql.len());
+        let start = (0..=pos).rev().find(|&i| sql.is_char_boundary(i)).unwrap_or(0);
+        let near: String = sql[start..].chars().take(32).collect();
+        Self::new(
+            code::SYNTAX_ERROR,
+            format!("syntax error near \"{near}\" at position {pos} ({reason})"),
+        )
+    }
+
+    pub fn auth() -> Self {
+        Self::new(code::AUTH_FAILURE, "Authentication failure")
+    }
+    pub fn db_not_exist(db: &str) -> Self {
+        Self::new(code::DB_NOT_EXIST, format!("Database not exist: {db}"))
+    }
+    pub fn table_not_exist(table: &str) -> Self {
+        Self::new(code::TABLE_NOT_EXIST, format!("Table does not exist: {table}"))
+    }
+    pub fn stable_not_exist(table: &str) -> Self {
+        Self::new(code::STB_NOT_EXIST, format!("STable not exist: {table}"))
+    }
+    pub fn db_not_specified() -> Self {
+        Self::new(code::DB_NOT_SPECIFIED, "Database not specified")
+    }
+    pub fn invalid_column(name: &str) -> Self {
+        Self::new(code::INVALID_COLUMN, format!("Invalid column name: {name}"))
+    }
+}
+
+pub type TdResult<T> = Result<T, TdError>;

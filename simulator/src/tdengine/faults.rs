@@ -1,0 +1,96 @@
+//! Fault hooks the harness drives through the server handle: drop every WebSocket connection (an adapter
+//! restart that keeps storage), stall replies for a while, fail the next N calls with a given code.
+//!
+//! Connection loops consult one shared [`Faults`]: they watch [`Faults::dropped`] and close when it changes,
+//! call [`Faults::stall`] before each reply, and [`Faults::take_failure`] before handling each call.
+
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub struct Faults {
+    drops: watch::Sender<u64>,
+    stall_until: Mutex<Option<Instant>>,
+    fail_remaining: AtomicU32,
+    fail_code: AtomicI32,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            drops: watch::channel(0).0,
+            stall_until: Mutex::new(None),
+            fail_remaining: AtomicU32::new(0),
+            fail_code: AtomicI32::new(0),
+        }
+    }
+}
+
+impl Faults {
+    /// Closes every open WebSocket connection (SQL and TMQ); storage, topics and committed offsets stay.
+    pub fn drop_connections(&self) {
+        self.drops.send_modify(|g| *g += 1);
+    }
+
+    /// A receiver that changes at every [`Faults::drop_connections`].
+    pub fn dropped(&self) -> watch::Receiver<u64> {
+        self.drops.subscribe()
+    }
+
+    /// Holds back every reply until `duration` from now has passed.
+    pub fn stall_replies(&self, duration: Duration) {
+        *self.stall_until.lock() = Some(Instant::now() + duration);
+    }
+
+    /// Makes the next `n` calls fail with TDengine error `code`.
+    pub fn fail_next(&self, n: u32, code: i32) {
+        self.fail_code.store(code, Ordering::SeqCst);
+        self.fail_remaining.store(n, Ordering::SeqCst);
+    }
+
+    /// Waits out a stall, if one is in effect.
+    pub async fn stall(&self) {
+        let until = *self.stall_until.lock();
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// The code this call must fail with, if a `fail_next` is pending.
+    pub fn take_failure(&self) -> Option<i32> {
+        self.fail_remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| self.fail_code.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_next_counts_down() {
+        let f = Faults::default();
+        assert_eq!(f.take_failure(), None);
+        f.fail_next(2, 0x0357);
+        assert_eq!(f.take_failure(), Some(0x0357));
+        assert_eq!(f.take_failure(), Some(0x0357));
+        assert_eq!(f.take_failure(), None);
+    }
+
+    #[tokio::test]
+    async fn drop_connections_notifies_watchers() {
+        let f = Faults::default();
+        let mut rx = f.dropped();
+        f.drop_connections();
+        tokio::time::timeout(Duration::from_secs(1), rx.changed())
+            .await
+            .expect("notified")
+            .expect("sender alive");
+    }
+}

@@ -1,0 +1,576 @@
+//! Message assembly, sans-IO: from a topic's definition and a vgroup's log entries starting at a position,
+//! build the next TMQ message — data blocks (one per table, projected for query topics) or one meta event
+//! (only for `WITH META` topics) — and the position after it.
+//!
+//! A message's offset is the version of the last log entry it covers (entries that do not concern the topic
+//! are covered too, so the position after a message is always its offset + 1).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::tdengine::types::{ColumnType, Field, Value};
+use crate::tdengine::wal::{MetaEvent, TableRows, WalEntry, WalOp};
+
+use super::group::VgroupId;
+
+/// Rows per message unless configured otherwise (TDengine's `tmq.rows_per_block`-like cap).
+pub const DEFAULT_MAX_ROWS: usize = 4096;
+/// How many log entries one scan may skip before it returns with no message (bounds the work per poll).
+pub const MAX_SCAN_ENTRIES: usize = 65_536;
+
+/// `tbname` as a query column: VARCHAR(192) in TDengine.
+pub const TBNAME_LENGTH: u32 = 192;
+
+/// A predicate on a table (its name and tags at write time), built by the SQL layer from the topic's
+/// `WHERE` clause.
+pub type TableFilter = Arc<dyn Fn(&TableRows) -> bool + Send + Sync>;
+
+/// A topic as TMQ needs to know it.
+#[derive(Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub db: String,
+    pub kind: TopicKind,
+    /// `WITH META`: meta events (create/alter/drop/delete) are delivered too.
+    pub with_meta: bool,
+    /// Tag filter of the `WHERE` clause; `None` keeps every table.
+    pub filter: Option<TableFilter>,
+}
+
+impl fmt::Debug for TopicSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicSpec")
+            .field("name", &self.name)
+            .field("db", &self.db)
+            .field("kind", &self.kind)
+            .field("with_meta", &self.with_meta)
+            .field("filter", &self.filter.as_ref().map(|_| "<fn>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum TopicKind {
+    /// `AS SELECT cols FROM db.from`: `from` is a super table or a (normal or child) table.
+    Query { from: String, columns: Vec<Projection> },
+    /// `AS STABLE db.stable`: every column of the super table's children.
+    Stable { stable: String },
+    /// `AS DATABASE db`: every table of the database.
+    Database,
+}
+
+/// One output column of a query topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projection {
+    /// The output field (its name is the select item's name).
+    pub field: Field,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Column(String),
+    Tag(String),
+    Tbname,
+}
+
+impl Projection {
+    pub fn tbname() -> Self {
+        Self {
+            field: Field {
+                name: "tbname".into(),
+                ty: ColumnType::VarChar,
+                length: TBNAME_LENGTH,
+            },
+            source: Source::Tbname,
+        }
+    }
+}
+
+/// One table's rows within a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    pub table: String,
+    pub fields: Arc<Vec<Field>>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    Data(Vec<Block>),
+    Meta(Arc<MetaEvent>),
+}
+
+/// A message ready to hand out.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub db: String,
+    pub vgroup: VgroupId,
+    /// Version of the last log entry covered.
+    pub offset: i64,
+    pub body: Body,
+}
+
+impl Message {
+    /// Where the consumer continues after this message.
+    pub fn next(&self) -> i64 {
+        self.offset + 1
+    }
+
+    pub fn rows(&self) -> usize {
+        match &self.body {
+            Body::Data(blocks) => blocks.iter().map(|b| b.rows.len()).sum(),
+            Body::Meta(_) => 0,
+        }
+    }
+}
+
+/// The result of one scan: maybe a message, and the position after everything looked at.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub message: Option<Message>,
+    pub next: i64,
+}
+
+impl TopicSpec {
+    fn wants_table(&self, rows: &TableRows) -> bool {
+        if rows.db != self.db {
+            return false;
+        }
+        let kind_ok = match &self.kind {
+            TopicKind::Query { from, .. } => {
+                rows.stable.as_deref() == Some(from.as_str()) || rows.table == *from
+            }
+            TopicKind::Stable { stable } => rows.stable.as_deref() == Some(stable.as_str()),
+            TopicKind::Database => true,
+        };
+        kind_ok && self.filter.as_ref().is_none_or(|f| f(rows))
+    }
+
+    fn wants_meta(&self, ev: &MetaEvent) -> bool {
+        if !self.with_meta || ev.db != self.db {
+            return false;
+        }
+        match &self.kind {
+            TopicKind::Query { .. } => false,
+            TopicKind::Stable { stable } => ev.stable.as_deref() == Some(stable.as_str()),
+            TopicKind::Database => true,
+        }
+    }
+}
+
+/// Accumulates blocks, merging consecutive writes to one table with one schema into one block.
+#[derive(Default)]
+struct BlockSet {
+    blocks: Vec<Block>,
+    by_table: HashMap<String, usize>,
+    rows: usize,
+}
+
+impl BlockSet {
+    fn block_for(&mut self, table: &str, fields: &Arc<Vec<Field>>) -> &mut Block {
+        let reuse = self
+            .by_table
+            .get(table)
+            .copied()
+            .filter(|&i| Arc::ptr_eq(&self.blocks[i].fields, fields) || self.blocks[i].fields == *fields);
+        let i = match reuse {
+            Some(i) => i,
+            None => {
+                self.blocks.push(Block {
+                    table: table.to_string(),
+                    fields: fields.clone(),
+                    rows: Vec::new(),
+                });
+                let i = self.blocks.len() - 1;
+                self.by_table.insert(table.to_string(), i);
+                i
+            }
+        };
+        &mut self.blocks[i]
+    }
+
+    fn add(&mut self, topic: &TopicSpec, projected: Option<&Arc<Vec<Field>>>, tr: &TableRows) {
+        self.rows += tr.rows.len();
+        match (&topic.kind, projected) {
+            (TopicKind::Query { columns, .. }, Some(fields)) => {
+                let getters: Vec<Getter> = columns.iter().map(|p| Getter::new(p, tr)).collect();
+                let block = self.block_for(&tr.table, fields);
+                block.rows.reserve(tr.rows.len());
+                for row in &tr.rows {
+                    block.rows.push(getters.iter().map(|g| g.get(row, tr)).collect());
+                }
+            }
+            _ => {
+                let block = self.block_for(&tr.table, &tr.columns);
+                block.rows.extend(tr.rows.iter().cloned());
+            }
+        }
+    }
+}
+
+/// Where a projected value comes from in one write.
+enum Getter {
+    Column(usize),
+    Tag(usize),
+    Tbname,
+    Missing,
+}
+
+impl Getter {
+    fn new(p: &Projection, tr: &TableRows) -> Self {
+        match &p.source {
+            // A name not found where expected is looked up on the other side too: the SQL layer may
+            // only know select items by name.
+            Source::Column(name) | Source::Tag(name) => {
+                let col = || {
+                    tr.columns
+                        .iter()
+                        .position(|f| f.name.eq_ignore_ascii_case(name))
+                        .map(Self::Column)
+                };
+                let tag = || {
+                    tr.tags
+                        .iter()
+                        .position(|(f, _)| f.name.eq_ignore_ascii_case(name))
+                        .map(Self::Tag)
+                };
+                let found = if matches!(p.source, Source::Column(_)) {
+                    col().or_else(tag)
+                } else {
+                    tag().or_else(col)
+                };
+                found.unwrap_or(Self::Missing)
+            }
+            Source::Tbname => Self::Tbname,
+        }
+    }
+
+    fn get(&self, row: &[Value], tr: &TableRows) -> Value {
+        match self {
+            Self::Column(i) => row.get(*i).cloned().unwrap_or(Value::Null),
+            Self::Tag(i) => tr.tags[*i].1.clone(),
+            Self::Tbname => Value::VarChar(tr.table.clone()),
+            Self::Missing => Value::Null,
+        }
+    }
+}
+
+/// Builds the next message of `topic` in `vgroup` from `entries` (the log from position `from` on, oldest
+/// first). Consecutive writes are batched until `max_rows` is reached (a write is never split); a meta event
+/// ends a batch and travels alone.
+pub fn next_message<'a>(
+    topic: &TopicSpec,
+    vgroup: VgroupId,
+    from: i64,
+    entries: impl IntoIterator<Item = &'a Arc<WalEntry>>,
+    max_rows: usize,
+) -> Scan {
+    let projected: Option<Arc<Vec<Field>>> = match &topic.kind {
+        TopicKind::Query { columns, .. } => Some(Arc::new(columns.iter().map(|p| p.field.clone()).collect())),
+        _ => None,
+    };
+    let mut set = BlockSet::default();
+    let mut last: Option<i64> = None;
+    let mut scanned = 0usize;
+    for entry in entries {
+        if entry.version < from {
+            continue;
+        }
+        if set.rows >= max_rows.max(1) {
+            break;
+        }
+        match &entry.op {
+            WalOp::Insert(tables) => {
+                for tr in tables.iter().filter(|tr| topic.wants_table(tr)) {
+                    set.add(topic, projected.as_ref(), tr);
+                }
+            }
+            WalOp::Meta(ev) if topic.wants_meta(ev) => {
+                if set.blocks.is_empty() {
+                    let message = Message {
+                        topic: topic.name.clone(),
+                        db: topic.db.clone(),
+                        vgroup,
+                        offset: entry.version,
+                        body: Body::Meta(Arc::new(ev.clone())),
+                    };
+                    return Scan {
+                        next: message.next(),
+                        message: Some(message),
+                    };
+                }
+                break;
+            }
+            WalOp::Meta(_) => {}
+        }
+        last = Some(entry.version);
+        scanned += 1;
+        if set.blocks.is_empty() && scanned >= MAX_SCAN_ENTRIES {
+            break;
+        }
+    }
+    let Some(offset) = last else {
+        return Scan {
+            message: None,
+            next: from,
+        };
+    };
+    set.blocks.retain(|b| !b.rows.is_empty());
+    let message = (!set.blocks.is_empty()).then(|| Message {
+        topic: topic.name.clone(),
+        db: topic.db.clone(),
+        vgroup,
+        offset,
+        body: Body::Data(set.blocks),
+    });
+    Scan {
+        message,
+        next: offset + 1,
+    }
+}
+
+/// A snapshot read of a vgroup's table store (`experimental.snapshot.enable`): the rows the log no longer
+/// holds, handed out table by table, `max_rows` at a time, before the consumer continues with the log.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    tables: Vec<TableRows>,
+    table: usize,
+    row: usize,
+    /// The log position the consumer continues at once the snapshot is drained.
+    pub resume_at: i64,
+}
+
+impl Snapshot {
+    /// `tables` is the store's content for the vgroup (current schema and tags, all rows) as of log version
+    /// `resume_at - 1`.
+    pub fn new(tables: Vec<TableRows>, resume_at: i64) -> Self {
+        Self {
+            tables,
+            table: 0,
+            row: 0,
+            resume_at,
+        }
+    }
+
+    /// The next snapshot message, or `None` when drained. Snapshot messages carry offset `resume_at - 1`.
+    pub fn next_message(&mut self, topic: &TopicSpec, vgroup: VgroupId, max_rows: usize) -> Option<Message> {
+        let projected: Option<Arc<Vec<Field>>> = match &topic.kind {
+            TopicKind::Query { columns, .. } => {
+                Some(Arc::new(columns.iter().map(|p| p.field.clone()).collect()))
+            }
+            _ => None,
+        };
+        let mut set = BlockSet::default();
+        while self.table < self.tables.len() && set.rows < max_rows.max(1) {
+            let tr = &self.tables[self.table];
+            if !topic.wants_table(tr) || self.row >= tr.rows.len() {
+                self.table += 1;
+                self.row = 0;
+                continue;
+            }
+            let take = (max_rows.max(1) - set.rows).min(tr.rows.len() - self.row);
+            let part = TableRows {
+                rows: tr.rows[self.row..self.row + take].to_vec(),
+                ..tr.clone()
+            };
+            set.add(topic, projected.as_ref(), &part);
+            self.row += take;
+        }
+        set.blocks.retain(|b| !b.rows.is_empty());
+        (!set.blocks.is_empty()).then(|| Message {
+            topic: topic.name.clone(),
+            db: topic.db.clone(),
+            vgroup,
+            offset: self.resume_at - 1,
+            body: Body::Data(set.blocks),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tdengine::wal::{MetaKind, Wal};
+
+    fn f(name: &str, ty: ColumnType, length: u32) -> Field {
+        Field {
+            name: name.into(),
+            ty,
+            length,
+        }
+    }
+
+    fn meters_cols() -> Arc<Vec<Field>> {
+        Arc::new(vec![
+            f("ts", ColumnType::Timestamp, 8),
+            f("f1", ColumnType::Int, 4),
+        ])
+    }
+
+    fn rows(table: &str, t1: i32, values: &[(i64, i32)]) -> TableRows {
+        TableRows {
+            db: "db".into(),
+            table: table.into(),
+            stable: Some("meters".into()),
+            columns: meters_cols(),
+            tags: Arc::new(vec![(f("t1", ColumnType::Int, 4), Value::Int(t1))]),
+            rows: values
+                .iter()
+                .map(|(ts, v)| vec![Value::Timestamp(*ts), Value::Int(*v)])
+                .collect(),
+        }
+    }
+
+    fn meta(kind: MetaKind, table: &str) -> MetaEvent {
+        MetaEvent {
+            db: "db".into(),
+            stable: Some("meters".into()),
+            table: Some(table.into()),
+            kind,
+            json: serde_json::json!({"type": "drop", "tableNameList": [table]}),
+        }
+    }
+
+    fn seed_topic() -> TopicSpec {
+        TopicSpec {
+            name: "topic_meters".into(),
+            db: "db".into(),
+            kind: TopicKind::Query {
+                from: "meters".into(),
+                columns: vec![
+                    Projection {
+                        field: f("ts", ColumnType::Timestamp, 8),
+                        source: Source::Column("ts".into()),
+                    },
+                    Projection::tbname(),
+                    Projection {
+                        field: f("f1", ColumnType::Int, 4),
+                        source: Source::Column("f1".into()),
+                    },
+                    Projection {
+                        field: f("t1", ColumnType::Int, 4),
+                        source: Source::Tag("t1".into()),
+                    },
+                ],
+            },
+            with_meta: false,
+            filter: None,
+        }
+    }
+
+    fn db_topic(with_meta: bool) -> TopicSpec {
+        TopicSpec {
+            name: "all".into(),
+            db: "db".into(),
+            kind: TopicKind::Database,
+            with_meta,
+            filter: None,
+        }
+    }
+
+    fn scan(topic: &TopicSpec, wal: &Wal, from: i64, max: usize) -> Scan {
+        next_message(topic, 2, from, wal.read_from(from), max)
+    }
+
+    #[test]
+    fn a_query_topic_projects_columns_tbname_and_tags_in_select_order() {
+        let mut wal = Wal::new();
+        wal.append(0, WalOp::Meta(meta(MetaKind::Create, "tb")));
+        wal.append(0, WalOp::Insert(vec![rows("tb", 1, &[(100, 1)])]));
+        let s = scan(&seed_topic(), &wal, 1, 10);
+        let m = s.message.unwrap();
+        assert_eq!((m.offset, s.next, m.vgroup), (2, 3, 2));
+        let Body::Data(blocks) = m.body else {
+            panic!("data expected")
+        };
+        assert_eq!(blocks.len(), 1);
+        let names: Vec<_> = blocks[0].fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["ts", "tbname", "f1", "t1"]);
+        assert_eq!(
+            blocks[0].rows,
+            vec![vec![
+                Value::Timestamp(100),
+                Value::VarChar("tb".into()),
+                Value::Int(1),
+                Value::Int(1)
+            ]]
+        );
+    }
+
+    #[test]
+    fn writes_batch_up_to_the_row_cap_with_one_block_per_table() {
+        let mut wal = Wal::new();
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1), (2, 2)])]));
+        wal.append(
+            0,
+            WalOp::Insert(vec![rows("b", 2, &[(1, 3)]), rows("a", 1, &[(3, 4)])]),
+        );
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(4, 5)])]));
+        let topic = db_topic(false);
+        let s = scan(&topic, &wal, 1, 4);
+        let m = s.message.unwrap();
+        assert_eq!((m.offset, s.next, m.rows()), (2, 3, 4));
+        let Body::Data(blocks) = &m.body else { panic!() };
+        let shape: Vec<_> = blocks.iter().map(|b| (b.table.as_str(), b.rows.len())).collect();
+        assert_eq!(shape, [("a", 3), ("b", 1)]);
+        let s = scan(&topic, &wal, 3, 4);
+        assert_eq!(s.message.unwrap().rows(), 1);
+        assert_eq!(s.next, 4);
+        let s = scan(&topic, &wal, 4, 4);
+        assert!(s.message.is_none());
+        assert_eq!(s.next, 4);
+    }
+
+    #[test]
+    fn meta_events_travel_alone_and_only_for_with_meta_topics() {
+        let mut wal = Wal::new();
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1)])]));
+        wal.append(0, WalOp::Meta(meta(MetaKind::Drop, "a")));
+        wal.append(0, WalOp::Insert(vec![rows("b", 1, &[(1, 1)])]));
+        let with = db_topic(true);
+        let m1 = scan(&with, &wal, 1, 100).message.unwrap();
+        assert!(matches!(m1.body, Body::Data(_)));
+        assert_eq!(m1.offset, 1);
+        let m2 = scan(&with, &wal, 2, 100).message.unwrap();
+        assert!(matches!(&m2.body, Body::Meta(ev) if ev.kind == MetaKind::Drop));
+        assert_eq!(m2.offset, 2);
+        let m3 = scan(&with, &wal, 3, 100).message.unwrap();
+        assert_eq!(m3.offset, 3);
+        let without = db_topic(false);
+        let m = scan(&without, &wal, 1, 100).message.unwrap();
+        assert_eq!((m.offset, m.rows()), (3, 2));
+    }
+
+    #[test]
+    fn filters_and_other_tables_are_skipped_but_covered() {
+        let mut wal = Wal::new();
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1)])]));
+        wal.append(0, WalOp::Insert(vec![rows("b", 2, &[(1, 1)])]));
+        let mut topic = seed_topic();
+        topic.filter = Some(Arc::new(|tr: &TableRows| tr.tags[0].1 == Value::Int(2)));
+        let m = scan(&topic, &wal, 1, 100).message.unwrap();
+        assert_eq!((m.offset, m.rows()), (2, 1));
+        let mut other = seed_topic();
+        other.kind = TopicKind::Stable {
+            stable: "elsewhere".into(),
+        };
+        let s = scan(&other, &wal, 1, 100);
+        assert!(s.message.is_none());
+        assert_eq!(s.next, 3);
+    }
+
+    #[test]
+    fn a_snapshot_hands_out_the_store_in_capped_chunks() {
+        let store = vec![rows("a", 1, &[(1, 1), (2, 2), (3, 3)]), rows("b", 2, &[(1, 9)])];
+        let mut snap = Snapshot::new(store, 11);
+        let topic = seed_topic();
+        let sizes: Vec<_> = std::iter::from_fn(|| snap.next_message(&topic, 2, 2))
+            .map(|m| (m.offset, m.rows()))
+            .collect();
+        assert_eq!(sizes, [(10, 2), (10, 2)]);
+        assert!(snap.next_message(&topic, 2, 2).is_none());
+    }
+}
