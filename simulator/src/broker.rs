@@ -19,6 +19,9 @@
 //! - it delivers at the **subscription's** QoS, not min(publish QoS, granted QoS): a QoS 1 publish
 //!   reaches a QoS 2 subscriber at QoS 2;
 //! - MQTT 3.1 (`MQIsdp`) is not spoken, and each listener speaks exactly one protocol version;
+//! - a 5.0 PUBLISH that carries properties, routed to a 3.1.1 subscriber, panics that subscriber's
+//!   connection task (`unreachable!` in rumqttd's v4 writer): the subscriber is disconnected and the
+//!   message lost. Subscribe with the publisher's protocol version;
 //! - wrong credentials drop the connection **before any CONNACK** (no return code 4/5); this module
 //!   counts those rejections ([`EmbeddedBroker::auth_failures`]) so a test can still see them;
 //! - keep-alive 0 is rejected; outgoing inflight is fixed at 100; sessions live in memory only.
@@ -204,8 +207,12 @@ impl EmbeddedBroker {
         let addr = self.addr(version)?;
         let auth = match &self.config.credentials {
             Some(c) => {
-                let password = if redact { "***" } else { c.password.as_str() };
-                format!("{}:{}@", url_escape(&c.username), url_escape(password))
+                let password = if redact {
+                    "***".to_string()
+                } else {
+                    url_escape(&c.password)
+                };
+                format!("{}:{password}@", url_escape(&c.username))
             }
             None => String::new(),
         };
@@ -261,7 +268,8 @@ impl EmbeddedBroker {
             let Some(listen) = listen else { continue };
             // A port the OS picked may be taken by someone else between reservation and rumqttd's
             // bind: pick another one a few times. A fixed or previously used port gets one try
-            // (with a bind retry inside `ready` for the moments after a stop).
+            // (`stop` returns only after the old listener socket is closed, and tokio binds with
+            // SO_REUSEADDR, so a restart finds its port free).
             let attempts = if first && listen.port() == 0 { 5 } else { 1 };
             let mut last_error = None;
             for _ in 0..attempts {

@@ -1,5 +1,9 @@
 //! `simulator`: the outside world of the tmq2mqtt test bench as a command-line tool.
-//! `simulator tdengine` serves the TDengine stand-in until SIGINT/SIGTERM.
+//! `simulator tdengine` serves the TDengine stand-in until SIGINT/SIGTERM; `broker` runs the
+//! embedded MQTT broker; `meters` runs the smart-meter fleet; `world` starts all of them in one
+//! process.
+
+mod cli;
 
 use std::net::SocketAddr;
 
@@ -34,58 +38,55 @@ enum Command {
         )]
         password: String,
     },
+    /// Run rumqttd in-process with an MQTT 3.1.1 and optionally an MQTT 5.0 listener.
+    Broker(cli::broker::BrokerArgs),
+    /// Write smart-meter rows into TDengine (the stand-in or a real one) through the `taos` client.
+    Meters(cli::meters::MetersArgs),
+    /// Start the TDengine stand-in, the broker and optionally the fleet in one process.
+    World(cli::world::WorldArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match Cli::parse().command {
-        Command::Tdengine {
-            listen,
-            server_version,
-            user,
-            password,
-        } => {
-            let config = TdConfig {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    cli::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Tdengine {
                 listen,
                 server_version,
                 user,
                 password,
-                ..TdConfig::default()
-            };
-            let server = TdServer::start(config)
-                .await
-                .context("starting the TDengine stand-in")?;
-            println!("TDengine stand-in listening on ws://{}", server.addr());
-            shutdown_signal().await;
-            server.shutdown().await;
+            } => {
+                let config = TdConfig {
+                    listen,
+                    server_version,
+                    user,
+                    password,
+                    ..TdConfig::default()
+                };
+                run_tdengine(config).await.map_err(cli::Exit::from)
+            }
+            Command::Broker(args) => cli::broker::run(args).await,
+            Command::Meters(args) => cli::meters::run(args).await,
+            Command::World(args) => cli::world::run(args).await,
         }
-    }
-    Ok(())
+    });
+    cli::exit(result)
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+async fn run_tdengine(config: TdConfig) -> anyhow::Result<()> {
+    let server = TdServer::start(config)
+        .await
+        .context("starting the TDengine stand-in")?;
+    println!("TDengine stand-in listening on ws://{}", server.addr());
+    cli::shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
 }

@@ -108,19 +108,29 @@ impl Fleet {
     /// between statements; a statement in flight is finished so its outcome is known).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<FleetReport, FleetError> {
         let config = &self.config;
-        let builder = TaosBuilder::from_dsn(&config.dsn).map_err(|e| FleetError::Dsn {
-            dsn: redact_dsn(&config.dsn),
-            reason: e.to_string(),
+        let builder = TaosBuilder::from_dsn(&config.dsn).map_err(|e| {
+            let dsn = redact_dsn(&config.dsn);
+            FleetError::Dsn {
+                reason: e.to_string().replace(&config.dsn, &dsn),
+                dsn,
+            }
         })?;
         let (rows_limit, deadline) = match config.stop {
             StopAfter::Rows(n) => (Some(n), None),
-            StopAfter::Duration(d) => (None, Some(Instant::now() + d)),
+            StopAfter::Duration(d) => (None, Instant::now().checked_add(d)),
+            StopAfter::Never => (None, None),
         };
-        let plan = Plan::new(config, rows_limit);
+        // A batch holds at most one second's worth of rows, so a slow rate gives a steady trickle
+        // rather than rare bursts.
+        let mut script = config.clone();
+        if let Some(rate) = config.rate.filter(|r| *r > 0.0) {
+            script.batch = config.batch.min(rate.ceil() as usize).max(1);
+        }
+        let plan = Plan::new(&script, rows_limit);
         let mut bucket = config
             .rate
             .filter(|r| *r > 0.0)
-            .map(|r| TokenBucket::new(r, config.batch as f64));
+            .map(|r| TokenBucket::new(r, script.batch as f64));
         let progress = progress_bar(config.progress, rows_limit);
         let mut conn = Connection {
             builder,
@@ -139,9 +149,17 @@ impl Fleet {
             }
             let rows = step.rows();
             if let (Some(bucket), true) = (bucket.as_mut(), rows > 0) {
+                let until_deadline = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = bucket.acquire(rows) => {}
                     _ = &mut shutdown => { report.interrupted = true; break; }
+                    // A slow rate must not carry the run past its duration.
+                    _ = until_deadline => break,
                 }
             }
             // Shutdown is honoured between statements only: a statement once sent is awaited, so
@@ -151,7 +169,17 @@ impl Fleet {
                 break;
             }
             let sql = step.sql(&config.db);
-            let (result, retried) = conn.execute(&sql).await?;
+            let (result, retried) = match conn.execute(&sql).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    // Gave up: whether TDengine applied this statement is unknown; say so.
+                    progress.finish_and_clear();
+                    let mut ledger = self.ledger.lock();
+                    ledger.record_unknown(&step, &error.to_string())?;
+                    ledger.flush()?;
+                    return Err(error);
+                }
+            };
             report.statements += 1;
             if let Err(error) = &result {
                 report.statements_rejected += 1;
@@ -244,7 +272,12 @@ enum Failure {
 /// is TDengine rejecting the statement.
 fn classify(error: &taos::Error) -> Failure {
     let code = i32::from(error.code()) & 0xFFFF;
-    let text = format!("[{code:#06x}] {error}");
+    let text = error.to_string();
+    let text = if text.starts_with("[0x") {
+        text
+    } else {
+        format!("[{code:#06X}] {text}")
+    };
     match code {
         0x0357 | 0xE006 => Failure::Auth(text),
         0xE001..=0xE005 => Failure::Connection(text),

@@ -5,14 +5,21 @@
 pub mod session;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -20,6 +27,10 @@ use super::faults::Faults;
 use super::store::Store;
 use super::tmq::{StoreBackend, Tmq, TmqConfig};
 use session::{Reply, SqlSession};
+
+/// Default [`TdConfig::max_message_size`]: 64 MiB, far above any request the official client sends
+/// (SQL text and binary query frames) and far below what would hurt the test machine.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 
 /// How a stand-in presents itself.
 #[derive(Debug, Clone)]
@@ -32,6 +43,11 @@ pub struct TdConfig {
     pub password: String,
     /// TMQ settings (row cap per message, session timeout, …).
     pub tmq: TmqConfig,
+    /// Largest WebSocket message (and frame) a client may send; a bigger one closes the connection
+    /// with 1009 (message too big) before it is buffered.
+    pub max_message_size: usize,
+    /// How long a client may take to finish the HTTP upgrade; half-open sockets are dropped after it.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for TdConfig {
@@ -42,6 +58,8 @@ impl Default for TdConfig {
             user: "root".into(),
             password: "taosdata".into(),
             tmq: TmqConfig::default(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -143,7 +161,7 @@ impl TdServer {
             &config.server_version,
         );
         let tmq = Tmq::new(Arc::new(backend), config.tmq.clone(), faults.clone());
-        store.set_tmq_info(tmq.clone());
+        store.set_tmq_info(super::tmq::store_backend::info_provider(&tmq));
         let config = Arc::new(config);
         let ctx = ServerCtx {
             store: store.clone(),
@@ -271,12 +289,26 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
             }
         }
     };
-    let ws = match tokio_tungstenite::accept_hdr_async(stream, callback).await {
-        Ok(ws) => ws,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "websocket handshake failed");
-            return;
-        }
+    let limits = WebSocketConfig::default()
+        .max_message_size(Some(ctx.config.max_message_size))
+        .max_frame_size(Some(ctx.config.max_message_size));
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(AckStream(stream), callback, Some(limits));
+    // Shutdown must not wait for a client that never finishes its upgrade.
+    let mut shutdown = ctx.shutdown.clone();
+    let ws = tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => return,
+        res = tokio::time::timeout(ctx.config.handshake_timeout, handshake) => match res {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "websocket handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "websocket handshake timed out");
+                return;
+            }
+        },
     };
     match chosen {
         Some(Route::Sql) => serve_sql(ws, peer, ctx).await,
@@ -285,7 +317,7 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
     }
 }
 
-async fn serve_sql(mut ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: ServerCtx) {
+async fn serve_sql(mut ws: WsStream, peer: SocketAddr, ctx: ServerCtx) {
     let mut session = SqlSession::new(ctx.store.clone(), ctx.config.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut kick = ctx.kick.clone();
@@ -310,6 +342,9 @@ async fn serve_sql(mut ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: Se
             Some(Ok(_)) => None,
             Some(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "sql connection error");
+                if let Some(frame) = refusal(&e) {
+                    let _ = ws.send(Message::Close(Some(frame))).await;
+                }
                 return;
             }
         };
@@ -317,10 +352,7 @@ async fn serve_sql(mut ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: Se
         let sent = match reply {
             Some(Reply::Text(t)) => ws.send(Message::text(t)).await,
             Some(Reply::Binary(b)) => ws.send(Message::binary(b)).await,
-            None => {
-                ack_now(ws.get_ref());
-                Ok(())
-            }
+            None => Ok(()),
         };
         if let Err(e) = sent {
             tracing::debug!(%peer, error = %e, "sql connection send failed");
@@ -330,20 +362,114 @@ async fn serve_sql(mut ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: Se
     let _ = ws.close(None).await;
 }
 
-/// Sends the TCP ACK for what was read now instead of delaying it. The 0.12.3 client writes without
-/// TCP_NODELAY and follows each result with `free_result`, which gets no reply to carry the ACK: Nagle then
-/// holds the client's next request until Linux's delayed ACK fires (~40 ms per statement). Call this after
-/// reading a request that is not answered.
-pub fn ack_now(stream: &TcpStream) {
+/// A server-side WebSocket over [`AckStream`]: what connection handlers (SQL and TMQ) get.
+pub type WsStream = WebSocketStream<AckStream>;
+
+/// A TCP stream that acknowledges every read at once instead of delaying the ACK.
+///
+/// The official client writes each WebSocket frame as two writes (header, then payload) without
+/// TCP_NODELAY, so Nagle holds the payload until the header is acknowledged — and Linux delays that ACK by
+/// ~40 ms when no reply carries it. Acknowledging each read keeps a request's latency at the network's
+/// (measured: 45 ms → well under 1 ms per statement).
+pub struct AckStream(pub TcpStream);
+
+impl AckStream {
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+fn ack_now(stream: &TcpStream) {
     #[cfg(target_os = "linux")]
     let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
     #[cfg(not(target_os = "linux"))]
     let _ = stream;
 }
 
+impl AsyncRead for AckStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            ack_now(&self.0);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for AckStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// The close frame that answers a client's bad frame (too big → 1009, protocol violation → 1002), or
+/// `None` when the connection itself failed and nothing can be sent.
+pub(crate) fn refusal(e: &WsError) -> Option<CloseFrame> {
+    let (code, reason) = match e {
+        WsError::Capacity(c) => (CloseCode::Size, c.to_string()),
+        WsError::Protocol(p) => (CloseCode::Protocol, p.to_string()),
+        WsError::Utf8 => (CloseCode::Invalid, "text frame is not UTF-8".to_string()),
+        _ => return None,
+    };
+    // A close reason must fit a control frame (125 bytes, 2 of them the code).
+    let mut reason = reason;
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_frames_get_a_close_code_and_a_short_reason() {
+        use tokio_tungstenite::tungstenite::error::CapacityError;
+        let too_big = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 10,
+            max_size: 5,
+        });
+        assert_eq!(refusal(&too_big).unwrap().code, CloseCode::Size);
+        let e =
+            WsError::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::UnmaskedFrameFromClient);
+        let frame = refusal(&e).unwrap();
+        assert_eq!(frame.code, CloseCode::Protocol);
+        assert!(frame.reason.len() <= 123);
+        assert!(refusal(&WsError::ConnectionClosed).is_none());
+    }
 
     #[test]
     fn routes_and_versions() {

@@ -80,7 +80,7 @@ pub struct Session {
 }
 
 /// Serves one `/rest/tmq` connection of the stand-in's server.
-pub async fn serve(ws: WebSocketStream<tokio::net::TcpStream>, ctx: crate::tdengine::server::ServerCtx) {
+pub async fn serve(ws: crate::tdengine::server::WsStream, ctx: crate::tdengine::server::ServerCtx) {
     serve_connection(ws, ctx.tmq, ctx.shutdown).await
 }
 
@@ -116,6 +116,9 @@ where
                 Some(Ok(WsMessage::Close(_))) | None => break,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "tmq connection failed");
+                    if let Some(frame) = crate::tdengine::server::refusal(&e) {
+                        let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                    }
                     break;
                 }
             },
