@@ -25,6 +25,8 @@ pub mod check;
 pub mod dsn;
 pub mod encode;
 pub mod ledger;
+#[cfg(unix)]
+pub mod mqtt31;
 pub mod run;
 pub mod sink;
 pub mod source;

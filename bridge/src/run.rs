@@ -70,6 +70,8 @@ pub mod skip {
     pub const META_FILTERED: &str = "meta_filtered";
     /// MQTT 5: the broker answered with a failure reason code.
     pub const BROKER_REJECTED: &str = "broker_rejected";
+    /// The PUBLISH would exceed `max_packet_size` (the client would fail the connection on it, forever).
+    pub const TOO_LARGE: &str = "too_large";
 }
 
 /// Live counters, readable while the bridge runs ([`Bridge::stats`]).
@@ -88,6 +90,7 @@ pub struct Stats {
     pub tmq_failures: AtomicU64,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
     committed: Mutex<BTreeMap<(String, i32), i64>>,
+    last_error: Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -100,6 +103,15 @@ impl Stats {
                 .entry(reason)
                 .or_default() += n;
         }
+    }
+
+    /// The last connection error (MQTT or TDengine), for reports; `None` while all went well.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("stats lock").clone()
+    }
+
+    fn set_error(&self, e: String) {
+        *self.last_error.lock().expect("stats lock") = Some(e);
     }
 
     /// A copy of the counters now.
@@ -280,6 +292,7 @@ pub async fn pipeline(
                 }
                 Some(SourceEvent::Subscribed { .. }) => { stats.tmq_subscribes.fetch_add(1, Relaxed); }
                 Some(SourceEvent::Lost { error, retry_in }) => {
+                    stats.set_error(format!("TDengine: {error}"));
                     stats.tmq_failures.fetch_add(1, Relaxed);
                     tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
                 }
@@ -300,20 +313,27 @@ pub async fn pipeline(
                 }
                 Some(SinkEvent::Outgoing(pkid)) => {
                     let before = ledger.counters().acked;
-                    commit(ledger.on_outgoing(pkid));
+                    let actions = ledger.on_outgoing(pkid);
+                    // Count before committing: whoever sees the commit must see the ack counted.
                     stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
+                    commit(actions);
                 }
                 Some(SinkEvent::Acked(pkid)) => {
                     let before = ledger.counters().acked;
-                    commit(ledger.on_ack(pkid));
+                    let actions = ledger.on_ack(pkid);
+                    // Count before committing: whoever sees the commit must see the ack counted.
                     stats.acked.fetch_add(ledger.counters().acked - before, Relaxed);
+                    commit(actions);
                 }
                 Some(SinkEvent::Rejected { pkid, reason }) => {
                     tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
                     stats.skip(skip::BROKER_REJECTED, 1);
                     commit(ledger.on_ack(pkid));
                 }
-                Some(SinkEvent::Disconnected { .. }) => { stats.mqtt_failures.fetch_add(1, Relaxed); }
+                Some(SinkEvent::Disconnected { error, .. }) => {
+                    stats.set_error(format!("MQTT: {error}"));
+                    stats.mqtt_failures.fetch_add(1, Relaxed);
+                }
                 Some(SinkEvent::Refused(code)) => { result = Err(BridgeError::MqttRefused(code)); break; }
                 Some(SinkEvent::Stopped) | None => { result = Err(BridgeError::SinkStopped); break; }
             },
@@ -377,10 +397,18 @@ fn on_message(
                 ..base
             };
             match target.meta_topic.render(&vars) {
-                Ok(topic) => pubs.push(Publish {
-                    topic: topic.into(),
-                    payload: encoder.encode_meta(unit, &suffix),
-                }),
+                Ok(topic) => {
+                    let payload = encoder.encode_meta(unit, &suffix);
+                    if fits(target.max_packet_size, &topic, &payload) {
+                        pubs.push(Publish {
+                            topic: topic.into(),
+                            payload,
+                        });
+                    } else {
+                        tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size; skipped");
+                        stats.skip(skip::TOO_LARGE, 1);
+                    }
+                }
                 Err(missing) => {
                     tracing::debug!(%missing, offset = msg.offset, "meta event skipped");
                     stats.skip(skip::MISSING_VARIABLE, 1);
@@ -398,11 +426,13 @@ fn on_message(
         match target.topic.render(&vars) {
             Ok(topic) => {
                 let topic: Arc<str> = topic.into();
-                encoder.encode_block(block, &suffix, |_, payload| {
-                    pubs.push(Publish {
-                        topic: topic.clone(),
-                        payload,
-                    })
+                encoder.encode_block(block, &suffix, |row, payload| {
+                    if fits(target.max_packet_size, &topic, &payload) {
+                        pubs.push(Publish { topic: topic.clone(), payload });
+                    } else {
+                        tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size; skipped");
+                        stats.skip(skip::TOO_LARGE, 1);
+                    }
                 });
             }
             Err(missing) => {
@@ -412,6 +442,12 @@ fn on_message(
         }
     }
     ledger.on_message(&msg.topic, msg.vgroup_id, msg.position, pubs)
+}
+
+/// Whether a PUBLISH of `payload` to `topic` stays within `max` bytes (fixed header ≤ 5, topic length
+/// prefix 2, packet id 2, MQTT 5 properties: content type and format indicator, with room to spare).
+fn fits(max: usize, topic: &str, payload: &[u8]) -> bool {
+    5 + 2 + topic.len() + 2 + 32 + payload.len() <= max
 }
 
 /// `{stable}` and `{table}` of a meta event, as taosx defines them: stable for create super/child and

@@ -59,9 +59,10 @@ struct Running {
 
 impl Running {
     fn start(to: &str) -> Running {
-        let config =
+        let mut config =
             BridgeConfig::from_dsns("tmq+ws://root:taosdata@127.0.0.1:1/topic_meters?group.id=g", to)
                 .unwrap();
+        config.shutdown_timeout = Duration::from_secs(1);
         let (feed, source_rx) = mpsc::channel(16);
         let (commit_tx, commits) = mpsc::unbounded_channel();
         let (stop, stop_rx) = oneshot::channel::<()>();
@@ -249,9 +250,15 @@ async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
     assert!(run.committed[&2] < 30, "nothing past the outage may be committed");
     broker.restart().await.unwrap();
     sub.wait_subscribed(T).await;
+    let earlier = got.clone();
+    let before: Vec<&str> = earlier.iter().map(|m| m.payload.as_str()).collect();
     got.extend(
         sub.collect_until(T, |g| {
-            let seen: std::collections::HashSet<&str> = g.iter().map(|m| m.payload.as_str()).collect();
+            let seen: std::collections::HashSet<&str> = before
+                .iter()
+                .copied()
+                .chain(g.iter().map(|m| m.payload.as_str()))
+                .collect();
             (10..30i64)
                 .all(|i| (0..50).all(|r| seen.contains(expected("d0", i * 100 + r as i64, r, 2, i).as_str())))
         })
@@ -275,4 +282,61 @@ async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
         "{dups} duplicates but only {} re-sent",
         s.resent
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_before_ack_commits_at_poll_and_after_ack_waits() {
+    // Nothing listens here: no publish can ever be acknowledged.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (mode, expect_commit) in [("before-ack", true), ("after-ack", false)] {
+        let mut run = Running::start(&format!(
+            "mqtt://127.0.0.1:{port}?version=5.0&qos=1&client_id=c&topic=t&commit={mode}"
+        ));
+        run.feed
+            .send(message(2, 41, vec![block("d0", 0, 5)]))
+            .await
+            .unwrap();
+        let stats = run.stats.clone();
+        common::wait_for("message handled", T, || {
+            stats.messages.load(std::sync::atomic::Ordering::Relaxed) == 1
+        })
+        .await;
+        // Commits are sent synchronously while the message is handled.
+        let commit = run.commits.try_recv().ok();
+        assert_eq!(commit.is_some(), expect_commit, "{mode}: {commit:?}");
+        if let Some((topic, vg, offset)) = commit {
+            assert_eq!((&*topic, vg, offset), ("topic_meters", 2, 42));
+        }
+        assert_eq!(run.stats.snapshot().acked, 0);
+        run.stop.take().unwrap().send(()).unwrap();
+        let unacked = run.task.await.unwrap().expect("clean stop");
+        assert_eq!(
+            unacked, 5,
+            "{mode}: the shutdown deadline passes with 5 rows unacknowledged"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_larger_than_max_packet_size_are_skipped_and_counted() {
+    let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
+    let addr = broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V311, "big/#", 1).await;
+    let mut run = Running::start(&format!(
+        "mqtt://{addr}?version=3.1.1&qos=1&client_id=big&topic=big/x&max_packet_size=1024"
+    ));
+    let huge = "h".repeat(1100);
+    run.feed
+        .send(message(2, 1, vec![block(&huge, 0, 2), block("d0", 5, 1)]))
+        .await
+        .unwrap();
+    let got = sub.collect(1, T).await;
+    assert_eq!(got[0].payload, expected("d0", 5, 0, 2, 1));
+    run.wait_commit(2, 2).await;
+    assert_eq!(run.stats.snapshot().skipped.get("too_large"), Some(&2));
+    run.stop().await;
 }

@@ -1,1 +1,10 @@
-//! Scenario harness.
+//! Scenario harness for tmq2mqtt: scenario files, a recording MQTT fault proxy, recording subscribers and
+//! a verdict that proves delivery and QoS semantics from what subscribers and the wire saw.
+
+pub mod proxy;
+pub mod recorder;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod verdict;
+pub mod wire;

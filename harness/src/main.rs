@@ -1,1 +1,176 @@
-fn main() {}
+//! `harness`: run scenario files against the embedded world and judge them.
+//!
+//! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE]`, `harness list`, `harness check`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use harness::report::{self, Outcome};
+use harness::runner::{self, RunOptions};
+use harness::scenario;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "harness", version, about = "Scenario harness for tmq2mqtt")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios (all in scenarios/ when none is named) and print a verdict for each.
+    Run {
+        /// Scenario files or names (`seed-example` = scenarios/seed-example.toml).
+        scenarios: Vec<String>,
+        /// Override every scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write every outcome as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a JUnit XML report here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Scenario directory.
+        #[arg(long, default_value_os_t = scenario::default_dir())]
+        dir: PathBuf,
+        /// Dump every bridge's wire records (NDJSON) into this directory.
+        #[arg(long)]
+        wire_dir: Option<PathBuf>,
+    },
+    /// List the scenarios with their descriptions.
+    List {
+        #[arg(long, default_value_os_t = scenario::default_dir())]
+        dir: PathBuf,
+    },
+    /// Validate scenario files without running them.
+    Check {
+        scenarios: Vec<String>,
+        #[arg(long, default_value_os_t = scenario::default_dir())]
+        dir: PathBuf,
+    },
+}
+
+fn resolve(dir: &Path, names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    if names.is_empty() {
+        return Ok(scenario::discover(dir)?);
+    }
+    names
+        .iter()
+        .map(|n| {
+            let p = PathBuf::from(n);
+            if p.is_file() {
+                return Ok(p);
+            }
+            let q = dir.join(format!("{n}.toml"));
+            if q.is_file() {
+                Ok(q)
+            } else {
+                anyhow::bail!(
+                    "no scenario {n:?} (looked for {} and {})",
+                    p.display(),
+                    q.display()
+                )
+            }
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("harness: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List { dir } => {
+            for path in scenario::discover(&dir)? {
+                match scenario::load(&path) {
+                    Ok(s) => {
+                        let first = s.description.lines().next().unwrap_or("").trim();
+                        println!("{:<28} {}", s.name, first);
+                    }
+                    Err(e) => println!("{e}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { scenarios, dir } => {
+            let mut bad = 0;
+            for path in resolve(&dir, &scenarios)? {
+                match scenario::load(&path) {
+                    Ok(s) => println!("ok    {}", s.name),
+                    Err(e) => {
+                        bad += 1;
+                        println!("error {e}");
+                    }
+                }
+            }
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Run {
+            scenarios,
+            seed,
+            json,
+            junit,
+            dir,
+            wire_dir,
+        } => {
+            let files = resolve(&dir, &scenarios)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let bar = ProgressBar::new(files.len() as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}").expect("template"),
+            );
+            let opts = RunOptions { seed, wire_dir };
+            let mut outcomes: Vec<Outcome> = Vec::new();
+            for file in &files {
+                bar.set_message(
+                    file.file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+                let rel = file
+                    .strip_prefix(std::env::current_dir()?)
+                    .unwrap_or(file)
+                    .to_path_buf();
+                let result = rt.block_on(runner::run_file(&rel, &opts));
+                bar.suspend(|| eprint!("{}", report::details(&result.outcome)));
+                outcomes.push(result.outcome);
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            print!("{}", report::summary(&outcomes));
+            if let Some(path) = json {
+                std::fs::write(&path, report::json(&outcomes))?;
+            }
+            if let Some(path) = junit {
+                std::fs::write(&path, report::junit(&outcomes))?;
+            }
+            Ok(if outcomes.iter().all(Outcome::passed) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}

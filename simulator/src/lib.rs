@@ -8,5 +8,7 @@
 
 pub mod broker;
 pub mod meters;
+pub mod mosquitto;
 pub mod tdengine;
+pub mod tls;
 pub mod world;

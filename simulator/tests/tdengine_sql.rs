@@ -141,6 +141,16 @@ async fn every_type_round_trips(version: &str) {
     );
     let count: Option<i64> = taos.query_one("select count(*) from alltypes.st").await.unwrap();
     assert_eq!(count, Some(3));
+    // Empty results, and reading the (empty) result of a statement without one.
+    assert!(rows(&taos, "select * from alltypes.st where ts > 1800000000000")
+        .await
+        .is_empty());
+    assert!(rows(
+        &taos,
+        "create table if not exists alltypes.c1 using alltypes.st tags (7, 'x')"
+    )
+    .await
+    .is_empty());
 
     // A JSON tag.
     taos.exec("create stable alltypes.js (ts timestamp, v int) tags (j json)")

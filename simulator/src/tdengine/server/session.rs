@@ -247,6 +247,15 @@ impl SqlSession {
     }
 
     fn fetch_json(&mut self, req_id: u64, id: u64, started: Instant) -> Reply {
+        // Id 0 is the "result" of a statement without a result set: it is empty, as taosAdapter's.
+        if id == 0 {
+            return ok_reply(
+                "fetch",
+                req_id,
+                started,
+                json!({"id": 0, "completed": true, "lengths": null, "rows": 0}),
+            );
+        }
         let Some(rs) = self.results.get_mut(&id) else {
             return error_reply("fetch", req_id, &result_not_found(id), started);
         };
@@ -285,6 +294,7 @@ impl SqlSession {
 
     fn fetch_binary(&mut self, req_id: u64, id: u64, started: Instant) -> Reply {
         let (code, msg, block) = match self.results.get_mut(&id) {
+            None if id == 0 => (0, String::new(), None),
             None => {
                 let e = result_not_found(id);
                 (e.code, e.message, None)

@@ -1,0 +1,161 @@
+//! The `tmq2mqtt` binary: exit codes, one-line errors without passwords, help, version, `check`.
+
+use std::process::{Command, Output};
+
+use simulator::{
+    broker::{BrokerConfig, EmbeddedBroker},
+    tdengine::{TdConfig, TdServer},
+};
+
+fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args(args)
+        .env_remove("TMQ2MQTT_FROM")
+        .env_remove("TMQ2MQTT_TO")
+        .output()
+        .expect("run tmq2mqtt")
+}
+
+const GOOD_FROM: &str = "tmq+ws://root:s3cret@127.0.0.1:6041/t?group.id=g";
+const GOOD_TO: &str = "mqtt://u:hunter2@127.0.0.1:1883?version=5.0&client_id=c&topic=t";
+
+#[test]
+fn bad_input_exits_2_with_one_line_naming_the_parameter_and_no_password() {
+    let cases = [
+        (
+            GOOD_FROM.replace("group.id=g", "group.id=g&colour=red"),
+            GOOD_TO.to_string(),
+            "unknown parameter `colour`",
+        ),
+        (
+            "tmq+ws://root:s3cret@h/t".to_string(),
+            GOOD_TO.to_string(),
+            "missing required parameter `group.id`",
+        ),
+        (
+            GOOD_FROM.to_string(),
+            GOOD_TO.replace("5.0", "3.1"),
+            "parameter `version`: MQTT 3.1 is not supported yet",
+        ),
+        (
+            GOOD_FROM.to_string(),
+            GOOD_TO.replace("topic=t", "topic=a/{nope}"),
+            "unknown variable `{nope}`",
+        ),
+        (
+            GOOD_FROM.to_string(),
+            GOOD_TO.replace("mqtt://", "amqp://"),
+            "unsupported scheme `amqp`",
+        ),
+        (
+            GOOD_FROM.to_string(),
+            GOOD_TO.replace("version=5.0", "version=5.0&qos=9"),
+            "parameter `qos`: bad value `9`",
+        ),
+    ];
+    for (from, to, want) in cases {
+        for cmd in ["run", "check"] {
+            let out = bin(&[cmd, "-f", &from, "-t", &to]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {from} {to}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+            assert!(stderr.contains(want), "{stderr} should contain {want}");
+            assert!(
+                !stderr.contains("s3cret") && !stderr.contains("hunter2"),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn env_vars_work_and_missing_dsns_exit_2() {
+    let out = bin(&["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args(["run"])
+        .env("TMQ2MQTT_FROM", "tmq+ws://root:s3cret@h/t")
+        .env("TMQ2MQTT_TO", GOOD_TO)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("source DSN (-f/--from): missing required parameter `group.id`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"));
+}
+
+#[test]
+fn help_has_worked_examples_and_version_prints() {
+    let out = bin(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Examples:") && help.contains("tmq2mqtt run"),
+        "{help}"
+    );
+    let out = bin(&["run", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--from") && help.contains("TMQ2MQTT_FROM") && help.contains("group.id="),
+        "{help}"
+    );
+    let out = bin(&["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("tmq2mqtt {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connects_to_both_ends_and_reports() {
+    let td = TdServer::start(TdConfig::default()).await.unwrap();
+    td.store()
+        .execute("create database db vgroups 2", &mut None)
+        .unwrap();
+    td.store()
+        .execute(
+            "create stable db.meters (ts timestamp, f1 int) tags (t1 int)",
+            &mut None,
+        )
+        .unwrap();
+    td.store()
+        .execute("create topic t as select ts, f1 from db.meters", &mut None)
+        .unwrap();
+    let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
+    let from = format!("tmq+ws://root:taosdata@{}/t?group.id=chk", td.addr());
+    let to = format!(
+        "mqtt://{}?version=3.1.1&client_id=chk&topic=x",
+        broker.v4_addr().unwrap()
+    );
+    let out = tokio::task::spawn_blocking(move || bin(&["check", "-f", &from, "-t", &to]))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("TDengine: subscribed to t"), "{stdout}");
+    assert!(stdout.contains("MQTT: connected to"), "{stdout}");
+    assert!(!stdout.contains("taosdata"), "password redacted: {stdout}");
+
+    // An unknown topic is a clear failure (exit 1), not a hang.
+    let from = format!("tmq+ws://root:taosdata@{}/nope?group.id=chk", td.addr());
+    let to = format!(
+        "mqtt://{}?version=3.1.1&client_id=chk&topic=x",
+        broker.v4_addr().unwrap()
+    );
+    let out = tokio::task::spawn_blocking(move || bin(&["check", "-f", &from, "-t", &to, "--timeout", "5s"]))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("TDengine:") && !stdout.contains("subscribed"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,379 @@
+//! Recording subscribers: rumqttc clients (MQTT 3.1.1 or 5.0) that keep every delivered message with its
+//! receive time, and the quiescence wait that ends a run when nothing more is coming (or at a deadline).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::scenario::{MqttVersion, SubscriberDef};
+
+/// One message as a subscriber received it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivered {
+    pub subscriber: String,
+    pub topic: String,
+    #[serde(skip)]
+    pub payload: Bytes,
+    pub qos: u8,
+    pub dup: bool,
+    pub retain: bool,
+    /// Receive time, microseconds since the Unix epoch.
+    pub at_us: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("subscriber {name}: no SUBACK from {broker} within {timeout:?} (last error: {last})")]
+    NotReady {
+        name: String,
+        broker: SocketAddr,
+        timeout: Duration,
+        last: String,
+    },
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Shared activity counter: bumped on every delivery by every recorder of a run.
+#[derive(Clone)]
+pub struct Activity(watch::Sender<u64>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity(watch::channel(0).0)
+    }
+}
+
+impl Activity {
+    fn bump(&self) {
+        self.0.send_modify(|n| *n += 1);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+/// A running recording subscriber.
+pub struct Recorder {
+    pub name: String,
+    messages: Arc<Mutex<Vec<Delivered>>>,
+    task: JoinHandle<()>,
+}
+
+/// Credentials for the broker, if it wants them.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+}
+
+impl Recorder {
+    /// Connects, subscribes, and returns once the broker granted the subscription.
+    pub async fn start(
+        broker: SocketAddr,
+        def: &SubscriberDef,
+        client_id: &str,
+        login: Option<&Login>,
+        activity: Activity,
+    ) -> Result<Recorder, RecorderError> {
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, mut ready_rx) = watch::channel(Err::<(), String>("not connected".into()));
+        let task = match def.version {
+            MqttVersion::V311 => tokio::spawn(run_v4(
+                broker,
+                def.clone(),
+                client_id.to_string(),
+                login.cloned(),
+                messages.clone(),
+                activity,
+                ready_tx,
+            )),
+            MqttVersion::V5 => tokio::spawn(run_v5(
+                broker,
+                def.clone(),
+                client_id.to_string(),
+                login.cloned(),
+                messages.clone(),
+                activity,
+                ready_tx,
+            )),
+        };
+        let timeout = Duration::from_secs(10);
+        let ready = tokio::time::timeout(timeout, ready_rx.wait_for(|r| r.is_ok()))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
+        if !ready {
+            let last = ready_rx.borrow().clone().err().unwrap_or_default();
+            task.abort();
+            return Err(RecorderError::NotReady {
+                name: def.name.clone(),
+                broker,
+                timeout,
+                last,
+            });
+        }
+        Ok(Recorder {
+            name: def.name.clone(),
+            messages,
+            task,
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.messages.lock().expect("messages lock").len()
+    }
+
+    pub fn messages(&self) -> Vec<Delivered> {
+        self.messages.lock().expect("messages lock").clone()
+    }
+
+    /// Stops the client and returns everything it received.
+    pub fn stop(self) -> Vec<Delivered> {
+        self.task.abort();
+        self.messages()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Pause between reconnect attempts (rumqttc reconnects at once otherwise).
+const RETRY: Duration = Duration::from_millis(100);
+
+async fn run_v4(
+    broker: SocketAddr,
+    def: SubscriberDef,
+    client_id: String,
+    login: Option<Login>,
+    messages: Arc<Mutex<Vec<Delivered>>>,
+    activity: Activity,
+    ready: watch::Sender<Result<(), String>>,
+) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
+    opts.set_clean_session(def.clean_session);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+    if let Some(l) = &login {
+        opts.set_credentials(&l.user, &l.password);
+    }
+    let qos = match def.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                // A clean session (or a lost one) has no subscription: make it again.
+                if !ack.session_present {
+                    let _ = client.try_subscribe(&def.filter, qos);
+                } else {
+                    let _ = ready.send(Ok(()));
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                let _ = ready.send(Ok(()));
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let d = Delivered {
+                    subscriber: def.name.clone(),
+                    topic: p.topic.clone(),
+                    payload: p.payload.clone(),
+                    qos: p.qos as u8,
+                    dup: p.dup,
+                    retain: p.retain,
+                    at_us: now_us(),
+                };
+                messages.lock().expect("messages lock").push(d);
+                activity.bump();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                ready.send_if_modified(|r| {
+                    if r.is_err() {
+                        *r = Err(e.to_string());
+                        true
+                    } else {
+                        false
+                    }
+                });
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+async fn run_v5(
+    broker: SocketAddr,
+    def: SubscriberDef,
+    client_id: String,
+    login: Option<Login>,
+    messages: Arc<Mutex<Vec<Delivered>>>,
+    activity: Activity,
+    ready: watch::Sender<Result<(), String>>,
+) {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let mut opts = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
+    opts.set_clean_start(def.clean_session);
+    if !def.clean_session {
+        // MQTT 5 ends a session at disconnect unless an expiry interval says otherwise.
+        opts.set_session_expiry_interval(Some(3600));
+    }
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(Some(16 * 1024 * 1024));
+    if let Some(l) = &login {
+        opts.set_credentials(&l.user, &l.password);
+    }
+    let qos = match def.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                if !ack.session_present {
+                    let _ = client.try_subscribe(&def.filter, qos);
+                } else {
+                    let _ = ready.send(Ok(()));
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                let _ = ready.send(Ok(()));
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let d = Delivered {
+                    subscriber: def.name.clone(),
+                    topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                    payload: p.payload.clone(),
+                    qos: p.qos as u8,
+                    dup: p.dup,
+                    retain: p.retain,
+                    at_us: now_us(),
+                };
+                messages.lock().expect("messages lock").push(d);
+                activity.bump();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                ready.send_if_modified(|r| {
+                    if r.is_err() {
+                        *r = Err(e.to_string());
+                        true
+                    } else {
+                        false
+                    }
+                });
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// Why a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// Everything expected arrived and nothing new came for the quiet period.
+    Quiescent,
+    /// The deadline passed first.
+    Deadline,
+}
+
+/// Waits until `done()` holds and no delivery happened for `quiet`, or until `deadline` passed.
+pub async fn wait_quiescent(
+    activity: &Activity,
+    mut done: impl FnMut() -> bool,
+    quiet: Duration,
+    deadline: Duration,
+) -> Ending {
+    let mut rx = activity.subscribe();
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ending::Deadline;
+        }
+        match tokio::time::timeout(quiet.min(left), rx.changed()).await {
+            // Something arrived: the quiet period starts again.
+            Ok(Ok(())) => continue,
+            // Every sender gone: nothing more can arrive.
+            Ok(Err(_)) => {
+                return if done() {
+                    Ending::Quiescent
+                } else {
+                    Ending::Deadline
+                }
+            }
+            Err(_) if done() && left >= quiet => return Ending::Quiescent,
+            Err(_) => continue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn quiescence_waits_for_the_quiet_period_after_the_last_delivery() {
+        let activity = Activity::default();
+        let a = activity.clone();
+        let count = Arc::new(Mutex::new(0));
+        let c = count.clone();
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                *c.lock().unwrap() += 1;
+                a.bump();
+            }
+        });
+        let start = tokio::time::Instant::now();
+        let ending = wait_quiescent(
+            &activity,
+            || *count.lock().unwrap() == 3,
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(ending, Ending::Quiescent);
+        // Last delivery at 600 ms, then 500 ms of quiet.
+        assert_eq!(start.elapsed(), Duration::from_millis(1100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_ends_a_wait_for_rows_that_never_come() {
+        let activity = Activity::default();
+        let start = tokio::time::Instant::now();
+        let ending = wait_quiescent(
+            &activity,
+            || false,
+            Duration::from_millis(500),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert_eq!(ending, Ending::Deadline);
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+}
