@@ -330,7 +330,7 @@ impl PendingChild {
         let tags_json: Vec<_> = self
             .tags
             .iter()
-            .map(|(f, v)| json!({"name": f.name, "type": f.ty as u8, "value": tag_json(f, v)}))
+            .map(|(f, v)| json!({"name": f.name, "type": f.ty as u8, "value": tag_json(v)}))
             .collect();
         let json = json!({"type": "create", "tableType": "child", "tableName": self.name,
             "using": self.stable, "tagNum": self.tags.len(), "tags": tags_json, "createList": []});
@@ -359,7 +359,7 @@ impl PendingChild {
 }
 
 /// A tag value as TMQ meta JSON writes it: text quoted inside the string, numbers as numbers.
-fn tag_json(f: &Field, v: &Value) -> serde_json::Value {
+fn tag_json(v: &Value) -> serde_json::Value {
     match v {
         Value::Null => serde_json::Value::Null,
         Value::VarChar(s) | Value::NChar(s) => json!(format!("\"{s}\"")),
@@ -367,10 +367,7 @@ fn tag_json(f: &Field, v: &Value) -> serde_json::Value {
         Value::VarBinary(_) | Value::Geometry(_) => {
             json!(format!("\"{}\"", v.to_json().as_str().unwrap_or("")))
         }
-        _ => {
-            let _ = f;
-            v.to_json()
-        }
+        _ => v.to_json(),
     }
 }
 
