@@ -90,6 +90,7 @@ pub struct Stats {
     pub tmq_failures: AtomicU64,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
     committed: Mutex<BTreeMap<(String, i32), i64>>,
+    last_error: Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -102,6 +103,15 @@ impl Stats {
                 .entry(reason)
                 .or_default() += n;
         }
+    }
+
+    /// The last connection error (MQTT or TDengine), for reports; `None` while all went well.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("stats lock").clone()
+    }
+
+    fn set_error(&self, e: String) {
+        *self.last_error.lock().expect("stats lock") = Some(e);
     }
 
     /// A copy of the counters now.
@@ -282,6 +292,7 @@ pub async fn pipeline(
                 }
                 Some(SourceEvent::Subscribed { .. }) => { stats.tmq_subscribes.fetch_add(1, Relaxed); }
                 Some(SourceEvent::Lost { error, retry_in }) => {
+                    stats.set_error(format!("TDengine: {error}"));
                     stats.tmq_failures.fetch_add(1, Relaxed);
                     tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
                 }
@@ -319,7 +330,10 @@ pub async fn pipeline(
                     stats.skip(skip::BROKER_REJECTED, 1);
                     commit(ledger.on_ack(pkid));
                 }
-                Some(SinkEvent::Disconnected { .. }) => { stats.mqtt_failures.fetch_add(1, Relaxed); }
+                Some(SinkEvent::Disconnected { error, .. }) => {
+                    stats.set_error(format!("MQTT: {error}"));
+                    stats.mqtt_failures.fetch_add(1, Relaxed);
+                }
                 Some(SinkEvent::Refused(code)) => { result = Err(BridgeError::MqttRefused(code)); break; }
                 Some(SinkEvent::Stopped) | None => { result = Err(BridgeError::SinkStopped); break; }
             },

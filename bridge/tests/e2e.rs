@@ -28,6 +28,10 @@ struct World {
 
 impl World {
     async fn start() -> World {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
         let td = TdServer::start(TdConfig::default()).await.expect("stand-in");
         let store = td.store().clone();
         let broker = EmbeddedBroker::start(BrokerConfig::default())
@@ -89,7 +93,10 @@ struct Running {
 
 impl Running {
     fn start(from: &str, to: &str) -> Running {
-        let config = BridgeConfig::from_dsns(from, to).expect("DSNs");
+        Self::start_config(BridgeConfig::from_dsns(from, to).expect("DSNs"))
+    }
+
+    fn start_config(config: BridgeConfig) -> Running {
         let bridge = Bridge::new(config);
         let stats = bridge.stats();
         let (stop, rx) = oneshot::channel::<()>();
@@ -126,6 +133,30 @@ fn f1_of(m: &Received) -> u32 {
 
 fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
     got.iter().map(f1_of).collect()
+}
+
+/// Collects until every row 0..total was seen (counting what `got` already has); names missing rows.
+async fn collect_all(
+    sub: &mut Subscriber,
+    got: &mut Vec<Received>,
+    total: u32,
+    stats: Option<&tmq2mqtt::Stats>,
+) {
+    let before = distinct_f1(got);
+    let more = sub
+        .try_collect_until(T, |g| before.union(&distinct_f1(g)).count() == total as usize)
+        .await;
+    let failed = more.is_err();
+    got.extend(more.unwrap_or_else(|g| g));
+    if failed {
+        let seen = distinct_f1(got);
+        let missing: Vec<u32> = (0..total).filter(|i| !seen.contains(i)).collect();
+        panic!(
+            "{} rows missing: {missing:?}; bridge: {:?}",
+            missing.len(),
+            stats.map(|s| s.snapshot())
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,10 +401,7 @@ async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
     .await;
     w.broker.restart().await.unwrap();
     sub.wait_subscribed(T).await;
-    got.extend(
-        sub.collect_until(T, |g| distinct_f1(g).range(500..1500).count() == 1000)
-            .await,
-    );
+    collect_all(&mut sub, &mut got, 1500, Some(&run.stats)).await;
     let s = run.stop().await;
     let seen = distinct_f1(&got);
     assert_eq!(seen, (0..1500).collect::<BTreeSet<u32>>(), "{s:?}");
@@ -396,10 +424,7 @@ async fn tdengine_connection_drop_resubscribes_from_the_committed_offset() {
     w.td.drop_connections();
     w.insert(2, 100..200);
     // Rows not yet committed when the connection dropped may come again (at least once).
-    got.extend(
-        sub.collect_until(T, |g| distinct_f1(g).range(100..200).count() == 100)
-            .await,
-    );
+    collect_all(&mut sub, &mut got, 200, Some(&run.stats)).await;
     let s = run.stop().await;
     assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{s:?}");
     assert!(s.tmq_subscribes >= 2 && s.tmq_failures >= 1, "{s:?}");
@@ -434,14 +459,7 @@ async fn kill_9_then_restart_resumes_from_the_commit_with_nothing_lost() {
     child.wait().unwrap();
     w.insert(4, 800..1200);
     let mut child = spawn_bin(&from, &to);
-    got.extend(
-        sub.collect_until(T, |g| {
-            let mut all: BTreeSet<u32> = BTreeSet::new();
-            all.extend(g.iter().map(f1_of));
-            all.range(400..1200).count() == 800
-        })
-        .await,
-    );
+    collect_all(&mut sub, &mut got, 1200, None).await;
     let seen = distinct_f1(&got);
     assert_eq!(seen, (0..1200).collect::<BTreeSet<u32>>());
     // Graceful stop of the second run: SIGTERM → exit 0.
@@ -462,4 +480,96 @@ async fn kill_9_then_restart_resumes_from_the_commit_with_nothing_lost() {
         seen.len(),
         dups
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topic_and_wrong_password_fail_fast_with_a_clear_error() {
+    let w = World::start().await;
+    w.meters(1, "t");
+    let to = w.to(MqttVersion::V311, "qos=1&client_id=bad&topic=x");
+    let port = w.td.addr().port();
+    for (from, want) in [
+        (w.from("nope", "group.id=bad"), "Topic not exist"),
+        (
+            format!("tmq+ws://root:wrong@127.0.0.1:{port}/t?group.id=bad"),
+            "Authentication failure",
+        ),
+    ] {
+        let config = BridgeConfig::from_dsns(&from, &to).unwrap();
+        let err = tokio::time::timeout(T, Bridge::new(config).run(std::future::pending()))
+            .await
+            .expect("fails fast instead of retrying forever")
+            .expect_err("must fail");
+        let text = err.to_string();
+        assert!(text.contains(want), "{text}");
+        assert!(
+            !text.contains("wrong") && !text.contains("taosdata"),
+            "no password in {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_broker_credentials_are_explained_and_nothing_is_committed() {
+    use simulator::broker::Credentials;
+    let td = TdServer::start(TdConfig::default()).await.unwrap();
+    td.store()
+        .execute("create database db vgroups 1", &mut None)
+        .unwrap();
+    td.store()
+        .execute(
+            "create stable db.meters (ts timestamp, f1 int) tags (t1 int)",
+            &mut None,
+        )
+        .unwrap();
+    td.store()
+        .execute("create topic t as select ts, f1 from db.meters", &mut None)
+        .unwrap();
+    td.store()
+        .execute(
+            "insert into db.d0 using db.meters tags (1) values (1700000000000, 1)",
+            &mut None,
+        )
+        .unwrap();
+    let broker = EmbeddedBroker::start(BrokerConfig {
+        credentials: Some(Credentials {
+            username: "u".into(),
+            password: "right".into(),
+        }),
+        ..BrokerConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = BridgeConfig::from_dsns(
+        &format!(
+            "tmq+ws://root:taosdata@{}/t?group.id=creds&auto.offset.reset=earliest",
+            td.addr()
+        ),
+        &format!(
+            "mqtt://u:wrong@{}?version=3.1.1&qos=1&client_id=creds&topic=x",
+            broker.v4_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    config.shutdown_timeout = Duration::from_secs(1);
+    let run = Running::start_config(config);
+    let stats = run.stats.clone();
+    common::wait_for("two failed attempts", T, || {
+        stats.mqtt_failures.load(std::sync::atomic::Ordering::Relaxed) >= 2
+    })
+    .await;
+    let error = stats.last_error().expect("an error is reported");
+    assert!(
+        error.contains("before CONNACK") && error.contains("credentials"),
+        "{error}"
+    );
+    assert!(!error.contains("wrong"), "no password in {error}");
+    common::wait_for("the row polled", T, || {
+        stats.rows.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+    let mut s = run.stop().await;
+    assert!(s.committed.is_empty(), "nothing may be committed: {s:?}");
+    assert_eq!(std::mem::take(&mut s.unacked_at_exit), 1);
+    assert!(broker.auth_failures() >= 2);
 }

@@ -250,9 +250,15 @@ async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
     assert!(run.committed[&2] < 30, "nothing past the outage may be committed");
     broker.restart().await.unwrap();
     sub.wait_subscribed(T).await;
+    let earlier = got.clone();
+    let before: Vec<&str> = earlier.iter().map(|m| m.payload.as_str()).collect();
     got.extend(
         sub.collect_until(T, |g| {
-            let seen: std::collections::HashSet<&str> = g.iter().map(|m| m.payload.as_str()).collect();
+            let seen: std::collections::HashSet<&str> = before
+                .iter()
+                .copied()
+                .chain(g.iter().map(|m| m.payload.as_str()))
+                .collect();
             (10..30i64)
                 .all(|i| (0..50).all(|r| seen.contains(expected("d0", i * 100 + r as i64, r, 2, i).as_str())))
         })

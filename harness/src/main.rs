@@ -36,6 +36,9 @@ enum Command {
         /// Scenario directory.
         #[arg(long, default_value_os_t = scenario::default_dir())]
         dir: PathBuf,
+        /// Dump every bridge's wire records (NDJSON) into this directory.
+        #[arg(long)]
+        wire_dir: Option<PathBuf>,
     },
     /// List the scenarios with their descriptions.
     List {
@@ -129,6 +132,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             json,
             junit,
             dir,
+            wire_dir,
         } => {
             let files = resolve(&dir, &scenarios)?;
             let rt = tokio::runtime::Runtime::new()?;
@@ -136,7 +140,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             bar.set_style(
                 ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}").expect("template"),
             );
-            let opts = RunOptions { seed };
+            let opts = RunOptions { seed, wire_dir };
             let mut outcomes: Vec<Outcome> = Vec::new();
             for file in &files {
                 bar.set_message(

@@ -46,7 +46,12 @@ fn run_scenario(name: &str) {
     let details = report::details(&result.outcome);
     assert!(result.outcome.passed(), "\n{details}");
     if s.snapshot {
-        let uses_now = s.data.sql.iter().chain(&s.data.sql_after_start).any(|q| q.to_lowercase().contains("now"));
+        let uses_now = s
+            .data
+            .sql
+            .iter()
+            .chain(&s.data.sql_after_start)
+            .any(|q| q.to_lowercase().contains("now"));
         let stream = stream_of(&result.delivered, uses_now);
         insta::with_settings!({
             snapshot_path => "../../scenarios/snapshots",
@@ -58,13 +63,17 @@ fn run_scenario(name: &str) {
     }
 }
 
-/// The delivered stream per subscriber in arrival order; timestamps written with `now` are redacted.
+/// The delivered stream per subscriber (by name) in arrival order — arrival order across subscribers is not
+/// deterministic, within one subscriber of a one-vgroup topic it is; timestamps written with `now` are redacted.
 fn stream_of(delivered: &[Delivered], redact_ts: bool) -> Vec<serde_json::Value> {
+    let mut delivered: Vec<&Delivered> = delivered.iter().collect();
+    delivered.sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
     delivered
-        .iter()
+        .into_iter()
         .map(|d| {
-            let mut payload: serde_json::Value = serde_json::from_slice(&d.payload)
-                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&d.payload).into_owned()));
+            let mut payload: serde_json::Value = serde_json::from_slice(&d.payload).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&d.payload).into_owned())
+            });
             if redact_ts {
                 if let Some(ts) = payload.pointer_mut("/data/ts") {
                     *ts = serde_json::Value::String("[now]".into());

@@ -207,8 +207,12 @@ impl EmbeddedBroker {
         let addr = self.addr(version)?;
         let auth = match &self.config.credentials {
             Some(c) => {
-                let password = if redact { "***" } else { c.password.as_str() };
-                format!("{}:{}@", url_escape(&c.username), url_escape(password))
+                let password = if redact {
+                    "***".to_string()
+                } else {
+                    url_escape(&c.password)
+                };
+                format!("{}:{password}@", url_escape(&c.username))
             }
             None => String::new(),
         };
@@ -264,7 +268,8 @@ impl EmbeddedBroker {
             let Some(listen) = listen else { continue };
             // A port the OS picked may be taken by someone else between reservation and rumqttd's
             // bind: pick another one a few times. A fixed or previously used port gets one try
-            // (with a bind retry inside `ready` for the moments after a stop).
+            // (`stop` returns only after the old listener socket is closed, and tokio binds with
+            // SO_REUSEADDR, so a restart finds its port free).
             let attempts = if first && listen.port() == 0 { 5 } else { 1 };
             let mut last_error = None;
             for _ in 0..attempts {

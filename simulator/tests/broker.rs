@@ -206,7 +206,10 @@ async fn wrong_password_is_rejected_and_right_one_accepted() {
             broker.v4_addr().unwrap()
         )
     );
-    assert!(!broker.redacted_url(MqttVersion::V311).unwrap().contains("s3cret"));
+    assert_eq!(
+        broker.redacted_url(MqttVersion::V311).unwrap(),
+        format!("mqtt://meter:***@{}?version=3.1.1", broker.v4_addr().unwrap())
+    );
 }
 
 #[tokio::test]
@@ -336,4 +339,46 @@ async fn v5_publish_with_properties_disconnects_a_v4_subscriber() {
     .await
     .expect("an outcome");
     assert_eq!(outcome, "disconnected");
+}
+
+/// rumqttd 0.20 deviation, kept visible: delivery happens at the subscription's QoS, not at
+/// min(publish QoS, granted QoS) — a QoS 1 publish reaches a QoS 2 subscriber at QoS 2.
+#[tokio::test]
+async fn delivery_qos_is_the_subscription_qos() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
+    let v4 = broker.v4_addr().unwrap();
+    let (sub, mut sub_loop) =
+        AsyncClient::new(MqttOptions::new("qos2-sub", v4.ip().to_string(), v4.port()), 10);
+    sub.subscribe("q/#", QoS::ExactlyOnce).await.unwrap();
+    timeout(DEADLINE, async {
+        loop {
+            if let Event::Incoming(Packet::SubAck(_)) = sub_loop.poll().await.unwrap() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("SUBACK");
+    let (publisher, mut pub_loop) =
+        AsyncClient::new(MqttOptions::new("qos1-pub", v4.ip().to_string(), v4.port()), 10);
+    publisher
+        .publish("q/1", QoS::AtLeastOnce, false, "x")
+        .await
+        .unwrap();
+    tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+    let delivered = timeout(DEADLINE, async {
+        loop {
+            if let Event::Incoming(Packet::Publish(p)) = sub_loop.poll().await.unwrap() {
+                break p.qos;
+            }
+        }
+    })
+    .await
+    .expect("delivered");
+    assert_eq!(
+        delivered,
+        QoS::ExactlyOnce,
+        "spec says QoS 1 (min of publish and granted)"
+    );
 }

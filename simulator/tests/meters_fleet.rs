@@ -89,7 +89,7 @@ async fn chaos_fleet_rows_are_exactly_what_select_returns() {
 async fn dropped_connections_are_retried_without_losing_rows() {
     let server = TdServer::start(TdConfig::default()).await.unwrap();
     let mut cfg = config(server.dsn(), 5, Chaos::default());
-    cfg.stop = StopAfter::Rows(20_000);
+    cfg.stop = StopAfter::Rows(6_000);
     cfg.batch = 50;
     let fleet = Fleet::new(cfg).unwrap();
     let ledger = fleet.ledger();
@@ -97,7 +97,7 @@ async fn dropped_connections_are_retried_without_losing_rows() {
     // Kick every connection three times while the fleet is writing.
     for kick in 1..=3u64 {
         let deadline = Instant::now() + DEADLINE;
-        while ledger.lock().rows_written() < kick * 4000 {
+        while ledger.lock().rows_written() < kick * 1500 {
             assert!(Instant::now() < deadline, "fleet stalled");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -105,7 +105,7 @@ async fn dropped_connections_are_retried_without_losing_rows() {
     }
     let report = timeout(DEADLINE, run).await.unwrap().unwrap().unwrap();
     assert!(report.connection_errors >= 1, "{report}");
-    assert_eq!(report.rows_written, 20_000, "{report}");
+    assert_eq!(report.rows_written, 6_000, "{report}");
     assert_eq!(report.rows_rejected, 0, "{report}");
     let taos = client(&server).await;
     let expected = ledger.lock().expected_rows();
@@ -179,4 +179,31 @@ async fn ledger_file_replays_to_the_same_expected_rows() {
     }
     let taos = client(&server).await;
     assert_eq!(check(&taos, &replayed).await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giving_up_on_a_lost_server_is_an_error_and_the_open_statement_is_unknown() {
+    let server = TdServer::start(TdConfig::default()).await.unwrap();
+    let mut cfg = config(server.dsn(), 3, Chaos::default());
+    cfg.stop = StopAfter::Never;
+    cfg.batch = 10;
+    cfg.retry_for = Duration::from_millis(500);
+    let fleet = Fleet::new(cfg).unwrap();
+    let ledger = fleet.ledger();
+    let run = tokio::spawn(fleet.run(std::future::pending()));
+    let deadline = Instant::now() + DEADLINE;
+    while ledger.lock().rows_written() < 100 {
+        assert!(Instant::now() < deadline, "fleet stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.shutdown().await;
+    let error = timeout(DEADLINE, run).await.unwrap().unwrap().unwrap_err();
+    assert!(error.to_string().contains("unreachable"), "{error}");
+    let ledger = ledger.lock();
+    let last = ledger.entries().last().unwrap();
+    assert_eq!(last.outcome, Outcome::Unknown, "{last:?}");
+    // Exactly the entries of the last statement are unknown.
+    for e in ledger.entries() {
+        assert_eq!(e.outcome == Outcome::Unknown, e.step == last.step, "{e:?}");
+    }
 }

@@ -348,3 +348,55 @@ async fn unknown_topics_bad_parameters_and_dropping_a_subscribed_topic_give_tden
     let err = s.consumer("group.id=g", &["t"]).await.expect_err("dropped");
     assert_eq!(err.code(), 0x03E1, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_filters_and_stable_topics_keep_only_their_tables() {
+    let s = Server::start().await;
+    schema(&s, 2);
+    s.sql("create stable db.other (ts timestamp, f1 int) tags (t1 int)");
+    s.sql("create topic q as select ts, tbname, f1, t1 from db.meters where t1 = 1");
+    s.sql("create topic st with meta as stable db.meters where t1 >= 2");
+    let q = s
+        .consumer("group.id=g&auto.offset.reset=earliest", &["q"])
+        .await
+        .expect("q");
+    let st = s
+        .consumer("group.id=g&auto.offset.reset=earliest", &["st"])
+        .await
+        .expect("st");
+    insert(&s, 4, 0..40); // d0..d3 with t1 = 0..3
+    s.sql(&format!(
+        "insert into db.x0 using db.other tags (1) values ({BASE_TS}, 999)"
+    ));
+
+    let got = recv_until(&q, WAIT, |r| row_count(r) >= 10).await;
+    assert!(recv_rest(&q, QUIET).await.is_empty());
+    assert!(
+        rows(&got).iter().all(|r| r[1] == "d1" && r[3] == "1"),
+        "{}",
+        summary(&got)
+    );
+    assert_eq!(all_distinct(&ids(&got)), (0..40).filter(|i| i % 4 == 1).collect());
+
+    let got = recv_until(&st, WAIT, |r| row_count(r) >= 20).await;
+    assert!(recv_rest(&st, QUIET).await.is_empty());
+    let tables: BTreeSet<String> = got
+        .iter()
+        .flat_map(|r| &r.items)
+        .filter_map(|g| match g {
+            Got::Row { table, fields, .. } => {
+                assert_eq!(
+                    fields,
+                    &["ts", "f1"],
+                    "a stable topic carries the columns as written"
+                );
+                Some(table.clone())
+            }
+            Got::Meta { json, .. } => {
+                assert_ne!(json["tableName"], "other", "meta of another super table");
+                None
+            }
+        })
+        .collect();
+    assert_eq!(tables, ["d2", "d3"].map(String::from).into());
+}

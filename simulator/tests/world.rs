@@ -260,3 +260,36 @@ async fn world_command_starts_serves_and_stops() {
     assert!(status.success(), "{status:?}: {rest}");
     assert!(rest.contains("fleet done: wrote 60 rows"), "{rest}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_command_never_shows_a_chosen_password() {
+    let world = World::start(WorldConfig {
+        tdengine: TdConfig {
+            password: "td-secret".into(),
+            ..TdConfig::default()
+        },
+        broker: BrokerConfig {
+            credentials: Some(simulator::broker::Credentials {
+                username: "bridge".into(),
+                password: "mq-secret".into(),
+            }),
+            ..BrokerConfig::default()
+        },
+        fleet: None,
+        ..WorldConfig::default()
+    })
+    .await
+    .unwrap();
+    let command = world.bridge_command();
+    assert!(!command.contains("secret"), "{command}");
+    assert!(command.contains("root:${TDENGINE_PASSWORD}@"), "{command}");
+    assert!(
+        command.contains("bridge:${SIMULATOR_MQTT_PASSWORD}@"),
+        "{command}"
+    );
+    // The unredacted DSNs work as given.
+    assert!(world.tmq_dsn().contains("root:td-secret@"));
+    assert!(world.mqtt_dsn().contains("bridge:mq-secret@"));
+    BridgeConfig::from_dsns(&world.tmq_dsn(), &world.mqtt_dsn()).unwrap();
+    world.stop().await.unwrap();
+}

@@ -180,8 +180,8 @@ impl TargetDsn {
                 "retain" => retain = parse_bool(SIDE, &key, &value)?,
                 "keep_alive" => {
                     keep_alive = parse_duration(SIDE, &key, &value)?;
-                    if keep_alive < Duration::from_secs(1) || keep_alive > Duration::from_secs(65535) {
-                        return Err(bad("1 to 65535 seconds"));
+                    if keep_alive < Duration::from_secs(5) || keep_alive > Duration::from_secs(65535) {
+                        return Err(bad("5 to 65535 seconds (rumqttc's minimum is 5)"));
                     }
                 }
                 "clean_session" => clean_session = parse_bool(SIDE, &key, &value)?,

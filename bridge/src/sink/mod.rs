@@ -154,6 +154,20 @@ fn describe_v4(e: &rumqttc::ConnectionError) -> String {
     }
 }
 
+/// A connection closed during the handshake is how rumqttd (and some others) refuse credentials or a
+/// client id: say so instead of only "connection closed".
+fn explain_connect_failure(error: String) -> String {
+    let lower = error.to_ascii_lowercase();
+    if ["closed", "eof", "reset", "aborted"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        format!("connection closed before CONNACK (the broker may have refused the credentials or client id): {error}")
+    } else {
+        error
+    }
+}
+
 /// Exponential backoff with jitter: 100 ms doubling to 10 s, each delay drawn from [d/2, d].
 pub fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_millis(100).saturating_mul(1u32 << attempt.min(7));
@@ -301,9 +315,11 @@ async fn drive(
 ) {
     let mut attempt = 0u32;
     let mut session = 0u64;
+    let mut connected = false;
     loop {
         let ev = match el.poll().await {
             Ok(Polled::ConnAck { session_present }) => {
+                connected = true;
                 attempt = 0;
                 session += 1;
                 tracing::info!(session, session_present, "connected to MQTT broker");
@@ -335,6 +351,12 @@ async fn drive(
                         break;
                     }
                     PollError::Retry(error) => {
+                        let error = if connected {
+                            error
+                        } else {
+                            explain_connect_failure(error)
+                        };
+                        connected = false;
                         let retry_in = backoff(attempt);
                         attempt = attempt.saturating_add(1);
                         tracing::warn!(%error, ?retry_in, "MQTT connection failed");

@@ -148,6 +148,7 @@ pub fn from_ledger(
                 }
                 out.push(ExpectedRow {
                     seq: e.seq,
+                    order: e.step,
                     database: topic.db.clone(),
                     tmq_topic: topic.name.clone(),
                     table: row.table.clone(),
@@ -159,6 +160,32 @@ pub fn from_ledger(
             }
             _ => {}
         }
+    }
+    as_stored(out)
+}
+
+/// What TDengine makes of one INSERT: a table's rows sorted by timestamp, and of rows with the same
+/// timestamp only the last written (`order` holds the step on entry and the storage position on return).
+fn as_stored(rows: Vec<ExpectedRow>) -> Vec<ExpectedRow> {
+    let mut by_write: Vec<(u64, usize, ExpectedRow)> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (r.order, i, r))
+        .collect();
+    // Step, then table, then timestamp; among equal timestamps the later write last.
+    by_write.sort_by(|a, b| (a.0, &a.2.table, a.2.ts, a.1).cmp(&(b.0, &b.2.table, b.2.ts, b.1)));
+    let mut out: Vec<ExpectedRow> = Vec::with_capacity(by_write.len());
+    for (step, _, row) in by_write {
+        if let Some(prev) = out.last_mut() {
+            if prev.order == step && prev.table == row.table && prev.ts == row.ts {
+                *prev = row;
+                continue;
+            }
+        }
+        out.push(row);
+    }
+    for (i, r) in out.iter_mut().enumerate() {
+        r.order = i as u64 + 1;
     }
     out
 }
@@ -192,6 +219,7 @@ pub fn from_select(topic: &TopicShape, rows: Vec<Map<String, Value>>) -> Vec<Exp
             let ts = data.get("ts").and_then(Value::as_i64).unwrap_or(0);
             ExpectedRow {
                 seq: 0,
+                order: 0,
                 database: topic.db.clone(),
                 tmq_topic: topic.name.clone(),
                 table,
@@ -205,6 +233,7 @@ pub fn from_select(topic: &TopicShape, rows: Vec<Map<String, Value>>) -> Vec<Exp
     out.sort_by(|a, b| (a.table.as_str(), a.ts).cmp(&(b.table.as_str(), b.ts)));
     for (i, r) in out.iter_mut().enumerate() {
         r.seq = i as u64 + 1;
+        r.order = r.seq;
     }
     out
 }
@@ -239,6 +268,33 @@ mod tests {
         let t = parse_topic("create topic d with meta as database power").unwrap();
         assert_eq!((t.db.as_str(), &t.kind), ("power", &ShapeKind::Database));
         assert!(parse_topic("create table x (ts timestamp)").is_none());
+    }
+
+    fn row(order: u64, seq: u64, table: &str, ts: i64) -> ExpectedRow {
+        ExpectedRow {
+            seq,
+            order,
+            database: "power".into(),
+            tmq_topic: "t".into(),
+            table: table.into(),
+            vgroup_id: None,
+            ts,
+            data: Map::new(),
+            written_at_us: None,
+        }
+    }
+
+    #[test]
+    fn one_insert_is_stored_sorted_by_timestamp_with_the_last_duplicate_winning() {
+        // Step 1 writes d0@20, d0@10 (late), d0@20 again (update); step 2 writes d0@5.
+        let stored = as_stored(vec![
+            row(1, 1, "d0", 20),
+            row(1, 2, "d0", 10),
+            row(1, 3, "d0", 20),
+            row(2, 4, "d0", 5),
+        ]);
+        let got: Vec<(u64, i64, u64)> = stored.iter().map(|r| (r.seq, r.ts, r.order)).collect();
+        assert_eq!(got, [(2, 10, 1), (3, 20, 2), (4, 5, 3)]);
     }
 
     #[test]

@@ -29,6 +29,8 @@ use world::{Broker, Tdengine};
 pub struct RunOptions {
     /// Overrides the scenario's seed.
     pub seed: Option<u64>,
+    /// Write every bridge's wire records here as NDJSON (`SCENARIO-BRIDGE.wire.ndjson`).
+    pub wire_dir: Option<std::path::PathBuf>,
 }
 
 /// A run's outcome plus the delivered stream (for snapshots).
@@ -65,7 +67,7 @@ pub async fn run(s: &Scenario, file: &str, opts: &RunOptions) -> RunResult {
     let started = Instant::now();
     let seed = opts.seed.unwrap_or(s.seed);
     let replay = replay_command(file, seed);
-    let (verdict, delivered, error) = match run_inner(s, seed, &replay).await {
+    let (verdict, delivered, error) = match run_inner(s, seed, &replay, opts).await {
         Ok((v, d)) => (Some(v), d, None),
         Err(e) => (None, Vec::new(), Some(e)),
     };
@@ -116,6 +118,8 @@ struct BridgeSlot {
     running: Option<RunningBridge>,
     start_after: Option<Duration>,
     expect_error: bool,
+    /// Killed by the timeline and left dead: its exit status is the scenario's doing.
+    killed_for_good: bool,
 }
 
 impl BridgeSlot {
@@ -142,6 +146,7 @@ async fn run_inner(
     s: &Scenario,
     seed: u64,
     replay: &str,
+    opts: &RunOptions,
 ) -> Result<(verdict::Verdict, Vec<Delivered>), String> {
     let started = Instant::now();
     let td = Tdengine::start(s).await.map_err(|e| e.to_string())?;
@@ -237,6 +242,7 @@ async fn run_inner(
             running: None,
             start_after: b.start_after,
             expect_error: b.expect_error.is_some(),
+            killed_for_good: false,
         });
     }
     for slot in slots.iter_mut().filter(|s| s.start_after.is_none()) {
@@ -355,7 +361,10 @@ async fn run_inner(
     }
 
     // Wait for the stream to settle.
-    let per_sub: Vec<usize> = expected_counts(s, &expected_rows);
+    let per_sub: Vec<usize> = match s.expect.rows {
+        Some(n) => vec![n as usize; s.subscribers.len()],
+        None => expected_counts(s, &expected_rows),
+    };
     let ending = {
         let recs = &recorders;
         let slots_ref = &mut slots;
@@ -379,6 +388,7 @@ async fn run_inner(
     let mut wire = Vec::new();
     for slot in slots {
         let error = match slot.running {
+            Some(_) if slot.killed_for_good => None,
             Some(r) => r.stop(Duration::from_secs(15)).await,
             None => Some("never started".into()),
         };
@@ -387,7 +397,16 @@ async fn run_inner(
             error,
         });
         if let Some(p) = slot.proxy {
-            wire.push((slot.name.clone(), p.records()));
+            let records = p.records();
+            if let Some(dir) = &opts.wire_dir {
+                let path = dir.join(format!("{}-{}.wire.ndjson", s.name, slot.name));
+                let text: String = records
+                    .iter()
+                    .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
+                    .collect();
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            wire.push((slot.name.clone(), records));
             p.shutdown().await;
         }
     }
@@ -567,6 +586,8 @@ async fn fire(f: &FaultDef, slot: &mut BridgeSlot, broker: &mut Broker, td: &Tde
                 r.kill9().await;
                 if f.action == FaultAction::BridgeKill {
                     r.restart().map_err(|e| e.to_string())?;
+                } else {
+                    slot.killed_for_good = true;
                 }
             }
             Ok(())

@@ -27,6 +27,9 @@ use wire::{PayloadFate, WireReport};
 pub struct ExpectedRow {
     /// Position in the fleet's ledger (names the row in reports).
     pub seq: u64,
+    /// Position in the order TDengine stores the rows of one table (write order, rows of one INSERT sorted by
+    /// timestamp): the per-table order check compares this.
+    pub order: u64,
     pub database: String,
     pub tmq_topic: String,
     pub table: String,
@@ -165,11 +168,12 @@ pub fn judge(inp: &Inputs) -> Verdict {
 
     // The wire first: it feeds loss attribution and QoS checks.
     let mut fates: HashMap<Bytes, PayloadFate> = HashMap::new();
-    let wire: Vec<WireReport> = inp
+    let mut wire: Vec<WireReport> = inp
         .wire
         .iter()
         .map(|(bridge, records)| wire::check(bridge, records, &mut fates))
         .collect();
+    wire::settle_never_acked(&mut wire);
     let mut fate_by_key: HashMap<String, PayloadFate> = HashMap::new();
     for (raw, fate) in &fates {
         if let Ok(Payload::Row { data, .. }) = payload::parse(raw) {
@@ -307,10 +311,10 @@ pub fn judge(inp: &Inputs) -> Verdict {
                         }
                     }
                     let last = last_seq.entry(row.table.as_str()).or_insert(0);
-                    if row.seq < *last {
+                    if row.order < *last {
                         rep.out_of_order.push(row.row_ref());
                     } else {
-                        *last = row.seq;
+                        *last = row.order;
                     }
                     let allowed = publish_qos.min(sub.qos);
                     if d.qos > allowed {
@@ -437,6 +441,12 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 Severity::Fail => failures.push(msg),
                 Severity::Report => deviations.push(msg),
             }
+        }
+        if w.pubrel_unanswered_at_close > 0 {
+            deviations.push(format!(
+                "{b}: {} PUBREL(s) unanswered by the broker when it closed the connection (MQTT 4.3.3 wants a PUBCOMP)",
+                w.pubrel_unanswered_at_close
+            ));
         }
         if !w.pkid_reuse.is_empty() {
             let msg = format!("{b}: packet id reused while in flight: {:?}", w.pkid_reuse);

@@ -31,6 +31,7 @@ fn row(seq: u64, table: &str, ts: i64, v: i64) -> ExpectedRow {
         serde_json::from_value(serde_json::json!({"ts": ts, "tbname": table, "v": v})).unwrap();
     ExpectedRow {
         seq,
+        order: seq,
         database: "power".into(),
         tmq_topic: "t".into(),
         table: table.into(),

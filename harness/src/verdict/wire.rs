@@ -34,7 +34,8 @@ pub struct WireReport {
     pub retransmits_without_dup: u64,
     /// QoS 1/2 flows still open when their connection closed.
     pub open_at_close: u64,
-    /// Distinct QoS 1/2 payloads never acknowledged by the broker on any connection.
+    /// Distinct QoS 1/2 rows (payloads, when not a row) never acknowledged by the broker on any connection
+    /// (a row re-sent in a differently cut TMQ message after a restart counts as the same row).
     pub never_acked: u64,
     /// QoS 1/2 flows still open at the end of the run on a live connection.
     pub open_at_end: u64,
@@ -46,6 +47,23 @@ pub struct WireReport {
     pub refused_connacks: Vec<u8>,
     /// Packets dropped by proxy faults.
     pub dropped_by_fault: u64,
+    /// PUBRELs the broker had not answered with PUBCOMP when the connection closed.
+    pub pubrel_unanswered_at_close: u64,
+    /// Row identity → acknowledged, for the QoS 1/2 rows this bridge published (merged across bridges by
+    /// [`settle_never_acked`]: a row a killed bridge left unacked may be acked through its group peer).
+    #[serde(skip)]
+    pub ids: HashMap<String, bool>,
+}
+
+/// Recounts `never_acked` of every report against acknowledgements seen on any bridge.
+pub fn settle_never_acked(reports: &mut [WireReport]) {
+    let acked: HashSet<String> = reports
+        .iter()
+        .flat_map(|r| r.ids.iter().filter(|(_, a)| **a).map(|(id, _)| id.clone()))
+        .collect();
+    for r in reports {
+        r.never_acked = r.ids.keys().filter(|id| !acked.contains(*id)).count() as u64;
+    }
 }
 
 #[derive(Debug)]
@@ -62,7 +80,8 @@ pub fn check(bridge: &str, records: &[WireRecord], fates: &mut HashMap<Bytes, Pa
     };
     let mut open: HashMap<(u32, u16), Flight> = HashMap::new();
     let mut sent: HashSet<Bytes> = HashSet::new();
-    let mut qos_payloads: HashSet<Bytes> = HashSet::new();
+    let mut qos_ids: HashMap<String, bool> = HashMap::new();
+    let mut rels: HashSet<(u32, u16)> = HashSet::new();
     for r in records {
         if r.fate == crate::wire::Fate::Dropped {
             rep.dropped_by_fault += 1;
@@ -73,6 +92,9 @@ pub fn check(bridge: &str, records: &[WireRecord], fates: &mut HashMap<Bytes, Pa
                 let before = open.len();
                 open.retain(|(conn, _), _| *conn != r.conn);
                 rep.open_at_close += (before - open.len()) as u64;
+                let before = rels.len();
+                rels.retain(|(conn, _)| *conn != r.conn);
+                rep.pubrel_unanswered_at_close += (before - rels.len()) as u64;
             }
             (Direction::ToClient, Kind::ConnAck) => {
                 if let Some(code) = r.code.filter(|c| *c != 0) {
@@ -95,7 +117,7 @@ pub fn check(bridge: &str, records: &[WireRecord], fates: &mut HashMap<Bytes, Pa
                     rep.qos0 += 1;
                     continue;
                 }
-                qos_payloads.insert(payload.clone());
+                qos_ids.entry(identity(&payload)).or_insert(false);
                 if let Some(f) = open.get(&(r.conn, r.pkid)) {
                     if f.payload != payload {
                         rep.pkid_reuse.push((r.conn, r.pkid));
@@ -107,29 +129,43 @@ pub fn check(bridge: &str, records: &[WireRecord], fates: &mut HashMap<Bytes, Pa
                 Some(f) if f.qos == 1 => {
                     rep.puback += 1;
                     let f = open.remove(&(r.conn, r.pkid)).expect("present");
+                    qos_ids.insert(identity(&f.payload), true);
                     fates.entry(f.payload).or_default().acked = true;
                 }
                 _ => rep.unsolicited_acks += 1,
             },
             (Direction::ToClient, Kind::PubRec) => match open.get(&(r.conn, r.pkid)) {
                 Some(f) if f.qos == 2 => {
+                    qos_ids.insert(identity(&f.payload), true);
                     fates.entry(f.payload.clone()).or_default().acked = true;
                 }
                 _ => rep.unsolicited_acks += 1,
             },
-            (Direction::ToClient, Kind::PubComp) => match open.remove(&(r.conn, r.pkid)) {
-                Some(_) => rep.pubcomp += 1,
-                None => rep.unsolicited_acks += 1,
-            },
+            (Direction::ToBroker, Kind::PubRel) => {
+                rels.insert((r.conn, r.pkid));
+            }
+            (Direction::ToClient, Kind::PubComp) => {
+                rels.remove(&(r.conn, r.pkid));
+                match open.remove(&(r.conn, r.pkid)) {
+                    Some(_) => rep.pubcomp += 1,
+                    None => rep.unsolicited_acks += 1,
+                }
+            }
             _ => {}
         }
     }
     rep.open_at_end = open.len() as u64;
-    rep.never_acked = qos_payloads
-        .iter()
-        .filter(|p| fates.get(*p).is_some_and(|f| !f.acked))
-        .count() as u64;
+    rep.never_acked = qos_ids.values().filter(|acked| !**acked).count() as u64;
+    rep.ids = qos_ids;
     rep
+}
+
+/// What makes two publishes "the same": the row they carry, or the raw bytes of anything else.
+fn identity(payload: &Bytes) -> String {
+    match super::payload::parse(payload) {
+        Ok(super::payload::Payload::Row { data, .. }) => super::payload::row_key(&data),
+        _ => format!("{payload:?}"),
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +245,60 @@ mod tests {
         assert_eq!(rep.never_acked, 2);
         assert!(fates[&Bytes::from("c")].acked);
         assert_eq!(rep.open_at_end, 1);
+    }
+
+    #[test]
+    fn pubrels_left_unanswered_by_a_closing_broker_are_counted() {
+        let records = vec![
+            rec(2, B, Kind::PubRel, 1, 0, ""),
+            WireRecord::event(2, 0, Kind::Closed),
+            rec(3, B, Kind::PubRel, 2, 0, ""),
+            rec(3, C, Kind::PubComp, 2, 0, ""),
+            WireRecord::event(3, 0, Kind::Closed),
+        ];
+        let rep = check("b", &records, &mut HashMap::new());
+        assert_eq!(rep.pubrel_unanswered_at_close, 1);
+        // The PUBCOMP of a flow from an earlier connection is unsolicited here.
+        assert_eq!(rep.unsolicited_acks, 1);
+    }
+
+    #[test]
+    fn a_row_acked_in_a_differently_cut_message_counts_as_acked() {
+        let row = |offset: i64| {
+            format!(
+                r#"{{"data":{{"ts":1,"v":2}},"offset":{{"database":"d","topic":"t","vgroupId":2,"offset":{offset}}}}}"#
+            )
+        };
+        let records = vec![
+            rec(1, B, Kind::Publish, 1, 1, &row(7)),
+            WireRecord::event(1, 0, Kind::Closed),
+            rec(2, B, Kind::Publish, 1, 1, &row(9)),
+            rec(2, C, Kind::PubAck, 1, 0, ""),
+        ];
+        let rep = check("b", &records, &mut HashMap::new());
+        assert_eq!(rep.never_acked, 0);
+    }
+
+    #[test]
+    fn a_row_acked_through_a_group_peer_is_not_never_acked() {
+        let row = r#"{"data":{"ts":1},"offset":{"database":"d","topic":"t","vgroupId":2,"offset":1}}"#;
+        let killed = check(
+            "left",
+            &[rec(1, B, Kind::Publish, 1, 1, row)],
+            &mut HashMap::new(),
+        );
+        let peer = check(
+            "right",
+            &[
+                rec(1, B, Kind::Publish, 1, 1, row),
+                rec(1, C, Kind::PubAck, 1, 0, ""),
+            ],
+            &mut HashMap::new(),
+        );
+        let mut reports = vec![killed, peer];
+        assert_eq!(reports[0].never_acked, 1);
+        settle_never_acked(&mut reports);
+        assert_eq!((reports[0].never_acked, reports[1].never_acked), (0, 0));
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct MetersArgs {
     /// Rows per second (default: as fast as TDengine takes them).
     #[arg(long, value_parser = positive_rate)]
     pub rate: Option<f64>,
-    /// Rows per INSERT statement.
+    /// Rows per INSERT statement (with --rate, at most one second's worth).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub batch: u64,
     /// Seed of every random choice: same seed and --start-ms, same rows.

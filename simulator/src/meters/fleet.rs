@@ -120,11 +120,17 @@ impl Fleet {
             StopAfter::Duration(d) => (None, Instant::now().checked_add(d)),
             StopAfter::Never => (None, None),
         };
-        let plan = Plan::new(config, rows_limit);
+        // A batch holds at most one second's worth of rows, so a slow rate gives a steady trickle
+        // rather than rare bursts.
+        let mut script = config.clone();
+        if let Some(rate) = config.rate.filter(|r| *r > 0.0) {
+            script.batch = config.batch.min(rate.ceil() as usize).max(1);
+        }
+        let plan = Plan::new(&script, rows_limit);
         let mut bucket = config
             .rate
             .filter(|r| *r > 0.0)
-            .map(|r| TokenBucket::new(r, config.batch as f64));
+            .map(|r| TokenBucket::new(r, script.batch as f64));
         let progress = progress_bar(config.progress, rows_limit);
         let mut conn = Connection {
             builder,
@@ -143,9 +149,17 @@ impl Fleet {
             }
             let rows = step.rows();
             if let (Some(bucket), true) = (bucket.as_mut(), rows > 0) {
+                let until_deadline = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = bucket.acquire(rows) => {}
                     _ = &mut shutdown => { report.interrupted = true; break; }
+                    // A slow rate must not carry the run past its duration.
+                    _ = until_deadline => break,
                 }
             }
             // Shutdown is honoured between statements only: a statement once sent is awaited, so
@@ -155,7 +169,17 @@ impl Fleet {
                 break;
             }
             let sql = step.sql(&config.db);
-            let (result, retried) = conn.execute(&sql).await?;
+            let (result, retried) = match conn.execute(&sql).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    // Gave up: whether TDengine applied this statement is unknown; say so.
+                    progress.finish_and_clear();
+                    let mut ledger = self.ledger.lock();
+                    ledger.record_unknown(&step, &error.to_string())?;
+                    ledger.flush()?;
+                    return Err(error);
+                }
+            };
             report.statements += 1;
             if let Err(error) = &result {
                 report.statements_rejected += 1;

@@ -35,6 +35,9 @@ pub struct LedgerEntry {
 pub enum Outcome {
     Ok,
     Rejected,
+    /// The fleet gave up on the connection while this statement was outstanding: it may or may
+    /// not have been applied (not counted in [`Ledger::expected_rows`]).
+    Unknown,
 }
 
 /// What an entry records.
@@ -155,8 +158,6 @@ impl Ledger {
 
     /// Records the outcome of executing `step` (`Err` carries TDengine's rejection).
     pub fn record(&mut self, step: &Step, outcome: Result<(), String>, retried: bool) -> io::Result<()> {
-        let step_no = self.next_step;
-        self.next_step += 1;
         let (outcome, error) = match outcome {
             Ok(()) => (Outcome::Ok, None),
             Err(e) => {
@@ -164,7 +165,23 @@ impl Ledger {
                 (Outcome::Rejected, Some(e))
             }
         };
-        let ok = outcome == Outcome::Ok;
+        self.record_outcome(step, outcome, error, retried)
+    }
+
+    /// Records a statement whose fate is unknown (the connection was given up while it was out).
+    pub fn record_unknown(&mut self, step: &Step, error: &str) -> io::Result<()> {
+        self.record_outcome(step, Outcome::Unknown, Some(error.to_string()), true)
+    }
+
+    fn record_outcome(
+        &mut self,
+        step: &Step,
+        outcome: Outcome,
+        error: Option<String>,
+        retried: bool,
+    ) -> io::Result<()> {
+        let step_no = self.next_step;
+        self.next_step += 1;
         let whats: Vec<Entry> = match step {
             Step::CreateDatabase { vgroups } => vec![Entry::CreateDatabase {
                 db: self.db.clone(),
@@ -176,10 +193,10 @@ impl Ledger {
                 tags: tags.clone(),
             }],
             Step::Insert { rows } => {
-                if ok {
-                    self.rows_ok += rows.len() as u64;
-                } else {
-                    self.rows_rejected += rows.len() as u64;
+                match outcome {
+                    Outcome::Ok => self.rows_ok += rows.len() as u64,
+                    Outcome::Rejected => self.rows_rejected += rows.len() as u64,
+                    Outcome::Unknown => {}
                 }
                 rows.iter()
                     .map(|row| Entry::Row {
@@ -498,6 +515,25 @@ mod tests {
         assert_eq!(replayed.rows_written(), 4);
         assert_eq!(replayed.rows_rejected(), 1);
         assert_eq!(replayed.statements_rejected(), 1);
+    }
+
+    #[test]
+    fn unknown_outcomes_are_recorded_but_not_expected() {
+        let mut l = Ledger::new("power");
+        l.record_unknown(
+            &Step::Insert {
+                rows: vec![row("d0", 1, 1.0)],
+            },
+            "gone",
+        )
+        .unwrap();
+        assert!(l.expected_rows().is_empty());
+        assert_eq!((l.rows_written(), l.rows_rejected()), (0, 0));
+        let e = &l.entries()[0];
+        assert_eq!(e.outcome, Outcome::Unknown);
+        assert!(e.retried);
+        let json = serde_json::to_string(e).unwrap();
+        assert!(json.contains(r#""outcome":"unknown""#), "{json}");
     }
 
     #[test]

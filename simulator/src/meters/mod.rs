@@ -80,7 +80,7 @@ pub struct FleetConfig {
     pub stop: StopAfter,
     /// Rows per second; `None` = as fast as TDengine takes them.
     pub rate: Option<f64>,
-    /// Rows per INSERT statement.
+    /// Rows per INSERT statement (with a `rate`, at most one second's worth: `ceil(rate)`).
     pub batch: usize,
     pub seed: u64,
     /// Create the database and the super table (child tables are always created if missing).

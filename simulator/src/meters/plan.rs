@@ -393,7 +393,9 @@ impl Plan {
         }
         self.batch_no += 1;
         for row in &batch {
-            if let Some(meter) = self.meters.iter_mut().find(|m| m.table == row.table) {
+            // Tables are named `d{index}` by `new_meter`.
+            let index = row.table[1..].parse::<usize>().ok();
+            if let Some(meter) = index.and_then(|i| self.meters.get_mut(i)) {
                 if meter.recent.len() == RECENT {
                     meter.recent.pop_front();
                 }

@@ -172,7 +172,8 @@ pub async fn recv_until(
     while !done(&all) {
         assert!(
             tokio::time::Instant::now() < until,
-            "timed out; received so far: {all:#?}"
+            "timed out; received so far: {}",
+            summary(&all)
         );
         if let Some(r) = recv_one(c, Duration::from_millis(200)).await.expect("recv") {
             all.push(r);
@@ -214,4 +215,28 @@ pub async fn commit_positions(c: &taos::Consumer, received: &[Received]) {
     for ((topic, vg), pos) in last {
         c.commit_offset(&topic, vg, pos).await.expect("commit_offset");
     }
+}
+
+/// One line per message: vgroup, position after it, and its items (rows by their values, metas by type).
+pub fn summary(received: &[Received]) -> String {
+    received
+        .iter()
+        .map(|r| {
+            let items: Vec<String> = r
+                .items
+                .iter()
+                .map(|g| match g {
+                    Got::Row { values, .. } => values.join("/"),
+                    Got::Meta { json, .. } => format!("meta:{}", json["type"]),
+                })
+                .collect();
+            format!(
+                "\n  {} vg{} pos {}: {}",
+                r.topic,
+                r.vgroup,
+                r.position,
+                items.join(" ")
+            )
+        })
+        .collect()
 }

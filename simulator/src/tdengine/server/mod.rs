@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -16,6 +17,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -23,6 +27,10 @@ use super::faults::Faults;
 use super::store::Store;
 use super::tmq::{StoreBackend, Tmq, TmqConfig};
 use session::{Reply, SqlSession};
+
+/// Default [`TdConfig::max_message_size`]: 64 MiB, far above any request the official client sends
+/// (SQL text and binary query frames) and far below what would hurt the test machine.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 
 /// How a stand-in presents itself.
 #[derive(Debug, Clone)]
@@ -35,6 +43,11 @@ pub struct TdConfig {
     pub password: String,
     /// TMQ settings (row cap per message, session timeout, …).
     pub tmq: TmqConfig,
+    /// Largest WebSocket message (and frame) a client may send; a bigger one closes the connection
+    /// with 1009 (message too big) before it is buffered.
+    pub max_message_size: usize,
+    /// How long a client may take to finish the HTTP upgrade; half-open sockets are dropped after it.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for TdConfig {
@@ -45,6 +58,8 @@ impl Default for TdConfig {
             user: "root".into(),
             password: "taosdata".into(),
             tmq: TmqConfig::default(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -146,7 +161,7 @@ impl TdServer {
             &config.server_version,
         );
         let tmq = Tmq::new(Arc::new(backend), config.tmq.clone(), faults.clone());
-        store.set_tmq_info(tmq.clone());
+        store.set_tmq_info(super::tmq::store_backend::info_provider(&tmq));
         let config = Arc::new(config);
         let ctx = ServerCtx {
             store: store.clone(),
@@ -274,12 +289,26 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
             }
         }
     };
-    let ws = match tokio_tungstenite::accept_hdr_async(AckStream(stream), callback).await {
-        Ok(ws) => ws,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "websocket handshake failed");
-            return;
-        }
+    let limits = WebSocketConfig::default()
+        .max_message_size(Some(ctx.config.max_message_size))
+        .max_frame_size(Some(ctx.config.max_message_size));
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(AckStream(stream), callback, Some(limits));
+    // Shutdown must not wait for a client that never finishes its upgrade.
+    let mut shutdown = ctx.shutdown.clone();
+    let ws = tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => return,
+        res = tokio::time::timeout(ctx.config.handshake_timeout, handshake) => match res {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "websocket handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "websocket handshake timed out");
+                return;
+            }
+        },
     };
     match chosen {
         Some(Route::Sql) => serve_sql(ws, peer, ctx).await,
@@ -313,6 +342,9 @@ async fn serve_sql(mut ws: WsStream, peer: SocketAddr, ctx: ServerCtx) {
             Some(Ok(_)) => None,
             Some(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "sql connection error");
+                if let Some(frame) = refusal(&e) {
+                    let _ = ws.send(Message::Close(Some(frame))).await;
+                }
                 return;
             }
         };
@@ -399,9 +431,45 @@ impl AsyncWrite for AckStream {
     }
 }
 
+/// The close frame that answers a client's bad frame (too big → 1009, protocol violation → 1002), or
+/// `None` when the connection itself failed and nothing can be sent.
+pub(crate) fn refusal(e: &WsError) -> Option<CloseFrame> {
+    let (code, reason) = match e {
+        WsError::Capacity(c) => (CloseCode::Size, c.to_string()),
+        WsError::Protocol(p) => (CloseCode::Protocol, p.to_string()),
+        WsError::Utf8 => (CloseCode::Invalid, "text frame is not UTF-8".to_string()),
+        _ => return None,
+    };
+    // A close reason must fit a control frame (125 bytes, 2 of them the code).
+    let mut reason = reason;
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_frames_get_a_close_code_and_a_short_reason() {
+        use tokio_tungstenite::tungstenite::error::CapacityError;
+        let too_big = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 10,
+            max_size: 5,
+        });
+        assert_eq!(refusal(&too_big).unwrap().code, CloseCode::Size);
+        let e =
+            WsError::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::UnmaskedFrameFromClient);
+        let frame = refusal(&e).unwrap();
+        assert_eq!(frame.code, CloseCode::Protocol);
+        assert!(frame.reason.len() <= 123);
+        assert!(refusal(&WsError::ConnectionClosed).is_none());
+    }
 
     #[test]
     fn routes_and_versions() {

@@ -314,12 +314,11 @@ impl Coordinator {
         }
         for (id, keys) in wanted {
             let member = self.members.get(&id).expect("member of its group");
-            let reset = member.options.offset_reset;
             let mut assigned = BTreeMap::new();
             for key in keys {
                 let pos = match member.assigned.get(&key) {
                     Some(p) => *p,
-                    None => initial_position(group.committed.get(&key).copied(), reset, || {
+                    None => initial_position(group.committed.get(&key).copied(), &member.options, || {
                         log.bounds(&key.0, key.1)
                     }),
                 };
@@ -515,11 +514,17 @@ impl Coordinator {
     }
 }
 
-fn initial_position(committed: Option<i64>, reset: OffsetReset, bounds: impl FnOnce() -> Bounds) -> Position {
+fn initial_position(
+    committed: Option<i64>,
+    options: &ConsumerOptions,
+    bounds: impl FnOnce() -> Bounds,
+) -> Position {
     if let Some(c) = committed {
         return Position::At(c);
     }
-    match reset {
+    match options.offset_reset {
+        // With snapshots, `earliest` means the beginning of the data, even what the log no longer holds.
+        OffsetReset::Earliest if options.snapshot => Position::At(1),
         OffsetReset::Earliest => Position::At(bounds().first),
         OffsetReset::Latest => Position::At(bounds().last + 1),
         OffsetReset::None => Position::NoCommitted,

@@ -144,7 +144,10 @@ impl Tmq {
                 }
             }
         }
-        let world = self.world(topics);
+        // A rebalance touches every topic of the group, not only the joiner's.
+        let mut known = self.all_topics();
+        known.extend(topics.iter().cloned());
+        let world = self.world(&known);
         let now = self.now_ms();
         let joined = self.coordinator.lock().join(group, topics, options, &world, now);
         match joined {
@@ -158,7 +161,9 @@ impl Tmq {
 
     /// Leaves the group (close, unsubscribe); a consumer that already expired is left alone.
     pub(crate) fn leave(&self, id: ConsumerId, topics: &[String]) {
-        let world = self.world(topics);
+        let mut known = self.all_topics();
+        known.extend(topics.iter().cloned());
+        let world = self.world(&known);
         let left = self.coordinator.lock().leave(id, &world);
         if left.is_ok() {
             topics.iter().for_each(|t| self.backend.release_topic(t));
@@ -186,6 +191,7 @@ impl Tmq {
         world
     }
 
+    /// Every topic some live consumer subscribes to.
     fn all_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self
             .coordinator

@@ -116,6 +116,9 @@ where
                 Some(Ok(WsMessage::Close(_))) | None => break,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "tmq connection failed");
+                    if let Some(frame) = crate::tdengine::server::refusal(&e) {
+                        let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                    }
                     break;
                 }
             },

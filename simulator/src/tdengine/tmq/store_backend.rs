@@ -156,6 +156,30 @@ impl TmqBackend for StoreBackend {
     }
 }
 
+/// What to install with [`Store::set_tmq_info`]: a weak handle, so the store (which the TMQ backend holds)
+/// does not keep the TMQ state, and with it its ticker task, alive after the server is gone.
+pub fn info_provider(tmq: &Arc<Tmq>) -> Arc<dyn TmqInfo> {
+    Arc::new(WeakInfo(Arc::downgrade(tmq)))
+}
+
+struct WeakInfo(std::sync::Weak<Tmq>);
+
+impl TmqInfo for WeakInfo {
+    fn show_consumers(&self) -> QueryResult {
+        match self.0.upgrade() {
+            Some(t) => t.show_consumers(),
+            None => QueryResult::rows(consumer_fields(), vec![]),
+        }
+    }
+
+    fn show_subscriptions(&self) -> QueryResult {
+        match self.0.upgrade() {
+            Some(t) => t.show_subscriptions(),
+            None => QueryResult::rows(subscription_fields(), vec![]),
+        }
+    }
+}
+
 /// `SHOW CONSUMERS` / `SHOW SUBSCRIPTIONS` for the store, from the coordinator.
 impl TmqInfo for Tmq {
     fn show_consumers(&self) -> QueryResult {

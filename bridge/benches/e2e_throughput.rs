@@ -1,0 +1,77 @@
+//! End-to-end throughput of the bridge: TDengine stand-in → tmq2mqtt (in-process) → embedded rumqttd,
+//! for QoS 0/1/2: the rate at which rows are polled, published and acknowledged to the bridge (from the
+//! bridge's start, so including subscribe). Run: `cargo bench -p tmq2mqtt --bench e2e_throughput`
+//! (`ROWS=…` multiple of 1000, `TABLES=…` dividing 1000).
+
+use std::{
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant},
+};
+
+use simulator::{
+    broker::{BrokerConfig, EmbeddedBroker},
+    tdengine::{TdConfig, TdServer},
+};
+use tmq2mqtt::{Bridge, BridgeConfig};
+
+fn main() {
+    let rows: u32 = std::env::var("ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let td = TdServer::start(TdConfig::default()).await.unwrap();
+        let store = td.store().clone();
+        let sql = |s: &str| {
+            store.execute(s, &mut None).unwrap_or_else(|e| panic!("{s}: {e}"));
+        };
+        sql("create database power vgroups 4");
+        sql("create stable power.meters (ts timestamp, current float, voltage int, phase float) tags (groupid int, location varchar(24))");
+        sql("create topic topic_meters as select ts, current, voltage, phase, tbname, groupid, location from power.meters");
+        let tables: u32 = std::env::var("TABLES").ok().and_then(|r| r.parse().ok()).unwrap_or(8);
+        let per_batch = 1000u32;
+        let mut id = 0u32;
+        while id < rows {
+            let mut s = String::from("insert into");
+            for t in 0..tables {
+                s.push_str(&format!(" power.d{t} using power.meters tags ({}, 'California.SanFrancisco') values", t % 10));
+                for k in 0..per_batch / tables {
+                    let n = id + k * tables + t;
+                    s.push_str(&format!(" ({}, {:.2}, {}, {:.2})", 1_700_000_000_000i64 + n as i64, 10.0 + (n % 100) as f32 / 10.0, 220 + n % 10, 0.3));
+                }
+            }
+            sql(&s);
+            id += per_batch;
+        }
+        let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
+        let v5 = broker.v5_addr().unwrap();
+        println!("{rows} rows, {tables} tables, 4 vgroups, MQTT 5, rumqttd in-process");
+        println!("| QoS | acked rows/s | time |");
+        println!("|---|---|---|");
+        for qos in [0u8, 1, 2] {
+            let from = format!("tmq+ws://root:taosdata@{}/topic_meters?group.id=bench{qos}&auto.offset.reset=earliest", td.addr());
+            let to = format!("mqtt://{v5}?version=5.0&qos={qos}&client_id=bench{qos}&topic=bench/{{table}}");
+            let bridge = Bridge::new(BridgeConfig::from_dsns(&from, &to).unwrap());
+            let stats = bridge.stats();
+            let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(bridge.run(async { let _ = rx.await; }));
+            let start = Instant::now();
+            while stats.acked.load(Relaxed) < rows as u64 {
+                assert!(start.elapsed() < Duration::from_secs(600), "stalled at {:?}", stats.snapshot());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if std::env::var_os("TRACE").is_some_and(|v| !v.is_empty()) {
+                    eprintln!("{:?} messages {} rows {} acked {}", start.elapsed(), stats.messages.load(Relaxed), stats.rows.load(Relaxed), stats.acked.load(Relaxed));
+                }
+            }
+            let dt = start.elapsed();
+            let _ = stop.send(());
+            let summary = task.await.unwrap().unwrap();
+            assert_eq!(summary.acked, rows as u64);
+            println!("| {qos} | {:.0} | {:.2} s |", rows as f64 / dt.as_secs_f64(), dt.as_secs_f64());
+        }
+    });
+}
