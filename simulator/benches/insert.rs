@@ -135,5 +135,6 @@ fn memory_per_row(_: &mut Criterion) {
     rt.block_on(server.shutdown());
 }
 
-criterion_group!(benches, insert, memory_per_row);
+// Memory first: measured in a fresh process, before the throughput runs leave freed heap to reuse.
+criterion_group!(benches, memory_per_row, insert);
 criterion_main!(benches);

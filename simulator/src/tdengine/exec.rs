@@ -67,6 +67,16 @@ fn write(cat: &mut Catalog, stmt: Statement, current: &Option<String>) -> TdResu
             }
             Ok(QueryResult::affected(0))
         }
+        Statement::AlterDatabase {
+            name,
+            wal_retention_period,
+        } => {
+            let d = cat.db_mut(&name)?;
+            if let Some(p) = wal_retention_period {
+                d.wal_retention_period_s = p;
+            }
+            Ok(QueryResult::affected(0))
+        }
         Statement::CreateStable {
             if_not_exists,
             name,
@@ -330,7 +340,7 @@ impl PendingChild {
         let tags_json: Vec<_> = self
             .tags
             .iter()
-            .map(|(f, v)| json!({"name": f.name, "type": f.ty as u8, "value": tag_json(f, v)}))
+            .map(|(f, v)| json!({"name": f.name, "type": f.ty as u8, "value": tag_json(v)}))
             .collect();
         let json = json!({"type": "create", "tableType": "child", "tableName": self.name,
             "using": self.stable, "tagNum": self.tags.len(), "tags": tags_json, "createList": []});
@@ -359,7 +369,7 @@ impl PendingChild {
 }
 
 /// A tag value as TMQ meta JSON writes it: text quoted inside the string, numbers as numbers.
-fn tag_json(f: &Field, v: &Value) -> serde_json::Value {
+fn tag_json(v: &Value) -> serde_json::Value {
     match v {
         Value::Null => serde_json::Value::Null,
         Value::VarChar(s) | Value::NChar(s) => json!(format!("\"{s}\"")),
@@ -367,10 +377,7 @@ fn tag_json(f: &Field, v: &Value) -> serde_json::Value {
         Value::VarBinary(_) | Value::Geometry(_) => {
             json!(format!("\"{}\"", v.to_json().as_str().unwrap_or("")))
         }
-        _ => {
-            let _ = f;
-            v.to_json()
-        }
+        _ => v.to_json(),
     }
 }
 
@@ -1734,6 +1741,14 @@ mod tests {
         assert_eq!(r.rows[1][4], Value::Int(1), "tag column of select *");
         let r = run(&store, "select count(*) from d2.st where g = 1 and ts > 0").unwrap();
         assert_eq!(r.rows, vec![vec![Value::BigInt(1)]]);
+        run(&store, "alter database d2 wal_retention_period 5 keep 3650").unwrap();
+        assert_eq!(store.database("d2").unwrap().wal_retention_period_s, 5);
+        assert_eq!(
+            run(&store, "alter database nope wal_retention_period 5")
+                .unwrap_err()
+                .code,
+            0x0388
+        );
         let r = run(&store, "delete from d2.c1 where ts <= 0").unwrap();
         assert_eq!(r.affected_rows, 1);
         assert_eq!(store.snapshot("d2", None).unwrap()[0].rows.len(), 1);

@@ -61,7 +61,7 @@ pub struct DbInfo {
     pub precision: Precision,
     /// Vgroup ids, ascending.
     pub vgroups: Vec<i32>,
-    /// `WAL_RETENTION_PERIOD` in seconds (TDengine's default 3600).
+    /// `WAL_RETENTION_PERIOD` in seconds (TDengine's default 3600; the stand-in accepts only >= 0).
     pub wal_retention_period_s: i64,
 }
 

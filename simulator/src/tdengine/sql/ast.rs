@@ -181,6 +181,11 @@ pub enum Statement {
     },
     CreateChildren(Vec<CreateChild>),
     Insert(Vec<InsertTable>),
+    /// `ALTER DATABASE db WAL_RETENTION_PERIOD s` (other options are accepted and ignored).
+    AlterDatabase {
+        name: String,
+        wal_retention_period: Option<i64>,
+    },
     Alter {
         stable: bool,
         name: QualName,

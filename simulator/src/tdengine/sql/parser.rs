@@ -588,6 +588,45 @@ impl<'a> Parser<'a> {
     }
 
     fn alter(&mut self) -> TdResult<Statement> {
+        if self.eat_kw("database")? {
+            let name = self.ident()?;
+            let mut wal_retention_period = None;
+            if self.cur.tok != Tok::Word {
+                return Err(self.error("expected a database option"));
+            }
+            while self.cur.tok == Tok::Word {
+                let opt_pos = self.cur.start;
+                if self.eat_kw("wal_retention_period")? {
+                    self.eat_sym("=")?;
+                    wal_retention_period = Some(self.uint()? as i64);
+                } else if [
+                    "keep",
+                    "cachemodel",
+                    "cachesize",
+                    "wal_fsync_period",
+                    "wal_level",
+                    "buffer",
+                    "pages",
+                    "replica",
+                    "wal_retention_size",
+                    "stt_trigger",
+                    "minrows",
+                    "keep_time_offset",
+                ]
+                .iter()
+                .any(|o| self.is_kw(o))
+                {
+                    self.advance()?;
+                    self.option_value()?;
+                } else {
+                    return Err(TdError::syntax(self.sql, opt_pos, "unknown database option"));
+                }
+            }
+            return Ok(Statement::AlterDatabase {
+                name,
+                wal_retention_period,
+            });
+        }
         let stable = if self.eat_kw("stable")? {
             true
         } else {
