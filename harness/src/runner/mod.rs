@@ -428,6 +428,32 @@ async fn run_inner(
         ));
         v.passed = false;
     }
+    if s.expect.nothing_committed {
+        let groups: Vec<String> = s
+            .bridges
+            .iter()
+            .filter_map(|b| query_params(&b.from).get("group.id").cloned())
+            .collect();
+        let rows = sql.rows("show subscriptions").await.map_err(|e| e.to_string())?;
+        let committed: Vec<String> = rows
+            .iter()
+            .filter(|r| {
+                r.get("consumer_group")
+                    .and_then(|g| g.as_str())
+                    .is_some_and(|g| groups.iter().any(|x| x == g))
+            })
+            .filter_map(|r| r.get("offset").and_then(|o| o.as_str()))
+            .filter(|o| o.starts_with("log:"))
+            .map(str::to_string)
+            .collect();
+        if !committed.is_empty() {
+            v.failures.push(format!(
+                "offsets were committed although nothing may be: {}",
+                committed.join(", ")
+            ));
+            v.passed = false;
+        }
+    }
     if !fault_log.is_empty() {
         v.deviations
             .push(format!("faults fired: {}", fault_log.join(", ")));

@@ -429,6 +429,10 @@ pub struct Expect {
     /// Meta event types (`create`, `alter`, `drop`, `delete`) that must arrive, in this order.
     #[serde(default)]
     pub meta_events: Vec<String>,
+    /// No bridge's consumer group may have committed an offset (`SHOW SUBSCRIPTIONS`), e.g. when the broker
+    /// refused every connection.
+    #[serde(default)]
+    pub nothing_committed: bool,
     #[serde(default)]
     pub wire: WireExpect,
 }
@@ -443,6 +447,7 @@ impl Default for Expect {
             allowed_losses: Vec::new(),
             rows: None,
             meta_events: Vec::new(),
+            nothing_committed: false,
             wire: WireExpect::default(),
         }
     }
