@@ -345,6 +345,14 @@ pub fn judge(inp: &Inputs) -> Verdict {
         rows.sort();
         rows.dedup();
     }
+    // An explicit row count replaces the row expectation: nothing else is "missing" then.
+    if let Some(n) = s.expect.rows {
+        losses.clear();
+        for rep in &mut subscribers {
+            rep.expected = n as usize;
+            rep.missing.clear();
+        }
+    }
 
     // Rules.
     let e = &s.expect;
