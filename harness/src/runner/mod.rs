@@ -364,7 +364,12 @@ async fn run_inner(
     let per_sub: Vec<usize> = match s.expect.rows {
         Some(n) => vec![n as usize; s.subscribers.len()],
         None => expected_counts(s, &expected_rows),
-    };
+    }
+    .into_iter()
+    .zip(&s.subscribers)
+    // A subscriber that never acknowledges is not waited for: its broker window stays full.
+    .map(|(n, sub)| if sub.withhold_acks { 0 } else { n })
+    .collect();
     let ending = {
         let recs = &recorders;
         let slots_ref = &mut slots;

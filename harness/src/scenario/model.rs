@@ -68,6 +68,9 @@ pub struct World {
     /// Broker credentials the world enforces (the embedded broker and Mosquitto).
     #[serde(default)]
     pub broker_auth: Option<Credentials>,
+    /// Mosquitto's `max_queued_messages` (the harness default is 1000000; Mosquitto's own is 1000).
+    #[serde(default)]
+    pub mosquitto_max_queued: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -313,6 +316,9 @@ pub struct SubscriberDef {
     pub version: MqttVersion,
     #[serde(default = "yes")]
     pub clean_session: bool,
+    /// Never acknowledge deliveries (a stuck consumer: the broker's window for it fills, then its queue).
+    #[serde(default)]
+    pub withhold_acks: bool,
 }
 
 fn default_sub_qos() -> u8 {
