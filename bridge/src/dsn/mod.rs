@@ -13,7 +13,7 @@ use std::fmt;
 use percent_encoding::percent_decode_str;
 
 pub use source::{OffsetReset, SourceDsn};
-pub use target::{CommitMode, MqttVersion, TargetDsn};
+pub use target::{CommitMode, MqttVersion, PayloadFormat, TargetDsn};
 
 /// Which of the two DSNs an error belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
