@@ -168,6 +168,7 @@ async fn run_v4(
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let mut opts = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
     opts.set_clean_session(def.clean_session);
+    opts.set_manual_acks(def.withhold_acks);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
     if let Some(l) = &login {
@@ -235,6 +236,7 @@ async fn run_v5(
     use rumqttc::v5::{AsyncClient, Event, MqttOptions};
     let mut opts = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
     opts.set_clean_start(def.clean_session);
+    opts.set_manual_acks(def.withhold_acks);
     if !def.clean_session {
         // MQTT 5 ends a session at disconnect unless an expiry interval says otherwise.
         opts.set_session_expiry_interval(Some(3600));

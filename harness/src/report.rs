@@ -122,6 +122,9 @@ pub fn details(o: &Outcome) -> String {
         for d in &v.deviations {
             let _ = writeln!(out, "  ! {d}");
         }
+        if v.ending == crate::recorder::Ending::Deadline {
+            let _ = writeln!(out, "  ended at the deadline, not at quiescence");
+        }
         for w in &v.wire {
             let _ = writeln!(
                 out,

@@ -17,6 +17,7 @@ fn subscriber(name: &str, filter: &str, version: MqttVersion) -> SubscriberDef {
         qos: 1,
         version,
         clean_session: true,
+        withhold_acks: false,
     }
 }
 

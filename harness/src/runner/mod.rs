@@ -364,7 +364,12 @@ async fn run_inner(
     let per_sub: Vec<usize> = match s.expect.rows {
         Some(n) => vec![n as usize; s.subscribers.len()],
         None => expected_counts(s, &expected_rows),
-    };
+    }
+    .into_iter()
+    .zip(&s.subscribers)
+    // A subscriber that never acknowledges is not waited for: its broker window stays full.
+    .map(|(n, sub)| if sub.withhold_acks { 0 } else { n })
+    .collect();
     let ending = {
         let recs = &recorders;
         let slots_ref = &mut slots;
@@ -427,6 +432,32 @@ async fn run_inner(
             unfired.join(", ")
         ));
         v.passed = false;
+    }
+    if s.expect.nothing_committed {
+        let groups: Vec<String> = s
+            .bridges
+            .iter()
+            .filter_map(|b| query_params(&b.from).get("group.id").cloned())
+            .collect();
+        let rows = sql.rows("show subscriptions").await.map_err(|e| e.to_string())?;
+        let committed: Vec<String> = rows
+            .iter()
+            .filter(|r| {
+                r.get("consumer_group")
+                    .and_then(|g| g.as_str())
+                    .is_some_and(|g| groups.iter().any(|x| x == g))
+            })
+            .filter_map(|r| r.get("offset").and_then(|o| o.as_str()))
+            .filter(|o| o.starts_with("log:"))
+            .map(str::to_string)
+            .collect();
+        if !committed.is_empty() {
+            v.failures.push(format!(
+                "offsets were committed although nothing may be: {}",
+                committed.join(", ")
+            ));
+            v.passed = false;
+        }
     }
     if !fault_log.is_empty() {
         v.deviations

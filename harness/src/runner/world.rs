@@ -111,9 +111,12 @@ impl Broker {
                     .map(Broker::Embedded)
                     .map_err(|e| WorldError::Broker(e.to_string()))
             }
-            BrokerKind::Mosquitto => Mosquitto::start(creds.map(|c| (c.user.as_str(), c.password.as_str())))
-                .await
-                .map(Broker::Mosquitto),
+            BrokerKind::Mosquitto => Mosquitto::start(
+                creds.map(|c| (c.user.as_str(), c.password.as_str())),
+                s.world.mosquitto_max_queued.unwrap_or(1_000_000),
+            )
+            .await
+            .map(Broker::Mosquitto),
             BrokerKind::External { url } => {
                 let hostport = url
                     .split_once("://")
@@ -187,12 +190,12 @@ fn mosquitto_binary() -> Option<PathBuf> {
 }
 
 impl Mosquitto {
-    async fn start(creds: Option<(&str, &str)>) -> Result<Mosquitto, WorldError> {
+    async fn start(creds: Option<(&str, &str)>, max_queued: u32) -> Result<Mosquitto, WorldError> {
         let err = |e: std::io::Error| WorldError::Mosquitto(e.to_string());
         let dir = tempfile::tempdir().map_err(err)?;
         let addr = free_port().map_err(err)?;
         let mut conf = format!(
-            "listener {} 127.0.0.1\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 0\n",
+            "listener {} 127.0.0.1\npersistence false\nmax_queued_messages {max_queued}\n",
             addr.port()
         );
         match creds {

@@ -68,6 +68,9 @@ pub struct World {
     /// Broker credentials the world enforces (the embedded broker and Mosquitto).
     #[serde(default)]
     pub broker_auth: Option<Credentials>,
+    /// Mosquitto's `max_queued_messages` (the harness default is 1000000; Mosquitto's own is 1000).
+    #[serde(default)]
+    pub mosquitto_max_queued: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -313,6 +316,9 @@ pub struct SubscriberDef {
     pub version: MqttVersion,
     #[serde(default = "yes")]
     pub clean_session: bool,
+    /// Never acknowledge deliveries (a stuck consumer: the broker's window for it fills, then its queue).
+    #[serde(default)]
+    pub withhold_acks: bool,
 }
 
 fn default_sub_qos() -> u8 {
@@ -429,6 +435,10 @@ pub struct Expect {
     /// Meta event types (`create`, `alter`, `drop`, `delete`) that must arrive, in this order.
     #[serde(default)]
     pub meta_events: Vec<String>,
+    /// No bridge's consumer group may have committed an offset (`SHOW SUBSCRIPTIONS`), e.g. when the broker
+    /// refused every connection.
+    #[serde(default)]
+    pub nothing_committed: bool,
     #[serde(default)]
     pub wire: WireExpect,
 }
@@ -443,6 +453,7 @@ impl Default for Expect {
             allowed_losses: Vec::new(),
             rows: None,
             meta_events: Vec::new(),
+            nothing_committed: false,
             wire: WireExpect::default(),
         }
     }
