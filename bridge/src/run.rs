@@ -18,10 +18,11 @@ use std::{
 };
 
 use bytes::Bytes;
+use taos::RawBlock;
 use tokio::sync::mpsc;
 
 use crate::{
-    dsn::{CommitMode, SourceDsn, TargetDsn},
+    dsn::{CommitMode, PayloadFormat, SourceDsn, TargetDsn},
     encode::{Encoder, OffsetSuffix},
     ledger::{Action, Ledger},
     sink::{Sink, SinkEvent},
@@ -416,6 +417,8 @@ fn on_message(
             }
         }
     }
+    // format=batch: the blocks going to one topic, in order of first appearance, become one payload.
+    let mut batches: Vec<(Arc<str>, Vec<&RawBlock>)> = Vec::new();
     for block in &msg.blocks {
         let rows = block.nrows() as u64;
         stats.rows.fetch_add(rows, Relaxed);
@@ -424,6 +427,12 @@ fn on_message(
             ..base
         };
         match target.topic.render(&vars) {
+            Ok(topic) if target.format == PayloadFormat::Batch => {
+                match batches.iter_mut().find(|(t, _)| **t == *topic) {
+                    Some((_, blocks)) => blocks.push(block),
+                    None => batches.push((topic.into(), vec![block])),
+                }
+            }
             Ok(topic) => {
                 let topic: Arc<str> = topic.into();
                 encoder.encode_block(block, &suffix, |row, payload| {
@@ -439,6 +448,16 @@ fn on_message(
                 tracing::debug!(%missing, rows, offset = msg.offset, "rows skipped");
                 stats.skip(skip::MISSING_VARIABLE, rows);
             }
+        }
+    }
+    for (topic, blocks) in batches {
+        let rows: u64 = blocks.iter().map(|b| b.nrows() as u64).sum();
+        let payload = encoder.encode_batch(blocks, &suffix);
+        if fits(target.max_packet_size, &topic, &payload) {
+            pubs.push(Publish { topic, payload });
+        } else {
+            tracing::warn!(%topic, rows, bytes = payload.len(), "batch exceeds max_packet_size; skipped");
+            stats.skip(skip::TOO_LARGE, rows);
         }
     }
     ledger.on_message(&msg.topic, msg.vgroup_id, msg.position, pubs)

@@ -1,6 +1,7 @@
 //! Scenario harness for tmq2mqtt: scenario files, a recording MQTT fault proxy, recording subscribers and
 //! a verdict that proves delivery and QoS semantics from what subscribers and the wire saw.
 
+pub mod bench;
 pub mod proxy;
 pub mod recorder;
 pub mod report;

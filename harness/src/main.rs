@@ -1,6 +1,7 @@
 //! `harness`: run scenario files against the embedded world and judge them.
 //!
-//! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE]`, `harness list`, `harness check`.
+//! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE]`, `harness list`, `harness check`,
+//! `harness bench [--json FILE] [--rows N] [--quick]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +45,18 @@ enum Command {
     List {
         #[arg(long, default_value_os_t = scenario::default_dir())]
         dir: PathBuf,
+    },
+    /// Measure the bridge against a bare rumqttc publisher on the embedded world (build with --release).
+    Bench {
+        /// Write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Backlog rows per bridge run (default 1,000,000; --quick: 100,000).
+        #[arg(long)]
+        rows: Option<u64>,
+        /// A short run (smaller backlog, 3 s latency phase).
+        #[arg(long)]
+        quick: bool,
     },
     /// Validate scenario files without running them.
     Check {
@@ -106,6 +119,19 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     }
                     Err(e) => println!("{e}"),
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { json, rows, quick } => {
+            let opts = harness::bench::BenchOptions::new(quick, rows);
+            if cfg!(debug_assertions) {
+                eprintln!("warning: debug build; measure with `cargo run --release -p harness -- bench`");
+            }
+            let rt = tokio::runtime::Runtime::new()?;
+            let report = rt.block_on(harness::bench::run(&opts, |m| eprintln!("bench: {m}")))?;
+            print!("{}", harness::bench::table(&report));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
             }
             Ok(ExitCode::SUCCESS)
         }

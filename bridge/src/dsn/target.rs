@@ -11,7 +11,7 @@ use crate::template::Template;
 
 const SIDE: Side = Side::Target;
 const ACCEPTED: &str = "version, qos, client_id, topic, meta_topic, retain, keep_alive, clean_session, \
-                        inflight, tcp_nodelay, window, max_packet_size, commit";
+                        inflight, tcp_nodelay, window, max_packet_size, commit, format";
 
 /// MQTT protocol version spoken to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,17 @@ pub struct TargetDsn {
     pub window: usize,
     pub max_packet_size: usize,
     pub commit: CommitMode,
+    /// `format=row` (default, taosx's payload per row) or `format=batch` (one payload per TMQ message block set).
+    pub format: PayloadFormat,
+}
+
+/// Payload shape (`format=`): taosx's one message per row, or one message per TMQ message (and topic)
+/// carrying `{"rows":[{…},…],"offset":{…}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadFormat {
+    #[default]
+    Row,
+    Batch,
 }
 
 impl TargetDsn {
@@ -128,6 +139,7 @@ impl TargetDsn {
         let mut window = 10_000usize;
         let mut max_packet_size = 1024 * 1024usize;
         let mut commit = CommitMode::AfterAck;
+        let mut format = PayloadFormat::Row;
         for (key, value) in raw.params {
             let name = key.replace(['.', '-'], "_");
             if seen.contains(&name) {
@@ -216,6 +228,13 @@ impl TargetDsn {
                         _ => return Err(bad("after-ack (default), before-ack (unsafe, for comparison)")),
                     }
                 }
+                "format" => {
+                    format = match value.as_str() {
+                        "row" => PayloadFormat::Row,
+                        "batch" => PayloadFormat::Batch,
+                        _ => return Err(bad("row (default), batch")),
+                    }
+                }
                 _ => {
                     return Err(DsnError::Unknown {
                         side: SIDE,
@@ -261,6 +280,7 @@ impl TargetDsn {
             window,
             max_packet_size,
             commit,
+            format,
         })
     }
 }
@@ -287,6 +307,9 @@ impl fmt::Display for TargetDsn {
         if self.commit != CommitMode::AfterAck {
             p.push(("commit".into(), self.commit.as_str().into()));
         }
+        if self.format == PayloadFormat::Batch {
+            p.push(("format".into(), "batch".into()));
+        }
         fmt_redacted(
             f,
             "mqtt",
@@ -303,5 +326,23 @@ impl fmt::Display for TargetDsn {
 impl fmt::Debug for TargetDsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TargetDsn({self})")
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn format_is_row_by_default_batch_on_request_and_checked() {
+        let base = "mqtt://h?version=5.0&client_id=c&topic=t";
+        assert_eq!(TargetDsn::parse(base).unwrap().format, PayloadFormat::Row);
+        let t = TargetDsn::parse(&format!("{base}&format=batch")).unwrap();
+        assert_eq!(t.format, PayloadFormat::Batch);
+        assert!(t.to_string().contains("format=batch"), "{t}");
+        let e = TargetDsn::parse(&format!("{base}&format=csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("format") && e.contains("row (default), batch"), "{e}");
     }
 }

@@ -1,0 +1,213 @@
+//! `harness bench`: the bridge measured against the physical limit in one run on the embedded world
+//! (stand-in + embedded rumqttd, loopback). Ratios within one run are what counts on a shared machine.
+//!
+//! - `limit`: bare rumqttc publisher, the bridge's payloads, same broker and QoS ([`limit`]);
+//! - `bridge`: backlog drained from `earliest` at QoS 0/1/2, rows/s to the last commit ([`drain`]);
+//! - `latency`: insert → subscriber at a steady 5k rows/s ([`latency`]);
+//! - peak RSS of the bridge as a child process draining the backlog ([`drain::child`]);
+//! - `format=batch` rows/s.
+
+pub mod drain;
+pub mod latency;
+pub mod limit;
+pub mod world;
+
+use std::{fmt::Write as _, path::PathBuf, time::Duration};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+pub use latency::Latency;
+use world::BenchWorld;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("bench setup: {0}")]
+    Setup(String),
+    #[error("bench stalled: {0}")]
+    Stalled(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Backlog rows drained per bridge run.
+    pub rows: u64,
+    /// Messages the bare publisher sends per QoS.
+    pub limit_messages: u64,
+    /// Latency phase length.
+    pub latency_for: Duration,
+    pub latency_rate: u64,
+    /// The `tmq2mqtt` binary for the RSS run; `None` skips it (reported).
+    pub bridge_bin: Option<PathBuf>,
+    /// Per-phase deadline.
+    pub deadline: Duration,
+}
+
+impl BenchOptions {
+    /// The full run (≥ 1M rows) or `--quick` (100k rows, short latency phase).
+    pub fn new(quick: bool, rows: Option<u64>) -> Self {
+        let rows = rows.unwrap_or(if quick { 100_000 } else { 1_000_000 });
+        BenchOptions {
+            rows,
+            limit_messages: rows.min(if quick { 50_000 } else { 300_000 }),
+            latency_for: Duration::from_secs(if quick { 3 } else { 10 }),
+            latency_rate: 5_000,
+            bridge_bin: crate::runner::bridges::bridge_binary(),
+            deadline: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QosRow {
+    pub qos: u8,
+    /// Bare publisher, msg/s acknowledged.
+    pub limit: f64,
+    /// Bridge, rows/s acknowledged and committed.
+    pub bridge: f64,
+    pub ratio: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub machine: String,
+    pub rows: u64,
+    pub limit_messages: u64,
+    pub payload_bytes: usize,
+    pub qos: Vec<QosRow>,
+    pub batch_rows_per_s: f64,
+    pub latency: Latency,
+    /// Peak RSS of `tmq2mqtt run` (child process) while draining the backlog at QoS 1, kB.
+    pub peak_rss_kb: Option<u64>,
+    pub child_rows_per_s: Option<f64>,
+    pub notes: Vec<String>,
+}
+
+/// Runs every phase; `progress` gets one line per phase.
+pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchReport, BenchError> {
+    let w = BenchWorld::start().await?;
+    progress(&format!("loading {} backlog rows", opts.rows));
+    w.load_backlog(opts.rows)?;
+    let end = drain::end_positions(&w)?;
+    // Payloads as the bridge renders them (offsets of this backlog's size), cycled by the bare publisher.
+    let offset = *end.values().next().unwrap_or(&1);
+    let payloads: Vec<Bytes> = (0..1000u64)
+        .map(|id| Bytes::from(world::row_payload(id, 2 + (id % 4) as i32, offset)))
+        .collect();
+    let payload_bytes = payloads[0].len();
+    let broker = w.broker.v4_addr().expect("v4 listener");
+    let mut qos_rows = Vec::new();
+    for qos in 0..=2u8 {
+        progress(&format!("limit QoS {qos}: {} messages", opts.limit_messages));
+        let limit = limit::publish_rate(broker, qos, &payloads, opts.limit_messages, opts.deadline).await?;
+        progress(&format!("bridge QoS {qos}: {} rows", opts.rows));
+        let bridge = drain::in_process(&w, opts.rows, qos, "", &format!("q{qos}"), opts.deadline).await?;
+        qos_rows.push(QosRow {
+            qos,
+            limit,
+            bridge,
+            ratio: bridge / limit,
+        });
+    }
+    progress("batch (format=batch, QoS 1)");
+    let batch = drain::in_process(&w, opts.rows, 1, "&format=batch", "batch", opts.deadline).await?;
+    let mut notes = Vec::new();
+    let (peak_rss_kb, child_rows_per_s) = match &opts.bridge_bin {
+        Some(bin) => {
+            progress(&format!("peak RSS: {} run, QoS 1", bin.display()));
+            let c = drain::child(&w, bin, opts.rows, opts.deadline).await?;
+            (Some(c.peak_rss_kb), Some(c.rows_per_s))
+        }
+        None => {
+            notes.push("tmq2mqtt binary not found (cargo build --release -p tmq2mqtt or TMQ2MQTT_BIN): peak RSS not measured".into());
+            (None, None)
+        }
+    };
+    progress(&format!("latency at {} rows/s", opts.latency_rate));
+    let latency = latency::measure(&w, opts.latency_rate, opts.latency_for).await?;
+    if latency.received < latency.sent {
+        notes.push(format!(
+            "latency: {} of {} rows arrived",
+            latency.received, latency.sent
+        ));
+    }
+    w.td.shutdown().await;
+    Ok(BenchReport {
+        machine: machine(),
+        rows: opts.rows,
+        limit_messages: opts.limit_messages,
+        payload_bytes,
+        qos: qos_rows,
+        batch_rows_per_s: batch,
+        latency,
+        peak_rss_kb,
+        child_rows_per_s,
+        notes,
+    })
+}
+
+/// CPU model, core count, kernel: where the numbers came from.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {kernel}")
+}
+
+/// The report as a Markdown table (what README's Performance section shows).
+pub fn table(r: &BenchReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "machine: {}", r.machine);
+    let _ = writeln!(
+        s,
+        "backlog {} rows ({} B payloads, 8 tables, 4 vgroups, MQTT 3.1.1, embedded rumqttd); limit: {} messages",
+        r.rows, r.payload_bytes, r.limit_messages
+    );
+    let _ = writeln!(s, "| what | limit (bare rumqttc) | bridge | ratio |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for q in &r.qos {
+        let _ = writeln!(
+            s,
+            "| QoS {} rows/s | {:.0} | {:.0} | {:.2} |",
+            q.qos, q.limit, q.bridge, q.ratio
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| format=batch rows/s (QoS 1) | | {:.0} | |",
+        r.batch_rows_per_s
+    );
+    let l = &r.latency;
+    let _ = writeln!(
+        s,
+        "| latency at {} rows/s (QoS 1) | | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({}/{} rows) | |",
+        l.rate, l.p50_ms, l.p99_ms, l.max_ms, l.received, l.sent
+    );
+    match (r.peak_rss_kb, r.child_rows_per_s) {
+        (Some(kb), Some(rps)) => {
+            let _ = writeln!(
+                s,
+                "| peak RSS `tmq2mqtt run`, {} rows backlog, QoS 1 | | {:.1} MB ({:.0} rows/s) | |",
+                r.rows,
+                kb as f64 / 1024.0,
+                rps
+            );
+        }
+        _ => {
+            let _ = writeln!(s, "| peak RSS | | not measured | |");
+        }
+    }
+    for n in &r.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    s
+}
