@@ -33,7 +33,9 @@ fn meters_block() -> RawBlock {
         ],
         Precision::Millisecond,
     );
-    b.with_field_names(["ts", "current", "voltage", "phase", "tbname", "groupid", "location"]);
+    b.with_field_names([
+        "ts", "current", "voltage", "phase", "tbname", "groupid", "location",
+    ]);
     b
 }
 
