@@ -20,7 +20,13 @@ fn main() {
     for name in names {
         let ident: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let _ = writeln!(out, "#[test]\nfn {ident}() {{\n    run_scenario({name:?});\n}}\n");
     }

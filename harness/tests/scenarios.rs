@@ -46,7 +46,12 @@ fn run_scenario(name: &str) {
     let details = report::details(&result.outcome);
     assert!(result.outcome.passed(), "\n{details}");
     if s.snapshot {
-        let uses_now = s.data.sql.iter().chain(&s.data.sql_after_start).any(|q| q.to_lowercase().contains("now"));
+        let uses_now = s
+            .data
+            .sql
+            .iter()
+            .chain(&s.data.sql_after_start)
+            .any(|q| q.to_lowercase().contains("now"));
         let stream = stream_of(&result.delivered, uses_now);
         insta::with_settings!({
             snapshot_path => "../../scenarios/snapshots",
@@ -63,8 +68,9 @@ fn stream_of(delivered: &[Delivered], redact_ts: bool) -> Vec<serde_json::Value>
     delivered
         .iter()
         .map(|d| {
-            let mut payload: serde_json::Value = serde_json::from_slice(&d.payload)
-                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&d.payload).into_owned()));
+            let mut payload: serde_json::Value = serde_json::from_slice(&d.payload).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&d.payload).into_owned())
+            });
             if redact_ts {
                 if let Some(ts) = payload.pointer_mut("/data/ts") {
                     *ts = serde_json::Value::String("[now]".into());
