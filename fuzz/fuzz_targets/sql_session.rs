@@ -11,7 +11,11 @@ use simulator::tdengine::{Store, TdConfig};
 
 fuzz_target!(|data: &[u8]| {
     // Half the inputs see the binary-SQL protocol (server version ≥ 3.3.0.8).
-    let version = if data.first().is_some_and(|b| b & 1 == 1) { "3.3.6.0" } else { "3.3.0.0" };
+    let version = if data.first().is_some_and(|b| b & 1 == 1) {
+        "3.3.6.0"
+    } else {
+        "3.3.0.0"
+    };
     let mut session = SqlSession::new(Store::new(), Arc::new(TdConfig::with_version(version)));
     for frame in split(data) {
         match frame.split_first() {
