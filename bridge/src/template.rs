@@ -48,6 +48,8 @@ pub enum TemplateError {
     Unterminated(usize),
     #[error("wildcards `+` and `#` are not allowed in a topic to publish to")]
     Wildcard,
+    #[error("the NUL character (U+0000) is not allowed in an MQTT topic")]
+    Nul,
 }
 
 /// The variable a message lacked; the message is skipped.
@@ -91,6 +93,10 @@ impl Template {
         }
         if s.contains(['+', '#']) {
             return Err(TemplateError::Wildcard);
+        }
+        // Brokers disconnect a client that publishes to a topic with U+0000 (MQTT 3.1.1 §1.5.3).
+        if s.contains('\0') {
+            return Err(TemplateError::Nul);
         }
         let mut parts = Vec::new();
         let mut lit = String::new();
@@ -222,5 +228,10 @@ mod tests {
             TemplateError::UnknownVar("db".into()).to_string(),
             "unknown variable `{db}`; accepted: {database}, {tmq_topic}, {vgroup_id}, {stable}, {table}"
         );
+    }
+
+    #[test]
+    fn nul_is_refused() {
+        assert_eq!(Template::parse("a/\0/{table}"), Err(TemplateError::Nul));
     }
 }

@@ -31,12 +31,14 @@ impl fmt::Display for Side {
     }
 }
 
-/// A DSN that could not be accepted. `Display` is the one line shown to the user.
+/// A DSN that could not be accepted. `Display` is the one line shown to the user: echoed input has its
+/// control characters escaped and is cut short (see [`shown`]), so a hostile DSN cannot break the line
+/// or flood the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DsnError {
-    #[error("{side}: {message}")]
+    #[error("{side}: {}", shown(.message, MAX_MESSAGE_SHOWN))]
     Syntax { side: Side, message: String },
-    #[error("{side}: unsupported scheme `{found}`; accepted: {accepted}")]
+    #[error("{side}: unsupported scheme `{}`; accepted: {accepted}", shown(.found, MAX_VALUE_SHOWN))]
     Scheme {
         side: Side,
         found: String,
@@ -48,27 +50,58 @@ pub enum DsnError {
         name: &'static str,
         hint: &'static str,
     },
-    #[error("{side}: unknown parameter `{name}`; accepted: {accepted}")]
+    #[error("{side}: unknown parameter `{}`; accepted: {accepted}", shown(.name, MAX_VALUE_SHOWN))]
     Unknown {
         side: Side,
         name: String,
         accepted: &'static str,
     },
-    #[error("{side}: parameter `{name}` given twice")]
+    #[error("{side}: parameter `{}` given twice", shown(.name, MAX_VALUE_SHOWN))]
     Duplicate { side: Side, name: String },
-    #[error("{side}: parameter `{name}`: bad value `{value}`; accepted: {accepted}")]
+    #[error(
+        "{side}: parameter `{}`: bad value `{}`; accepted: {accepted}",
+        shown(.name, MAX_VALUE_SHOWN),
+        shown(.value, MAX_VALUE_SHOWN)
+    )]
     BadValue {
         side: Side,
         name: String,
         value: String,
         accepted: String,
     },
-    #[error("{side}: parameter `{name}`: {message}")]
+    #[error(
+        "{side}: parameter `{}`: {}",
+        shown(.name, MAX_VALUE_SHOWN),
+        shown(.message, MAX_MESSAGE_SHOWN)
+    )]
     Invalid {
         side: Side,
         name: String,
         message: String,
     },
+}
+
+/// Characters of an echoed name or value kept in an error line.
+const MAX_VALUE_SHOWN: usize = 64;
+/// Characters of a composed message (which may quote input) kept in an error line.
+const MAX_MESSAGE_SHOWN: usize = 300;
+
+/// Input as an error line may echo it: control characters escaped (`\n`, `\u{7f}`) so the error stays
+/// one line, and at most `max` characters, the rest summarised as `…(N more bytes)`.
+pub(crate) fn shown(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max + 24));
+    for (count, (i, c)) in s.char_indices().enumerate() {
+        if count == max {
+            out.push_str(&format!("…({} more bytes)", s.len() - i));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The pieces of `scheme://[user[:pass]@]host[:port][/path][?query]`, percent-decoded.
@@ -101,8 +134,14 @@ impl RawDsn {
             Some((a, q)) => (a, Some(q)),
             None => (rest, None),
         };
-        let (authority, path) = match before_query.split_once('/') {
-            Some((a, p)) => (a, p),
+        // A '/' in an unencoded password must not end the authority: it ends at the first '/' after
+        // the last '@' (topic names never contain '@').
+        let host_start = before_query.rfind('@').map_or(0, |at| at + 1);
+        let (authority, path) = match before_query[host_start..].find('/') {
+            Some(slash) => (
+                &before_query[..host_start + slash],
+                &before_query[host_start + slash + 1..],
+            ),
             None => (before_query, ""),
         };
         // The password may contain '@' when not percent-encoded: the last '@' ends the user info.
@@ -130,7 +169,10 @@ impl RawDsn {
                 (Some(user), pass)
             }
         };
-        let (host, port) = split_host_port(side, hostport)?;
+        // No user info, yet an '@' further on: most likely a password with an unencoded '?' whose tail
+        // ended up in the query. Then the "port" may be part of the password: never echo it.
+        let misplaced_at = userinfo.is_none() && rest[authority.len()..].contains('@');
+        let (host, port) = split_host_port(side, hostport, misplaced_at)?;
         let path = decode(side, "path", path)?;
         let mut params = Vec::new();
         if let Some(query) = query {
@@ -167,12 +209,24 @@ fn decode(side: Side, what: &str, s: &str) -> Result<String, DsnError> {
         })
 }
 
-fn split_host_port(side: Side, s: &str) -> Result<(String, Option<u16>), DsnError> {
-    let bad_port = |p: &str| DsnError::BadValue {
-        side,
-        name: "port".into(),
-        value: p.into(),
-        accepted: "a number 1-65535".into(),
+fn split_host_port(side: Side, s: &str, misplaced_at: bool) -> Result<(String, Option<u16>), DsnError> {
+    let bad_port = |p: &str| {
+        if misplaced_at {
+            DsnError::Invalid {
+                side,
+                name: "port".into(),
+                message: "not a number 1-65535 (percent-encode `/`, `?`, `#` and `@` in the password: \
+                          %2F, %3F, %23, %40)"
+                    .into(),
+            }
+        } else {
+            DsnError::BadValue {
+                side,
+                name: "port".into(),
+                value: p.into(),
+                accepted: "a number 1-65535".into(),
+            }
+        }
     };
     if let Some(rest) = s.strip_prefix('[') {
         // IPv6 literal: [::1]:port
@@ -191,7 +245,11 @@ fn split_host_port(side: Side, s: &str) -> Result<(String, Option<u16>), DsnErro
             None => {
                 return Err(DsnError::Syntax {
                     side,
-                    message: format!("unexpected `{after}` after host"),
+                    message: if misplaced_at {
+                        "unexpected text after host".into()
+                    } else {
+                        format!("unexpected `{after}` after host")
+                    },
                 })
             }
         };
@@ -413,5 +471,58 @@ mod tests {
             assert_eq!(got, want);
             assert!(!got.contains('\n'));
         }
+    }
+
+    #[test]
+    fn echoed_input_stays_one_short_line() {
+        let e = SourceDsn::parse("tmq+ws://h/t?group.id=g&with.meta=a%0Ab")
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("bad value `a\\nb`; accepted: true or false"), "{e}");
+        let huge = "x".repeat(100_000);
+        let e = TargetDsn::parse(&format!("mqtt://h?version=5.0&{huge}=1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300 && e.contains("…(99936 more bytes)"), "{e}");
+        assert_eq!(shown("北京\u{7f}", 64), "北京\\u{7f}");
+    }
+
+    #[test]
+    fn password_with_reserved_characters_is_parsed_or_never_echoed() {
+        // '/' in the password: the authority ends after the last '@'.
+        let s = SourceDsn::parse("tmq+ws://root:s3/cr/et@h:6041/t?group.id=g").unwrap();
+        assert_eq!(
+            (s.password.as_deref(), s.host.as_str(), s.port),
+            (Some("s3/cr/et"), "h", 6041)
+        );
+        assert_eq!(s.topics, ["t"]);
+        // '?' in the password cannot be told apart from the query: the error must not show its head.
+        let e = SourceDsn::parse("tmq+ws://root:s3?cret@h:6041/t?group.id=g")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3") && e.contains("percent-encode"), "{e}");
+        let e = TargetDsn::parse("mqtt://u:[pw?x@h?version=5.0")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("pw"), "{e}");
+    }
+
+    #[test]
+    fn names_and_strings_beyond_protocol_limits_are_refused() {
+        let long = "g".repeat(193);
+        let e = SourceDsn::parse(&format!("tmq+ws://h/t?group.id={long}")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("group.id`: longer than TDengine's 192-byte limit"),
+            "{e}"
+        );
+        let e = SourceDsn::parse(&format!("tmq+ws://h/{long}?group.id=g")).unwrap_err();
+        assert!(e.to_string().contains("192-byte limit"), "{e}");
+        let huge = "c".repeat(65_536);
+        let base = "mqtt://h?version=5.0&client_id=c";
+        let e = TargetDsn::parse(&format!("mqtt://h?version=5.0&topic=t&client_id={huge}")).unwrap_err();
+        assert!(e.to_string().contains("65535-byte string limit"), "{e}");
+        let e = TargetDsn::parse(&format!("{base}&topic={huge}")).unwrap_err();
+        assert!(e.to_string().contains("65535-byte topic limit"), "{e}");
     }
 }

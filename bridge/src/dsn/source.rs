@@ -52,6 +52,9 @@ pub struct SourceDsn {
     pub timeout: Option<Duration>,
 }
 
+/// TDengine's limit for topic names and consumer group ids (bytes).
+const MAX_NAME_LEN: usize = 192;
+
 impl SourceDsn {
     /// Parses and validates a source DSN.
     pub fn parse(input: &str) -> Result<Self, DsnError> {
@@ -86,6 +89,16 @@ impl SourceDsn {
                 side: SIDE,
                 name: "topic",
                 hint: "the path names the TMQ topic(s): tmq+ws://host:6041/topic1,topic2",
+            });
+        }
+        if let Some(long) = topics.iter().find(|t| t.len() > MAX_NAME_LEN) {
+            return Err(DsnError::Invalid {
+                side: SIDE,
+                name: "topic".into(),
+                message: format!(
+                    "{} bytes, longer than TDengine's {MAX_NAME_LEN}-byte limit",
+                    long.len()
+                ),
             });
         }
         if let Some(bad) = topics.iter().find(|t| t.contains('/')) {
@@ -130,6 +143,13 @@ impl SourceDsn {
                             side: SIDE,
                             name: key,
                             message: "must not be empty".into(),
+                        });
+                    }
+                    if value.len() > MAX_NAME_LEN {
+                        return Err(DsnError::Invalid {
+                            side: SIDE,
+                            name: key,
+                            message: format!("longer than TDengine's {MAX_NAME_LEN}-byte limit"),
                         });
                     }
                     group_id = Some(value);

@@ -185,6 +185,13 @@ impl TargetDsn {
                             message: "must not be empty".into(),
                         });
                     }
+                    if value.len() > MAX_MQTT_STRING {
+                        return Err(DsnError::Invalid {
+                            side: SIDE,
+                            name: key,
+                            message: format!("longer than MQTT's {MAX_MQTT_STRING}-byte string limit"),
+                        });
+                    }
                     client_id = Some(value)
                 }
                 "topic" => topic = Some(parse_template(&key, &value)?),
@@ -285,7 +292,17 @@ impl TargetDsn {
     }
 }
 
+/// MQTT strings (client id, topic) are length-prefixed with 16 bits.
+const MAX_MQTT_STRING: usize = 65_535;
+
 fn parse_template(key: &str, value: &str) -> Result<Template, DsnError> {
+    if value.len() > MAX_MQTT_STRING {
+        return Err(DsnError::Invalid {
+            side: SIDE,
+            name: key.into(),
+            message: format!("longer than MQTT's {MAX_MQTT_STRING}-byte topic limit"),
+        });
+    }
     Template::parse(value).map_err(|e| DsnError::Invalid {
         side: SIDE,
         name: key.into(),

@@ -543,8 +543,13 @@ impl<'a> Parser<'a> {
             "w" => 7 * 86_400_000_000_000,
             _ => return Err(self.error("unknown time unit (b, u, a, s, m, h, d, w)")),
         };
+        // A duration beyond i64 nanoseconds is no timestamp offset TDengine could store either.
+        let ns = n
+            .checked_mul(unit)
+            .filter(|ns| ns.abs() <= i64::MAX as i128)
+            .ok_or_else(|| self.error("duration out of range"))?;
         self.advance()?;
-        Ok(n * unit)
+        Ok(ns)
     }
 
     fn insert(&mut self) -> TdResult<Statement> {
@@ -1030,5 +1035,15 @@ mod tests {
         assert_eq!(sel.order_by, Some(("ts".into(), true)));
         assert_eq!(sel.limit, Some(5));
         assert!(matches!(sel.filter, Some(Expr::And(..))));
+    }
+
+    #[test]
+    fn huge_duration_is_an_error_not_an_overflow() {
+        // Found by the `sql_parser` fuzz target: `n * unit` overflowed i128.
+        let sql = "insert into d.t values (now+333333333333333333333333333333331s, 1)";
+        let e = parse(sql).unwrap_err();
+        assert!(e.message.contains("duration out of range"), "{e:?}");
+        let sql = "insert into d.t values (now+9223372036s, 1)";
+        assert!(parse(sql).is_ok());
     }
 }

@@ -43,10 +43,10 @@ struct Raw {
 
 /// Parses a text frame. `Err` only when it is not even an action envelope.
 pub fn parse(text: &str) -> Result<Envelope, String> {
-    let raw: Raw = serde_json::from_str(text).map_err(|e| format!("invalid request: {e}"))?;
+    let raw: Raw = serde_json::from_str(text).map_err(|e| one_line(format!("invalid request: {e}")))?;
     let req_id = raw.args.get("req_id").and_then(Json::as_u64).unwrap_or(0);
     fn args<T: for<'de> Deserialize<'de>>(v: Json) -> Result<T, String> {
-        serde_json::from_value(v).map_err(|e| format!("invalid args: {e}"))
+        serde_json::from_value(v).map_err(|e| one_line(format!("invalid args: {e}")))
     }
     let a = raw.args;
     let request = match raw.action.as_str() {
@@ -65,13 +65,31 @@ pub fn parse(text: &str) -> Result<Envelope, String> {
         "position" => args(a).map(Request::Position),
         "assignment" => args(a).map(Request::Assignment),
         "unsubscribe" => Ok(Request::Unsubscribe),
-        other => Err(format!("unknown action: {other}")),
+        other => Err(one_line(format!("unknown action: {other}"))),
     };
     Ok(Envelope {
         action: raw.action,
         req_id,
         request,
     })
+}
+
+/// Escapes control characters a client's input brought into an error message (it stays one line).
+fn one_line(message: String) -> String {
+    if !message.contains(char::is_control) {
+        return message;
+    }
+    message
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// Accepts a string, a boolean, a number or null as an optional string (clients differ).
@@ -360,6 +378,9 @@ mod tests {
         assert!(env.request.unwrap_err().contains("vgroup_id"));
         let env = parse(r#"{"action":"dance","args":{"req_id":4}}"#).unwrap();
         assert_eq!(env.request, Err("unknown action: dance".into()));
+        // Found by the `tmq_request` fuzz target: client input must not break the message's line.
+        let env = parse(r#"["da\nnce"]"#).unwrap();
+        assert_eq!(env.request, Err("unknown action: da\\nnce".into()));
         assert!(parse("not json").is_err());
     }
 
