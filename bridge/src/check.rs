@@ -54,7 +54,14 @@ pub async fn check(config: &BridgeConfig, timeout: Duration) -> CheckReport {
             }
         }
     }
-    let mut sink = Sink::start(&config.target);
+    let mut sink = match Sink::start(&config.target) {
+        Ok(sink) => sink,
+        Err(e) => {
+            r.ok = false;
+            r.lines.push(format!("MQTT: {e}"));
+            return r;
+        }
+    };
     let outcome = tokio::time::timeout(timeout, async {
         loop {
             match sink.next_event().await {

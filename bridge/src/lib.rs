@@ -31,6 +31,7 @@ pub mod run;
 pub mod sink;
 pub mod source;
 pub mod template;
+pub mod tls;
 
 pub use dsn::{CommitMode, DsnError, SourceDsn, TargetDsn};
 pub use run::{run, Bridge, BridgeConfig, BridgeError, RunSummary, Stats};

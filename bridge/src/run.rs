@@ -59,6 +59,8 @@ pub enum BridgeError {
     Tdengine(String),
     #[error("the MQTT event loop stopped unexpectedly")]
     SinkStopped,
+    #[error("{0}")]
+    Sink(#[from] crate::sink::SinkError),
 }
 
 /// Reasons a row or meta event was not published (each counted).
@@ -230,7 +232,7 @@ pub async fn pipeline(
     shutdown: impl Future<Output = ()>,
 ) -> Result<usize, BridgeError> {
     let target = &config.target;
-    let mut sink = Sink::start(target);
+    let mut sink = Sink::start(target)?;
     let mut ledger: Ledger<Publish> = Ledger::new();
     let mut encoder = Encoder::new();
     let mut session = 0u64;

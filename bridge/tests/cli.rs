@@ -34,8 +34,10 @@ fn bad_input_exits_2_with_one_line_naming_the_parameter_and_no_password() {
         ),
         (
             GOOD_FROM.to_string(),
-            GOOD_TO.replace("5.0", "3.1"),
-            "parameter `version`: MQTT 3.1 is not supported yet",
+            GOOD_TO
+                .replace("5.0", "3.1")
+                .replace("client_id=", "client_id=a-client-id-longer-than-23-bytes-"),
+            "MQTT 3.1 client ids are 1 to 23 bytes long",
         ),
         (
             GOOD_FROM.to_string(),

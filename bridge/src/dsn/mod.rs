@@ -13,7 +13,7 @@ use std::fmt;
 use percent_encoding::percent_decode_str;
 
 pub use source::{OffsetReset, SourceDsn};
-pub use target::{CommitMode, MqttVersion, PayloadFormat, TargetDsn};
+pub use target::{CommitMode, MqttVersion, PayloadFormat, TargetDsn, TlsOptions};
 
 /// Which of the two DSNs an error belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -444,13 +444,13 @@ mod tests {
             (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout (underscore spellings too)"),
             (src("tmq+ws://h/t?group.id=g&timeout=soon"), "source DSN (-f/--from): parameter `timeout`: bad value `soon`; accepted: seconds (`30`) or a duration like `500ms`, `10s`, `1m`"),
             (src("tmq+ws://:6041/t?group.id=g"), "source DSN (-f/--from): missing required parameter `host` (e.g. tmq+ws://root:taosdata@localhost:6041/topic)"),
-            (dst("http://h?version=5.0"), "target DSN (-t/--to): unsupported scheme `http`; accepted: mqtt"),
-            (dst("mqtts://h?version=5.0"), "target DSN (-t/--to): unsupported scheme `mqtts`; accepted: mqtt (TLS via mqtts is not supported yet)"),
-            (dst("mqtt://h?client_id=c&topic=t"), "target DSN (-t/--to): missing required parameter `version` (3.1.1 or 5.0)"),
+            (dst("http://h?version=5.0"), "target DSN (-t/--to): unsupported scheme `http`; accepted: mqtt, mqtts"),
+            (dst("mqtt://h?version=5.0&client_id=c&topic=t&ca=@/x.pem"), "target DSN (-t/--to): parameter `ca`: only for TLS: use an mqtts:// DSN"),
+            (dst("mqtt://h?client_id=c&topic=t"), "target DSN (-t/--to): missing required parameter `version` (3.1, 3.1.1 or 5.0)"),
             (dst("mqtt://h?version=5.0&topic=t"), "target DSN (-t/--to): missing required parameter `client_id` (a client id unique on the broker)"),
             (dst(base), "target DSN (-t/--to): missing required parameter `topic` (the MQTT topic (template) to publish to)"),
-            (dst("mqtt://h?version=4.0&client_id=c&topic=t"), "target DSN (-t/--to): parameter `version`: bad value `4.0`; accepted: 3.1.1, 5.0"),
-            (dst("mqtt://h?version=3.1&client_id=c&topic=t"), "target DSN (-t/--to): parameter `version`: MQTT 3.1 is not supported yet (the client library speaks 3.1.1 and 5.0 only); use version=3.1.1 if the broker accepts it"),
+            (dst("mqtt://h?version=4.0&client_id=c&topic=t"), "target DSN (-t/--to): parameter `version`: bad value `4.0`; accepted: 3.1, 3.1.1, 5.0"),
+            (dst("mqtt://h?version=3.1&client_id=abcdefghijklmnopqrstuvwxyz&topic=t"), "target DSN (-t/--to): parameter `client_id`: MQTT 3.1 client ids are 1 to 23 bytes long, `abcdefghijklmnopqrstuvwxyz` has 26"),
             (dst(&format!("{base}&topic=t&qos=3")), "target DSN (-t/--to): parameter `qos`: bad value `3`; accepted: 0, 1, 2"),
             (dst(&format!("{base}&topic=a/{{db}}")), "target DSN (-t/--to): parameter `topic`: unknown variable `{db}`; accepted: {database}, {tmq_topic}, {vgroup_id}, {stable}, {table}"),
             (dst(&format!("{base}&topic=a/{{table")), "target DSN (-t/--to): parameter `topic`: unterminated variable starting at byte 2 (missing `}`)"),
@@ -458,7 +458,7 @@ mod tests {
             (dst(&format!("{base}&topic=a/%23")), "target DSN (-t/--to): parameter `topic`: wildcards `+` and `#` are not allowed in a topic to publish to"),
             (dst(&format!("{base}&topic=")), "target DSN (-t/--to): parameter `topic`: empty topic"),
             (dst(&format!("{base}&topic=t&qos=1&qos=2")), "target DSN (-t/--to): parameter `qos` given twice"),
-            (dst(&format!("{base}&topic=t&colour=red")), "target DSN (-t/--to): unknown parameter `colour`; accepted: version, qos, client_id, topic, meta_topic, retain, keep_alive, clean_session, inflight, tcp_nodelay, window, max_packet_size, commit, format"),
+            (dst(&format!("{base}&topic=t&colour=red")), "target DSN (-t/--to): unknown parameter `colour`; accepted: version, qos, client_id, topic, meta_topic, retain, keep_alive, clean_session, inflight, tcp_nodelay, window, max_packet_size, commit, format, ca, cert, cert_key (mqtts only)"),
             (dst(&format!("{base}&topic=t&inflight=0")), "target DSN (-t/--to): parameter `inflight`: bad value `0`; accepted: 1 to 65535"),
             (dst(&format!("{base}&topic=t&commit=never")), "target DSN (-t/--to): parameter `commit`: bad value `never`; accepted: after-ack (default), before-ack (unsafe, for comparison)"),
             (dst(&format!("{base}&topic=t&keep_alive=0")), "target DSN (-t/--to): parameter `keep_alive`: bad value `0`; accepted: 5 to 65535 seconds (rumqttc's minimum is 5)"),

@@ -11,11 +11,29 @@ use crate::template::Template;
 
 const SIDE: Side = Side::Target;
 const ACCEPTED: &str = "version, qos, client_id, topic, meta_topic, retain, keep_alive, clean_session, \
-                        inflight, tcp_nodelay, window, max_packet_size, commit, format";
+                        inflight, tcp_nodelay, window, max_packet_size, commit, format, \
+                        ca, cert, cert_key (mqtts only)";
+
+/// Mosquitto's default `max_inflight_messages`: a 3.1/3.1.1 QoS 2 window above it loses acknowledged
+/// messages there (see ARCHITECTURE.md), and 3.1/3.1.1 cannot learn the broker's limit.
+pub const DEFAULT_QOS2_INFLIGHT_V3: u16 = 20;
+
+/// TLS settings of an `mqtts://` target; PEM text, already read from `@file` values.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// CA certificates to trust instead of the system's roots.
+    pub ca: Option<String>,
+    /// Client certificate chain, presented when the broker asks.
+    pub cert: Option<String>,
+    /// The client certificate's private key.
+    pub cert_key: Option<String>,
+}
 
 /// MQTT protocol version spoken to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MqttVersion {
+    /// MQTT 3.1 (protocol `MQIsdp`, level 3), spoken through [`crate::mqtt31::Mqtt31Shim`].
+    V31,
     /// MQTT 3.1.1 (protocol level 4).
     V311,
     /// MQTT 5.0.
@@ -25,6 +43,7 @@ pub enum MqttVersion {
 impl MqttVersion {
     pub fn as_str(self) -> &'static str {
         match self {
+            MqttVersion::V31 => "3.1",
             MqttVersion::V311 => "3.1.1",
             MqttVersion::V5 => "5.0",
         }
@@ -76,6 +95,8 @@ pub struct TargetDsn {
     pub commit: CommitMode,
     /// `format=row` (default, taosx's payload per row) or `format=batch` (one payload per TMQ message block set).
     pub format: PayloadFormat,
+    /// `mqtts://`: TLS with these settings (the server certificate is always verified).
+    pub tls: Option<TlsOptions>,
 }
 
 /// Payload shape (`format=`): taosx's one message per row, or one message per TMQ message (and topic)
@@ -91,23 +112,17 @@ impl TargetDsn {
     /// Parses and validates a target DSN, including the topic templates.
     pub fn parse(input: &str) -> Result<Self, DsnError> {
         let raw = RawDsn::parse(SIDE, input)?;
-        match raw.scheme.as_str() {
-            "mqtt" | "tcp" => {}
-            "mqtts" | "ssl" => {
-                return Err(DsnError::Scheme {
-                    side: SIDE,
-                    found: raw.scheme,
-                    accepted: "mqtt (TLS via mqtts is not supported yet)",
-                })
-            }
+        let mut tls = match raw.scheme.as_str() {
+            "mqtt" | "tcp" => None,
+            "mqtts" | "ssl" => Some(TlsOptions::default()),
             _ => {
                 return Err(DsnError::Scheme {
                     side: SIDE,
                     found: raw.scheme,
-                    accepted: "mqtt",
+                    accepted: "mqtt, mqtts",
                 })
             }
-        }
+        };
         if raw.host.is_empty() {
             return Err(DsnError::Missing {
                 side: SIDE,
@@ -156,19 +171,14 @@ impl TargetDsn {
                 accepted: accepted.into(),
             };
             match name.as_str() {
-                "version" => version = Some(match value.as_str() {
-                    "3.1.1" | "311" | "4" => MqttVersion::V311,
-                    "5.0" | "5" => MqttVersion::V5,
-                    "3.1" | "31" | "3" => return Err(DsnError::Invalid {
-                        side: SIDE,
-                        name: key,
-                        message:
-                            "MQTT 3.1 is not supported yet (the client library speaks 3.1.1 and 5.0 only); \
-                                          use version=3.1.1 if the broker accepts it"
-                                .into(),
-                    }),
-                    _ => return Err(bad("3.1.1, 5.0")),
-                }),
+                "version" => {
+                    version = Some(match value.as_str() {
+                        "3.1.1" | "311" | "4" => MqttVersion::V311,
+                        "5.0" | "5" => MqttVersion::V5,
+                        "3.1" | "31" | "3" => MqttVersion::V31,
+                        _ => return Err(bad("3.1, 3.1.1, 5.0")),
+                    })
+                }
                 "qos" => {
                     qos = match value.as_str() {
                         "0" => 0,
@@ -240,6 +250,21 @@ impl TargetDsn {
                         "row" => PayloadFormat::Row,
                         "batch" => PayloadFormat::Batch,
                         _ => return Err(bad("row (default), batch")),
+                    };
+                }
+                "ca" | "cert" | "cert_key" => {
+                    let Some(tls) = tls.as_mut() else {
+                        return Err(DsnError::Invalid {
+                            side: SIDE,
+                            name: key,
+                            message: "only for TLS: use an mqtts:// DSN".into(),
+                        });
+                    };
+                    let pem = read_pem(&key, &value)?;
+                    match name.as_str() {
+                        "ca" => tls.ca = Some(pem),
+                        "cert" => tls.cert = Some(pem),
+                        _ => tls.cert_key = Some(pem),
                     }
                 }
                 _ => {
@@ -254,7 +279,7 @@ impl TargetDsn {
         let version = version.ok_or(DsnError::Missing {
             side: SIDE,
             name: "version",
-            hint: "3.1.1 or 5.0",
+            hint: "3.1, 3.1.1 or 5.0",
         })?;
         let client_id = client_id.ok_or(DsnError::Missing {
             side: SIDE,
@@ -267,11 +292,33 @@ impl TargetDsn {
             hint: "the MQTT topic (template) to publish to",
         })?;
         let meta_topic = meta_topic.unwrap_or_else(|| topic.clone());
+        if version == MqttVersion::V31 {
+            crate::mqtt31::validate_client_id(&client_id).map_err(|e| DsnError::Invalid {
+                side: SIDE,
+                name: "client_id".into(),
+                message: e.to_string(),
+            })?;
+        }
+        if let Some(tls) = &tls {
+            if tls.cert.is_some() != tls.cert_key.is_some() {
+                return Err(DsnError::Invalid {
+                    side: SIDE,
+                    name: "cert".into(),
+                    message: "a client certificate needs both `cert` and `cert_key`".into(),
+                });
+            }
+            crate::tls::client_config(tls).map_err(|e| DsnError::Invalid {
+                side: SIDE,
+                name: "ca".into(),
+                message: e.to_string(),
+            })?;
+        }
+        let default_port = if tls.is_some() { 8883 } else { 1883 };
         Ok(TargetDsn {
             user: raw.user,
             password: raw.password,
             host: raw.host,
-            port: raw.port.unwrap_or(1883),
+            port: raw.port.unwrap_or(default_port),
             version,
             qos,
             client_id,
@@ -281,19 +328,45 @@ impl TargetDsn {
             keep_alive,
             clean_session,
             // Measured (reference notes): QoS 1 gains ~50% from a window of 1000; QoS 2 stays at 100.
-            inflight: inflight.unwrap_or(if qos == 1 { 1000 } else { 100 }),
+            // QoS 2 over 3.1/3.1.1: Mosquitto's default window (MQTT 5 learns the broker's from CONNACK).
+            inflight: inflight.unwrap_or(match (qos, version) {
+                (1, _) => 1000,
+                (2, MqttVersion::V31 | MqttVersion::V311) => DEFAULT_QOS2_INFLIGHT_V3,
+                _ => 100,
+            }),
             // QoS 2 through rumqttd stalls ~40 ms per window with Nagle on; for QoS 0/1 Nagle batches.
             tcp_nodelay: tcp_nodelay.unwrap_or(qos == 2),
             window,
             max_packet_size,
             commit,
             format,
+            tls,
         })
     }
 }
 
 /// MQTT strings (client id, topic) are length-prefixed with 16 bits.
 const MAX_MQTT_STRING: usize = 65_535;
+
+/// `ca`/`cert`/`cert_key` values: inline PEM, or `@path` to a PEM file (as taosx).
+fn read_pem(key: &str, value: &str) -> Result<String, DsnError> {
+    let invalid = |message: String| DsnError::Invalid {
+        side: SIDE,
+        name: key.into(),
+        message,
+    };
+    let pem = match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("cannot read PEM file `{path}`: {e}")))?,
+        None => value.to_string(),
+    };
+    if !pem.contains("-----BEGIN ") {
+        return Err(invalid(
+            "expected PEM text (-----BEGIN …) or @path to a PEM file".into(),
+        ));
+    }
+    Ok(pem)
+}
 
 fn parse_template(key: &str, value: &str) -> Result<Template, DsnError> {
     if value.len() > MAX_MQTT_STRING {
@@ -329,7 +402,7 @@ impl fmt::Display for TargetDsn {
         }
         fmt_redacted(
             f,
-            "mqtt",
+            if self.tls.is_some() { "mqtts" } else { "mqtt" },
             self.user.as_deref(),
             self.password.is_some(),
             &self.host,

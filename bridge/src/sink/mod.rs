@@ -1,4 +1,5 @@
-//! The MQTT side: a rumqttc client (MQTT 3.1.1 or 5.0) whose event loop runs in its own task.
+//! The MQTT side: a rumqttc client (MQTT 3.1.1 or 5.0, or 3.1 through [`Mqtt31Shim`]; TLS for
+//! `mqtts://`) whose event loop runs in its own task.
 //!
 //! The task is never cancelled mid-`poll` (rumqttc's state and socket writes are not cancel-safe); it
 //! reports what happened as [`SinkEvent`]s over a channel, in order. Reconnects use exponential backoff
@@ -19,6 +20,13 @@ use rand::Rng;
 use tokio::sync::{mpsc, watch};
 
 use crate::dsn::{MqttVersion, TargetDsn};
+use crate::mqtt31::{Mqtt31Error, Mqtt31Shim, Upstream};
+
+/// The shim's bound on TCP connect + TLS handshake to the broker.
+const SHIM_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// rumqttc's bound on connect + CONNECT/CONNACK; through the shim it must exceed the shim's own bound,
+/// so a broker that cannot be reached is reported with the shim's cause, not as a bare timeout.
+const CONNECTION_TIMEOUT_SECS: u64 = 10;
 
 /// What the MQTT event loop reports, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +52,10 @@ pub enum SinkEvent {
 pub enum SinkError {
     #[error("the MQTT event loop has stopped")]
     Stopped,
+    #[error("MQTT TLS settings: {0}")]
+    Tls(#[from] crate::tls::TlsConfigError),
+    #[error("MQTT 3.1: {0}")]
+    Mqtt31(#[from] Mqtt31Error),
 }
 
 #[derive(Debug, Default)]
@@ -94,7 +106,7 @@ impl AnyLoop {
                     Ok(Event::Outgoing(O::Publish(pkid))) => Ok(Polled::Outgoing(pkid)),
                     Ok(Event::Outgoing(O::Disconnect)) => Ok(Polled::SentDisconnect),
                     Ok(_) => Ok(Polled::Other),
-                    Err(E::ConnectionRefused(code)) => Err(PollError::Refused(format!("{code:?}"))),
+                    Err(E::ConnectionRefused(code)) => Err(PollError::Refused(describe_refusal_v4(code))),
                     Err(E::RequestsDone) => Err(PollError::Done),
                     Err(e) => Err(PollError::Retry(describe_v4(&e))),
                 }
@@ -125,9 +137,9 @@ impl AnyLoop {
                     Ok(Event::Outgoing(O::Publish(pkid))) => Ok(Polled::Outgoing(pkid)),
                     Ok(Event::Outgoing(O::Disconnect)) => Ok(Polled::SentDisconnect),
                     Ok(_) => Ok(Polled::Other),
-                    Err(E::ConnectionRefused(code)) => Err(PollError::Refused(format!("{code:?}"))),
+                    Err(E::ConnectionRefused(code)) => Err(PollError::Refused(describe_refusal_v5(code))),
                     Err(E::RequestsDone) => Err(PollError::Done),
-                    Err(e) => Err(PollError::Retry(e.to_string())),
+                    Err(e) => Err(PollError::Retry(one_line(&e.to_string()))),
                 }
             }
         }
@@ -150,8 +162,78 @@ fn describe_v4(e: &rumqttc::ConnectionError) -> String {
         {
             "connection closed by the broker".into()
         }
-        e => e.to_string(),
+        e => one_line(&e.to_string()),
     }
+}
+
+/// Error texts from TLS and I/O layers may span lines; a log line and an exit message must not. rumqttc's
+/// "TLS: I/O: invalid peer certificate: …" is said the way the MQTT 3.1 shim says it.
+fn one_line(text: &str) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.strip_prefix("TLS: I/O: ") {
+        Some(rest) => format!("TLS handshake with the MQTT broker failed: {rest}"),
+        None => text,
+    }
+}
+
+/// A 3.1/3.1.1 CONNACK return code as the operator should read it.
+pub fn describe_refusal_v4(code: rumqttc::ConnectReturnCode) -> String {
+    use rumqttc::ConnectReturnCode as C;
+    let (n, what) = match code {
+        C::Success => (0, "accepted (not a refusal)"),
+        C::RefusedProtocolVersion => (1, "unacceptable protocol version: the broker does not speak this MQTT version (try another `version=`)"),
+        C::BadClientId => (2, "identifier rejected: the broker does not accept this `client_id`"),
+        C::ServiceUnavailable => (3, "server unavailable: the broker cannot accept connections now"),
+        C::BadUserNamePassword => (4, "bad user name or password"),
+        C::NotAuthorized => (5, "not authorized: check the user name and password (and the broker's ACL)"),
+    };
+    format!("CONNACK return code {n}, {what}")
+}
+
+/// An MQTT 5 CONNACK reason code as the operator should read it.
+pub fn describe_refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> String {
+    use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as C;
+    let (n, what): (u8, &str) = match code {
+        C::Success => (0x00, "accepted (not a refusal)"),
+        // rumqttc's v5 decoder maps the 3.1.1 codes 1–3 (a broker answering in 3.1.1) to these.
+        C::RefusedProtocolVersion => (
+            0x01,
+            "unacceptable protocol version: the broker does not speak MQTT 5 (try `version=3.1.1`)",
+        ),
+        C::BadClientId => (
+            0x02,
+            "identifier rejected: the broker does not accept this `client_id`",
+        ),
+        C::ServiceUnavailable => (0x03, "server unavailable"),
+        C::UnspecifiedError => (0x80, "unspecified error"),
+        C::MalformedPacket => (0x81, "malformed packet"),
+        C::ProtocolError => (0x82, "protocol error"),
+        C::ImplementationSpecificError => (0x83, "implementation specific error"),
+        C::UnsupportedProtocolVersion => (0x84, "unsupported protocol version (try another `version=`)"),
+        C::ClientIdentifierNotValid => (
+            0x85,
+            "client identifier not valid: the broker does not accept this `client_id`",
+        ),
+        C::BadUserNamePassword => (0x86, "bad user name or password"),
+        C::NotAuthorized => (
+            0x87,
+            "not authorized: check the user name and password (and the broker's ACL)",
+        ),
+        C::ServerUnavailable => (0x88, "server unavailable"),
+        C::ServerBusy => (0x89, "server busy"),
+        C::Banned => (0x8A, "banned"),
+        C::BadAuthenticationMethod => (0x8C, "bad authentication method"),
+        C::TopicNameInvalid => (0x90, "topic name invalid"),
+        C::PacketTooLarge => (0x95, "packet too large"),
+        C::QuotaExceeded => (0x97, "quota exceeded"),
+        C::PayloadFormatInvalid => (0x99, "payload format invalid"),
+        C::RetainNotSupported => (0x9A, "retain not supported (drop `retain=true`)"),
+        C::QoSNotSupported => (0x9B, "QoS not supported (try a lower `qos=`)"),
+        C::UseAnotherServer => (0x9C, "use another server"),
+        C::ServerMoved => (0x9D, "server moved"),
+        C::ConnectionRateExceeded => (0x9F, "connection rate exceeded"),
+    };
+    format!("CONNACK reason code {n:#04x}, {what}")
 }
 
 /// A connection closed during the handshake is how rumqttd (and some others) refuse credentials or a
@@ -186,19 +268,47 @@ pub struct Sink {
     qos: u8,
     retain: bool,
     capacity: usize,
+    /// Kept alive as long as the client (3.1 only).
+    _shim: Option<Arc<Mqtt31Shim>>,
 }
 
 impl Sink {
-    /// Creates the client and starts its event loop (connecting in the background).
-    pub fn start(target: &TargetDsn) -> Sink {
+    /// Creates the client and starts its event loop (connecting in the background). Fails only on
+    /// unusable TLS settings or when the MQTT 3.1 shim cannot open its local socket.
+    pub fn start(target: &TargetDsn) -> Result<Sink, SinkError> {
         // Room for the whole window plus control packets; the run loop never hands more than `capacity`.
         let capacity = (target.inflight as usize).max(100);
+        let tls = target.tls.as_ref().map(crate::tls::client_config).transpose()?;
         let mut net = rumqttc::NetworkOptions::new();
         net.set_tcp_nodelay(target.tcp_nodelay);
-        net.set_connection_timeout(5);
+        net.set_connection_timeout(CONNECTION_TIMEOUT_SECS);
+        let direct = || match &tls {
+            Some(config) => {
+                rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(config.clone()))
+            }
+            None => rumqttc::Transport::tcp(),
+        };
+        let mut shim = None;
         let (client, eventloop) = match target.version {
-            MqttVersion::V311 => {
-                let mut o = rumqttc::MqttOptions::new(&target.client_id, &target.host, target.port);
+            MqttVersion::V31 | MqttVersion::V311 => {
+                let mut o = if target.version == MqttVersion::V31 {
+                    let upstream = match &tls {
+                        Some(config) => Upstream::tls(&target.host, target.port, config.clone()),
+                        None => Upstream::tcp(&target.host, target.port),
+                    };
+                    let s = Mqtt31Shim::start(
+                        upstream
+                            .nodelay(target.tcp_nodelay)
+                            .connect_timeout(SHIM_UPSTREAM_TIMEOUT),
+                    )?;
+                    let o = s.mqtt_options(&target.client_id)?;
+                    shim = Some(Arc::new(s));
+                    o
+                } else {
+                    let mut o = rumqttc::MqttOptions::new(&target.client_id, &target.host, target.port);
+                    o.set_transport(direct());
+                    o
+                };
                 o.set_keep_alive(target.keep_alive)
                     .set_clean_session(target.clean_session)
                     .set_inflight(target.inflight)
@@ -216,6 +326,7 @@ impl Sink {
                     .set_clean_start(target.clean_session)
                     .set_max_packet_size(Some(target.max_packet_size as u32))
                     .set_outgoing_inflight_upper_limit(target.inflight)
+                    .set_transport(direct())
                     .set_network_options(net);
                 if let Some(user) = &target.user {
                     o.set_credentials(user, target.password.clone().unwrap_or_default());
@@ -227,8 +338,18 @@ impl Sink {
         let gate = Arc::new(Mutex::new(Gate::default()));
         let (tx, events) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(drive(eventloop, gate.clone(), tx, stop_rx));
-        Sink {
+        // 3.1 has no session-present flag (rumqttc reads 0): with a persistent session, assume it was kept
+        // (re-sending everything would duplicate what rumqttc itself retransmits).
+        let assume_session_kept = target.version == MqttVersion::V31 && !target.clean_session;
+        let task = tokio::spawn(drive(
+            eventloop,
+            gate.clone(),
+            tx,
+            stop_rx,
+            shim.clone(),
+            assume_session_kept,
+        ));
+        Ok(Sink {
             client,
             gate,
             events,
@@ -237,7 +358,8 @@ impl Sink {
             qos: target.qos,
             retain: target.retain,
             capacity,
-        }
+            _shim: shim,
+        })
     }
 
     /// How many publishes may wait in the client's request queue at once.
@@ -312,6 +434,8 @@ async fn drive(
     gate: Arc<Mutex<Gate>>,
     tx: mpsc::UnboundedSender<SinkEvent>,
     mut stop: watch::Receiver<bool>,
+    shim: Option<Arc<Mqtt31Shim>>,
+    assume_session_kept: bool,
 ) {
     let mut attempt = 0u32;
     let mut session = 0u64;
@@ -319,6 +443,7 @@ async fn drive(
     loop {
         let ev = match el.poll().await {
             Ok(Polled::ConnAck { session_present }) => {
+                let session_present = session_present || assume_session_kept;
                 connected = true;
                 attempt = 0;
                 session += 1;
@@ -351,10 +476,11 @@ async fn drive(
                         break;
                     }
                     PollError::Retry(error) => {
-                        let error = if connected {
-                            error
-                        } else {
-                            explain_connect_failure(error)
+                        // Through the shim rumqttc sees only a closed socket; the shim knows why.
+                        let error = match shim.as_ref().and_then(|s| s.take_error()) {
+                            Some(cause) => one_line(&cause.to_string()),
+                            None if connected => error,
+                            None => explain_connect_failure(error),
                         };
                         connected = false;
                         let retry_in = backoff(attempt);

@@ -1,0 +1,73 @@
+//! TLS for the MQTT side: builds the rustls client configuration of an `mqtts://` target from its `ca`,
+//! `cert` and `cert_key` PEM text. The broker's certificate is always verified — against `ca` when given,
+//! else against the system's roots — and there is deliberately no option to turn that off.
+
+use std::sync::Arc;
+
+use rumqttc::tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use crate::dsn::TlsOptions;
+
+/// Why the TLS settings are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("bad PEM in `{what}`: {detail}")]
+    Pem { what: &'static str, detail: String },
+    #[error("no trusted CA: `ca` is not set and the system has no usable root certificates")]
+    NoRoots,
+}
+
+/// The rustls configuration for `tls` (used both by rumqttc and by the MQTT 3.1 shim).
+pub fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let pem = |what: &'static str| {
+        move |e: &dyn std::fmt::Display| TlsConfigError::Pem {
+            what,
+            detail: e.to_string(),
+        }
+    };
+    let mut roots = RootCertStore::empty();
+    match &tls.ca {
+        Some(ca) => {
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                let cert = cert.map_err(|e| pem("ca")(&e))?;
+                roots.add(cert).map_err(|e| pem("ca")(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(TlsConfigError::Pem {
+                    what: "ca",
+                    detail: "no certificate in it".into(),
+                });
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert); // the system store may hold certificates rustls rejects
+            }
+            if roots.is_empty() {
+                return Err(TlsConfigError::NoRoots);
+            }
+        }
+    }
+    let builder = ClientConfig::builder().with_root_certificates(roots);
+    let config = match (&tls.cert, &tls.cert_key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| pem("cert")(&e))?;
+            if chain.is_empty() {
+                return Err(TlsConfigError::Pem {
+                    what: "cert",
+                    detail: "no certificate in it".into(),
+                });
+            }
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| pem("cert_key")(&e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| pem("cert_key")(&e))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,531 @@
+//! One compliance suite, two brokers: the bridge's end-to-end checks (every QoS × MQTT version, a broker
+//! restart mid-stream) run from one generic body against the embedded rumqttd and a real Mosquitto. Then
+//! what only Mosquitto can show: genuine MQTT 3.1 on the wire, TLS (good CA, wrong CA, expired certificate,
+//! client certificates) and CONNACK refusals. Requires `mosquitto` (ci/setup.sh installs it).
+
+mod common;
+
+use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
+
+use common::{Received, Subscriber};
+use simulator::{
+    broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
+    mosquitto::{Mosquitto, TlsListener},
+    tdengine::{Store, TdConfig, TdServer},
+    tls::TestPki,
+};
+use tmq2mqtt::{Bridge, BridgeConfig, BridgeError, RunSummary, Stats};
+use tokio::sync::oneshot;
+
+const T: Duration = Duration::from_secs(30);
+const BASE_TS: i64 = 1_700_000_000_000;
+
+/// The broker under test.
+enum TestBroker {
+    Rumqttd(EmbeddedBroker),
+    Mosquitto(Mosquitto),
+}
+
+impl TestBroker {
+    async fn rumqttd() -> TestBroker {
+        TestBroker::Rumqttd(
+            EmbeddedBroker::start(BrokerConfig::default())
+                .await
+                .expect("rumqttd"),
+        )
+    }
+
+    fn mosquitto() -> TestBroker {
+        TestBroker::Mosquitto(Mosquitto::start().expect("mosquitto (ci/setup.sh installs it)"))
+    }
+
+    /// DSN `version=` values this broker accepts, with the subscriber version to read them with.
+    fn versions(&self) -> Vec<(&'static str, MqttVersion)> {
+        let mut v = vec![("3.1.1", MqttVersion::V311), ("5.0", MqttVersion::V5)];
+        if matches!(self, TestBroker::Mosquitto(_)) {
+            v.insert(0, ("3.1", MqttVersion::V311)); // rumqttd does not speak 3.1
+        }
+        v
+    }
+
+    /// Where a client of `version` connects (rumqttd has one listener per version).
+    fn addr(&self, version: MqttVersion) -> SocketAddr {
+        match self {
+            TestBroker::Rumqttd(b) => b.addr(version).unwrap(),
+            TestBroker::Mosquitto(b) => b.addr(),
+        }
+    }
+
+    async fn stop(&mut self) {
+        match self {
+            TestBroker::Rumqttd(b) => b.stop().await,
+            TestBroker::Mosquitto(b) => b.stop().unwrap(),
+        }
+    }
+
+    async fn start_again(&mut self) {
+        match self {
+            TestBroker::Rumqttd(b) => b.restart().await.unwrap(),
+            TestBroker::Mosquitto(b) => b.restart().unwrap(),
+        }
+    }
+}
+
+struct Td {
+    server: TdServer,
+    store: Arc<Store>,
+}
+
+impl Td {
+    /// A stand-in with `db.meters` over `vgroups` and the query topic `t`.
+    async fn start(vgroups: u32) -> Td {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let server = TdServer::start(TdConfig::default()).await.expect("stand-in");
+        let store = server.store().clone();
+        let td = Td { server, store };
+        td.sql(&format!("create database db vgroups {vgroups}"));
+        td.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
+        td.sql("create topic t as select ts, tbname, f1, t1 from db.meters");
+        td
+    }
+
+    fn sql(&self, sql: &str) {
+        self.store
+            .execute(sql, &mut None)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Rows `ids` over 2 child tables: table d{id % 2}, ts = BASE_TS + id, f1 = id.
+    fn insert(&self, ids: std::ops::Range<u32>) {
+        let mut sql = String::from("insert into");
+        for t in 0..2 {
+            sql.push_str(&format!(" db.d{t} using db.meters tags ({t}) values"));
+            for id in ids.clone().filter(|id| id % 2 == t) {
+                sql.push_str(&format!(" ({}, {id})", BASE_TS + id as i64));
+            }
+        }
+        self.sql(&sql);
+    }
+
+    fn from(&self, group: &str) -> String {
+        format!(
+            "tmq+ws://root:taosdata@{}/t?group.id={group}&auto.offset.reset=earliest",
+            self.server.addr()
+        )
+    }
+}
+
+/// A bridge running in-process; `stop` shuts it down gracefully.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    stats: Arc<Stats>,
+    task: tokio::task::JoinHandle<Result<RunSummary, BridgeError>>,
+}
+
+impl Running {
+    fn start(from: &str, to: &str) -> Running {
+        let bridge = Bridge::new(BridgeConfig::from_dsns(from, to).expect("DSNs"));
+        let stats = bridge.stats();
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(bridge.run(async {
+            let _ = rx.await;
+        }));
+        Running {
+            stop: Some(stop),
+            stats,
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> RunSummary {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(T, self.task)
+            .await
+            .expect("bridge stops")
+            .unwrap()
+            .expect("clean run")
+    }
+
+    /// Waits until the bridge's last recorded error contains `needle`; returns that error.
+    async fn wait_error(&self, needle: &str) -> String {
+        let stats = self.stats.clone();
+        common::wait_for(&format!("an error containing `{needle}`"), T, || {
+            stats.last_error().is_some_and(|e| e.contains(needle))
+        })
+        .await;
+        self.stats.last_error().unwrap()
+    }
+}
+
+fn f1_of(m: &Received) -> u32 {
+    let v: serde_json::Value = serde_json::from_str(&m.payload).expect("JSON payload");
+    v["data"]["f1"].as_u64().expect("f1") as u32
+}
+
+fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
+    got.iter().map(f1_of).collect()
+}
+
+// ---- the generic suite ----------------------------------------------------------------------------------
+
+/// QoS 0/1/2 × every version the broker speaks: every row arrives, in order per table, and is committed.
+async fn every_qos_and_version_delivers_every_row(broker: TestBroker) {
+    let td = Td::start(2).await;
+    td.insert(0..200);
+    for (version, sub_version) in broker.versions() {
+        for qos in 0..=2u8 {
+            let tag = format!("q{qos}v{}", version.replace('.', ""));
+            let addr = broker.addr(sub_version_for_dsn(version));
+            let mut sub = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 2).await;
+            let run = Running::start(
+                &td.from(&tag),
+                &format!("mqtt://{addr}?version={version}&qos={qos}&client_id={tag}&topic={tag}/{{table}}"),
+            );
+            let got = sub.collect(200, T).await;
+            assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{tag}");
+            for t in 0..2u32 {
+                let ids: Vec<u32> = got
+                    .iter()
+                    .filter(|m| m.topic == format!("{tag}/d{t}"))
+                    .map(f1_of)
+                    .collect();
+                let want: Vec<u32> = (0..200).filter(|id| id % 2 == t).collect();
+                assert_eq!(ids, want, "{tag} table d{t}");
+            }
+            let stats = run.stats.clone();
+            common::wait_for("both vgroups committed", T, || {
+                stats.snapshot().committed.len() == 2
+            })
+            .await;
+            let s = run.stop().await;
+            assert_eq!(
+                (s.rows, s.acked, s.unacked_at_exit),
+                (200, 200, 0),
+                "{tag}: {s:?}"
+            );
+            assert!(sub.drain().is_empty(), "{tag}: no duplicates without faults");
+        }
+    }
+}
+
+/// The listener a DSN version connects to (3.1 shares the 3.1.1 listener).
+fn sub_version_for_dsn(version: &str) -> MqttVersion {
+    if version == "5.0" {
+        MqttVersion::V5
+    } else {
+        MqttVersion::V311
+    }
+}
+
+/// The broker stops mid-stream and comes back on the same port: at QoS 1 nothing is lost.
+async fn broker_restart_mid_stream_loses_nothing(mut broker: TestBroker, version: &str) {
+    let td = Td::start(1).await;
+    let sub_version = sub_version_for_dsn(version);
+    let addr = broker.addr(sub_version);
+    let mut sub = Subscriber::start(addr, sub_version, "r/#", 1).await;
+    let run = Running::start(
+        &td.from("restart"),
+        &format!("mqtt://{addr}?version={version}&qos=1&client_id=restart&topic=r/{{table}}"),
+    );
+    td.insert(0..500);
+    let mut got = sub.collect(500, T).await;
+    td.insert(500..1000);
+    broker.stop().await;
+    td.insert(1000..1500);
+    let stats = run.stats.clone();
+    // The subscriber must be subscribed again before the bridge re-sends: wait until the bridge's backoff
+    // has grown far beyond the subscriber's reconnect pace.
+    common::wait_for("bridge retries", T, || {
+        stats.mqtt_failures.load(std::sync::atomic::Ordering::Relaxed) >= 5
+    })
+    .await;
+    broker.start_again().await;
+    sub.wait_subscribed(T).await;
+    let before = distinct_f1(&got);
+    let more = sub
+        .try_collect_until(T, |g| before.union(&distinct_f1(g)).count() == 1500)
+        .await;
+    let failed = more.is_err();
+    got.extend(more.unwrap_or_else(|g| g));
+    let seen = distinct_f1(&got);
+    assert!(
+        !failed,
+        "missing rows {:?}; bridge: {:?}",
+        (0..1500).filter(|i| !seen.contains(i)).collect::<Vec<_>>(),
+        run.stats.snapshot()
+    );
+    let s = run.stop().await;
+    assert!(s.mqtt_connects >= 2, "{s:?}");
+    assert_eq!(s.unacked_at_exit, 0, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_every_qos_and_version_delivers_every_row() {
+    every_qos_and_version_delivers_every_row(TestBroker::rumqttd().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_every_qos_and_version_delivers_every_row() {
+    every_qos_and_version_delivers_every_row(TestBroker::mosquitto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_broker_restart_mid_stream_loses_nothing() {
+    broker_restart_mid_stream_loses_nothing(TestBroker::rumqttd().await, "5.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_broker_restart_mid_stream_loses_nothing() {
+    for version in ["3.1", "3.1.1", "5.0"] {
+        broker_restart_mid_stream_loses_nothing(TestBroker::mosquitto(), version).await;
+    }
+}
+
+// ---- Mosquitto only ---------------------------------------------------------------------------------------
+
+/// Mosquitto logs each client's protocol as it read it from the wire: `p1` is MQTT 3.1 (`MQIsdp`/3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_3_1_speaks_mqisdp_level_3_on_the_wire() {
+    let td = Td::start(1).await;
+    td.insert(0..10);
+    let broker = Mosquitto::builder().verbose_log(true).start().unwrap();
+    let mut sub = Subscriber::start(broker.addr(), MqttVersion::V311, "w/#", 1).await;
+    let run = Running::start(
+        &td.from("wire"),
+        &format!(
+            "mqtt://{}?version=3.1&qos=2&client_id=wire31&topic=w/{{table}}",
+            broker.addr()
+        ),
+    );
+    let got = sub.collect(10, T).await;
+    assert_eq!(distinct_f1(&got), (0..10).collect());
+    run.stop().await;
+    let log = broker.log();
+    assert!(
+        log.contains("as wire31 (p1,"),
+        "Mosquitto saw no MQTT 3.1 client:\n{log}"
+    );
+}
+
+#[test]
+fn version_3_1_client_id_longer_than_23_bytes_is_refused_at_parse() {
+    let err =
+        tmq2mqtt::dsn::TargetDsn::parse("mqtt://h?version=3.1&client_id=a-client-id-of-24-bytes!&topic=x")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("1 to 23 bytes"), "{err}");
+    assert!(tmq2mqtt::dsn::TargetDsn::parse(
+        "mqtt://h?version=3.1.1&client_id=a-client-id-of-24-bytes!&topic=x"
+    )
+    .is_ok());
+}
+
+/// A wrong password: Mosquitto answers CONNACK 5 (3.1, 3.1.1) or 0x87 (5.0); the bridge stops at once
+/// with one line naming the code and the likely cause, and without echoing the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connack_refusals_are_one_clear_line_per_version() {
+    let td = Td::start(1).await;
+    let broker = Mosquitto::builder().passwords([("u", "right")]).start().unwrap();
+    for (version, want) in [
+        ("3.1", "CONNACK return code 5, not authorized"),
+        ("3.1.1", "CONNACK return code 5, not authorized"),
+        ("5.0", "CONNACK reason code 0x87, not authorized"),
+    ] {
+        let config = BridgeConfig::from_dsns(
+            &td.from("refused"),
+            &format!(
+                "mqtt://u:s3cret@{}?version={version}&qos=1&client_id=refused&topic=x",
+                broker.addr()
+            ),
+        )
+        .unwrap();
+        let err = tokio::time::timeout(T, Bridge::new(config).run(std::future::pending()))
+            .await
+            .expect("a refusal is fatal, not retried")
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains(want), "{version}: {err}");
+        assert!(!err.contains('\n') && !err.contains("s3cret"), "{version}: {err}");
+    }
+}
+
+/// A TLS broker plus a directory for PEM files.
+struct TlsWorld {
+    pki: TestPki,
+    dir: tempfile::TempDir,
+}
+
+impl TlsWorld {
+    fn new() -> TlsWorld {
+        TlsWorld {
+            pki: TestPki::new("bridge test CA").unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn broker(&self, expired: bool, require_client_cert: bool) -> Mosquitto {
+        let server = if expired {
+            self.pki.expired_server_cert().unwrap()
+        } else {
+            self.pki.server_cert().unwrap()
+        };
+        Mosquitto::builder()
+            .tls(TlsListener {
+                ca_pem: self.pki.ca_pem(),
+                server,
+                require_client_cert,
+            })
+            .start()
+            .unwrap()
+    }
+
+    /// Writes `pem` to a file and returns the DSN value `@path`.
+    fn file(&self, name: &str, pem: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        format!("@{}", path.display())
+    }
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_the_right_ca_delivers_over_every_version() {
+    let td = Td::start(1).await;
+    td.insert(0..20);
+    let w = TlsWorld::new();
+    let broker = w.broker(false, false);
+    // The CA inline (percent-encoded) once, from a file otherwise.
+    let inline = enc(&w.pki.ca_pem());
+    let from_file = w.file("ca.pem", &w.pki.ca_pem());
+    for (version, ca) in [("3.1", &from_file), ("3.1.1", &inline), ("5.0", &from_file)] {
+        let tag = format!("tls{}", version.replace('.', ""));
+        let run = Running::start(
+            &td.from(&tag),
+            &format!(
+                "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id={tag}&topic={tag}/x&ca={ca}",
+                broker.port()
+            ),
+        );
+        let stats = run.stats.clone();
+        common::wait_for(&format!("{tag}: 20 rows acknowledged over TLS"), T, || {
+            stats.snapshot().acked == 20
+        })
+        .await;
+        run.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_a_wrong_ca_or_an_expired_certificate_fails_with_one_clear_line() {
+    let td = Td::start(1).await;
+    let w = TlsWorld::new();
+    let stranger = TestPki::new("stranger CA").unwrap();
+    let good = w.broker(false, false);
+    let expired = w.broker(true, false);
+    let cases = [
+        (&good, stranger.ca_pem(), "UnknownIssuer"),
+        (&expired, w.pki.ca_pem(), "certificate expired"),
+    ];
+    for (i, (broker, ca, want)) in cases.into_iter().enumerate() {
+        for version in ["3.1", "3.1.1", "5.0"] {
+            let ca = w.file(&format!("ca{i}.pem"), &ca);
+            let run = Running::start(
+                &td.from("badtls"),
+                &format!(
+                    "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id=badtls&topic=x&ca={ca}",
+                    broker.port()
+                ),
+            );
+            let err = run.wait_error(want).await;
+            assert!(
+                err.contains("TLS handshake with the MQTT broker"),
+                "{version}: {err}"
+            );
+            assert!(!err.contains('\n'), "{version}: one line: {err}");
+            assert_eq!(run.stats.snapshot().mqtt_connects, 0, "{version}");
+            run.stop().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_client_certificate_is_presented_when_the_broker_requires_one() {
+    let td = Td::start(1).await;
+    td.insert(0..5);
+    let w = TlsWorld::new();
+    let broker = w.broker(false, true);
+    let client = w.pki.client_cert("bridge").unwrap();
+    let ca = w.file("ca.pem", &w.pki.ca_pem());
+    let cert = w.file("client.pem", &client.cert_pem);
+    let key = w.file("client.key", &client.key_pem);
+    for version in ["3.1", "3.1.1", "5.0"] {
+        let tag = format!("cc{}", version.replace('.', ""));
+        let run = Running::start(
+            &td.from(&tag),
+            &format!(
+                "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id={tag}&topic=x&ca={ca}&cert={cert}&cert_key={key}",
+                broker.port()
+            ),
+        );
+        let stats = run.stats.clone();
+        common::wait_for(&format!("{tag}: rows acknowledged"), T, || {
+            stats.snapshot().acked == 5
+        })
+        .await;
+        run.stop().await;
+    }
+    // Without a certificate the broker ends the handshake.
+    let run = Running::start(
+        &td.from("nocert"),
+        &format!(
+            "mqtts://127.0.0.1:{}?version=3.1.1&qos=1&client_id=nocert&topic=x&ca={ca}",
+            broker.port()
+        ),
+    );
+    let stats = run.stats.clone();
+    common::wait_for("failed attempts", T, || {
+        stats.mqtt_failures.load(std::sync::atomic::Ordering::Relaxed) >= 2
+    })
+    .await;
+    assert_eq!(run.stats.snapshot().mqtt_connects, 0);
+    run.stop().await;
+}
+
+#[test]
+fn tls_settings_are_validated_at_parse() {
+    use tmq2mqtt::dsn::TargetDsn;
+    let base = "version=3.1.1&client_id=c&topic=x";
+    for (dsn, want) in [
+        (format!("mqtt://h?{base}&ca=@/nonexistent.pem"), "only for TLS"),
+        (
+            format!("mqtts://h?{base}&ca=@/nonexistent.pem"),
+            "cannot read PEM file",
+        ),
+        (format!("mqtts://h?{base}&ca=not-pem"), "expected PEM text"),
+        (
+            format!(
+                "mqtts://h?{base}&ca={}",
+                enc("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+            ),
+            "bad PEM",
+        ),
+    ] {
+        let err = TargetDsn::parse(&dsn).unwrap_err().to_string();
+        assert!(err.contains(want), "{dsn}: {err}");
+    }
+    let pki = TestPki::new("parse CA").unwrap();
+    let client = pki.client_cert("c").unwrap();
+    let err = TargetDsn::parse(&format!("mqtts://h?{base}&cert={}", enc(&client.cert_pem)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("both `cert` and `cert_key`"), "{err}");
+    let t = TargetDsn::parse(&format!("mqtts://h?{base}&ca={}", enc(&pki.ca_pem()))).unwrap();
+    assert_eq!(t.port, 8883);
+    assert!(t.to_string().starts_with("mqtts://"), "{t}");
+}
