@@ -150,6 +150,9 @@ impl std::fmt::Debug for EmbeddedBroker {
     }
 }
 
+/// How long a restart keeps trying to bind the previous incarnation's port.
+const REBIND_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl EmbeddedBroker {
     /// Starts the router and the listeners, and returns once every listener completed an MQTT
     /// handshake (or fails after `config.ready_timeout`).
@@ -270,9 +273,14 @@ impl EmbeddedBroker {
             // bind: pick another one a few times. A fixed or previously used port gets one try
             // (`stop` returns only after the old listener socket is closed, and tokio binds with
             // SO_REUSEADDR, so a restart finds its port free).
+            // On a restart the kernel may still hold the old port for a moment (a connection of the
+            // previous incarnation being torn down): retry the same port until a deadline.
             let attempts = if first && listen.port() == 0 { 5 } else { 1 };
+            let rebind_deadline = tokio::time::Instant::now() + REBIND_TIMEOUT;
             let mut last_error = None;
-            for _ in 0..attempts {
+            let mut attempt = 0;
+            while attempt < attempts {
+                attempt += 1;
                 let addr = match previous {
                     Some(addr) => addr,
                     None if listen.port() == 0 => reserve_port(listen)?,
@@ -298,6 +306,12 @@ impl EmbeddedBroker {
                     Err(error) => {
                         handle.signal_stop();
                         handle.join().await;
+                        let in_use = matches!(&error, BrokerError::Listener { reason, .. }
+                            if reason.contains("Address already in use"));
+                        if in_use && previous.is_some() && tokio::time::Instant::now() < rebind_deadline {
+                            attempt -= 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
                         last_error = Some(error);
                     }
                 }
