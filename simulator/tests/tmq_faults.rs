@@ -180,6 +180,62 @@ async fn rows_beyond_wal_retention_are_only_readable_with_snapshots() {
     assert_eq!(ids(&got), (0..30).collect());
 }
 
+/// The bridge scenario `snapshot-enable`, at the TMQ layer: with `WAL_RETENTION_PERIOD 0` nothing stays in the
+/// log once written, so `earliest` must start at the beginning of the data (not at the log's first retained
+/// version, which is past every row) and the rows come from the snapshot — in capped chunks, then the log.
+/// The position after the last snapshot chunk is past the snapshot, so committing it does not replay it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_with_retention_zero_reads_rows_written_before_subscribing() {
+    let s = Server::with_config(TmqConfig {
+        max_rows_per_message: 2,
+        ..TmqConfig::default()
+    })
+    .await;
+    setup(&s, 1, "wal_retention_period 0");
+    insert(&s, 2, 0..5);
+
+    let plain = s
+        .consumer("group.id=p&auto.offset.reset=earliest", &["t"])
+        .await
+        .expect("plain");
+    assert!(
+        recv_rest(&plain, QUIET).await.is_empty(),
+        "rows came from a log that retains nothing"
+    );
+
+    let dsn = "group.id=s&auto.offset.reset=earliest&experimental.snapshot.enable=true";
+    let snap = s.consumer(dsn, &["t"]).await.expect("snapshot");
+    let got = recv_until(&snap, WAIT, |r| row_count(r) >= 5).await;
+    assert_eq!(ids(&got), (0..5).collect(), "{}", summary(&got));
+    assert!(got.len() >= 3, "5 rows at 2 per message: {}", summary(&got));
+    let tags: BTreeSet<String> = rows(&got).iter().map(|r| r[3].clone()).collect();
+    assert_eq!(tags, ["0", "1"].map(String::from).into(), "tag column projected");
+    let last_position = got.last().expect("a message").position;
+    let end = s.store.wal(2).expect("vgroup 2").lock().last_version() + 1;
+    assert_eq!(
+        last_position,
+        end,
+        "position after the last snapshot chunk: {}",
+        summary(&got)
+    );
+
+    // Writes after the snapshot come from the log, once (a log that keeps them: with retention 0 they would
+    // be gone before any poll, and only another snapshot could read them).
+    s.sql("alter database db wal_retention_period 3600");
+    insert(&s, 2, 5..7);
+    let more = recv_until(&snap, WAIT, |r| row_count(r) >= 2).await;
+    assert_eq!(ids(&more), (5..7).collect());
+    assert!(recv_rest(&snap, QUIET).await.is_empty());
+
+    // Committed after the snapshot: a restarted member of the group does not replay it.
+    commit_positions(&snap, &got).await;
+    drop(snap);
+    s.wait_until("left", |s| s.tmq.subscribers("t") <= 1).await;
+    let again = s.consumer(dsn, &["t"]).await.expect("again");
+    let replayed = recv_rest(&again, QUIET).await;
+    assert_eq!(ids(&replayed), (5..7).collect(), "{}", summary(&replayed));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_commit_commits_what_was_consumed() {
     let s = Server::start().await;

@@ -11,6 +11,7 @@
 //! dropped (0.25 clears its queue on a clean-session reconnect and never sets DUP).
 
 use std::{
+    collections::VecDeque,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -146,13 +147,99 @@ impl AnyLoop {
     }
 
     /// Moves everything the client still holds into rumqttc's pending queue (which a clean-session
-    /// reconnect clears), so nothing handed before the gate closed can leak into the next session.
-    fn clean(&mut self) {
+    /// reconnect clears), so nothing handed before the gate closed can leak into the next session; the
+    /// re-sends are put in the order they first went out (see [`resend_in_order`]).
+    fn clean(&mut self, max_pkid: u16) {
         match self {
-            AnyLoop::V4(el) => el.clean(),
-            AnyLoop::V5(el) => el.clean(),
+            AnyLoop::V4(el) => {
+                use rumqttc::Request as R;
+                el.clean();
+                resend_in_order(&mut el.pending, max_pkid, |r| match r {
+                    R::PubRel(p) => Resend::Release(p.pkid),
+                    R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
+                    _ => Resend::Other,
+                });
+            }
+            AnyLoop::V5(el) => {
+                use rumqttc::v5::Request as R;
+                el.clean();
+                resend_in_order(&mut el.pending, max_pkid, |r| match r {
+                    R::PubRel(p) => Resend::Release(p.pkid),
+                    R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
+                    _ => Resend::Other,
+                });
+            }
         }
     }
+}
+
+/// Reorders a resumed session's re-sends so that QoS 2 messages keep their order. rumqttc 0.25's `clean()`
+/// queues the unacknowledged PUBLISHes before the PUBRELs of messages the broker already PUBREC'd, both by
+/// packet id rather than in sending order (it rotates the PUBLISHes at the last PUBACK, which QoS 2 never
+/// moves). A broker that hands a QoS 2 message to subscribers when it gets the PUBREL (Mosquitto) then
+/// delivers newer rows before older ones. Older flows go first: the PUBRELs, then the PUBLISHes, each oldest
+/// first, then everything else in its order. Packet ids wrap at `max_pkid` (the highest one used); the
+/// outstanding ones form one run, so the oldest is the one after the largest gap.
+fn resend_in_order<R>(pending: &mut VecDeque<R>, max_pkid: u16, kind: impl Fn(&R) -> Resend) {
+    // The PUBREC'd flows are older than the others, and the window may be full (no gap among all ids).
+    let ids = |release: bool| -> Vec<u16> {
+        pending
+            .iter()
+            .filter_map(|r| match kind(r) {
+                Resend::Release(p) if release => Some(p),
+                Resend::Publish(p) if !release => Some(p),
+                _ => None,
+            })
+            .collect()
+    };
+    let Some(oldest) = oldest_of_run(&ids(true), max_pkid).or_else(|| oldest_of_run(&ids(false), max_pkid))
+    else {
+        return;
+    };
+    let age = |p: u16| (i32::from(p) - i32::from(oldest)).rem_euclid(i32::from(max_pkid.max(1)));
+    let mut rels = Vec::new();
+    let mut pubs = Vec::new();
+    let mut rest = Vec::new();
+    for r in pending.drain(..) {
+        match kind(&r) {
+            Resend::Release(p) => rels.push((age(p), r)),
+            Resend::Publish(p) => pubs.push((age(p), r)),
+            Resend::Other => rest.push(r),
+        }
+    }
+    rels.sort_by_key(|(a, _)| *a);
+    pubs.sort_by_key(|(a, _)| *a);
+    pending.extend(rels.into_iter().map(|(_, r)| r));
+    pending.extend(pubs.into_iter().map(|(_, r)| r));
+    pending.extend(rest);
+}
+
+/// What a queued request is to [`resend_in_order`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// A PUBREL of this packet id.
+    Release(u16),
+    /// A PUBLISH that already has this packet id (a re-send).
+    Publish(u16),
+    Other,
+}
+
+/// The oldest of packet ids in use that wrap after `max_pkid`: the one after the largest gap on the circle.
+fn oldest_of_run(ids: &[u16], max_pkid: u16) -> Option<u16> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let (&first, &last) = (sorted.first()?, sorted.last()?);
+    let n = i32::from(max_pkid.max(last));
+    // The gap across the wrap, from the highest id round to the lowest.
+    let mut best = (i32::from(first) + n - i32::from(last), first);
+    for w in sorted.windows(2) {
+        let gap = i32::from(w[1]) - i32::from(w[0]);
+        if gap > best.0 {
+            best = (gap, w[1]);
+        }
+    }
+    Some(best.1)
 }
 
 fn describe_v4(e: &rumqttc::ConnectionError) -> String {
@@ -440,6 +527,7 @@ async fn drive(
     let mut attempt = 0u32;
     let mut session = 0u64;
     let mut connected = false;
+    let mut max_pkid = 0u16;
     loop {
         let ev = match el.poll().await {
             Ok(Polled::ConnAck { session_present }) => {
@@ -458,7 +546,10 @@ async fn drive(
                 g.session = session;
                 continue;
             }
-            Ok(Polled::Outgoing(pkid)) => SinkEvent::Outgoing(pkid),
+            Ok(Polled::Outgoing(pkid)) => {
+                max_pkid = max_pkid.max(pkid);
+                SinkEvent::Outgoing(pkid)
+            }
             Ok(Polled::Acked(pkid)) => SinkEvent::Acked(pkid),
             Ok(Polled::Rejected(pkid, reason)) => SinkEvent::Rejected { pkid, reason },
             Ok(Polled::SentDisconnect) => break,
@@ -468,7 +559,7 @@ async fn drive(
                 {
                     let mut g = gate.lock().expect("gate lock");
                     g.open = false;
-                    el.clean();
+                    el.clean(max_pkid);
                 }
                 match err {
                     PollError::Refused(code) => {
@@ -510,6 +601,86 @@ async fn drive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Req {
+        Publish(u16),
+        PubRel(u16),
+        New,
+    }
+
+    fn reorder(pending: &[Req], max_pkid: u16) -> Vec<Req> {
+        let mut q: VecDeque<Req> = pending.iter().copied().collect();
+        resend_in_order(&mut q, max_pkid, |r| match r {
+            Req::PubRel(p) => Resend::Release(*p),
+            Req::Publish(p) => Resend::Publish(*p),
+            Req::New => Resend::Other,
+        });
+        q.into_iter().collect()
+    }
+
+    #[test]
+    fn resends_go_out_in_sending_order_across_a_packet_id_wrap() {
+        use Req::*;
+        // Window of 20, sent 17, 18, 19, 20, 1, 2, 3, 4, 5: 17..=20 and 1 PUBREC'd, 2..=5 not. rumqttc queues
+        // the PUBLISHes first and everything by packet id; a new publish was waiting in the channel.
+        let queued = [
+            Publish(2),
+            Publish(3),
+            Publish(4),
+            Publish(5),
+            PubRel(1),
+            PubRel(17),
+            PubRel(18),
+            PubRel(19),
+            PubRel(20),
+            New,
+        ];
+        assert_eq!(
+            reorder(&queued, 20),
+            [
+                PubRel(17),
+                PubRel(18),
+                PubRel(19),
+                PubRel(20),
+                PubRel(1),
+                Publish(2),
+                Publish(3),
+                Publish(4),
+                Publish(5),
+                New
+            ]
+        );
+        // PUBLISHes alone, wrapped: 19, 20, 1, 2 (rumqttc queues 1, 2, 19, 20).
+        assert_eq!(
+            reorder(&[Publish(1), Publish(2), Publish(19), Publish(20)], 20),
+            [Publish(19), Publish(20), Publish(1), Publish(2)]
+        );
+        // No wrap: PUBRELs before PUBLISHes, otherwise kept.
+        assert_eq!(
+            reorder(&[Publish(9), PubRel(7), PubRel(8), New], 20),
+            [PubRel(7), PubRel(8), Publish(9), New]
+        );
+        assert_eq!(reorder(&[New, New], 20), [New, New]);
+        // The whole window outstanding, sent 11..=20 then 1..=10, 11..=14 PUBREC'd.
+        let mut queued: Vec<Req> = (1..=10).chain(15..=20).map(Publish).collect();
+        queued.extend((11..=14).map(PubRel));
+        let expected: Vec<Req> = (11..=14)
+            .map(PubRel)
+            .chain((15..=20).chain(1..=10).map(Publish))
+            .collect();
+        assert_eq!(reorder(&queued, 20), expected);
+    }
+
+    #[test]
+    fn the_oldest_packet_id_follows_the_largest_gap() {
+        assert_eq!(oldest_of_run(&[], 20), None);
+        assert_eq!(oldest_of_run(&[5, 6, 7, 8], 20), Some(5));
+        assert_eq!(oldest_of_run(&[1, 2, 19, 20], 20), Some(19));
+        assert_eq!(oldest_of_run(&[20, 1], 20), Some(20));
+        // The whole window outstanding: any rotation is a guess; the lowest id is rumqttc's own.
+        assert_eq!(oldest_of_run(&[1, 2, 3], 3), Some(1));
+    }
 
     #[test]
     fn backoff_doubles_from_100ms_to_a_10s_cap_with_jitter() {

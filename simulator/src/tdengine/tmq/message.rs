@@ -355,6 +355,16 @@ impl Snapshot {
         }
     }
 
+    /// Whether no row of `topic` is left to hand out. Checked after each message, so that the consumer's
+    /// position moves past the snapshot with its last message rather than with the poll after it (a
+    /// position committed after the last chunk must not replay the snapshot).
+    pub fn is_drained(&self, topic: &TopicSpec) -> bool {
+        self.tables.iter().enumerate().skip(self.table).all(|(i, tr)| {
+            let from = if i == self.table { self.row } else { 0 };
+            from >= tr.rows.len() || !topic.wants_table(tr)
+        })
+    }
+
     /// The next snapshot message, or `None` when drained. Snapshot messages carry offset `resume_at - 1`.
     pub fn next_message(&mut self, topic: &TopicSpec, vgroup: VgroupId, max_rows: usize) -> Option<Message> {
         let projected: Option<Arc<Vec<Field>>> = match &topic.kind {
@@ -567,10 +577,12 @@ mod tests {
         let store = vec![rows("a", 1, &[(1, 1), (2, 2), (3, 3)]), rows("b", 2, &[(1, 9)])];
         let mut snap = Snapshot::new(store, 11);
         let topic = seed_topic();
-        let sizes: Vec<_> = std::iter::from_fn(|| snap.next_message(&topic, 2, 2))
-            .map(|m| (m.offset, m.rows()))
-            .collect();
-        assert_eq!(sizes, [(10, 2), (10, 2)]);
+        assert!(!snap.is_drained(&topic));
+        let mut sizes = Vec::new();
+        while let Some(m) = snap.next_message(&topic, 2, 2) {
+            sizes.push((m.offset, m.rows(), snap.is_drained(&topic)));
+        }
+        assert_eq!(sizes, [(10, 2, false), (10, 2, true)]);
         assert!(snap.next_message(&topic, 2, 2).is_none());
     }
 }

@@ -710,11 +710,18 @@ impl Session {
                         .insert(key.clone(), (pos, Snapshot::new(tables, version + 1)));
                 }
                 let (_, snap) = self.snapshots.get_mut(&key).expect("inserted above");
-                if let Some(m) = snap.next_message(&spec, vg, max_rows) {
-                    return Some(m);
+                let message = snap.next_message(&spec, vg, max_rows);
+                if message.is_some() && !snap.is_drained(&spec) {
+                    // Mid-snapshot the position stays where the snapshot started: committing it replays
+                    // the snapshot, never skips it.
+                    return message;
                 }
                 pos = snap.resume_at;
                 self.snapshots.remove(&key);
+                if message.is_some() {
+                    self.tmq.coordinator.lock().advance(consumer, topic, vg, pos);
+                    return message;
+                }
             } else {
                 tracing::warn!(
                     topic,
