@@ -25,6 +25,7 @@ pub mod check;
 pub mod dsn;
 pub mod encode;
 pub mod ledger;
+pub mod metrics;
 #[cfg(unix)]
 pub mod mqtt31;
 pub mod run;

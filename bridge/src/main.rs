@@ -6,7 +6,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use tmq2mqtt::{check::check, Bridge, BridgeConfig};
+use tmq2mqtt::{check::check, metrics, Bridge, BridgeConfig};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -37,6 +37,15 @@ struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. `info`, `tmq2mqtt=debug`.
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
     log: String,
+    /// Log lines as human-readable text or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -49,6 +58,10 @@ enum Command {
         /// How long shutdown waits for outstanding acknowledgements before committing what was acked.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         shutdown_timeout: Duration,
+        /// Serve Prometheus `/metrics` and `/healthz` (200 when TDengine and the broker are both
+        /// connected, else 503) on this address, e.g. `127.0.0.1:9464`.
+        #[arg(long, env = "TMQ2MQTT_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Validate both DSNs, connect to TDengine (subscribe, without consuming) and to the broker, report.
     Check {
@@ -80,16 +93,20 @@ fn main() -> ExitCode {
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 
     let (dsns, action) = match &cli.command {
         Command::Run {
             dsns,
             shutdown_timeout,
-        } => (dsns, Ok(*shutdown_timeout)),
+            metrics_addr,
+        } => (dsns, Ok((*shutdown_timeout, *metrics_addr))),
         Command::Check { dsns, timeout } => (dsns, Err(*timeout)),
     };
     let mut config = match BridgeConfig::from_dsns(&dsns.from, &dsns.to) {
@@ -105,9 +122,27 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     rt.block_on(async move {
         match action {
-            Ok(shutdown_timeout) => {
+            Ok((shutdown_timeout, metrics_addr)) => {
                 config.shutdown_timeout = shutdown_timeout;
-                match Bridge::new(config).run(shutdown_signal()).await {
+                let bridge = Bridge::new(config);
+                if let Some(addr) = metrics_addr {
+                    let served = match metrics::install_recorder() {
+                        Ok(handle) => metrics::serve(addr, bridge.stats(), handle)
+                            .await
+                            .map_err(|e| format!("--metrics-addr {addr}: {e}")),
+                        Err(e) => Err(e),
+                    };
+                    match served {
+                        Ok(server) => {
+                            tokio::spawn(server);
+                        }
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(1);
+                        }
+                    }
+                }
+                match bridge.run(shutdown_signal()).await {
                     Ok(summary) => {
                         eprintln!(
                             "stopped: {} messages, {} rows, {} published, {} acknowledged, skipped {:?}, committed {:?}",

@@ -11,7 +11,7 @@ use std::{
     collections::BTreeMap,
     future::Future,
     sync::{
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
     },
     time::Duration,
@@ -91,6 +91,12 @@ pub struct Stats {
     pub tmq_subscribes: AtomicU64,
     /// TDengine connection losses / failed subscribes (each followed by a backoff).
     pub tmq_failures: AtomicU64,
+    /// Connected to the broker now (between a CONNACK and the next disconnect).
+    pub mqtt_connected: AtomicBool,
+    /// Subscribed to TDengine now (between a subscribe and the next connection loss).
+    pub tmq_connected: AtomicBool,
+    /// Rows (and meta events) queued or published but not yet acknowledged.
+    pub in_flight: AtomicU64,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
     committed: Mutex<BTreeMap<(String, i32), i64>>,
     last_error: Mutex<Option<String>>,
@@ -270,6 +276,7 @@ pub async fn pipeline(
                 }
             }
         }
+        stats.in_flight.store(ledger.unacked() as u64, Relaxed);
         if result.is_err() || (stopping && ledger.unacked() == 0) {
             break;
         }
@@ -293,10 +300,14 @@ pub async fn pipeline(
                     let actions = on_message(config, stats, &mut encoder, &mut ledger, msg);
                     commit(actions);
                 }
-                Some(SourceEvent::Subscribed { .. }) => { stats.tmq_subscribes.fetch_add(1, Relaxed); }
+                Some(SourceEvent::Subscribed { .. }) => {
+                    stats.tmq_subscribes.fetch_add(1, Relaxed);
+                    stats.tmq_connected.store(true, Relaxed);
+                }
                 Some(SourceEvent::Lost { error, retry_in }) => {
                     stats.set_error(format!("TDengine: {error}"));
                     stats.tmq_failures.fetch_add(1, Relaxed);
+                    stats.tmq_connected.store(false, Relaxed);
                     tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
                 }
                 Some(SourceEvent::Fatal(e)) => { result = Err(BridgeError::Tdengine(e)); break; }
@@ -306,6 +317,7 @@ pub async fn pipeline(
                 Some(SinkEvent::Connected { session: s, session_present }) => {
                     session = s;
                     stats.mqtt_connects.fetch_add(1, Relaxed);
+                    stats.mqtt_connected.store(true, Relaxed);
                     if !session_present {
                         let n = ledger.on_session_lost();
                         if n > 0 {
@@ -336,6 +348,7 @@ pub async fn pipeline(
                 Some(SinkEvent::Disconnected { error, .. }) => {
                     stats.set_error(format!("MQTT: {error}"));
                     stats.mqtt_failures.fetch_add(1, Relaxed);
+                    stats.mqtt_connected.store(false, Relaxed);
                 }
                 Some(SinkEvent::Refused(code)) => { result = Err(BridgeError::MqttRefused(code)); break; }
                 Some(SinkEvent::Stopped) | None => { result = Err(BridgeError::SinkStopped); break; }

@@ -1,0 +1,197 @@
+//! Operability of the binary: `tmq2mqtt run --metrics-addr` serves Prometheus `/metrics` and `/healthz`
+//! (stand-in → bridge → embedded rumqttd), and `--log-format json` writes JSON lines on stderr.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use simulator::{
+    broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
+    tdengine::{TdConfig, TdServer},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+const T: Duration = Duration::from_secs(30);
+const ROWS: u64 = 50;
+
+/// The bridge process, killed when the test ends (also on a failed assertion).
+struct Bin(Child);
+
+impl Drop for Bin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the stand-in (database `db`, topic `t`) and the broker; returns the bridge's DSNs.
+async fn world(group: &str) -> (TdServer, EmbeddedBroker, String, String) {
+    let td = TdServer::start(TdConfig::default()).await.expect("stand-in");
+    for sql in [
+        "create database db vgroups 2",
+        "create stable db.meters (ts timestamp, f1 int) tags (t1 int)",
+        "create topic t as select ts, tbname, f1, t1 from db.meters",
+    ] {
+        td.store().execute(sql, &mut None).expect(sql);
+    }
+    let broker = EmbeddedBroker::start(BrokerConfig::default())
+        .await
+        .expect("broker");
+    let from = format!(
+        "tmq+ws://root:taosdata@127.0.0.1:{}/t?group.id={group}&auto.offset.reset=earliest",
+        td.addr().port()
+    );
+    let to = format!(
+        "mqtt://{}?version=3.1.1&qos=1&client_id={group}&topic=m/{{table}}",
+        broker.addr(MqttVersion::V311).unwrap()
+    );
+    (td, broker, from, to)
+}
+
+/// A loopback port nobody listens on right now.
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// One GET; `None` while the server is not (or no longer) answering.
+async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut conn = TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.ok()?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).await.ok()?;
+    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// The value of an unlabelled sample `name` in a Prometheus text page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+}
+
+/// Polls `path` until `done(status, body)` holds; panics with the last answer at the deadline.
+async fn poll(addr: SocketAddr, path: &str, done: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let last = get(addr, path).await;
+        if let Some((status, body)) = &last {
+            if done(*status, body) {
+                return body.clone();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out polling {path}; last answer: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_acknowledged_rows_and_healthz_follows_the_broker() {
+    let (td, mut broker, from, to) = world("metrics").await;
+    let addr = free_addr();
+    let _bin = Bin(Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args(["run", "-f", &from, "-t", &to, "--metrics-addr", &addr.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tmq2mqtt"));
+
+    poll(addr, "/healthz", |status, _| status == 200).await;
+    let mut sql = String::from("insert into");
+    for t in 0..2 {
+        sql.push_str(&format!(" db.d{t} using db.meters tags ({t}) values"));
+        for i in (0..ROWS).filter(|i| i % 2 == t) {
+            sql.push_str(&format!(" ({}, {i})", 1_700_000_000_000 + i));
+        }
+    }
+    td.store().execute(&sql, &mut None).expect("insert");
+
+    let page = poll(addr, "/metrics", |_, body| {
+        sample(body, "tmq2mqtt_acknowledged_total") == Some(ROWS as f64)
+    })
+    .await;
+    assert_eq!(
+        sample(&page, "tmq2mqtt_rows_received_total"),
+        Some(ROWS as f64),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "tmq2mqtt_published_total"),
+        Some(ROWS as f64),
+        "{page}"
+    );
+    for line in [
+        "tmq2mqtt_connected{side=\"mqtt\"} 1",
+        "tmq2mqtt_connected{side=\"tmq\"} 1",
+        "tmq2mqtt_reconnects_total{side=\"mqtt\"} 0",
+    ] {
+        assert!(page.lines().any(|l| l == line), "no `{line}` in\n{page}");
+    }
+    // Every row acknowledged: the commit frontier reaches each vgroup's offsets.
+    let page = poll(addr, "/metrics", |_, body| {
+        body.lines()
+            .filter(|l| l.starts_with("tmq2mqtt_committed_offset{"))
+            .count()
+            == 2
+            && sample(body, "tmq2mqtt_in_flight") == Some(0.0)
+    })
+    .await;
+    assert!(page.contains("topic=\"t\""), "{page}");
+    assert_eq!(get(addr, "/nope").await.map(|r| r.0), Some(404));
+
+    broker.stop().await;
+    let body = poll(addr, "/healthz", |status, _| status == 503).await;
+    assert!(body.contains("mqtt connected: false"), "{body}");
+    let page = poll(addr, "/metrics", |_, body| {
+        body.lines().any(|l| l == "tmq2mqtt_connected{side=\"mqtt\"} 0")
+    })
+    .await;
+    assert!(
+        page.contains("tmq2mqtt_connection_failures_total{side=\"mqtt\"}"),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_json_lines_on_stderr() {
+    let (_td, _broker, from, to) = world("jsonlog").await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args(["run", "-f", &from, "-t", &to, "--log-format", "json"])
+        .args(["--metrics-addr", &free_addr().to_string()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tmq2mqtt");
+    let stderr = child.stderr.take().unwrap();
+    let _bin = Bin(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The first info line is the metrics listener's, written at startup.
+    let line = rx.recv_timeout(T).expect("a log line on stderr");
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "INFO", "{line}");
+    assert!(v["timestamp"].is_string(), "{line}");
+    assert!(v["fields"]["message"].is_string(), "{line}");
+}
