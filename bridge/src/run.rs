@@ -97,6 +97,8 @@ pub struct Stats {
     pub tmq_connected: AtomicBool,
     /// Rows (and meta events) queued or published but not yet acknowledged.
     pub in_flight: AtomicU64,
+    /// Polls cut short by `poll.interval.ms` that had moved the server, sought back.
+    pub tmq_rewinds: AtomicU64,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
     committed: Mutex<BTreeMap<(String, i32), i64>>,
     last_error: Mutex<Option<String>>,
@@ -135,6 +137,7 @@ impl Stats {
             mqtt_failures: self.mqtt_failures.load(Relaxed),
             tmq_subscribes: self.tmq_subscribes.load(Relaxed),
             tmq_failures: self.tmq_failures.load(Relaxed),
+            tmq_rewinds: self.tmq_rewinds.load(Relaxed),
             skipped: self
                 .skipped
                 .lock()
@@ -169,6 +172,9 @@ pub struct RunSummary {
     pub tmq_subscribes: u64,
     /// TDengine connection losses / failed subscribes.
     pub tmq_failures: u64,
+    /// Polls cut short by `poll.interval.ms` that had moved the server past a message; the source
+    /// sought back, so nothing was skipped.
+    pub tmq_rewinds: u64,
     /// Rows/meta events not published, by reason (see [`skip`]).
     pub skipped: BTreeMap<String, u64>,
     /// Offsets committed to TDengine, per (topic, vgroup): the position a restart resumes from.
@@ -310,6 +316,7 @@ pub async fn pipeline(
                     stats.tmq_connected.store(false, Relaxed);
                     tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
                 }
+                Some(SourceEvent::Rewound { .. }) => { stats.tmq_rewinds.fetch_add(1, Relaxed); }
                 Some(SourceEvent::Fatal(e)) => { result = Err(BridgeError::Tdengine(e)); break; }
                 None => { result = Err(BridgeError::Tdengine("the TMQ source ended".into())); break; }
             },

@@ -1,9 +1,16 @@
 //! The TMQ side: the official `taos` consumer, polled in its own task, plus offset commits.
 //!
-//! The task loops on `recv_timeout(Timeout::Never)`: taos 0.12.3's `stream_with_timeout` ends at the first
-//! timeout, and a finite `recv_timeout` may drop a poll whose reply is already under way (the server then
-//! moves past a message the bridge never saw). Each message is read completely (all blocks, or its meta
-//! JSON) before the next poll, because the server frees it at the next poll.
+//! Polling: taos-ws 0.12.3 polls with `blocking_time: 0` and sleeps 500 ms after every empty poll, so
+//! `recv_timeout(Never)` would add up to half a second to every row of a trickle. The task instead
+//! calls `recv_timeout(poll.interval.ms)`: a timeout cuts the sleep short and the next call polls at
+//! once. The hazard: a timeout can also drop a poll whose reply is still under way, after the server
+//! has moved that vgroup past a message the bridge never saw. So after every timeout, before polling
+//! again, [`PositionGuard`] compares each assigned vgroup's server position (TDengine answers one
+//! connection's requests in order, so it reflects any dropped poll) with the position the bridge
+//! expects, and seeks back where the server is ahead. With `experimental.snapshot.enable` the task
+//! keeps `recv_timeout(Never)`: a snapshot read does not move the position, so the check could not
+//! see a message taken there. Each message is read completely (all blocks, or
+//! its meta JSON) before the next poll, because the server frees it at the next poll.
 //!
 //! 0.12.3's `Offset` carries no WAL offset, and `commit(offset)` commits everything consumed so far. So
 //! right after each poll the task asks `position(topic, vgroup)` — where a restart must resume once this
@@ -12,14 +19,17 @@
 //!
 //! TDengine gone: the task rebuilds the consumer with backoff; the group resumes from the committed offset.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use taos::{
     AsAsyncConsumer, AsyncTBuilder, IsAsyncData, IsAsyncMeta, IsOffset, MessageSet, RawBlock, Timeout,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, RwLock};
 
-use crate::{dsn::SourceDsn, sink::backoff};
+use crate::{
+    dsn::{OffsetReset, SourceDsn},
+    sink::backoff,
+};
 
 /// One TMQ message, read completely.
 #[derive(Debug)]
@@ -54,10 +64,22 @@ pub enum SourceEvent {
     },
     /// An error retrying cannot fix (authentication failure, unknown topic).
     Fatal(String),
+    /// A poll cut short by the poll interval had moved the server past `to` (up to `from`): the source
+    /// sought back to `to`, so nothing is skipped.
+    Rewound {
+        topic: Arc<str>,
+        vgroup_id: i32,
+        from: i64,
+        to: i64,
+    },
 }
 
+/// The consumer in use, shared with the committer. Polls and commits take it shared; only a seek
+/// (`offset_seek` takes `&mut`) takes it exclusively.
+pub type SharedConsumer = Arc<RwLock<taos::Consumer>>;
+
 /// The consumer currently in use, shared with the committer.
-pub type CurrentConsumer = watch::Receiver<Option<Arc<taos::Consumer>>>;
+pub type CurrentConsumer = watch::Receiver<Option<SharedConsumer>>;
 
 /// Builds a consumer from the DSN and subscribes it.
 pub async fn connect(dsn: &SourceDsn) -> Result<taos::Consumer, taos::Error> {
@@ -92,13 +114,13 @@ pub fn spawn(
 async fn poll_loop(
     dsn: SourceDsn,
     tx: mpsc::Sender<SourceEvent>,
-    current: watch::Sender<Option<Arc<taos::Consumer>>>,
+    current: watch::Sender<Option<SharedConsumer>>,
 ) {
     let mut attempt = 0u32;
     let mut reconnect = false;
     loop {
         let consumer = match connect(&dsn).await {
-            Ok(c) => Arc::new(c),
+            Ok(c) => Arc::new(RwLock::new(c)),
             Err(e) => {
                 if is_fatal(&e) && !reconnect {
                     let _ = tx.send(SourceEvent::Fatal(format!("TDengine: {e}"))).await;
@@ -128,14 +150,27 @@ async fn poll_loop(
             return;
         }
         reconnect = true;
+        let mut guard = PositionGuard::default();
         loop {
-            match read_next(&consumer, dsn.with_meta).await {
-                Ok(msg) => {
-                    if tx.send(SourceEvent::Message(msg)).await.is_err() {
-                        return;
-                    }
+            let polled = poll_once(&consumer, &dsn, &mut guard).await;
+            let outcome = match polled {
+                Ok(Polled::Message(msg)) => {
+                    guard.on_message(&msg.topic, msg.vgroup_id, msg.position);
+                    tx.send(SourceEvent::Message(msg)).await.map_err(|_| None)
                 }
-                Err(e) => {
+                Ok(Polled::Idle(rewinds)) => {
+                    let mut sent = Ok(());
+                    for r in rewinds {
+                        sent = sent.and(tx.send(r).await.map_err(|_| None));
+                    }
+                    sent
+                }
+                Err(e) => Err(Some(e)),
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(None) => return,
+                Err(Some(e)) => {
                     let retry_in = backoff(attempt);
                     attempt = attempt.saturating_add(1);
                     tracing::warn!(error = %e, ?retry_in, "TDengine connection lost");
@@ -158,13 +193,49 @@ async fn poll_loop(
     }
 }
 
-/// Polls one message and reads it completely.
-async fn read_next(consumer: &taos::Consumer, with_meta: bool) -> Result<TmqMessage, taos::Error> {
-    let (offset, set) = loop {
-        if let Some(m) = consumer.recv_timeout(Timeout::Never).await? {
-            break m;
+/// What one poll gave.
+enum Polled {
+    Message(TmqMessage),
+    /// The poll interval passed; positions were checked, with these seeks back.
+    Idle(Vec<SourceEvent>),
+}
+
+/// Polls for at most the poll interval; on a message reads it completely, on a timeout checks the
+/// positions (see the module doc).
+async fn poll_once(
+    consumer: &SharedConsumer,
+    dsn: &SourceDsn,
+    guard: &mut PositionGuard,
+) -> Result<Polled, taos::Error> {
+    let polled = {
+        let c = consumer.read().await;
+        // A snapshot read does not move the position (TDengine keeps it below the WAL while it
+        // hands out stored rows), so a message a cut-short poll took there could not be detected.
+        let wait = if dsn.snapshot_enable {
+            Timeout::Never
+        } else {
+            Timeout::Duration(dsn.poll_interval)
+        };
+        match c.recv_timeout(wait).await? {
+            Some(m) => Some(read_message(&c, m, dsn.with_meta).await?),
+            None => None,
         }
     };
+    match polled {
+        Some(msg) => Ok(Polled::Message(msg)),
+        None => Ok(Polled::Idle(guard.check(consumer, dsn).await?)),
+    }
+}
+
+/// Reads a polled message completely.
+async fn read_message(
+    consumer: &taos::Consumer,
+    (offset, set): (
+        <taos::Consumer as AsAsyncConsumer>::Offset,
+        MessageSet<<taos::Consumer as AsAsyncConsumer>::Meta, <taos::Consumer as AsAsyncConsumer>::Data>,
+    ),
+    with_meta: bool,
+) -> Result<TmqMessage, taos::Error> {
     let topic: Arc<str> = offset.topic().into();
     let database: Arc<str> = offset.database().into();
     let vgroup_id = offset.vgroup_id();
@@ -198,6 +269,157 @@ async fn read_next(consumer: &taos::Consumer, with_meta: bool) -> Result<TmqMess
     })
 }
 
+/// Where each vgroup should be on the server: the position after the last message the bridge received
+/// from it, or, for a vgroup not yet seen (or one the server moved back, e.g. reassigned in a
+/// rebalance), the group's committed offset (else the start `auto.offset.reset` gives). One per
+/// consumer: a new consumer resumes from the committed offsets.
+#[derive(Debug, Default)]
+pub struct PositionGuard {
+    expected: HashMap<(Arc<str>, i32), i64>,
+}
+
+/// What one assigned vgroup needs after a poll may have been cut short.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Fine,
+    /// The server is past what the bridge received: seek back here.
+    SeekTo(i64),
+    /// No trustworthy expectation: compare with the floor (committed, or where the group starts).
+    AskFloor,
+}
+
+impl PositionGuard {
+    /// Records the position after a received message.
+    pub fn on_message(&mut self, topic: &Arc<str>, vgroup_id: i32, position: i64) {
+        self.expected.insert((topic.clone(), vgroup_id), position);
+    }
+
+    /// Judges one vgroup whose server position is `current`.
+    pub fn verdict(&self, topic: &str, vgroup_id: i32, current: i64) -> Verdict {
+        match self.expected.get(&(Arc::<str>::from(topic), vgroup_id)) {
+            Some(&e) if current == e => Verdict::Fine,
+            Some(&e) if current > e => Verdict::SeekTo(e),
+            // Never seen, or the server went back (a rebalance resumed it from the commit):
+            // what the bridge saw says nothing about where a dropped poll started.
+            _ => Verdict::AskFloor,
+        }
+    }
+
+    /// The seek (if any) for a vgroup judged against its floor (`None`: nothing to compare with);
+    /// remembers the outcome. A negative `current` is TDengine's "not positioned yet".
+    pub fn settle_with_floor(
+        &mut self,
+        topic: &Arc<str>,
+        vgroup_id: i32,
+        current: i64,
+        floor: Option<i64>,
+    ) -> Option<i64> {
+        let key = (topic.clone(), vgroup_id);
+        let Some(floor) = floor else {
+            self.expected.remove(&key);
+            return None;
+        };
+        if current < 0 {
+            self.expected.insert(key, floor);
+            return None;
+        }
+        self.expected.insert(key, current.min(floor));
+        (current > floor).then_some(floor)
+    }
+
+    /// Forgets vgroups of `topic` no longer assigned to this consumer.
+    fn retain_assigned(&mut self, topic: &str, assigned: &[i32]) {
+        self.expected
+            .retain(|(t, vg), _| &**t != topic || assigned.contains(vg));
+    }
+
+    fn known(&self, topic: &str) -> Vec<i32> {
+        self.expected
+            .keys()
+            .filter(|(t, _)| &**t == topic)
+            .map(|(_, vg)| *vg)
+            .collect()
+    }
+
+    /// Checks every assigned vgroup and seeks back where the server is ahead. Must run with no poll
+    /// in flight (after `recv_timeout` returned).
+    async fn check(
+        &mut self,
+        consumer: &SharedConsumer,
+        dsn: &SourceDsn,
+    ) -> Result<Vec<SourceEvent>, taos::Error> {
+        let mut seeks = Vec::new();
+        {
+            let c = consumer.read().await;
+            for topic in &dsn.topics {
+                let topic: Arc<str> = topic.as_str().into();
+                // (vgroup, position, WAL begin..end). 0.12.3 turns a failed `assignment` into an empty
+                // list; then ask `position` for the vgroups we know, whose errors do surface.
+                let mut assigned: Vec<(i32, i64, Option<WalRange>)> = c
+                    .topic_assignment(&topic)
+                    .await
+                    .into_iter()
+                    .map(|a| (a.vgroup_id(), a.current_offset(), Some((a.begin(), a.end()))))
+                    .collect();
+                if assigned.is_empty() {
+                    for vg in self.known(&topic) {
+                        assigned.push((vg, c.position(&topic, vg).await?, None));
+                    }
+                }
+                let ids: Vec<i32> = assigned.iter().map(|a| a.0).collect();
+                self.retain_assigned(&topic, &ids);
+                for (vg, current, wal) in assigned {
+                    let to = match self.verdict(&topic, vg, current) {
+                        Verdict::Fine => None,
+                        Verdict::SeekTo(to) => Some(to),
+                        Verdict::AskFloor => {
+                            let committed = c.committed(&topic, vg).await?;
+                            let floor = floor(committed, dsn.offset_reset, current, wal);
+                            self.settle_with_floor(&topic, vg, current, floor)
+                        }
+                    };
+                    if let Some(to) = to {
+                        seeks.push((topic.clone(), vg, current, to));
+                    }
+                }
+            }
+        }
+        let mut events = Vec::new();
+        if !seeks.is_empty() {
+            let mut c = consumer.write().await;
+            for (topic, vg, from, to) in seeks {
+                c.offset_seek(&topic, vg, to).await?;
+                self.expected.insert((topic.clone(), vg), to);
+                tracing::debug!(%topic, vg, from, to, "a poll cut short had moved the server; sought back");
+                events.push(SourceEvent::Rewound {
+                    topic,
+                    vgroup_id: vg,
+                    from,
+                    to,
+                });
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// A vgroup's WAL as `assignment` reports it: first version, last + 1.
+type WalRange = (i64, i64);
+
+/// Where a vgroup without a trustworthy expectation must be at least: the group's commit, else the
+/// start `auto.offset.reset` gives (the WAL's begin, or its end when not positioned yet under
+/// `latest`), else the server's own position. `None` when nothing is known (negative = unset).
+pub fn floor(committed: i64, reset: Option<OffsetReset>, current: i64, wal: Option<WalRange>) -> Option<i64> {
+    if committed >= 0 {
+        return Some(committed);
+    }
+    match (reset.unwrap_or(OffsetReset::Latest), wal) {
+        (OffsetReset::Earliest, Some((begin, _))) => Some(begin),
+        (OffsetReset::Latest, Some((_, end))) if current < 0 => Some(end),
+        _ => (current >= 0).then_some(current),
+    }
+}
+
 /// Commits offsets through whichever consumer is current; coalesces to the newest per vgroup and keeps
 /// what failed for the next round.
 pub struct Committer {
@@ -229,7 +451,8 @@ impl Committer {
         };
         let mut done = Vec::new();
         for ((topic, vg), offset) in std::mem::take(&mut self.pending) {
-            match consumer.commit_offset(&topic, vg, offset).await {
+            let result = consumer.read().await.commit_offset(&topic, vg, offset).await;
+            match result {
                 Ok(()) => done.push((topic, vg, offset)),
                 Err(e) => {
                     tracing::warn!(error = %e, %topic, vg, offset, "commit failed; will retry");
@@ -238,5 +461,57 @@ impl Committer {
             }
         }
         done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNSET: i64 = -2147467247;
+
+    #[test]
+    fn a_server_ahead_of_the_last_message_is_sought_back_to_it() {
+        let mut g = PositionGuard::default();
+        let t: Arc<str> = "t".into();
+        g.on_message(&t, 2, 10);
+        assert_eq!(g.verdict("t", 2, 10), Verdict::Fine);
+        assert_eq!(g.verdict("t", 2, 15), Verdict::SeekTo(10));
+        // Never seen, or moved back by the server (rebalance): ask the floor.
+        assert_eq!(g.verdict("t", 3, 4), Verdict::AskFloor);
+        assert_eq!(g.verdict("t", 2, 7), Verdict::AskFloor);
+    }
+
+    #[test]
+    fn the_floor_is_the_commit_then_the_reset_start() {
+        use OffsetReset::{Earliest, Latest};
+        assert_eq!(floor(5, Some(Earliest), 9, Some((0, 20))), Some(5));
+        assert_eq!(floor(UNSET, Some(Earliest), 9, Some((3, 20))), Some(3));
+        assert_eq!(floor(UNSET, Some(Latest), UNSET, Some((3, 20))), Some(20));
+        assert_eq!(
+            floor(UNSET, None, UNSET, Some((3, 20))),
+            Some(20),
+            "latest is the default"
+        );
+        assert_eq!(floor(UNSET, Some(Latest), 9, Some((3, 20))), Some(9));
+        assert_eq!(floor(UNSET, Some(Earliest), UNSET, None), None);
+    }
+
+    #[test]
+    fn settling_seeks_only_when_the_server_is_past_the_floor() {
+        let mut g = PositionGuard::default();
+        let t: Arc<str> = "t".into();
+        assert_eq!(g.settle_with_floor(&t, 2, 8, Some(5)), Some(5));
+        assert_eq!(g.verdict("t", 2, 5), Verdict::Fine);
+        assert_eq!(g.settle_with_floor(&t, 3, 5, Some(5)), None);
+        assert_eq!(g.verdict("t", 3, 6), Verdict::SeekTo(5));
+        // Not positioned yet: expect the floor, so a first poll cut short is caught.
+        assert_eq!(g.settle_with_floor(&t, 4, UNSET, Some(20)), None);
+        assert_eq!(g.verdict("t", 4, 21), Verdict::SeekTo(20));
+        // Nothing to compare with: forget.
+        assert_eq!(g.settle_with_floor(&t, 4, 30, None), None);
+        assert_eq!(g.verdict("t", 4, 30), Verdict::AskFloor);
+        g.retain_assigned("t", &[2]);
+        assert_eq!(g.known("t"), vec![2]);
     }
 }

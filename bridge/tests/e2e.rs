@@ -573,3 +573,71 @@ async fn wrong_broker_credentials_are_explained_and_nothing_is_committed() {
     assert_eq!(std::mem::take(&mut s.unacked_at_exit), 1);
     assert!(broker.auth_failures() >= 2);
 }
+
+/// A poll cut short by `poll.interval.ms` while its reply is under way must not skip the message: the
+/// source sees the server's position ahead and seeks back. To force the race, the interval (600 ms) is
+/// longer than the client's 500 ms sleep after an empty poll: a row is written and replies stalled
+/// (800 ms) while the client sleeps, so its next poll takes the row and the reply is held past the
+/// interval. Rounds repeat until the race happened (the write may land before the empty poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_cut_short_with_its_reply_in_flight_skips_nothing() {
+    let w = World::start().await;
+    w.meters(2, "t");
+    let addr = w.broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V311, "cut/#", 1).await;
+    let run = Running::start(
+        &w.from(
+            "t",
+            "group.id=cut&auto.offset.reset=earliest&poll.interval.ms=600",
+        ),
+        &w.to(MqttVersion::V311, "qos=1&client_id=cut&topic=cut/{table}"),
+    );
+    w.insert(4, 0..40);
+    let mut got = Vec::new();
+    collect_all(&mut sub, &mut got, 40, Some(&run.stats)).await;
+    let mut total = 40;
+    let mut rounds = 0;
+    // Right after the last rows arrived the bridge's client has polled empty and sleeps.
+    while run.stats.tmq_rewinds.load(std::sync::atomic::Ordering::Relaxed) == 0 && rounds < 10 {
+        w.insert(4, total..total + 20);
+        w.td.stall_replies(Duration::from_millis(800));
+        total += 20;
+        rounds += 1;
+        collect_all(&mut sub, &mut got, total, Some(&run.stats)).await;
+    }
+    let s = run.stop().await;
+    assert!(
+        s.tmq_rewinds >= 1,
+        "the race never happened in {rounds} rounds: {s:?}"
+    );
+    assert_eq!(distinct_f1(&got), (0..total).collect::<BTreeSet<u32>>(), "{s:?}");
+    assert_eq!(s.unacked_at_exit, 0);
+}
+
+/// taos-ws 0.12.3 sleeps 500 ms after an empty poll; the bridge cuts that sleep short. Right after a row
+/// arrives the bridge has just polled empty, so with the old behaviour the next row would wait ~500 ms;
+/// here each must arrive well before that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_written_while_idle_does_not_wait_for_the_clients_empty_poll_sleep() {
+    let w = World::start().await;
+    w.meters(1, "t");
+    let addr = w.broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V311, "idle/#", 1).await;
+    let run = Running::start(
+        &w.from("t", "group.id=idle&auto.offset.reset=earliest"),
+        &w.to(MqttVersion::V311, "qos=1&client_id=idle&topic=idle/x"),
+    );
+    w.insert(1, 0..1);
+    sub.collect(1, T).await;
+    for id in 1..4 {
+        w.insert(1, id..id + 1);
+        let arrived = sub
+            .try_collect_until(Duration::from_millis(300), |g| !g.is_empty())
+            .await;
+        assert!(
+            arrived.is_ok(),
+            "row {id} did not arrive within 300 ms of its insert"
+        );
+    }
+    run.stop().await;
+}

@@ -360,9 +360,11 @@ mod tests {
     fn underscore_spellings_and_options() {
         let s = SourceDsn::parse(
             "tmq+wss://u:p@h/a,b?group_id=g&client_id=c&auto_offset_reset=latest&with_meta=true\
-             &with_meta_delete=false&with_meta_drop=0&experimental_snapshot_enable=true&timeout=10s",
+             &with_meta_delete=false&with_meta_drop=0&experimental_snapshot_enable=true&timeout=10s&poll_interval_ms=25",
         )
         .unwrap();
+        assert_eq!(s.poll_interval, std::time::Duration::from_millis(25));
+        assert!(!s.to_taos_dsn().contains("poll"), "ours, not taos's");
         assert!(s.tls && s.with_meta && !s.with_meta_delete && !s.with_meta_drop && s.snapshot_enable);
         assert_eq!(s.topics, vec!["a", "b"]);
         assert_eq!(s.client_id.as_deref(), Some("c"));
@@ -441,7 +443,8 @@ mod tests {
             (src("tmq+ws://h/t?group.id=g&with.meta=maybe"), "source DSN (-f/--from): parameter `with.meta`: bad value `maybe`; accepted: true or false"),
             (src("tmq+ws://h/t?group.id=g&group_id=h"), "source DSN (-f/--from): parameter `group_id` given twice"),
             (src("tmq+ws://h/t?group.id="), "source DSN (-f/--from): parameter `group.id`: must not be empty"),
-            (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout (underscore spellings too)"),
+            (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout, poll.interval.ms (underscore spellings too)"),
+            (src("tmq+ws://h/t?group.id=g&poll.interval.ms=0"), "source DSN (-f/--from): parameter `poll.interval.ms`: bad value `0`; accepted: milliseconds, 1 to 60000"),
             (src("tmq+ws://h/t?group.id=g&timeout=soon"), "source DSN (-f/--from): parameter `timeout`: bad value `soon`; accepted: seconds (`30`) or a duration like `500ms`, `10s`, `1m`"),
             (src("tmq+ws://:6041/t?group.id=g"), "source DSN (-f/--from): missing required parameter `host` (e.g. tmq+ws://root:taosdata@localhost:6041/topic)"),
             (dst("http://h?version=5.0"), "target DSN (-t/--to): unsupported scheme `http`; accepted: mqtt, mqtts"),

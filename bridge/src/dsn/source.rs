@@ -2,6 +2,7 @@
 //!
 //! `tmq+ws://user:pass@host:port/topic[,topic2]?group.id=…&client.id=…&auto.offset.reset=…`
 //! `&with.meta=…&with.meta.delete=…&with.meta.drop=…&experimental.snapshot.enable=…&timeout=…`
+//! `&poll.interval.ms=…` (ours: how long one poll may wait, see `source`; default 10, 1–60000)
 //! (and `tmq+wss://`). Underscore spellings (`group_id`, `with_meta`, …) mean the same.
 
 use std::{fmt, time::Duration};
@@ -11,7 +12,11 @@ use super::{fmt_redacted, parse_bool, parse_duration, DsnError, RawDsn, Side};
 const SIDE: Side = Side::Source;
 const ACCEPTED: &str =
     "group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, \
-                        experimental.snapshot.enable, timeout (underscore spellings too)";
+                        experimental.snapshot.enable, timeout, poll.interval.ms (underscore spellings too)";
+
+/// How long one poll may wait by default: bounds the latency the official client's 500 ms sleep after
+/// an empty poll would otherwise add.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Where a consumer group without a committed offset starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +55,9 @@ pub struct SourceDsn {
     pub snapshot_enable: bool,
     /// Client-side timeout for requests to TDengine (taos `timeout`).
     pub timeout: Option<Duration>,
+    /// How long one `recv_timeout` may wait before the source checks positions and polls again
+    /// (`poll.interval.ms`, not passed to taos).
+    pub poll_interval: Duration,
 }
 
 /// TDengine's limit for topic names and consumer group ids (bytes).
@@ -124,6 +132,7 @@ impl SourceDsn {
             with_meta_drop: true,
             snapshot_enable: false,
             timeout: None,
+            poll_interval: DEFAULT_POLL_INTERVAL,
         };
         let mut seen: Vec<String> = Vec::new();
         let mut group_id = None;
@@ -175,6 +184,17 @@ impl SourceDsn {
                 "with.meta.drop" => dsn.with_meta_drop = parse_bool(SIDE, &key, &value)?,
                 "experimental.snapshot.enable" => dsn.snapshot_enable = parse_bool(SIDE, &key, &value)?,
                 "timeout" => dsn.timeout = Some(parse_duration(SIDE, &key, &value)?),
+                "poll.interval.ms" => match value.parse::<u64>() {
+                    Ok(ms @ 1..=60_000) => dsn.poll_interval = Duration::from_millis(ms),
+                    _ => {
+                        return Err(DsnError::BadValue {
+                            side: SIDE,
+                            name: key,
+                            value,
+                            accepted: "milliseconds, 1 to 60000".into(),
+                        })
+                    }
+                },
                 _ => {
                     return Err(DsnError::Unknown {
                         side: SIDE,
@@ -246,6 +266,12 @@ impl SourceDsn {
         }
         if let Some(t) = self.timeout {
             p.push(("timeout".into(), humantime::format_duration(t).to_string()));
+        }
+        if self.poll_interval != DEFAULT_POLL_INTERVAL {
+            p.push((
+                "poll.interval.ms".into(),
+                self.poll_interval.as_millis().to_string(),
+            ));
         }
         p
     }
