@@ -1,5 +1,5 @@
-//! Throughput of the bridge's pure hot path: encoding rows to taosx JSON, and the ledger's bookkeeping
-//! per publish. Run: `cargo bench -p tmq2mqtt --bench encode`.
+//! Throughput of the bridge's pure hot path: encoding rows to taosx JSON, rendering topic templates, and
+//! the ledger's bookkeeping per publish. Run: `cargo bench -p tmq2mqtt --bench encode`.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use taos::{ColumnView, Precision, RawBlock};
 use tmq2mqtt::{
     encode::{Encoder, OffsetSuffix},
     ledger::Ledger,
+    template::{Template, Vars},
 };
 
 const ROWS: usize = 1000;
@@ -49,6 +50,24 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut bytes = 0usize;
             enc.encode_block(&block, &suffix, |_, p| bytes += p.len());
+            bytes
+        })
+    });
+    g.bench_function("render_1000_topics", |b| {
+        let template = Template::parse("meters/{database}/{tmq_topic}/{vgroup_id}/{stable}/{table}").unwrap();
+        let tables: Vec<String> = (0..ROWS).map(|i| format!("d{i}")).collect();
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for table in &tables {
+                let vars = Vars {
+                    database: "power",
+                    tmq_topic: "topic_meters",
+                    vgroup_id: 2,
+                    stable: Some("meters"),
+                    table: Some(table),
+                };
+                bytes += template.render(&vars).unwrap().len();
+            }
             bytes
         })
     });
