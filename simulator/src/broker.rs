@@ -294,7 +294,8 @@ impl EmbeddedBroker {
                 };
                 let handle = ListenerHandle::spawn(server, name)?;
                 match self.ready(version, addr, &handle).await {
-                    Ok(()) => {
+                    // The probe stays connected until the listener stops (its task then ends).
+                    Ok(_probe) => {
                         match version {
                             MqttVersion::V311 => self.v4_addr = Some(addr),
                             MqttVersion::V5 => self.v5_addr = Some(addr),
@@ -366,7 +367,7 @@ impl EmbeddedBroker {
         version: MqttVersion,
         addr: SocketAddr,
         handle: &ListenerHandle,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<tokio::task::JoinHandle<()>, BrokerError> {
         let timeout = self.config.ready_timeout;
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no attempt");
@@ -388,8 +389,20 @@ impl EmbeddedBroker {
                 });
             }
             let attempt = left.min(Duration::from_secs(2));
-            match handshake(version, addr, self.config.credentials.as_ref(), attempt).await {
-                Ok(()) => return Ok(()),
+            match hold_probe(version, addr, self.config.credentials.as_ref(), attempt).await {
+                // Another broker may have taken the reserved port between reservation and our bind, and
+                // answered the probe: our own listener must not have failed by the time the probe succeeds.
+                Ok(probe) => match handle.failure() {
+                    Some(reason) => {
+                        probe.abort();
+                        return Err(BrokerError::Listener {
+                            version,
+                            addr,
+                            reason,
+                        });
+                    }
+                    None => return Ok(probe),
+                },
                 Err(error) => last = error,
             }
             // Not a synchronisation sleep: the pause between connection attempts of a poll loop.
@@ -522,7 +535,39 @@ pub async fn handshake(
     credentials: Option<&Credentials>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let client_id = format!("simulator-probe-{}", std::process::id());
+    connect_probe(version, addr, credentials, timeout, false)
+        .await
+        .map(|_| ())
+}
+
+/// Connects like [`handshake`] and keeps the connection open in a task until the broker closes it.
+/// The readiness probe stays connected: rumqttd reuses connection ids, and a probe that disconnects
+/// right away is cleaned up by the router late enough to tear down the next client that got its id
+/// ("no-connection id 0 is already gone", then a fresh subscriber's connection aborted).
+async fn hold_probe(
+    version: MqttVersion,
+    addr: SocketAddr,
+    credentials: Option<&Credentials>,
+    timeout: Duration,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    connect_probe(version, addr, credentials, timeout, true)
+        .await
+        .map(|h| h.expect("hold returns the task"))
+}
+
+async fn connect_probe(
+    version: MqttVersion,
+    addr: SocketAddr,
+    credentials: Option<&Credentials>,
+    timeout: Duration,
+    hold: bool,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let client_id = format!(
+        "simulator-probe-{}-{}-{}",
+        std::process::id(),
+        version.dsn_value(),
+        addr.port()
+    );
     let host = addr.ip().to_string();
     let port = addr.port();
     match version {
@@ -549,11 +594,16 @@ pub async fn handshake(
             })
             .await
             .unwrap_or_else(|_| Err(format!("no CONNACK within {timeout:?}")));
-            if outcome.is_ok() {
-                let _ = client.try_disconnect();
-                let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+            outcome?;
+            if hold {
+                return Ok(Some(tokio::spawn(async move {
+                    let _client = client;
+                    while eventloop.poll().await.is_ok() {}
+                })));
             }
-            outcome
+            let _ = client.try_disconnect();
+            let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+            Ok(None)
         }
         MqttVersion::V5 => {
             use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet};
@@ -579,11 +629,16 @@ pub async fn handshake(
             })
             .await
             .unwrap_or_else(|_| Err(format!("no CONNACK within {timeout:?}")));
-            if outcome.is_ok() {
-                let _ = client.try_disconnect();
-                let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+            outcome?;
+            if hold {
+                return Ok(Some(tokio::spawn(async move {
+                    let _client = client;
+                    while eventloop.poll().await.is_ok() {}
+                })));
             }
-            outcome
+            let _ = client.try_disconnect();
+            let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+            Ok(None)
         }
     }
 }
