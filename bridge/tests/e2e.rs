@@ -2,20 +2,16 @@
 //! → embedded rumqttd → rumqttc subscribers.
 
 mod common;
+use common::Running;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use common::{Received, Subscriber};
 use simulator::{
     broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
     tdengine::{Store, TdConfig, TdServer},
 };
-use tmq2mqtt::{Bridge, BridgeConfig, RunSummary};
-use tokio::sync::oneshot;
+use tmq2mqtt::{Bridge, BridgeConfig};
 
 const T: Duration = Duration::from_secs(30);
 const BASE_TS: i64 = 1_700_000_000_000;
@@ -81,48 +77,6 @@ impl World {
             }
         }
         self.sql(&sql);
-    }
-}
-
-/// A bridge running in-process; `stop` shuts it down gracefully.
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    stats: Arc<tmq2mqtt::Stats>,
-    task: tokio::task::JoinHandle<Result<RunSummary, tmq2mqtt::BridgeError>>,
-}
-
-impl Running {
-    fn start(from: &str, to: &str) -> Running {
-        Self::start_config(BridgeConfig::from_dsns(from, to).expect("DSNs"))
-    }
-
-    fn start_config(config: BridgeConfig) -> Running {
-        let bridge = Bridge::new(config);
-        let stats = bridge.stats();
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(bridge.run(async {
-            let _ = rx.await;
-        }));
-        Running {
-            stop: Some(stop),
-            stats,
-            task,
-        }
-    }
-
-    async fn stop(mut self) -> RunSummary {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(T, self.task)
-            .await
-            .expect("bridge stops")
-            .unwrap()
-            .expect("clean run")
-    }
-
-    /// Waits until the bridge has committed `offset` or more for every vgroup in `vgroups`.
-    async fn wait_committed(&self, what: &str, done: impl Fn(&BTreeMap<(String, i32), i64>) -> bool) {
-        let stats = self.stats.clone();
-        common::wait_for(what, T, || done(&stats.snapshot().committed)).await;
     }
 }
 

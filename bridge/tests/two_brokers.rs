@@ -4,6 +4,7 @@
 //! client certificates) and CONNACK refusals. Requires `mosquitto` (ci/setup.sh installs it).
 
 mod common;
+use common::Running;
 
 use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -14,8 +15,7 @@ use simulator::{
     tdengine::{Store, TdConfig, TdServer},
     tls::TestPki,
 };
-use tmq2mqtt::{Bridge, BridgeConfig, BridgeError, RunSummary, Stats};
-use tokio::sync::oneshot;
+use tmq2mqtt::{Bridge, BridgeConfig};
 
 const T: Duration = Duration::from_secs(30);
 const BASE_TS: i64 = 1_700_000_000_000;
@@ -115,48 +115,6 @@ impl Td {
             "tmq+ws://root:taosdata@{}/t?group.id={group}&auto.offset.reset=earliest",
             self.server.addr()
         )
-    }
-}
-
-/// A bridge running in-process; `stop` shuts it down gracefully.
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    stats: Arc<Stats>,
-    task: tokio::task::JoinHandle<Result<RunSummary, BridgeError>>,
-}
-
-impl Running {
-    fn start(from: &str, to: &str) -> Running {
-        let bridge = Bridge::new(BridgeConfig::from_dsns(from, to).expect("DSNs"));
-        let stats = bridge.stats();
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(bridge.run(async {
-            let _ = rx.await;
-        }));
-        Running {
-            stop: Some(stop),
-            stats,
-            task,
-        }
-    }
-
-    async fn stop(mut self) -> RunSummary {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(T, self.task)
-            .await
-            .expect("bridge stops")
-            .unwrap()
-            .expect("clean run")
-    }
-
-    /// Waits until the bridge's last recorded error contains `needle`; returns that error.
-    async fn wait_error(&self, needle: &str) -> String {
-        let stats = self.stats.clone();
-        common::wait_for(&format!("an error containing `{needle}`"), T, || {
-            stats.last_error().is_some_and(|e| e.contains(needle))
-        })
-        .await;
-        self.stats.last_error().unwrap()
     }
 }
 

@@ -204,3 +204,62 @@ pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bo
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// How long an in-process bridge may take to stop, and the default wait of [`Running`]'s helpers.
+const RUNNING_WITHIN: Duration = Duration::from_secs(30);
+
+/// A bridge running in-process; `stop` shuts it down gracefully.
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub stats: std::sync::Arc<tmq2mqtt::Stats>,
+    pub task: tokio::task::JoinHandle<Result<tmq2mqtt::RunSummary, tmq2mqtt::BridgeError>>,
+}
+
+impl Running {
+    pub fn start(from: &str, to: &str) -> Running {
+        Self::start_config(tmq2mqtt::BridgeConfig::from_dsns(from, to).expect("DSNs"))
+    }
+
+    pub fn start_config(config: tmq2mqtt::BridgeConfig) -> Running {
+        let bridge = tmq2mqtt::Bridge::new(config);
+        let stats = bridge.stats();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bridge.run(async {
+            let _ = rx.await;
+        }));
+        Running {
+            stop: Some(stop),
+            stats,
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) -> tmq2mqtt::RunSummary {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(RUNNING_WITHIN, self.task)
+            .await
+            .expect("bridge stops")
+            .unwrap()
+            .expect("clean run")
+    }
+
+    /// Waits until the bridge's committed offsets satisfy `done`.
+    pub async fn wait_committed(
+        &self,
+        what: &str,
+        done: impl Fn(&std::collections::BTreeMap<(String, i32), i64>) -> bool,
+    ) {
+        let stats = self.stats.clone();
+        wait_for(what, RUNNING_WITHIN, || done(&stats.snapshot().committed)).await;
+    }
+
+    /// Waits until the bridge's last recorded error contains `needle`; returns that error.
+    pub async fn wait_error(&self, needle: &str) -> String {
+        let stats = self.stats.clone();
+        wait_for(&format!("an error containing `{needle}`"), RUNNING_WITHIN, || {
+            stats.last_error().is_some_and(|e| e.contains(needle))
+        })
+        .await;
+        self.stats.last_error().unwrap()
+    }
+}
