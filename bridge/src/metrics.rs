@@ -53,6 +53,10 @@ pub fn record(stats: &Stats) {
         gauge!("tmq2mqtt_committed_offset", "topic" => topic.clone(), "vgroup" => vgroup.to_string())
             .set(*offset as f64);
     }
+    // WAL versions not yet committed; the end's freshness is explained in `source`.
+    for ((topic, vgroup), lag) in stats.wal_ends.lag(&s.committed) {
+        gauge!("tmq2mqtt_lag", "topic" => topic, "vgroup" => vgroup.to_string()).set(lag as f64);
+    }
 }
 
 /// Both ends connected: the bridge can move rows.

@@ -99,6 +99,8 @@ pub struct Stats {
     pub in_flight: AtomicU64,
     /// Polls cut short by `poll.interval.ms` that had moved the server, sought back.
     pub tmq_rewinds: AtomicU64,
+    /// Each vgroup's WAL end as the source last saw it (`tmq2mqtt_lag`).
+    pub wal_ends: Arc<source::WalEnds>,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
     committed: Mutex<BTreeMap<(String, i32), i64>>,
     last_error: Mutex<Option<String>>,
@@ -212,7 +214,8 @@ impl Bridge {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, BridgeError> {
         let Bridge { config, stats } = self;
         tracing::info!(from = %config.source, to = %config.target, "starting bridge");
-        let (source_rx, consumer, source_task) = source::spawn(config.source.clone(), 4);
+        let (source_rx, consumer, source_task) =
+            source::spawn(config.source.clone(), 4, stats.wal_ends.clone());
         let (commit_tx, commit_rx) = mpsc::unbounded_channel();
         let commit_task = tokio::spawn(commit_loop(commit_rx, Committer::new(consumer), stats.clone()));
         let result = pipeline(&config, &stats, source_rx, commit_tx, shutdown).await;

@@ -18,8 +18,20 @@
 //! own offset (shown in payloads) is `position - 1`, the WAL version of its last entry.
 //!
 //! TDengine gone: the task rebuilds the consumer with backoff; the group resumes from the committed offset.
+//!
+//! Lag: [`WalEnds`] keeps each vgroup's WAL end (last version + 1) for the `tmq2mqtt_lag` metric without
+//! extra requests: it takes the `end` of the `assignment` the position check already asks for (after
+//! every poll that came back empty, i.e. every `poll.interval.ms` while caught up) and, while messages
+//! flow, the position after each message (the end is at least that). While the bridge does not poll
+//! (the window is full, or a snapshot read waits) the end stays as of the last poll. Real TDengine's
+//! client answers `assignment` from what the vnode sent with its last poll reply, so polling more often
+//! than the bridge already does would not make it fresher.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use taos::{
     AsAsyncConsumer, AsyncTBuilder, IsAsyncData, IsAsyncMeta, IsOffset, MessageSet, RawBlock, Timeout,
@@ -96,10 +108,12 @@ pub fn is_fatal(err: &taos::Error) -> bool {
     code == 0x0357 || code == 0x03E1 || code == 0x0118 || code == 0xE000
 }
 
-/// Spawns the polling task. Messages go into a bounded channel (the run loop's backpressure).
+/// Spawns the polling task. Messages go into a bounded channel (the run loop's backpressure); the
+/// WAL ends it learns go to `ends`.
 pub fn spawn(
     dsn: SourceDsn,
     capacity: usize,
+    ends: Arc<WalEnds>,
 ) -> (
     mpsc::Receiver<SourceEvent>,
     CurrentConsumer,
@@ -107,7 +121,7 @@ pub fn spawn(
 ) {
     let (tx, rx) = mpsc::channel(capacity);
     let (cur_tx, cur_rx) = watch::channel(None);
-    let task = tokio::spawn(poll_loop(dsn, tx, cur_tx));
+    let task = tokio::spawn(poll_loop(dsn, tx, cur_tx, ends));
     (rx, cur_rx, task)
 }
 
@@ -115,6 +129,7 @@ async fn poll_loop(
     dsn: SourceDsn,
     tx: mpsc::Sender<SourceEvent>,
     current: watch::Sender<Option<SharedConsumer>>,
+    ends: Arc<WalEnds>,
 ) {
     let mut attempt = 0u32;
     let mut reconnect = false;
@@ -152,10 +167,11 @@ async fn poll_loop(
         reconnect = true;
         let mut guard = PositionGuard::default();
         loop {
-            let polled = poll_once(&consumer, &dsn, &mut guard).await;
+            let polled = poll_once(&consumer, &dsn, &mut guard, &ends).await;
             let outcome = match polled {
                 Ok(Polled::Message(msg)) => {
                     guard.on_message(&msg.topic, msg.vgroup_id, msg.position);
+                    ends.saw_position(&msg.topic, msg.vgroup_id, msg.position);
                     tx.send(SourceEvent::Message(msg)).await.map_err(|_| None)
                 }
                 Ok(Polled::Idle(rewinds)) => {
@@ -206,6 +222,7 @@ async fn poll_once(
     consumer: &SharedConsumer,
     dsn: &SourceDsn,
     guard: &mut PositionGuard,
+    ends: &WalEnds,
 ) -> Result<Polled, taos::Error> {
     let polled = {
         let c = consumer.read().await;
@@ -223,7 +240,7 @@ async fn poll_once(
     };
     match polled {
         Some(msg) => Ok(Polled::Message(msg)),
-        None => Ok(Polled::Idle(guard.check(consumer, dsn).await?)),
+        None => Ok(Polled::Idle(guard.check(consumer, dsn, ends).await?)),
     }
 }
 
@@ -347,6 +364,7 @@ impl PositionGuard {
         &mut self,
         consumer: &SharedConsumer,
         dsn: &SourceDsn,
+        ends: &WalEnds,
     ) -> Result<Vec<SourceEvent>, taos::Error> {
         let mut seeks = Vec::new();
         {
@@ -369,12 +387,18 @@ impl PositionGuard {
                 let ids: Vec<i32> = assigned.iter().map(|a| a.0).collect();
                 self.retain_assigned(&topic, &ids);
                 for (vg, current, wal) in assigned {
+                    if let Some((_, end)) = wal {
+                        ends.set_end(&topic, vg, end);
+                    }
                     let to = match self.verdict(&topic, vg, current) {
                         Verdict::Fine => None,
                         Verdict::SeekTo(to) => Some(to),
                         Verdict::AskFloor => {
                             let committed = c.committed(&topic, vg).await?;
                             let floor = floor(committed, dsn.offset_reset, current, wal);
+                            if let Some(f) = floor {
+                                ends.set_resume(&topic, vg, f);
+                            }
                             self.settle_with_floor(&topic, vg, current, floor)
                         }
                     };
@@ -417,6 +441,55 @@ pub fn floor(committed: i64, reset: Option<OffsetReset>, current: i64, wal: Opti
         (OffsetReset::Earliest, Some((begin, _))) => Some(begin),
         (OffsetReset::Latest, Some((_, end))) if current < 0 => Some(end),
         _ => (current >= 0).then_some(current),
+    }
+}
+
+/// Per (topic, vgroup): the WAL end (last version + 1) as last seen, and where the group resumes when
+/// the bridge has committed nothing there yet. Shared with the metrics (see the module doc).
+#[derive(Debug, Default)]
+pub struct WalEnds(Mutex<BTreeMap<(String, i32), VgroupWal>>);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct VgroupWal {
+    end: Option<i64>,
+    resume: Option<i64>,
+}
+
+impl WalEnds {
+    fn with(&self, topic: &str, vgroup_id: i32, f: impl FnOnce(&mut VgroupWal)) {
+        let mut map = self.0.lock().expect("wal ends lock");
+        f(map.entry((topic.to_string(), vgroup_id)).or_default());
+    }
+
+    /// The end `assignment` reported: authoritative, so it replaces (a database dropped and created
+    /// again starts over).
+    pub fn set_end(&self, topic: &str, vgroup_id: i32, end: i64) {
+        self.with(topic, vgroup_id, |v| v.end = Some(end));
+    }
+
+    /// A message ended at `position`: the end is at least there.
+    pub fn saw_position(&self, topic: &str, vgroup_id: i32, position: i64) {
+        self.with(topic, vgroup_id, |v| {
+            v.end = Some(v.end.map_or(position, |e| e.max(position)))
+        });
+    }
+
+    /// Where the group resumes in this vgroup (its commit, else where `auto.offset.reset` starts).
+    pub fn set_resume(&self, topic: &str, vgroup_id: i32, offset: i64) {
+        self.with(topic, vgroup_id, |v| v.resume = Some(offset));
+    }
+
+    /// WAL versions after the committed offset, per (topic, vgroup): `end - committed`, where
+    /// `committed` is this run's commit (else where the group resumes). Vgroups with no end or no
+    /// commit known yet have no lag.
+    pub fn lag(&self, committed: &BTreeMap<(String, i32), i64>) -> BTreeMap<(String, i32), i64> {
+        let map = self.0.lock().expect("wal ends lock");
+        map.iter()
+            .filter_map(|(key, v)| {
+                let base = committed.get(key).copied().or(v.resume)?;
+                Some((key.clone(), (v.end? - base).max(0)))
+            })
+            .collect()
     }
 }
 
@@ -469,6 +542,39 @@ mod tests {
     use super::*;
 
     const UNSET: i64 = -2147467247;
+
+    #[test]
+    fn lag_is_the_end_minus_the_commit_else_the_resume_point() {
+        let ends = WalEnds::default();
+        let mut committed = BTreeMap::new();
+        assert!(ends.lag(&committed).is_empty());
+        ends.saw_position("t", 2, 7);
+        assert!(
+            ends.lag(&committed).is_empty(),
+            "no commit and no resume point: unknown"
+        );
+        ends.set_resume("t", 2, 3);
+        assert_eq!(ends.lag(&committed), BTreeMap::from([(("t".into(), 2), 4)]));
+        committed.insert(("t".to_string(), 2), 6);
+        assert_eq!(
+            ends.lag(&committed)[&("t".into(), 2)],
+            1,
+            "this run's commit wins"
+        );
+        // Positions only raise the end; assignment replaces it.
+        ends.saw_position("t", 2, 5);
+        assert_eq!(ends.lag(&committed)[&("t".into(), 2)], 1);
+        ends.set_end("t", 2, 10);
+        assert_eq!(ends.lag(&committed)[&("t".into(), 2)], 4);
+        ends.set_end("t", 2, 4);
+        assert_eq!(ends.lag(&committed)[&("t".into(), 2)], 0, "never negative");
+        committed.insert(("t".to_string(), 9), 1);
+        assert_eq!(
+            ends.lag(&committed).len(),
+            1,
+            "a commit without an end has no lag"
+        );
+    }
 
     #[test]
     fn a_server_ahead_of_the_last_message_is_sought_back_to_it() {

@@ -80,6 +80,18 @@ fn sample(page: &str, name: &str) -> Option<f64> {
         .find_map(|v| v.trim().parse().ok())
 }
 
+/// The value of sample `name` whose labels include every `(key, value)` of `labels`.
+fn labelled(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    page.lines().find_map(|l| {
+        let (head, value) = l.strip_prefix(name)?.strip_prefix('{')?.rsplit_once("} ")?;
+        let pairs = head.split(',');
+        labels
+            .iter()
+            .all(|(k, v)| pairs.clone().any(|p| p == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
 /// Polls `path` until `done(status, body)` holds; panics with the last answer at the deadline.
 async fn poll(addr: SocketAddr, path: &str, done: impl Fn(u16, &str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + T;
@@ -194,4 +206,109 @@ async fn log_format_json_writes_json_lines_on_stderr() {
     assert_eq!(v["level"], "INFO", "{line}");
     assert!(v["timestamp"].is_string(), "{line}");
     assert!(v["fields"]["message"].is_string(), "{line}");
+}
+
+/// Starts the bridge binary with `/metrics` on `addr`.
+fn bridge(from: &str, to: &str, addr: SocketAddr) -> Bin {
+    Bin(Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args(["run", "-f", from, "-t", to, "--metrics-addr", &addr.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tmq2mqtt"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_counts_the_wal_versions_not_yet_committed_per_vgroup() {
+    let (td, mut broker, from, to) = world("lag").await;
+    let store = td.store();
+    // One table in each of the two vgroups.
+    let mut tables: Vec<(String, i32)> = Vec::new();
+    for t in 0..16 {
+        let sql = format!("create table db.d{t} using db.meters tags ({t})");
+        store.execute(&sql, &mut None).expect(&sql);
+        let vg = store.table("db", &format!("d{t}")).unwrap().vgroup;
+        if tables.iter().all(|(_, v)| *v != vg) {
+            tables.push((format!("d{t}"), vg));
+        }
+    }
+    assert_eq!(tables.len(), 2, "no table in one of the vgroups: {tables:?}");
+    let mut ts = 1_700_000_000_000i64;
+    let mut insert = |table: &str| {
+        ts += 1;
+        let sql = format!("insert into db.{table} values ({ts}, 1)");
+        store.execute(&sql, &mut None).expect(&sql);
+    };
+    // A row in each table after its creation: the last WAL entry of each vgroup is delivered.
+    for (table, _) in &tables {
+        insert(table);
+    }
+    let addr = free_addr();
+    let _bin = bridge(&from, &to, addr);
+    let lag_of = |page: &str, vg: i32| {
+        labelled(
+            page,
+            "tmq2mqtt_lag",
+            &[("topic", "t"), ("vgroup", &vg.to_string())],
+        )
+    };
+    let committed_of = |page: &str, vg: i32| {
+        labelled(
+            page,
+            "tmq2mqtt_committed_offset",
+            &[("topic", "t"), ("vgroup", &vg.to_string())],
+        )
+    };
+    let page = poll(addr, "/metrics", |_, body| {
+        tables.iter().all(|(_, vg)| lag_of(body, *vg) == Some(0.0))
+            && sample(body, "tmq2mqtt_acknowledged_total") == Some(2.0)
+    })
+    .await;
+    let committed: Vec<f64> = tables
+        .iter()
+        .map(|(_, vg)| committed_of(&page, *vg).expect(&page))
+        .collect();
+
+    // Nothing can be acknowledged, so nothing is committed: every write is lag.
+    broker.stop().await;
+    poll(addr, "/healthz", |status, _| status == 503).await;
+    let pending = [3usize, 5];
+    for ((table, _), n) in tables.iter().zip(pending) {
+        for _ in 0..n {
+            insert(table);
+        }
+    }
+    let page = poll(addr, "/metrics", |_, body| {
+        tables
+            .iter()
+            .zip(pending)
+            .all(|((_, vg), n)| lag_of(body, *vg) == Some(n as f64))
+            && sample(body, "tmq2mqtt_rows_received_total") == Some(10.0)
+    })
+    .await;
+    for ((_, vg), before) in tables.iter().zip(&committed) {
+        assert_eq!(
+            committed_of(&page, *vg),
+            Some(*before),
+            "committed without a broker\n{page}"
+        );
+        // The lag is the stand-in's own WAL end (last version + 1) minus the commit.
+        let end = store.wal(*vg).unwrap().lock().last_version() + 1;
+        assert_eq!(lag_of(&page, *vg), Some((end as f64) - before), "{page}");
+    }
+
+    broker.restart().await.expect("broker restart");
+    let page = poll(addr, "/metrics", |_, body| {
+        tables.iter().all(|(_, vg)| lag_of(body, *vg) == Some(0.0))
+            && sample(body, "tmq2mqtt_acknowledged_total") == Some(10.0)
+    })
+    .await;
+    for ((_, vg), before) in tables.iter().zip(&committed) {
+        let after = committed_of(&page, *vg).expect(&page);
+        assert!(
+            after > *before,
+            "vgroup {vg}: commit did not move ({before} -> {after})\n{page}"
+        );
+    }
 }

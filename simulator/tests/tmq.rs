@@ -400,3 +400,40 @@ async fn tag_filters_and_stable_topics_keep_only_their_tables() {
         .collect();
     assert_eq!(tables, ["d2", "d3"].map(String::from).into());
 }
+
+/// TDengine's client reports `assignment().end` as the vnode's last WAL version + 1 (clientTmq.c adds 1
+/// to the `walever` the vnode sends), `begin` as its first version: a consumer that read everything is
+/// positioned at `end`, and each write moves `end` by one. The bridge's lag metric relies on this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignment_end_is_the_last_wal_version_plus_one() {
+    let s = Server::start().await;
+    schema(&s, 1);
+    s.sql("create topic t as select ts, tbname, f1, t1 from db.meters");
+    s.sql("create table db.d0 using db.meters tags (0)");
+    let write = |id: i64| s.sql(&format!("insert into db.d0 values ({}, {id})", BASE_TS + id));
+    for id in 0..4 {
+        write(id);
+    }
+    let c = s
+        .consumer("group.id=g&auto.offset.reset=earliest", &["t"])
+        .await
+        .expect("consumer");
+    let got = recv_until(&c, WAIT, |r| row_count(r) >= 4).await;
+    let vg = got[0].vgroup;
+    let wal_end = || s.store.wal(vg).unwrap().lock().last_version() + 1;
+    let a = c.topic_assignment("t").await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].end(), wal_end(), "{a:?}");
+    assert_eq!(
+        c.position("t", vg).await.expect("position"),
+        a[0].end(),
+        "read everything"
+    );
+    assert!(a[0].begin() <= a[0].end() - 4, "four writes in the log: {a:?}");
+
+    write(4);
+    let got = recv_until(&c, WAIT, |r| row_count(r) >= 1).await;
+    let b = c.topic_assignment("t").await;
+    assert_eq!(b[0].end(), a[0].end() + 1, "one write, one version: {b:?}");
+    assert_eq!(got.last().unwrap().position, b[0].end());
+}

@@ -536,14 +536,19 @@ async fn drive(
                 attempt = 0;
                 session += 1;
                 tracing::info!(session, session_present, "connected to MQTT broker");
-                // Report first, then open: the run loop publishes only after it has seen this event.
+                // Open first, then report. The run loop still publishes only after it has seen this
+                // event (it passes the session it knows, and the gate wants this one); reporting first
+                // let it try before the gate opened, give up, and wait for an event that never came,
+                // with its queue unsent.
+                {
+                    let mut g = gate.lock().expect("gate lock");
+                    g.open = true;
+                    g.session = session;
+                }
                 let _ = tx.send(SinkEvent::Connected {
                     session,
                     session_present,
                 });
-                let mut g = gate.lock().expect("gate lock");
-                g.open = true;
-                g.session = session;
                 continue;
             }
             Ok(Polled::Outgoing(pkid)) => {
