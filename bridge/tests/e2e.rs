@@ -6,7 +6,7 @@ use common::Running;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use common::{Received, Subscriber};
+use common::{collect_all, distinct_f1, Received, Subscriber};
 use simulator::{
     broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
     tdengine::{Store, TdConfig, TdServer},
@@ -77,39 +77,6 @@ impl World {
             }
         }
         self.sql(&sql);
-    }
-}
-
-fn f1_of(m: &Received) -> u32 {
-    let v: serde_json::Value = serde_json::from_str(&m.payload).expect("JSON payload");
-    v["data"]["f1"].as_u64().expect("f1") as u32
-}
-
-fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
-    got.iter().map(f1_of).collect()
-}
-
-/// Collects until every row 0..total was seen (counting what `got` already has); names missing rows.
-async fn collect_all(
-    sub: &mut Subscriber,
-    got: &mut Vec<Received>,
-    total: u32,
-    stats: Option<&tmq2mqtt::Stats>,
-) {
-    let before = distinct_f1(got);
-    let more = sub
-        .try_collect_until(T, |g| before.union(&distinct_f1(g)).count() == total as usize)
-        .await;
-    let failed = more.is_err();
-    got.extend(more.unwrap_or_else(|g| g));
-    if failed {
-        let seen = distinct_f1(got);
-        let missing: Vec<u32> = (0..total).filter(|i| !seen.contains(i)).collect();
-        panic!(
-            "{} rows missing: {missing:?}; bridge: {:?}",
-            missing.len(),
-            stats.map(|s| s.snapshot())
-        );
     }
 }
 
@@ -186,17 +153,7 @@ async fn every_qos_over_mqtt_311_and_5_delivers_every_row_and_commits_the_end() 
                 ),
             );
             let got = sub.collect(200, T).await;
-            assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{tag}");
-            // Per-table order is kept.
-            for t in 0..4u32 {
-                let ids: Vec<u32> = got
-                    .iter()
-                    .filter(|m| m.topic == format!("{tag}/d{t}"))
-                    .map(f1_of)
-                    .collect();
-                let want: Vec<u32> = (0..200).filter(|id| id % 4 == t).collect();
-                assert_eq!(ids, want, "{tag} table d{t}");
-            }
+            common::assert_every_row_in_table_order(&got, &tag, 4, 200);
             run.wait_committed("both vgroups committed", |c| c.len() == 2)
                 .await;
             let s = run.stop().await;

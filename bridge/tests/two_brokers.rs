@@ -6,9 +6,9 @@
 mod common;
 use common::Running;
 
-use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use common::{Received, Subscriber};
+use common::{distinct_f1, Subscriber};
 use simulator::{
     broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
     mosquitto::{Mosquitto, TlsListener},
@@ -118,15 +118,6 @@ impl Td {
     }
 }
 
-fn f1_of(m: &Received) -> u32 {
-    let v: serde_json::Value = serde_json::from_str(&m.payload).expect("JSON payload");
-    v["data"]["f1"].as_u64().expect("f1") as u32
-}
-
-fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
-    got.iter().map(f1_of).collect()
-}
-
 // ---- the generic suite ----------------------------------------------------------------------------------
 
 /// QoS 0/1/2 × every version the broker speaks: every row arrives, in order per table, and is committed.
@@ -143,16 +134,7 @@ async fn every_qos_and_version_delivers_every_row(broker: TestBroker) {
                 &format!("mqtt://{addr}?version={version}&qos={qos}&client_id={tag}&topic={tag}/{{table}}"),
             );
             let got = sub.collect(200, T).await;
-            assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{tag}");
-            for t in 0..2u32 {
-                let ids: Vec<u32> = got
-                    .iter()
-                    .filter(|m| m.topic == format!("{tag}/d{t}"))
-                    .map(f1_of)
-                    .collect();
-                let want: Vec<u32> = (0..200).filter(|id| id % 2 == t).collect();
-                assert_eq!(ids, want, "{tag} table d{t}");
-            }
+            common::assert_every_row_in_table_order(&got, &tag, 2, 200);
             let stats = run.stats.clone();
             common::wait_for("both vgroups committed", T, || {
                 stats.snapshot().committed.len() == 2
@@ -202,19 +184,7 @@ async fn broker_restart_mid_stream_loses_nothing(mut broker: TestBroker, version
     .await;
     broker.start_again().await;
     sub.wait_subscribed(T).await;
-    let before = distinct_f1(&got);
-    let more = sub
-        .try_collect_until(T, |g| before.union(&distinct_f1(g)).count() == 1500)
-        .await;
-    let failed = more.is_err();
-    got.extend(more.unwrap_or_else(|g| g));
-    let seen = distinct_f1(&got);
-    assert!(
-        !failed,
-        "missing rows {:?}; bridge: {:?}",
-        (0..1500).filter(|i| !seen.contains(i)).collect::<Vec<_>>(),
-        run.stats.snapshot()
-    );
+    common::collect_all(&mut sub, &mut got, 1500, Some(&run.stats)).await;
     let s = run.stop().await;
     assert!(s.mqtt_connects >= 2, "{s:?}");
     assert_eq!(s.unacked_at_exit, 0, "{s:?}");

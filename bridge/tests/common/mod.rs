@@ -1,7 +1,9 @@
-//! Test helpers: an MQTT subscriber that reconnects and resubscribes, and waiting with deadlines.
+//! Test helpers: an MQTT subscriber that reconnects and resubscribes, waiting with deadlines, an in-process
+//! bridge, and the delivery assertions the end-to-end suites share (rows carry their id in `f1`). Also
+//! used by the harness's Docker tests against real TDengine (`harness/tests/docker.rs`).
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 
 use simulator::broker::MqttVersion;
 use tokio::sync::mpsc;
@@ -261,5 +263,61 @@ impl Running {
         })
         .await;
         self.stats.last_error().unwrap()
+    }
+}
+
+/// The row id the suites write into column `f1`.
+pub fn f1_of(m: &Received) -> u32 {
+    let v: serde_json::Value = serde_json::from_str(&m.payload).expect("JSON payload");
+    v["data"]["f1"].as_u64().expect("f1") as u32
+}
+
+pub fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
+    got.iter().map(f1_of).collect()
+}
+
+/// Rows `0..total` were written over `tables` child tables (`d{id % tables}`) and published to
+/// `{prefix}/{table}`: every row arrived, and each table's rows in the order they were written.
+pub fn assert_every_row_in_table_order(got: &[Received], prefix: &str, tables: u32, total: u32) {
+    assert_eq!(
+        distinct_f1(got),
+        (0..total).collect::<BTreeSet<u32>>(),
+        "{prefix}"
+    );
+    for t in 0..tables {
+        let ids: Vec<u32> = got
+            .iter()
+            .filter(|m| m.topic == format!("{prefix}/d{t}"))
+            .map(f1_of)
+            .collect();
+        let want: Vec<u32> = (0..total).filter(|id| id % tables == t).collect();
+        assert_eq!(ids, want, "{prefix} table d{t}");
+    }
+}
+
+/// Collects until every row `0..total` was seen (counting what `got` already has); names the missing
+/// rows (and the bridge's counters) at the deadline.
+pub async fn collect_all(
+    sub: &mut Subscriber,
+    got: &mut Vec<Received>,
+    total: u32,
+    stats: Option<&tmq2mqtt::Stats>,
+) {
+    let before = distinct_f1(got);
+    let more = sub
+        .try_collect_until(RUNNING_WITHIN, |g| {
+            before.union(&distinct_f1(g)).count() == total as usize
+        })
+        .await;
+    let failed = more.is_err();
+    got.extend(more.unwrap_or_else(|g| g));
+    if failed {
+        let seen = distinct_f1(got);
+        let missing: Vec<u32> = (0..total).filter(|i| !seen.contains(i)).collect();
+        panic!(
+            "{} rows missing: {missing:?}; bridge: {:?}",
+            missing.len(),
+            stats.map(|s| s.snapshot())
+        );
     }
 }
