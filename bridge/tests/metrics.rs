@@ -55,12 +55,6 @@ async fn world(group: &str) -> (TdServer, EmbeddedBroker, String, String) {
     (td, broker, from, to)
 }
 
-/// A loopback port nobody listens on right now.
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// One GET; `None` while the server is not (or no longer) answering.
 async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut conn = TcpStream::connect(addr).await.ok()?;
@@ -113,14 +107,7 @@ async fn poll(addr: SocketAddr, path: &str, done: impl Fn(u16, &str) -> bool) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_acknowledged_rows_and_healthz_follows_the_broker() {
     let (td, mut broker, from, to) = world("metrics").await;
-    let addr = free_addr();
-    let _bin = Bin(Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
-        .args(["run", "-f", &from, "-t", &to, "--metrics-addr", &addr.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tmq2mqtt"));
+    let (_bin, addr) = bridge(&from, &to);
 
     poll(addr, "/healthz", |status, _| status == 200).await;
     let mut sql = String::from("insert into");
@@ -183,7 +170,7 @@ async fn log_format_json_writes_json_lines_on_stderr() {
     let (_td, _broker, from, to) = world("jsonlog").await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
         .args(["run", "-f", &from, "-t", &to, "--log-format", "json"])
-        .args(["--metrics-addr", &free_addr().to_string()])
+        .args(["--metrics-addr", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -208,15 +195,38 @@ async fn log_format_json_writes_json_lines_on_stderr() {
     assert!(v["fields"]["message"].is_string(), "{line}");
 }
 
-/// Starts the bridge binary with `/metrics` on `addr`.
-fn bridge(from: &str, to: &str, addr: SocketAddr) -> Bin {
-    Bin(Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
-        .args(["run", "-f", from, "-t", to, "--metrics-addr", &addr.to_string()])
-        .env("RUST_LOG", "warn")
+/// Starts the bridge binary serving `/metrics` on a port the OS picks, and returns the address it
+/// logged (nothing has to stay free between picking a port and binding it).
+fn bridge(from: &str, to: &str) -> (Bin, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args(["run", "-f", from, "-t", to, "--metrics-addr", "127.0.0.1:0"])
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("start tmq2mqtt"))
+        .expect("start tmq2mqtt");
+    let stderr = child.stderr.take().unwrap();
+    let bin = Bin(child);
+    let (tx, rx) = mpsc::channel();
+    // Drains stderr for the whole run, so the bridge never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the bridge logged where it serves /metrics");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "serving /metrics and /healthz" {
+            let addr = v["fields"]["addr"].as_str().expect("addr field");
+            return (bin, addr.parse().expect("a socket address"));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,8 +254,7 @@ async fn lag_counts_the_wal_versions_not_yet_committed_per_vgroup() {
     for (table, _) in &tables {
         insert(table);
     }
-    let addr = free_addr();
-    let _bin = bridge(&from, &to, addr);
+    let (_bin, addr) = bridge(&from, &to);
     let lag_of = |page: &str, vg: i32| {
         labelled(
             page,
