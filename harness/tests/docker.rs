@@ -12,17 +12,15 @@
 // The bridge's own end-to-end helpers (subscriber, in-process bridge, delivery assertions).
 #[path = "../../bridge/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::{collect_all, distinct_f1, Running, Subscriber};
 use harness::runner::sql::Sql;
-use harness::runner::{self, RunOptions};
-use harness::scenario::{self, BrokerKind, TdengineKind};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -500,29 +498,19 @@ async fn mosquitto_container_restart_mid_stream_loses_nothing() {
 }
 
 /// The harness scenario `qos1-v5` (a seeded meter fleet, MQTT 5 at QoS 1, no faults) with both
-/// containers as its external world: the verdict passes as it does on the stand-in.
+/// containers as its external world: the verdict passes as it does on the stand-in
+/// (`tests/external_world.rs` runs the same against a stand-in and Mosquitto the harness did not start).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_qos1_v5_against_real_tdengine_and_mosquitto() {
     let (td, mq) = tokio::join!(RealTdengine::start(), RealMosquitto::start());
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/qos1-v5.toml");
-    let mut s = scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    s.world.tdengine = TdengineKind::External { dsn: td.dsn() };
-    s.world.broker = BrokerKind::External {
-        url: format!("mqtt://{}", mq.addr),
-    };
-    // Real TDengine brings a new database's vgroups up slower than the stand-in: create it here with
-    // retries, so the runner's `create database if not exists` finds it serving.
+    // Real TDengine brings a new database's vgroups up slower than the stand-in: create the scenario's
+    // database here with retries, so the runner's `create database if not exists` finds it serving.
+    let s = support::scenario("qos1-v5");
     td.ddl(&format!(
         "create database if not exists {} vgroups {}",
         s.data.db, s.data.vgroups
     ))
     .await;
-    s.deadline = s.deadline.max(STARTUP);
-    let result = runner::run(&s, &path.display().to_string(), &RunOptions::default()).await;
-    assert!(
-        result.outcome.passed(),
-        "{}",
-        serde_json::to_string_pretty(&result.outcome).unwrap_or_default()
-    );
-    assert!(!result.delivered.is_empty());
+    let result = support::run_in_external_world(s, &td.dsn(), &format!("mqtt://{}", mq.addr), STARTUP).await;
+    support::assert_passed(&result);
 }

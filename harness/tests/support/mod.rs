@@ -1,5 +1,6 @@
 //! Test support: an embedded rumqttd on a free loopback port (until the simulator's broker is merged, the
-//! harness's own tests start one the same way: sample router limits, metrics and console off).
+//! harness's own tests start one the same way: sample router limits, metrics and console off), and a
+//! scenario run in an external world (a TDengine and a broker the harness did not start).
 
 #![allow(dead_code)]
 
@@ -57,4 +58,47 @@ dynamic_filters = true
 pub fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
+}
+
+/// `scenarios/{name}.toml`, loaded.
+pub fn scenario(name: &str) -> harness::scenario::Scenario {
+    let path = scenario_path(name);
+    harness::scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn scenario_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(format!("{name}.toml"))
+}
+
+/// Runs scenario `s` against a TDengine at `tdengine_dsn` and a broker at `broker_url` that the harness
+/// did not start (the world `tdengine = { dsn = … }`, `broker = { url = … }`), with a deadline of at
+/// least `min_deadline`.
+pub async fn run_in_external_world(
+    mut s: harness::scenario::Scenario,
+    tdengine_dsn: &str,
+    broker_url: &str,
+    min_deadline: Duration,
+) -> harness::runner::RunResult {
+    use harness::scenario::{BrokerKind, TdengineKind};
+    s.world.tdengine = TdengineKind::External {
+        dsn: tdengine_dsn.to_string(),
+    };
+    s.world.broker = BrokerKind::External {
+        url: broker_url.to_string(),
+    };
+    s.deadline = s.deadline.max(min_deadline);
+    let file = scenario_path(&s.name).display().to_string();
+    harness::runner::run(&s, &file, &Default::default()).await
+}
+
+/// Fails with the whole outcome (verdict, failures, replay command) unless the run passed.
+pub fn assert_passed(result: &harness::runner::RunResult) {
+    assert!(
+        result.outcome.passed(),
+        "{}",
+        serde_json::to_string_pretty(&result.outcome).unwrap_or_default()
+    );
+    assert!(!result.delivered.is_empty(), "nothing delivered");
 }
