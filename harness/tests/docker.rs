@@ -137,10 +137,30 @@ impl RealTdengine {
         assert!(retried.is_ok(), "{sql} kept failing: {last:?}");
     }
 
+    /// Waits until database `name` exists and no transaction on it is pending (creating a database
+    /// returns before its vgroups serve; taosAdapter's own tests wait the same way).
+    async fn wait_database(&self, name: &str) {
+        let pending = format!("select * from performance_schema.perf_trans where db = '{name}'");
+        let exists = format!("select * from information_schema.ins_databases where name = '{name}'");
+        let mut last = String::new();
+        let ready = timeout(STARTUP, async {
+            loop {
+                match (self.sql.rows(&pending).await, self.sql.rows(&exists).await) {
+                    (Ok(p), Ok(e)) if p.is_empty() && !e.is_empty() => return,
+                    (p, e) => last = format!("pending: {p:?}; exists: {e:?}"),
+                }
+                pause().await;
+            }
+        })
+        .await;
+        assert!(ready.is_ok(), "database {name} not ready: {last}");
+    }
+
     /// `db` over `vgroups`, super table `meters (ts, f1 int) tags (t1 int)`, query topic `t`.
     async fn meters(&self, vgroups: u32) {
         self.ddl(&format!("create database if not exists db vgroups {vgroups}"))
             .await;
+        self.wait_database("db").await;
         self.ddl("create stable if not exists db.meters (ts timestamp, f1 int) tags (t1 int)")
             .await;
         self.ddl("create topic if not exists t as select ts, tbname, f1, t1 from db.meters")
@@ -306,6 +326,7 @@ async fn seed_example_against_real_tdengine_and_mosquitto() {
     let (td, mq) = tokio::join!(RealTdengine::start(), RealMosquitto::start());
     // The seed's SQL as written (retrying the first statements until the new vgroup serves).
     td.ddl("create database db vgroups 1").await;
+    td.wait_database("db").await;
     td.ddl("create table db.meters (ts timestamp, f1 int) tags(t1 int)")
         .await;
     for sql in [
@@ -511,6 +532,7 @@ async fn scenario_qos1_v5_against_real_tdengine_and_mosquitto() {
         s.data.db, s.data.vgroups
     ))
     .await;
+    td.wait_database(&s.data.db).await;
     let result = support::run_in_external_world(s, &td.dsn(), &format!("mqtt://{}", mq.addr), STARTUP).await;
     support::assert_passed(&result);
 }
