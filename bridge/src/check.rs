@@ -27,7 +27,8 @@ pub async fn check(config: &BridgeConfig, timeout: Duration) -> CheckReport {
     };
     r.lines.push(format!("source: {}", config.source));
     r.lines.push(format!("target: {}", config.target));
-    match tokio::time::timeout(timeout, source::connect(&config.source)).await {
+    let connect = async { source::Connector::new(&config.source).await?.connect().await };
+    match tokio::time::timeout(timeout, connect).await {
         Err(_) => {
             r.ok = false;
             r.lines.push(format!("TDengine: no answer within {timeout:?}"));
