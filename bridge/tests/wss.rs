@@ -213,3 +213,47 @@ async fn a_ca_on_a_plain_source_and_client_certificates_are_refused_at_parse_tim
         assert!(err.contains(want), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_goes_through_the_tunnel_and_names_an_untrusted_certificate() {
+    let pki = TestPki::new("TDengine test CA").unwrap();
+    let other = TestPki::new("some other CA").unwrap();
+    let td = tls_stand_in(pki.server_cert().unwrap()).await;
+    for sql in [
+        "create database db vgroups 2",
+        "create stable db.m (ts timestamp, f1 int) tags (t1 int)",
+        "create topic t as select ts, f1 from db.m",
+    ] {
+        td.store().execute(sql, &mut None).unwrap();
+    }
+    let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
+    let to = format!(
+        "mqtt://{}?version=3.1.1&qos=1&client_id=wss-check&topic=x",
+        broker.v4_addr().unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = td.addr().port();
+    for (ca, ok, want) in [
+        (pki.ca_pem(), true, "TDengine: subscribed to t"),
+        (other.ca_pem(), false, "UnknownIssuer"),
+    ] {
+        let ca = ca_file(&dir, if ok { "right.pem" } else { "wrong.pem" }, &ca);
+        let from = format!("tmq+wss://root:taosdata@localhost:{port}/t?group.id=g&ca={ca}");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+            .args(["check", "-f", &from, "-t", &to])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let out = tokio::time::timeout(T, child.wait_with_output())
+            .await
+            .expect("check ends")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.success(), ok, "{stdout}");
+        assert!(stdout.contains(want), "{stdout}");
+        assert!(!stdout.contains("taosdata"), "{stdout}");
+    }
+}
