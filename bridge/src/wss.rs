@@ -22,7 +22,7 @@ use rumqttc::tokio_rustls::rustls::{self, pki_types::ServerName, ClientConfig};
 use rumqttc::tokio_rustls::TlsConnector;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// Why a connection through the tunnel failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,7 +76,7 @@ impl Upstream {
 }
 
 /// A plain-`ws://` loopback endpoint relaying each connection to TDengine over verified TLS. Dropping
-/// it stops accepting and cuts every relayed connection.
+/// it stops accepting; connections already relayed live on until their client or the server closes.
 pub struct Tunnel {
     addr: SocketAddr,
     failure: Arc<Mutex<Option<TunnelFailure>>>,
@@ -143,17 +143,12 @@ impl Tunnel {
 }
 
 async fn accept_loop(listener: TcpListener, upstream: Upstream) {
-    // Relays live in this set: aborting the loop (dropping the tunnel) cuts them all.
-    let mut relays = JoinSet::new();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((local, _)) => {
-                    relays.spawn(relay(local, upstream.clone()));
-                }
-                Err(e) => tracing::warn!(error = %e, "TLS tunnel: accept failed"),
-            },
-            Some(_) = relays.join_next(), if !relays.is_empty() => {}
+        match listener.accept().await {
+            // Detached: a relayed connection belongs to its client (a consumer may outlive the
+            // tunnel that made it) and ends when either side closes.
+            Ok((local, _)) => drop(tokio::spawn(relay(local, upstream.clone()))),
+            Err(e) => tracing::warn!(error = %e, "TLS tunnel: accept failed"),
         }
     }
 }

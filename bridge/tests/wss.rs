@@ -247,7 +247,8 @@ async fn check_goes_through_the_tunnel_and_names_an_untrusted_certificate() {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let out = tokio::time::timeout(T, child.wait_with_output())
+        // `check` must not wait for the client's 29 s ping to notice anything.
+        let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
             .await
             .expect("check ends")
             .unwrap();
@@ -256,4 +257,38 @@ async fn check_goes_through_the_tunnel_and_names_an_untrusted_certificate() {
         assert!(stdout.contains(want), "{stdout}");
         assert!(!stdout.contains("taosdata"), "{stdout}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_keeps_working_after_its_tunnel_is_dropped() {
+    use taos::AsAsyncConsumer;
+    let pki = TestPki::new("TDengine test CA").unwrap();
+    let td = tls_stand_in(pki.server_cert().unwrap()).await;
+    for sql in [
+        "create database db vgroups 1",
+        "create stable db.m (ts timestamp, f1 int) tags (t1 int)",
+        "create topic t as select ts, f1 from db.m",
+        "insert into db.d0 using db.m tags (1) values (1700000000000, 7)",
+    ] {
+        td.store().execute(sql, &mut None).unwrap();
+    }
+    let tunnel = Tunnel::start("localhost", td.addr().port(), Some(&pki.ca_pem()))
+        .await
+        .unwrap();
+    let dsn = format!(
+        "ws://root:taosdata@{}?group.id=g&auto.offset.reset=earliest",
+        tunnel.addr()
+    );
+    let mut consumer = taos::TmqBuilder::from_dsn(dsn).unwrap().build().await.unwrap();
+    consumer.subscribe(["t"]).await.unwrap();
+    drop(tunnel);
+    // Bounded well below the client's 29 s ping, which would otherwise be what notices a cut.
+    let polled = tokio::time::timeout(
+        Duration::from_secs(10),
+        consumer.recv_timeout(taos::Timeout::Duration(Duration::from_secs(5))),
+    )
+    .await
+    .expect("the relayed connection still answers")
+    .unwrap();
+    assert!(polled.is_some(), "the row is polled through the old relay");
 }
