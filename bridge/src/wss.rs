@@ -256,6 +256,14 @@ fn describe(cert: &rustls::CertificateError) -> String {
         C::NotValidForName | C::NotValidForNameContext { .. } => {
             format!("NotValidForName: the certificate does not name this host ({cert:?})")
         }
+        // webpki's error inside `Other`: a CA certificate presented as the server's own, typically a
+        // self-signed one from plain `openssl req -x509` (CA:TRUE by default).
+        C::Other(e) if format!("{e:?}").contains("CaUsedAsEndEntity") => {
+            "CaUsedAsEndEntity: the server presents a CA certificate (CA:TRUE) as its own; issue it a \
+             server certificate from that CA, or make the self-signed one with \
+             `-addext basicConstraints=critical,CA:FALSE`"
+                .into()
+        }
         other => format!("{other:?}"),
     }
 }

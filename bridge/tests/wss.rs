@@ -1,6 +1,7 @@
 //! `tmq+wss://` end to end: the stand-in's TLS listener (certificate from a test CA) → the bridge (its
 //! TLS tunnel verifying against `ca=`, the official client inside) → embedded rumqttd → a subscriber.
-//! An untrusted certificate (wrong CA, no CA so only the system roots, expired) ends the binary at once
+//! An untrusted certificate (wrong CA, no CA so only the system roots, expired, a self-signed CA
+//! certificate as the server's own) ends the binary at once
 //! with one line naming the problem and a non-zero exit, never printing the password.
 
 mod common;
@@ -141,6 +142,8 @@ async fn an_untrusted_tdengine_certificate_is_one_fatal_line() {
     let other = TestPki::new("some other CA").unwrap();
     let good = tls_stand_in(pki.server_cert().unwrap()).await;
     let expired = tls_stand_in(pki.expired_server_cert().unwrap()).await;
+    let openssl_style = TestPki::self_signed_ca_as_server().unwrap();
+    let self_signed_ca = tls_stand_in(openssl_style.clone()).await;
     good.store()
         .execute("create database db vgroups 1", &mut None)
         .unwrap();
@@ -161,6 +164,7 @@ async fn an_untrusted_tdengine_certificate_is_one_fatal_line() {
     let dir = tempfile::tempdir().unwrap();
     let wrong_ca = ca_file(&dir, "wrong.pem", &other.ca_pem());
     let right_ca = ca_file(&dir, "right.pem", &pki.ca_pem());
+    let itself = ca_file(&dir, "itself.pem", &openssl_style.cert_pem);
     let dsn = |port: u16, ca: &str| format!("tmq+wss://root:s3cret@127.0.0.1:{port}/t?group.id=g{ca}");
     for (from, want) in [
         (
@@ -174,6 +178,10 @@ async fn an_untrusted_tdengine_certificate_is_one_fatal_line() {
         (
             dsn(expired.addr().port(), &format!("&ca={right_ca}")),
             ["not trusted", "Expired", "`ca` from the source DSN"],
+        ),
+        (
+            dsn(self_signed_ca.addr().port(), &format!("&ca={itself}")),
+            ["not trusted", "CaUsedAsEndEntity", "CA:FALSE"],
         ),
     ] {
         let (code, stderr) = run_bin(&from, &to).await;
