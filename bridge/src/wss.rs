@@ -11,7 +11,8 @@
 //!
 //! The loopback endpoint carries no secret of its own: the client still authenticates inside the
 //! WebSocket, and a local process connecting to it reaches nothing it could not reach directly (which
-//! is why client certificates, an identity the tunnel would lend out, are refused on the source DSN).
+//! is one reason client certificates, an identity the tunnel would lend out, are refused on the source
+//! DSN; the other is that taosAdapter's TLS never asks for one).
 //! Why a TLS session failed is kept for the source ([`Tunnel::take_failure`]): the client itself only
 //! sees its loopback connection closed.
 

@@ -465,7 +465,7 @@ mod tests {
             (src("tmq+ws://h/t?group.id="), "source DSN (-f/--from): parameter `group.id`: must not be empty"),
             (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout, poll.interval.ms, ca (tmq+wss only) (underscore spellings too)"),
             (src("tmq+ws://h/t?group.id=g&ca=-----BEGIN%20CERTIFICATE-----"), "source DSN (-f/--from): parameter `ca`: only for TLS: use a tmq+wss:// DSN"),
-            (src("tmq+wss://h/t?group.id=g&cert_key=@/k.pem"), "source DSN (-f/--from): parameter `cert_key`: client certificates are not supported towards TDengine (only `ca`)"),
+            (src("tmq+wss://h/t?group.id=g&cert_key=@/k.pem"), "source DSN (-f/--from): parameter `cert_key`: client certificates are not supported towards TDengine (taosAdapter never asks for one; only `ca`)"),
             (src("tmq+wss://h/t?group.id=g&ca=nope"), "source DSN (-f/--from): parameter `ca`: expected PEM text (-----BEGIN …) or @path to a PEM file"),
             (src("tmq+wss://h/t?group.id=g&ca=-----BEGIN%20CERTIFICATE-----%0Agarbage%0A-----END%20CERTIFICATE-----"), "source DSN (-f/--from): parameter `ca`: bad PEM in `ca`: invalid peer certificate: BadEncoding"),
             (src("tmq+ws://h/t?group.id=g&poll.interval.ms=0"), "source DSN (-f/--from): parameter `poll.interval.ms`: bad value `0`; accepted: milliseconds, 1 to 60000"),

@@ -210,13 +210,13 @@ impl SourceDsn {
                     })
                 }
                 "ca" => dsn.ca = Some(read_pem(SIDE, &key, &value)?),
-                // The tunnel (crate::wss) is a loopback endpoint: with a client certificate it would
-                // lend the bridge's identity to any local process that connects to it.
+                // taosAdapter's TLS never asks for a client certificate, and the tunnel (crate::wss) is
+                // a loopback endpoint that would lend one to any local process that connects to it.
                 "cert" | "cert.key" => {
                     return Err(DsnError::Invalid {
                         side: SIDE,
                         name: key,
-                        message: "client certificates are not supported towards TDengine (only `ca`)".into(),
+                        message: "client certificates are not supported towards TDengine (taosAdapter never asks for one; only `ca`)".into(),
                     })
                 }
                 _ => {
