@@ -38,7 +38,8 @@ async fn start(pki: &TestPki) -> TdServer {
     TdServer::start(TdConfig {
         tls: Some(tls_of(pki)),
         max_message_size: MAX_MESSAGE,
-        handshake_timeout: Duration::from_millis(500),
+        // Short enough for the stalled-socket test, long enough for a TLS handshake on a loaded machine.
+        handshake_timeout: Duration::from_secs(3),
         ..TdConfig::default()
     })
     .await
