@@ -2,7 +2,8 @@
 //! TLS tunnel verifying against `ca=`, the official client inside) → embedded rumqttd → a subscriber.
 //! An untrusted certificate (wrong CA, no CA so only the system roots, expired, a self-signed CA
 //! certificate as the server's own) ends the binary at once
-//! with one line naming the problem and a non-zero exit, never printing the password.
+//! with one line naming the problem and a non-zero exit, never printing the password. An unreachable
+//! TDengine is retried with the tunnel's reason; a dropped TLS connection resubscribes.
 
 mod common;
 use common::{Running, Subscriber};
@@ -299,4 +300,85 @@ async fn a_consumer_keeps_working_after_its_tunnel_is_dropped() {
     .expect("the relayed connection still answers")
     .unwrap();
     assert!(polled.is_some(), "the row is polled through the old relay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_tdengine_is_retried_with_the_tunnels_reason() {
+    let pki = TestPki::new("TDengine test CA").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca_file(&dir, "ca.pem", &pki.ca_pem());
+    // A port held bound but never listening: every connect is refused, and nobody else can take it.
+    let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    held.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = held.local_addr().unwrap().as_socket().unwrap().port();
+    let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
+    let mqtt = broker.v4_addr().unwrap();
+    let run = Running::start(
+        &format!("tmq+wss://root:taosdata@127.0.0.1:{port}/t?group.id=g&ca={ca}"),
+        &format!("mqtt://{mqtt}?version=3.1.1&qos=1&client_id=unreachable&topic=x"),
+    );
+    let stats = run.stats.clone();
+    common::wait_for("two failed attempts", T, || {
+        stats.tmq_failures.load(std::sync::atomic::Ordering::Relaxed) >= 2
+    })
+    .await;
+    let error = stats.last_error().expect("an error is reported");
+    assert!(
+        error.starts_with(&format!("TDengine: cannot connect to 127.0.0.1:{port}: ")),
+        "{error}"
+    );
+    assert!(!error.contains("taosdata"), "{error}");
+    assert!(!run.task.is_finished(), "retried, not fatal");
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_tls_connection_resubscribes_through_the_tunnel() {
+    let pki = TestPki::new("TDengine test CA").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca_file(&dir, "ca.pem", &pki.ca_pem());
+    let td = tls_stand_in(pki.server_cert().unwrap()).await;
+    let sql = |s: &str| td.store().execute(s, &mut None).unwrap();
+    sql("create database db vgroups 2");
+    sql("create stable db.m (ts timestamp, f1 int) tags (t1 int)");
+    sql("create topic t as select ts, f1 from db.m");
+    let insert = |ids: std::ops::Range<i64>| {
+        for id in ids {
+            sql(&format!(
+                "insert into db.d{} using db.m tags (1) values ({}, {id})",
+                id % 4,
+                1_700_000_000_000 + id
+            ));
+        }
+    };
+    let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
+    let mqtt = broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(mqtt, MqttVersion::V311, "drop/#", 1).await;
+    let run = Running::start(
+        &format!(
+            "tmq+wss://root:taosdata@localhost:{}/t?group.id=g&auto.offset.reset=earliest&ca={ca}",
+            td.addr().port()
+        ),
+        &format!("mqtt://{mqtt}?version=3.1.1&qos=1&client_id=drop&topic=drop/x"),
+    );
+    insert(0..50);
+    let mut got = sub.collect(50, T).await;
+    td.drop_connections();
+    insert(50..100);
+    let f1 = |g: &[common::Received]| -> std::collections::BTreeSet<i64> {
+        g.iter()
+            .map(|m| {
+                serde_json::from_str::<serde_json::Value>(&m.payload).unwrap()["data"]["f1"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let seen = f1(&got);
+    // Rows not yet committed when the connection dropped may come again (at least once).
+    got.extend(sub.collect_until(T, |g| seen.union(&f1(g)).count() == 100).await);
+    assert_eq!(f1(&got), (0..100).collect());
+    let s = run.stop().await;
+    assert!(s.tmq_subscribes >= 2 && s.tmq_failures >= 1, "{s:?}");
 }
