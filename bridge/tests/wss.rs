@@ -1,9 +1,9 @@
 //! `tmq+wss://` end to end: the stand-in's TLS listener (certificate from a test CA) → the bridge (its
 //! TLS tunnel verifying against `ca=`, the official client inside) → embedded rumqttd → a subscriber.
 //! An untrusted certificate (wrong CA, no CA so only the system roots, expired, a self-signed CA
-//! certificate as the server's own) ends the binary at once
-//! with one line naming the problem and a non-zero exit, never printing the password. An unreachable
-//! TDengine is retried with the tunnel's reason; a dropped TLS connection resubscribes.
+//! certificate as the server's own) ends the binary at once with one line naming the problem and a
+//! non-zero exit, never printing the password. An unreachable TDengine is retried with the tunnel's
+//! reason; a dropped TLS connection resubscribes.
 
 mod common;
 use common::{Running, Subscriber};
