@@ -503,7 +503,10 @@ mod tests {
         assert!(l.on_outgoing(2).is_empty());
         assert!(l.on_outgoing(3).is_empty());
         assert!(l.is_control(2) && !l.is_control(1) && !l.is_control(3));
-        assert!(l.on_outgoing(2).is_empty(), "a retransmitted status binds nothing new");
+        assert!(
+            l.on_outgoing(2).is_empty(),
+            "a retransmitted status binds nothing new"
+        );
         assert!(l.on_ack(2).is_empty(), "a status ack commits nothing");
         assert_eq!(l.control_unacked(), 0);
         assert!(l.on_ack(3).is_empty(), "b alone does not complete the message");
@@ -522,7 +525,7 @@ mod tests {
         l.next_to_send(); // online
         l.next_to_send(); // a
         l.on_outgoing(1); // online
-        // `a` is handed, not yet outgoing; `b` queued.
+                          // `a` is handed, not yet outgoing; `b` queued.
         assert_eq!(l.on_session_lost(), 1, "only the row is re-sent");
         assert_eq!(l.control_unacked(), 0);
         assert!(l.on_ack(1).is_empty(), "the old status binding is gone");
@@ -562,7 +565,10 @@ mod tests {
     /// One step of the random interleaving: the bridge, the rumqttc client and the broker.
     #[derive(Debug, Clone)]
     enum Op {
-        Poll { vg: i32, rows: usize },
+        Poll {
+            vg: i32,
+            rows: usize,
+        },
         Hand,
         ClientSends,
         BrokerAcks(usize),
