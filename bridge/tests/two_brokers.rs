@@ -379,37 +379,98 @@ async fn mqtts_with_the_right_ca_delivers_over_every_version() {
     }
 }
 
+/// A broker certificate the bridge cannot trust — signed by another CA, expired, or for another host name —
+/// is fatal like a refused CONNACK: the run ends at once (no retry) with one line naming the problem.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mqtts_with_a_wrong_ca_or_an_expired_certificate_fails_with_one_clear_line() {
+async fn mqtts_with_a_wrong_ca_an_expired_or_misnamed_certificate_is_fatal_with_one_clear_line() {
     let td = Td::start(1).await;
     let w = TlsWorld::new();
     let stranger = TestPki::new("stranger CA").unwrap();
     let good = w.broker(false, false);
     let expired = w.broker(true, false);
+    let misnamed = Mosquitto::builder()
+        .tls(TlsListener {
+            ca_pem: w.pki.ca_pem(),
+            server: w.pki.server_cert_for(&["broker.invalid"]).unwrap(),
+            require_client_cert: false,
+        })
+        .start()
+        .unwrap();
     let cases = [
         (&good, stranger.ca_pem(), "UnknownIssuer"),
         (&expired, w.pki.ca_pem(), "certificate expired"),
+        (&misnamed, w.pki.ca_pem(), "not valid for name"),
     ];
     for (i, (broker, ca, want)) in cases.into_iter().enumerate() {
         for version in ["3.1", "3.1.1", "5.0"] {
             let ca = w.file(&format!("ca{i}.pem"), &ca);
-            let run = Running::start(
+            let config = BridgeConfig::from_dsns(
                 &td.from("badtls"),
                 &format!(
                     "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id=badtls&topic=x&ca={ca}",
                     broker.port()
                 ),
-            );
-            let err = run.wait_error(want).await;
+            )
+            .unwrap();
+            let bridge = Bridge::new(config);
+            let stats = bridge.stats();
+            let err = tokio::time::timeout(T, bridge.run(std::future::pending()))
+                .await
+                .expect("an untrusted certificate is fatal, not retried")
+                .expect_err("must fail")
+                .to_string();
+            assert!(err.contains(want), "{version}: {err}");
             assert!(
-                err.contains("TLS handshake with the MQTT broker"),
+                err.contains("TLS handshake with the MQTT broker") && err.contains("not retried"),
                 "{version}: {err}"
             );
             assert!(!err.contains('\n'), "{version}: one line: {err}");
-            assert_eq!(run.stats.snapshot().mqtt_connects, 0, "{version}");
-            run.stop().await;
+            let s = stats.snapshot();
+            assert_eq!((s.mqtt_connects, s.mqtt_failures), (0, 0), "{version}: one attempt, no retry");
         }
     }
+}
+
+/// The binary: exit code 1, promptly, with the certificate problem on its `error:` line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exits_1_when_the_broker_certificate_is_untrusted() {
+    let td = Td::start(1).await;
+    let w = TlsWorld::new();
+    let stranger = TestPki::new("stranger CA").unwrap();
+    let broker = w.broker(false, false);
+    let ca = w.file("stranger.pem", &stranger.ca_pem());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args([
+            "run",
+            "-f",
+            &td.from("badtls"),
+            "-t",
+            &format!(
+                "mqtts://127.0.0.1:{}?version=3.1.1&qos=1&client_id=badtls&topic=x&ca={ca}",
+                broker.port()
+            ),
+        ])
+        .env_remove("TMQ2MQTT_FROM")
+        .env_remove("TMQ2MQTT_TO")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(T, child.wait_with_output())
+        .await
+        .expect("the binary exits on its own")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(
+        line.contains("invalid peer certificate: UnknownIssuer"),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

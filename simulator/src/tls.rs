@@ -102,6 +102,16 @@ impl TestPki {
         )
     }
 
+    /// A server certificate for `names` only (a client connecting by another name must reject it).
+    pub fn server_cert_for(&self, names: &[&str]) -> Result<CertAndKey, TlsError> {
+        self.issue(
+            "server",
+            names,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            Validity::Current,
+        )
+    }
+
     /// A client certificate whose common name is `name`.
     pub fn client_cert(&self, name: &str) -> Result<CertAndKey, TlsError> {
         self.issue(
