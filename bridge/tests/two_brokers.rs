@@ -220,6 +220,192 @@ async fn broker_restart_mid_stream_loses_nothing(mut broker: TestBroker, version
     assert_eq!(s.unacked_at_exit, 0, "{s:?}");
 }
 
+// ---- status topic (`status_topic=`) ------------------------------------------------------------------------
+
+/// The first message a fresh subscriber to `topic` gets: what the broker retained there.
+async fn retained(addr: SocketAddr, version: MqttVersion, topic: &str) -> Received {
+    let mut sub = Subscriber::spawn(addr, version, topic, 1);
+    let got = sub.collect(1, T).await;
+    got.into_iter().next().unwrap()
+}
+
+/// Waits until `sub` receives `payload` (live or retained).
+async fn wait_status(sub: &mut Subscriber, payload: &str) -> Received {
+    let got = sub
+        .collect_until(T, |g| g.iter().any(|m| m.payload == payload))
+        .await;
+    got.into_iter().find(|m| m.payload == payload).unwrap()
+}
+
+/// Retained `online` once connected (a late subscriber gets it), retained `offline` after a graceful
+/// shutdown; the rows flow exactly once beside the status messages.
+async fn status_online_while_running_offline_after_graceful_shutdown(broker: TestBroker) {
+    let td = Td::start(2).await;
+    td.insert(0..100);
+    for (version, sub_version) in broker.versions() {
+        let tag = format!("st{}", version.replace('.', ""));
+        let addr = broker.addr(sub_version_for_dsn(version));
+        let status_topic = format!("bridges/{tag}/status");
+        let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+        let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+        let run = Running::start(
+            &td.from(&tag),
+            &format!(
+                "mqtt://{addr}?version={version}&qos=1&client_id={tag}&topic={tag}/{{table}}&status_topic={status_topic}"
+            ),
+        );
+        let got = data.collect(100, T).await;
+        assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{tag}");
+        assert_eq!(got.len(), 100, "{tag}: no duplicates");
+        assert!(
+            got.iter().all(|m| m.topic.starts_with(&format!("{tag}/d"))),
+            "{tag}"
+        );
+        let online = wait_status(&mut live, "online").await;
+        assert_eq!(
+            (online.qos, online.retain),
+            (1, false),
+            "{tag}: live to a subscriber already there"
+        );
+        // `online` went out before the first row, and every row is acknowledged: the broker holds it.
+        let stats = run.stats.clone();
+        common::wait_for("100 rows acknowledged", T, || stats.snapshot().acked == 100).await;
+        let late = retained(addr, sub_version, &status_topic).await;
+        assert_eq!((late.payload.as_str(), late.retain), ("online", true), "{tag}");
+
+        let s = run.stop().await;
+        assert_eq!(
+            (s.rows, s.published, s.acked, s.unacked_at_exit),
+            (100, 100, 100, 0),
+            "{tag}: {s:?}"
+        );
+        assert_eq!(wait_status(&mut live, "offline").await.retain, false, "{tag}");
+        let after = retained(addr, sub_version, &status_topic).await;
+        assert_eq!((after.payload.as_str(), after.retain), ("offline", true), "{tag}");
+        assert!(data.drain().is_empty(), "{tag}: no row twice");
+    }
+}
+
+/// SIGKILL of the bridge process: the broker sees the socket close and publishes the retained Last Will.
+async fn status_last_will_says_offline_when_the_bridge_is_killed(broker: TestBroker) {
+    let td = Td::start(1).await;
+    td.insert(0..20);
+    for (version, sub_version) in broker.versions() {
+        let tag = format!("kill{}", version.replace('.', ""));
+        let addr = broker.addr(sub_version_for_dsn(version));
+        let status_topic = format!("bridges/{tag}/status");
+        let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+        let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+            .args([
+                "run",
+                "-f",
+                &td.from(&tag),
+                "-t",
+                &format!(
+                    "mqtt://{addr}?version={version}&qos=1&client_id={tag}&topic={tag}/x&status_topic={status_topic}"
+                ),
+            ])
+            .env_remove("TMQ2MQTT_FROM")
+            .env_remove("TMQ2MQTT_TO")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        wait_status(&mut live, "online").await;
+        assert_eq!(distinct_f1(&data.collect(20, T).await).len(), 20, "{tag}");
+        child.kill().await.unwrap(); // SIGKILL: no DISCONNECT, no explicit offline
+        let will = wait_status(&mut live, "offline").await;
+        assert_eq!(will.qos, 1, "{tag}");
+        let after = retained(addr, sub_version, &status_topic).await;
+        assert_eq!(
+            (after.payload.as_str(), after.retain),
+            ("offline", true),
+            "{tag}: the Will is retained"
+        );
+    }
+}
+
+/// A broker restart loses every retained message: the bridge republishes `online` on reconnecting, and
+/// rows published after the restart arrive exactly once.
+async fn status_online_is_republished_after_a_broker_restart(mut broker: TestBroker, version: &str) {
+    let td = Td::start(1).await;
+    let sub_version = sub_version_for_dsn(version);
+    let addr = broker.addr(sub_version);
+    let tag = format!("rs{}", version.replace('.', ""));
+    let status_topic = format!("bridges/{tag}/status");
+    let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+    let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+    let run = Running::start(
+        &td.from(&tag),
+        &format!(
+            "mqtt://{addr}?version={version}&qos=1&client_id={tag}&topic={tag}/x&status_topic={status_topic}"
+        ),
+    );
+    wait_status(&mut live, "online").await;
+    td.insert(0..100);
+    let mut got = data.collect(100, T).await;
+    let stats = run.stats.clone();
+    common::wait_for("100 rows acknowledged", T, || stats.snapshot().acked == 100).await;
+
+    broker.stop().await;
+    common::wait_for("the bridge notices", T, || {
+        stats.mqtt_failures.load(std::sync::atomic::Ordering::Relaxed) >= 1
+    })
+    .await;
+    broker.start_again().await;
+    live.wait_subscribed(T).await;
+    data.wait_subscribed(T).await;
+    // Nothing is retained after the restart, so this `online` is the bridge's new one.
+    wait_status(&mut live, "online").await;
+    let again = retained(addr, sub_version, &status_topic).await;
+    assert_eq!((again.payload.as_str(), again.retain), ("online", true), "{tag}");
+    assert!(run.stats.snapshot().mqtt_connects >= 2);
+
+    td.insert(100..200);
+    got.extend(data.collect_until(T, |g| distinct_f1(g).len() == 100).await);
+    assert_eq!(got.len(), 200, "{tag}: every row exactly once");
+    assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{tag}");
+    let s = run.stop().await;
+    assert_eq!((s.acked, s.unacked_at_exit), (200, 0), "{tag}: {s:?}");
+    wait_status(&mut live, "offline").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_status_online_while_running_offline_after_graceful_shutdown() {
+    status_online_while_running_offline_after_graceful_shutdown(TestBroker::rumqttd().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_status_online_while_running_offline_after_graceful_shutdown() {
+    status_online_while_running_offline_after_graceful_shutdown(TestBroker::mosquitto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_status_last_will_says_offline_when_the_bridge_is_killed() {
+    status_last_will_says_offline_when_the_bridge_is_killed(TestBroker::rumqttd().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_status_last_will_says_offline_when_the_bridge_is_killed() {
+    status_last_will_says_offline_when_the_bridge_is_killed(TestBroker::mosquitto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_status_online_is_republished_after_a_broker_restart() {
+    for version in ["3.1.1", "5.0"] {
+        status_online_is_republished_after_a_broker_restart(TestBroker::rumqttd().await, version).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_status_online_is_republished_after_a_broker_restart() {
+    for version in ["3.1", "3.1.1", "5.0"] {
+        status_online_is_republished_after_a_broker_restart(TestBroker::mosquitto(), version).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttd_every_qos_and_version_delivers_every_row() {
     every_qos_and_version_delivers_every_row(TestBroker::rumqttd().await).await;
@@ -426,7 +612,11 @@ async fn mqtts_with_a_wrong_ca_an_expired_or_misnamed_certificate_is_fatal_with_
             );
             assert!(!err.contains('\n'), "{version}: one line: {err}");
             let s = stats.snapshot();
-            assert_eq!((s.mqtt_connects, s.mqtt_failures), (0, 0), "{version}: one attempt, no retry");
+            assert_eq!(
+                (s.mqtt_connects, s.mqtt_failures),
+                (0, 0),
+                "{version}: one attempt, no retry"
+            );
         }
     }
 }
@@ -467,10 +657,7 @@ async fn the_binary_exits_1_when_the_broker_certificate_is_untrusted() {
         .lines()
         .find(|l| l.starts_with("error: "))
         .unwrap_or_else(|| panic!("no error line: {stderr}"));
-    assert!(
-        line.contains("invalid peer certificate: UnknownIssuer"),
-        "{line}"
-    );
+    assert!(line.contains("invalid peer certificate: UnknownIssuer"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
