@@ -372,6 +372,103 @@ async fn status_online_is_republished_after_a_broker_restart(mut broker: TestBro
     wait_status(&mut live, "offline").await;
 }
 
+/// A TCP relay between the bridge and the broker whose connections can be cut (both sockets closed, so
+/// the broker sees the bridge vanish), while it keeps accepting new ones.
+struct Relay {
+    addr: SocketAddr,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut broker) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+                    }
+                });
+                shared.lock().unwrap().push(conn);
+            }
+        });
+        Relay { addr, conns, accept }
+    }
+
+    /// Closes every connection relayed so far.
+    fn cut(&self) {
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// The pitfall: a bridge's connection drops while the broker stays up. The broker publishes the Will
+/// (`offline`, retained); the bridge reconnects — resuming its session (`clean_session=false`) or not — and
+/// must say `online` again, or monitoring shows a working bridge as offline for good.
+async fn status_online_follows_the_will_after_a_connection_drop(broker: TestBroker) {
+    for (version, sub_version) in broker.versions() {
+        for clean in [false, true] {
+            // A fresh stand-in each time: the bridge reads its topic from the start.
+            let td = Td::start(1).await;
+            let tag = format!("cut{}{}", version.replace('.', ""), if clean { "c" } else { "p" });
+            let addr = broker.addr(sub_version_for_dsn(version));
+            let relay = Relay::start(addr).await;
+            let status_topic = format!("bridges/{tag}/status");
+            let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+            let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+            let run = Running::start(
+                &td.from(&tag),
+                &format!(
+                    "mqtt://{}?version={version}&qos=1&client_id={tag}&topic={tag}/x&clean_session={clean}&status_topic={status_topic}",
+                    relay.addr
+                ),
+            );
+            wait_status(&mut live, "online").await;
+            td.insert(0..50);
+            let mut got = data.collect(50, T).await;
+            let stats = run.stats.clone();
+            common::wait_for("50 rows acknowledged", T, || stats.snapshot().acked == 50).await;
+
+            relay.cut();
+            wait_status(&mut live, "offline").await; // the broker's Will
+            wait_status(&mut live, "online").await; // the bridge, reconnected
+            assert!(run.stats.snapshot().mqtt_connects >= 2, "{tag}");
+            let now = retained(addr, sub_version, &status_topic).await;
+            assert_eq!((now.payload.as_str(), now.retain), ("online", true), "{tag}");
+
+            td.insert(50..100);
+            got.extend(data.collect(50, T).await);
+            assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{tag}");
+            let s = run.stop().await;
+            assert_eq!((s.acked, s.unacked_at_exit), (100, 0), "{tag}: {s:?}");
+            assert!(data.drain().is_empty(), "{tag}: no row twice");
+            wait_status(&mut live, "offline").await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_status_online_follows_the_will_after_a_connection_drop() {
+    status_online_follows_the_will_after_a_connection_drop(TestBroker::rumqttd().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_status_online_follows_the_will_after_a_connection_drop() {
+    status_online_follows_the_will_after_a_connection_drop(TestBroker::mosquitto()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttd_status_online_while_running_offline_after_graceful_shutdown() {
     status_online_while_running_offline_after_graceful_shutdown(TestBroker::rumqttd().await).await;
