@@ -357,7 +357,10 @@ pub fn describe_refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) 
         C::PacketTooLarge => (0x95, "packet too large"),
         C::QuotaExceeded => (0x97, "quota exceeded"),
         C::PayloadFormatInvalid => (0x99, "payload format invalid"),
-        C::RetainNotSupported => (0x9A, "retain not supported (drop `retain=true`)"),
+        C::RetainNotSupported => (
+            0x9A,
+            "retain not supported (drop `retain=true`; `status_topic` needs retain too)",
+        ),
         C::QoSNotSupported => (0x9B, "QoS not supported (try a lower `qos=`)"),
         C::UseAnotherServer => (0x9C, "use another server"),
         C::ServerMoved => (0x9D, "server moved"),
