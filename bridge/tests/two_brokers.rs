@@ -238,51 +238,54 @@ async fn wait_status(sub: &mut Subscriber, payload: &str) -> Received {
 }
 
 /// Retained `online` once connected (a late subscriber gets it), retained `offline` after a graceful
-/// shutdown; the rows flow exactly once beside the status messages.
+/// shutdown; the rows flow exactly once beside the status messages, at every QoS.
 async fn status_online_while_running_offline_after_graceful_shutdown(broker: TestBroker) {
     let td = Td::start(2).await;
     td.insert(0..100);
+    // Every QoS of the rows: the status (always QoS 1) shares the client and its packet ids with them.
     for (version, sub_version) in broker.versions() {
-        let tag = format!("st{}", version.replace('.', ""));
-        let addr = broker.addr(sub_version_for_dsn(version));
-        let status_topic = format!("bridges/{tag}/status");
-        let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
-        let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
-        let run = Running::start(
+        for qos in 0..=2u8 {
+            let tag = format!("st{qos}v{}", version.replace('.', ""));
+            let addr = broker.addr(sub_version_for_dsn(version));
+            let status_topic = format!("bridges/{tag}/status");
+            let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+            let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+            let run = Running::start(
             &td.from(&tag),
             &format!(
-                "mqtt://{addr}?version={version}&qos=1&client_id={tag}&topic={tag}/{{table}}&status_topic={status_topic}"
+                "mqtt://{addr}?version={version}&qos={qos}&client_id={tag}&topic={tag}/{{table}}&status_topic={status_topic}"
             ),
         );
-        let got = data.collect(100, T).await;
-        assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{tag}");
-        assert_eq!(got.len(), 100, "{tag}: no duplicates");
-        assert!(
-            got.iter().all(|m| m.topic.starts_with(&format!("{tag}/d"))),
-            "{tag}"
-        );
-        let online = wait_status(&mut live, "online").await;
-        assert_eq!(
-            (online.qos, online.retain),
-            (1, false),
-            "{tag}: live to a subscriber already there"
-        );
-        // `online` went out before the first row, and every row is acknowledged: the broker holds it.
-        let stats = run.stats.clone();
-        common::wait_for("100 rows acknowledged", T, || stats.snapshot().acked == 100).await;
-        let late = retained(addr, sub_version, &status_topic).await;
-        assert_eq!((late.payload.as_str(), late.retain), ("online", true), "{tag}");
+            let got = data.collect(100, T).await;
+            assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{tag}");
+            assert_eq!(got.len(), 100, "{tag}: no duplicates");
+            assert!(
+                got.iter().all(|m| m.topic.starts_with(&format!("{tag}/d"))),
+                "{tag}"
+            );
+            let online = wait_status(&mut live, "online").await;
+            assert_eq!(
+                (online.qos, online.retain),
+                (1, false),
+                "{tag}: live to a subscriber already there"
+            );
+            // `online` went out before the first row, and every row is acknowledged: the broker holds it.
+            let stats = run.stats.clone();
+            common::wait_for("100 rows acknowledged", T, || stats.snapshot().acked == 100).await;
+            let late = retained(addr, sub_version, &status_topic).await;
+            assert_eq!((late.payload.as_str(), late.retain), ("online", true), "{tag}");
 
-        let s = run.stop().await;
-        assert_eq!(
-            (s.rows, s.published, s.acked, s.unacked_at_exit),
-            (100, 100, 100, 0),
-            "{tag}: {s:?}"
-        );
-        assert!(!wait_status(&mut live, "offline").await.retain, "{tag}: live");
-        let after = retained(addr, sub_version, &status_topic).await;
-        assert_eq!((after.payload.as_str(), after.retain), ("offline", true), "{tag}");
-        assert!(data.drain().is_empty(), "{tag}: no row twice");
+            let s = run.stop().await;
+            assert_eq!(
+                (s.rows, s.published, s.acked, s.unacked_at_exit),
+                (100, 100, 100, 0),
+                "{tag}: {s:?}"
+            );
+            assert!(!wait_status(&mut live, "offline").await.retain, "{tag}: live");
+            let after = retained(addr, sub_version, &status_topic).await;
+            assert_eq!((after.payload.as_str(), after.retain), ("offline", true), "{tag}");
+            assert!(data.drain().is_empty(), "{tag}: no row twice");
+        }
     }
 }
 
