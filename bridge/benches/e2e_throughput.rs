@@ -1,7 +1,8 @@
 //! End-to-end throughput of the bridge: TDengine stand-in → tmq2mqtt (in-process) → embedded rumqttd,
 //! for QoS 0/1/2: the rate at which rows are polled, published and acknowledged to the bridge (from the
 //! bridge's start, so including subscribe). Run: `cargo bench -p tmq2mqtt --bench e2e_throughput`
-//! (`ROWS=…` multiple of 1000, `TABLES=…` dividing 1000).
+//! (`ROWS=…` multiple of 1000, `TABLES=…` dividing 1000, `TLS=1`: `tmq+wss://` to a TLS stand-in through
+//! the bridge's tunnel, `crate::wss`).
 
 use std::{
     sync::atomic::Ordering::Relaxed,
@@ -24,7 +25,20 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let td = TdServer::start(TdConfig::default()).await.unwrap();
+        let tls = std::env::var_os("TLS").is_some_and(|v| !v.is_empty());
+        let pki = simulator::tls::TestPki::new("bench CA").unwrap();
+        let ca_dir = tempfile::tempdir().unwrap();
+        let ca_path = ca_dir.path().join("ca.pem");
+        std::fs::write(&ca_path, pki.ca_pem()).unwrap();
+        let td = TdServer::start(TdConfig {
+            tls: tls.then(|| {
+                let c = pki.server_cert().unwrap();
+                simulator::tdengine::server::TdTls { cert_pem: c.cert_pem, key_pem: c.key_pem }
+            }),
+            ..TdConfig::default()
+        })
+        .await
+        .unwrap();
         let store = td.store().clone();
         let sql = |s: &str| {
             store.execute(s, &mut None).unwrap_or_else(|e| panic!("{s}: {e}"));
@@ -49,11 +63,15 @@ fn main() {
         }
         let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
         let v5 = broker.v5_addr().unwrap();
-        println!("{rows} rows, {tables} tables, 4 vgroups, MQTT 5, rumqttd in-process");
+        println!("{rows} rows, {tables} tables, 4 vgroups, MQTT 5, rumqttd in-process{}", if tls { ", tmq+wss" } else { "" });
         println!("| QoS | acked rows/s | time |");
         println!("|---|---|---|");
         for qos in [0u8, 1, 2] {
-            let from = format!("tmq+ws://root:taosdata@{}/topic_meters?group.id=bench{qos}&auto.offset.reset=earliest", td.addr());
+            let from = if tls {
+                format!("tmq+wss://root:taosdata@localhost:{}/topic_meters?group.id=bench{qos}&auto.offset.reset=earliest&ca=@{}", td.addr().port(), ca_path.display())
+            } else {
+                format!("tmq+ws://root:taosdata@{}/topic_meters?group.id=bench{qos}&auto.offset.reset=earliest", td.addr())
+            };
             let to = format!("mqtt://{v5}?version=5.0&qos={qos}&client_id=bench{qos}&topic=bench/{{table}}");
             let bridge = Bridge::new(BridgeConfig::from_dsns(&from, &to).unwrap());
             let stats = bridge.stats();

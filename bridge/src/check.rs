@@ -27,7 +27,13 @@ pub async fn check(config: &BridgeConfig, timeout: Duration) -> CheckReport {
     };
     r.lines.push(format!("source: {}", config.source));
     r.lines.push(format!("target: {}", config.target));
-    match tokio::time::timeout(timeout, source::connect(&config.source)).await {
+    // The connector (for `tmq+wss://` the TLS tunnel) lives as long as the check.
+    let mut connector = None;
+    let connect = async {
+        let c = connector.insert(source::Connector::new(&config.source).await?);
+        c.connect().await
+    };
+    match tokio::time::timeout(timeout, connect).await {
         Err(_) => {
             r.ok = false;
             r.lines.push(format!("TDengine: no answer within {timeout:?}"));

@@ -4,7 +4,7 @@
 //! Layers, outermost first: [`run`] (the pipeline and its shutdown) drives [`source`] (the TMQ consumer)
 //! and [`sink`] (the MQTT client), with the sans-IO [`ledger`] deciding what to commit, [`encode`] making
 //! the taosx-compatible payloads and [`template`] rendering topics. [`dsn`] parses both DSNs; [`check`]
-//! validates a configuration against the live ends.
+//! validates a configuration against the live ends. [`tls`] and [`wss`] hold the TLS of both sides.
 //!
 //! In-process use (as the harness does):
 //! ```no_run
@@ -33,6 +33,7 @@ pub mod sink;
 pub mod source;
 pub mod template;
 pub mod tls;
+pub mod wss;
 
 pub use dsn::{CommitMode, DsnError, SourceDsn, TargetDsn};
 pub use run::{run, Bridge, BridgeConfig, BridgeError, RunSummary, Stats};

@@ -18,6 +18,9 @@
 //! own offset (shown in payloads) is `position - 1`, the WAL version of its last entry.
 //!
 //! TDengine gone: the task rebuilds the consumer with backoff; the group resumes from the committed offset.
+//!
+//! `tmq+wss://`: the client connects through a [`crate::wss::Tunnel`] that does the TLS (see there why);
+//! a certificate that does not verify ends the source with one line naming the problem, never retried.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -29,6 +32,7 @@ use tokio::sync::{mpsc, watch, RwLock};
 use crate::{
     dsn::{OffsetReset, SourceDsn},
     sink::backoff,
+    wss::{Tunnel, TunnelError, TunnelFailure},
 };
 
 /// One TMQ message, read completely.
@@ -81,12 +85,68 @@ pub type SharedConsumer = Arc<RwLock<taos::Consumer>>;
 /// The consumer currently in use, shared with the committer.
 pub type CurrentConsumer = watch::Receiver<Option<SharedConsumer>>;
 
-/// Builds a consumer from the DSN and subscribes it.
-pub async fn connect(dsn: &SourceDsn) -> Result<taos::Consumer, taos::Error> {
-    let builder = taos::TmqBuilder::from_dsn(dsn.to_taos_dsn())?;
-    let mut consumer = builder.build().await?;
-    consumer.subscribe(dsn.topics.iter().cloned()).await?;
-    Ok(consumer)
+/// Builds consumers for a source DSN: directly for `tmq+ws://`, through a TLS [`Tunnel`] for
+/// `tmq+wss://` (kept for the connector's lifetime).
+pub struct Connector {
+    dsn: SourceDsn,
+    tunnel: Option<Tunnel>,
+}
+
+/// Why no consumer could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Taos(#[from] taos::Error),
+    /// The TLS connection beneath the client failed (the client's own error only says "closed").
+    #[error("{0}")]
+    Tls(TunnelFailure),
+    #[error("{0}")]
+    Tunnel(#[from] TunnelError),
+}
+
+impl ConnectError {
+    /// Whether retrying cannot fix it: authentication failure, unknown topic, bad parameters, an
+    /// untrusted certificate.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            ConnectError::Taos(e) => is_fatal(e),
+            ConnectError::Tls(f) => f.is_fatal(),
+            ConnectError::Tunnel(_) => true,
+        }
+    }
+}
+
+impl Connector {
+    /// Opens the TLS tunnel for a `tmq+wss://` DSN.
+    pub async fn new(dsn: &SourceDsn) -> Result<Self, ConnectError> {
+        let tunnel = match dsn.tls {
+            true => Some(Tunnel::start(&dsn.host, dsn.port, dsn.ca.as_deref()).await?),
+            false => None,
+        };
+        Ok(Self {
+            dsn: dsn.clone(),
+            tunnel,
+        })
+    }
+
+    /// Builds a consumer and subscribes it.
+    pub async fn connect(&self) -> Result<taos::Consumer, ConnectError> {
+        let via = self.tunnel.as_ref().map(Tunnel::addr);
+        let result = async {
+            let builder = taos::TmqBuilder::from_dsn(self.dsn.to_taos_dsn_via(via))?;
+            let mut consumer = builder.build().await?;
+            consumer.subscribe(self.dsn.topics.iter().cloned()).await?;
+            Ok::<_, taos::Error>(consumer)
+        }
+        .await;
+        // Any failure: if the tunnel saw why, that is the error worth reporting.
+        let failure = self.tunnel.as_ref().and_then(Tunnel::take_failure);
+        match (result, failure) {
+            (Ok(c), _) => Ok(c),
+            (Err(_), Some(f)) => Err(ConnectError::Tls(f)),
+            (Err(e), None) => Err(ConnectError::Taos(e)),
+        }
+    }
 }
 
 /// Whether a TDengine error is one that retrying will not fix.
@@ -116,13 +176,22 @@ async fn poll_loop(
     tx: mpsc::Sender<SourceEvent>,
     current: watch::Sender<Option<SharedConsumer>>,
 ) {
+    let connector = match Connector::new(&dsn).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(SourceEvent::Fatal(format!("TDengine: {e}"))).await;
+            return;
+        }
+    };
     let mut attempt = 0u32;
     let mut reconnect = false;
     loop {
-        let consumer = match connect(&dsn).await {
+        let consumer = match connector.connect().await {
             Ok(c) => Arc::new(RwLock::new(c)),
             Err(e) => {
-                if is_fatal(&e) && !reconnect {
+                // An untrusted certificate is fatal even on a reconnect: it will not verify later.
+                let tls_fatal = matches!(&e, ConnectError::Tls(f) if f.is_fatal());
+                if e.is_fatal() && (!reconnect || tls_fatal) {
                     let _ = tx.send(SourceEvent::Fatal(format!("TDengine: {e}"))).await;
                     return;
                 }

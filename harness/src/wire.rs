@@ -81,6 +81,18 @@ pub enum Fate {
     Dropped,
 }
 
+/// Which side ended a connection, as the proxy saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedBy {
+    /// The bridge closed its socket, failed, or sent something unreadable.
+    Bridge,
+    /// The broker closed its socket, failed, sent something unreadable, or could not be reached.
+    Broker,
+    /// A proxy fault cut the connection.
+    Fault,
+}
+
 /// One packet (or connection event) on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WireRecord {
@@ -104,6 +116,9 @@ pub struct WireRecord {
     pub fate: Fate,
     /// Why a connection closed, or why a packet could not be decoded beyond its fixed header.
     pub note: Option<String>,
+    /// For [`Kind::Closed`]: who ended the connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<ClosedBy>,
 }
 
 impl WireRecord {
@@ -122,6 +137,7 @@ impl WireRecord {
             code: None,
             fate: Fate::Forwarded,
             note: None,
+            closed_by: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use simulator::tdengine::{TdConfig, TdServer};
+use simulator::tdengine::{server::TdTls, TdConfig, TdServer};
 
 #[derive(Parser)]
 #[command(name = "simulator", version, about = "The outside world for tmq2mqtt tests")]
@@ -37,6 +37,12 @@ enum Command {
             hide_env_values = true
         )]
         password: String,
+        /// Serve `wss://`: the server certificate chain (PEM, leaf first). Needs --tls-key.
+        #[arg(long, requires = "tls_key", value_name = "FILE")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, requires = "tls_cert", value_name = "FILE")]
+        tls_key: Option<std::path::PathBuf>,
     },
     /// Run rumqttd in-process with an MQTT 3.1.1 and optionally an MQTT 5.0 listener.
     Broker(cli::broker::BrokerArgs),
@@ -63,12 +69,22 @@ fn main() -> std::process::ExitCode {
                 server_version,
                 user,
                 password,
+                tls_cert,
+                tls_key,
             } => {
+                let tls = match (tls_cert, tls_key) {
+                    (Some(cert), Some(key)) => match TdTls::from_files(&cert, &key) {
+                        Ok(tls) => Some(tls),
+                        Err(e) => return Err(cli::Exit::from(anyhow::Error::from(e))),
+                    },
+                    _ => None,
+                };
                 let config = TdConfig {
                     listen,
                     server_version,
                     user,
                     password,
+                    tls,
                     ..TdConfig::default()
                 };
                 run_tdengine(config).await.map_err(cli::Exit::from)
@@ -85,7 +101,11 @@ async fn run_tdengine(config: TdConfig) -> anyhow::Result<()> {
     let server = TdServer::start(config)
         .await
         .context("starting the TDengine stand-in")?;
-    println!("TDengine stand-in listening on ws://{}", server.addr());
+    println!(
+        "TDengine stand-in listening on {}://{}",
+        server.scheme(),
+        server.addr()
+    );
     cli::shutdown_signal().await;
     server.shutdown().await;
     Ok(())

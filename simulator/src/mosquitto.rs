@@ -349,6 +349,8 @@ impl Mosquitto {
 
     fn spawn_and_wait(&mut self) -> Result<(), MosquittoError> {
         write(&self.config_path(), &self.config()?)?;
+        // The log file survives restarts: only what this process writes after `log_start` counts.
+        let log_start = fs::metadata(self.log_path()).map(|m| m.len()).unwrap_or(0);
         let output =
             fs::File::create(self.output_path()).map_err(io_err("create mosquitto's output file"))?;
         let errors = output
@@ -363,7 +365,7 @@ impl Mosquitto {
             .spawn()
             .map_err(io_err(format!("run {}", self.program.display())))?;
         self.child = Some(child);
-        match self.wait_ready() {
+        match self.wait_ready(log_start) {
             Ok(()) => Ok(()),
             Err(e) => {
                 let _ = self.stop();
@@ -372,8 +374,10 @@ impl Mosquitto {
         }
     }
 
-    /// Polls until a TCP connection succeeds, the process exits, or [`READY_TIMEOUT`] passes.
-    fn wait_ready(&mut self) -> Result<(), MosquittoError> {
+    /// Polls until this process logged that it runs (all listeners open) and a TCP connection succeeds,
+    /// the process exits, or [`READY_TIMEOUT`] passes. A connection alone proves nothing: another test's
+    /// broker may hold the port, ours then exits with "Address already in use" a moment later.
+    fn wait_ready(&mut self, log_start: u64) -> Result<(), MosquittoError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let addr = self.addr();
         loop {
@@ -386,7 +390,9 @@ impl Mosquitto {
                     output: self.log(),
                 });
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if self.logged_running(log_start)
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -398,6 +404,20 @@ impl Mosquitto {
             // A refused connect returns at once: pace the poll instead of spinning on a shared CPU.
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+impl Mosquitto {
+    /// Whether the log, from byte `log_start` on, holds Mosquitto's "mosquitto version X running" line,
+    /// written once every listener is bound.
+    fn logged_running(&self, log_start: u64) -> bool {
+        let Ok(log) = fs::read(self.log_path()) else {
+            return false;
+        };
+        let fresh = log.get(log_start as usize..).unwrap_or_default();
+        String::from_utf8_lossy(fresh)
+            .lines()
+            .any(|line| line.contains("mosquitto version") && line.ends_with(" running"))
     }
 }
 

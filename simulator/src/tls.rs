@@ -112,6 +112,27 @@ impl TestPki {
         )
     }
 
+    /// A self-signed certificate for [`SERVER_NAMES`] that is also a CA (basic constraints CA:TRUE), as
+    /// a plain `openssl req -x509` makes it: rustls/webpki refuse it as a server's own certificate even
+    /// when it is the trusted CA (`CaUsedAsEndEntity`). Independent of any `TestPki`.
+    pub fn self_signed_ca_as_server() -> Result<CertAndKey, TlsError> {
+        let err = |source| TlsError::Generate {
+            what: "self-signed CA server",
+            source,
+        };
+        let names: Vec<String> = SERVER_NAMES.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).map_err(err)?;
+        params.distinguished_name = distinguished_name(SERVER_NAMES[1]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        set_validity(&mut params, Validity::Current);
+        let key = KeyPair::generate().map_err(err)?;
+        let cert = params.self_signed(&key).map_err(err)?;
+        Ok(CertAndKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
     /// A client certificate whose common name is `name`.
     pub fn client_cert(&self, name: &str) -> Result<CertAndKey, TlsError> {
         self.issue(

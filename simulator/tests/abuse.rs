@@ -2,6 +2,8 @@
 //! binary frames on both endpoints, frames above the configured size limit (refused with a 1009 close
 //! before their payload is read), half-open sockets (timed out, never blocking others) and a thousand
 //! quick connect/disconnects. After each abuse the unchanged official `taos` client still works.
+//! The same abuse on the TLS listener (plain HTTP, garbage, stalled handshakes, oversized frames) is in
+//! `tdengine_tls.rs`.
 
 use std::time::Duration;
 

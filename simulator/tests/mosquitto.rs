@@ -32,7 +32,7 @@ async fn subscribe_v4(opts: MqttOptions, topic: &str) -> mpsc::UnboundedReceiver
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     if let Some(s) = subscribed_tx.take() {
-                        let _ = s.send(ack.return_codes);
+                        let _ = s.send(Ok(ack.return_codes));
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -41,15 +41,21 @@ async fn subscribe_v4(opts: MqttOptions, topic: &str) -> mpsc::UnboundedReceiver
                     }
                 }
                 Ok(_) => {}
-                // The broker went away; a test still waiting sees the channel close.
-                Err(_) => return,
+                // The broker went away; a test still waiting for SUBACK learns why.
+                Err(e) => {
+                    if let Some(s) = subscribed_tx.take() {
+                        let _ = s.send(Err(e.to_string()));
+                    }
+                    return;
+                }
             }
         }
     });
     let codes = timeout(DEADLINE, subscribed_rx)
         .await
         .expect("SUBACK in time")
-        .unwrap();
+        .expect("subscriber task alive")
+        .unwrap_or_else(|e| panic!("subscriber connection failed before SUBACK: {e}"));
     assert_eq!(
         codes,
         vec![rumqttc::SubscribeReasonCode::Success(QoS::ExactlyOnce)]

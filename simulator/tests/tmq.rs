@@ -249,6 +249,68 @@ async fn a_with_meta_database_topic_delivers_create_alter_drop_delete_in_order_w
     assert_eq!(metas[2]["colName"], "f2");
 }
 
+/// As in TDengine, an insert that auto-creates its child table (`USING … TAGS`) is one log entry: a
+/// `WITH META` topic gets it as one meta+data message (type 3, the plural meta JSON), other topics as data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_creating_insert_is_one_meta_data_message_for_with_meta_topics() {
+    let s = Server::start().await;
+    s.sql("create database db vgroups 1");
+    s.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
+    s.sql("create topic m with meta as database db");
+    s.sql("create topic q as select ts, tbname, f1, t1 from db.meters");
+    let with_meta = s
+        .consumer("group.id=g&auto.offset.reset=earliest", &["m"])
+        .await
+        .expect("consumer of m");
+    let data_only = s
+        .consumer("group.id=g&auto.offset.reset=earliest", &["q"])
+        .await
+        .expect("consumer of q");
+    s.sql(&format!(
+        "insert into db.d0 using db.meters tags (7) values ({BASE_TS}, 1) db.d1 using db.meters tags (8) values ({BASE_TS}, 2)"
+    ));
+    s.sql(&format!("insert into db.d0 values ({}, 3)", BASE_TS + 1));
+
+    let got = recv_until(&with_meta, WAIT, |r| row_count(r) >= 3).await;
+    assert!(recv_rest(&with_meta, QUIET).await.is_empty());
+    let types: Vec<u8> = got.iter().map(|r| r.message_type).collect();
+    // The plain insert may ride in the meta+data message (consecutive writes are batched) or follow as data.
+    assert!(
+        types.starts_with(&[2, 3]) && types[2..].iter().all(|t| *t == 1),
+        "create stable, then the auto-creating insert: {types:?}"
+    );
+    let Got::Meta { json, .. } = &got[1].items[0] else {
+        panic!("meta first: {:?}", got[1].items)
+    };
+    assert_eq!(json["tmq_meta_version"], "1.0");
+    let metas = json["metas"].as_array().expect("plural meta JSON");
+    let created: Vec<_> = metas
+        .iter()
+        .map(|m| (m["tableName"].clone(), m["tableType"].clone()))
+        .collect();
+    assert_eq!(
+        created,
+        [
+            (serde_json::json!("d0"), serde_json::json!("child")),
+            (serde_json::json!("d1"), serde_json::json!("child"))
+        ]
+    );
+    assert_eq!(metas[0]["using"], "meters");
+    let rows: Vec<_> = got
+        .iter()
+        .flat_map(|r| &r.items)
+        .filter_map(Got::row_values)
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", summary(&got));
+    // One log version per write: create stable (1), the auto-creating insert (2), the plain insert (3).
+    assert_eq!(got[0].position, 2);
+    assert_eq!(got.last().expect("messages").position, 4);
+
+    let got = recv_until(&data_only, WAIT, |r| row_count(r) >= 3).await;
+    assert!(recv_rest(&data_only, QUIET).await.is_empty());
+    assert!(got.iter().all(|r| r.message_type == 1), "{}", summary(&got));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_example_yields_ts_tbname_f1_t1_from_vgroup_2() {
     let s = Server::start().await;

@@ -329,6 +329,26 @@ pub(crate) fn fmt_redacted(
     Ok(())
 }
 
+/// `ca`/`cert`/`cert_key` values (both sides): inline PEM, or `@path` to a PEM file (as taosx).
+pub(crate) fn read_pem(side: Side, key: &str, value: &str) -> Result<String, DsnError> {
+    let invalid = |message: String| DsnError::Invalid {
+        side,
+        name: key.into(),
+        message,
+    };
+    let pem = match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("cannot read PEM file `{path}`: {e}")))?,
+        None => value.to_string(),
+    };
+    if !pem.contains("-----BEGIN ") {
+        return Err(invalid(
+            "expected PEM text (-----BEGIN …) or @path to a PEM file".into(),
+        ));
+    }
+    Ok(pem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,7 +463,11 @@ mod tests {
             (src("tmq+ws://h/t?group.id=g&with.meta=maybe"), "source DSN (-f/--from): parameter `with.meta`: bad value `maybe`; accepted: true or false"),
             (src("tmq+ws://h/t?group.id=g&group_id=h"), "source DSN (-f/--from): parameter `group_id` given twice"),
             (src("tmq+ws://h/t?group.id="), "source DSN (-f/--from): parameter `group.id`: must not be empty"),
-            (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout, poll.interval.ms (underscore spellings too)"),
+            (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout, poll.interval.ms, ca (tmq+wss only) (underscore spellings too)"),
+            (src("tmq+ws://h/t?group.id=g&ca=-----BEGIN%20CERTIFICATE-----"), "source DSN (-f/--from): parameter `ca`: only for TLS: use a tmq+wss:// DSN"),
+            (src("tmq+wss://h/t?group.id=g&cert_key=@/k.pem"), "source DSN (-f/--from): parameter `cert_key`: client certificates are not supported towards TDengine (taosAdapter never asks for one; only `ca`)"),
+            (src("tmq+wss://h/t?group.id=g&ca=nope"), "source DSN (-f/--from): parameter `ca`: expected PEM text (-----BEGIN …) or @path to a PEM file"),
+            (src("tmq+wss://h/t?group.id=g&ca=-----BEGIN%20CERTIFICATE-----%0Agarbage%0A-----END%20CERTIFICATE-----"), "source DSN (-f/--from): parameter `ca`: bad PEM in `ca`: invalid peer certificate: BadEncoding"),
             (src("tmq+ws://h/t?group.id=g&poll.interval.ms=0"), "source DSN (-f/--from): parameter `poll.interval.ms`: bad value `0`; accepted: milliseconds, 1 to 60000"),
             (src("tmq+ws://h/t?group.id=g&timeout=soon"), "source DSN (-f/--from): parameter `timeout`: bad value `soon`; accepted: seconds (`30`) or a duration like `500ms`, `10s`, `1m`"),
             (src("tmq+ws://:6041/t?group.id=g"), "source DSN (-f/--from): missing required parameter `host` (e.g. tmq+ws://root:taosdata@localhost:6041/topic)"),

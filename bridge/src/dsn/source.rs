@@ -3,16 +3,20 @@
 //! `tmq+ws://user:pass@host:port/topic[,topic2]?group.id=…&client.id=…&auto.offset.reset=…`
 //! `&with.meta=…&with.meta.delete=…&with.meta.drop=…&experimental.snapshot.enable=…&timeout=…`
 //! `&poll.interval.ms=…` (ours: how long one poll may wait, see `source`; default 10, 1–60000)
-//! (and `tmq+wss://`). Underscore spellings (`group_id`, `with_meta`, …) mean the same.
+//! (and `tmq+wss://`, with `ca=` PEM or `@file` to trust a private CA; see [`crate::wss`]). Underscore
+//! spellings (`group_id`, `with_meta`, …) mean the same.
 
 use std::{fmt, time::Duration};
 
-use super::{fmt_redacted, parse_bool, parse_duration, DsnError, RawDsn, Side};
+use super::TlsOptions;
+
+use super::{fmt_redacted, parse_bool, parse_duration, read_pem, DsnError, RawDsn, Side};
 
 const SIDE: Side = Side::Source;
 const ACCEPTED: &str =
     "group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, \
-                        experimental.snapshot.enable, timeout, poll.interval.ms (underscore spellings too)";
+                        experimental.snapshot.enable, timeout, poll.interval.ms, ca (tmq+wss only) \
+                        (underscore spellings too)";
 
 /// How long one poll may wait by default: bounds the latency the official client's 500 ms sleep after
 /// an empty poll would otherwise add.
@@ -58,6 +62,8 @@ pub struct SourceDsn {
     /// How long one `recv_timeout` may wait before the source checks positions and polls again
     /// (`poll.interval.ms`, not passed to taos).
     pub poll_interval: Duration,
+    /// `tmq+wss://` only: CA certificates (PEM) to trust instead of the system's roots.
+    pub ca: Option<String>,
 }
 
 /// TDengine's limit for topic names and consumer group ids (bytes).
@@ -133,6 +139,7 @@ impl SourceDsn {
             snapshot_enable: false,
             timeout: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            ca: None,
         };
         let mut seen: Vec<String> = Vec::new();
         let mut group_id = None;
@@ -195,6 +202,23 @@ impl SourceDsn {
                         })
                     }
                 },
+                "ca" if !tls => {
+                    return Err(DsnError::Invalid {
+                        side: SIDE,
+                        name: key,
+                        message: "only for TLS: use a tmq+wss:// DSN".into(),
+                    })
+                }
+                "ca" => dsn.ca = Some(read_pem(SIDE, &key, &value)?),
+                // taosAdapter's TLS never asks for a client certificate, and the tunnel (crate::wss) is
+                // a loopback endpoint that would lend one to any local process that connects to it.
+                "cert" | "cert.key" => {
+                    return Err(DsnError::Invalid {
+                        side: SIDE,
+                        name: key,
+                        message: "client certificates are not supported towards TDengine (taosAdapter never asks for one; only `ca`)".into(),
+                    })
+                }
                 _ => {
                     return Err(DsnError::Unknown {
                         side: SIDE,
@@ -204,6 +228,13 @@ impl SourceDsn {
                 }
             }
         }
+        if tls {
+            crate::tls::client_config(&dsn.tls_options()).map_err(|e| DsnError::Invalid {
+                side: SIDE,
+                name: "ca".into(),
+                message: e.to_string(),
+            })?;
+        }
         dsn.group_id = group_id.ok_or(DsnError::Missing {
             side: SIDE,
             name: "group.id",
@@ -212,12 +243,30 @@ impl SourceDsn {
         Ok(dsn)
     }
 
+    /// The TLS settings of a `tmq+wss://` source (the same shape as an `mqtts://` target's).
+    pub fn tls_options(&self) -> TlsOptions {
+        TlsOptions {
+            ca: self.ca.clone(),
+            cert: None,
+            cert_key: None,
+        }
+    }
+
     /// The DSN in the form the official `taos` crate's `TmqBuilder::from_dsn` understands: dotted
     /// parameter names only, nothing it does not know, and auto-commit off (we commit ourselves).
     pub fn to_taos_dsn(&self) -> String {
+        self.to_taos_dsn_via(None)
+    }
+
+    /// [`Self::to_taos_dsn`], but to `ws://` at `tunnel` (a [`crate::wss::Tunnel`]) when given.
+    pub fn to_taos_dsn_via(&self, tunnel: Option<std::net::SocketAddr>) -> String {
         use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
         let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
-        let mut s = format!("{}://", if self.tls { "wss" } else { "ws" });
+        let scheme = match (self.tls, tunnel) {
+            (true, None) => "wss",
+            _ => "ws",
+        };
+        let mut s = format!("{scheme}://");
         if let Some(user) = &self.user {
             s.push_str(&enc(user));
             if let Some(pass) = &self.password {
@@ -226,7 +275,9 @@ impl SourceDsn {
             }
             s.push('@');
         }
-        if self.host.contains(':') {
+        if let Some(tunnel) = tunnel {
+            s.push_str(&tunnel.to_string());
+        } else if self.host.contains(':') {
             s.push_str(&format!("[{}]:{}", self.host, self.port));
         } else {
             s.push_str(&format!("{}:{}", self.host, self.port));

@@ -7,7 +7,7 @@
 
 use std::{fmt, time::Duration};
 
-use super::{fmt_redacted, parse_bool, parse_duration, DsnError, RawDsn, Side};
+use super::{fmt_redacted, parse_bool, parse_duration, read_pem, DsnError, RawDsn, Side};
 use crate::template::Template;
 
 const SIDE: Side = Side::Target;
@@ -281,7 +281,7 @@ impl TargetDsn {
                             message: "only for TLS: use an mqtts:// DSN".into(),
                         });
                     };
-                    let pem = read_pem(&key, &value)?;
+                    let pem = read_pem(SIDE, &key, &value)?;
                     match name.as_str() {
                         "ca" => tls.ca = Some(pem),
                         "cert" => tls.cert = Some(pem),
@@ -447,26 +447,6 @@ fn parse_status_payload(key: &str, value: String) -> Result<String, DsnError> {
 
 /// MQTT strings (client id, topic) are length-prefixed with 16 bits.
 const MAX_MQTT_STRING: usize = 65_535;
-
-/// `ca`/`cert`/`cert_key` values: inline PEM, or `@path` to a PEM file (as taosx).
-fn read_pem(key: &str, value: &str) -> Result<String, DsnError> {
-    let invalid = |message: String| DsnError::Invalid {
-        side: SIDE,
-        name: key.into(),
-        message,
-    };
-    let pem = match value.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| invalid(format!("cannot read PEM file `{path}`: {e}")))?,
-        None => value.to_string(),
-    };
-    if !pem.contains("-----BEGIN ") {
-        return Err(invalid(
-            "expected PEM text (-----BEGIN …) or @path to a PEM file".into(),
-        ));
-    }
-    Ok(pem)
-}
 
 fn parse_template(key: &str, value: &str) -> Result<Template, DsnError> {
     if value.len() > MAX_MQTT_STRING {

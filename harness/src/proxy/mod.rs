@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 pub use faults::{Decision, FaultEngine, ProxyFault};
 use frame::{Framer, Protocol};
 
-use crate::wire::{Direction, Fate, Kind, WireRecord};
+use crate::wire::{ClosedBy, Direction, Fate, Kind, WireRecord};
 
 struct Shared {
     start: Instant,
@@ -180,6 +180,7 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
         Err(e) => {
             let mut r = WireRecord::event(id, shared.now().as_micros() as u64, Kind::Closed);
             r.note = Some(format!("broker {upstream} unreachable: {e}"));
+            r.closed_by = Some(ClosedBy::Broker);
             shared.record(r);
             return;
         }
@@ -209,25 +210,31 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
         conn.clone(),
     ));
     let (a, b) = tokio::join!(up, down);
-    let reason = [a.ok().flatten(), b.ok().flatten()]
+    let (closed_by, reason) = [a.ok().flatten(), b.ok().flatten()]
         .into_iter()
         .flatten()
         .next()
-        .unwrap_or_else(|| "closed".into());
+        .map_or((None, "closed".to_string()), |(by, why)| (Some(by), why));
     let mut r = WireRecord::event(id, shared.now().as_micros() as u64, Kind::Closed);
     r.note = Some(reason);
+    r.closed_by = closed_by;
     shared.record(r);
 }
 
-/// Copies one direction packet by packet until either side closes or a cut; returns why it stopped when
-/// this direction is the one that decided.
+/// Copies one direction packet by packet until either side closes or a cut; returns who ended the
+/// connection and why when this direction is the one that decided.
 async fn pump(
     mut rd: OwnedReadHalf,
     mut wr: OwnedWriteHalf,
     dir: Direction,
     shared: Arc<Shared>,
     conn: Arc<Conn>,
-) -> Option<String> {
+) -> Option<(ClosedBy, String)> {
+    // This direction reads from `sender` and writes to `receiver`.
+    let (sender, receiver) = match dir {
+        Direction::ToBroker => (ClosedBy::Bridge, ClosedBy::Broker),
+        Direction::ToClient => (ClosedBy::Broker, ClosedBy::Bridge),
+    };
     let mut cut_rx = conn.cut.subscribe();
     let mut cut_all = shared.cut_all.subscribe();
     let mut framer = Framer::default();
@@ -238,11 +245,11 @@ async fn pump(
     loop {
         let n = tokio::select! {
             _ = cut_signal(&mut cut_rx) => return None,
-            _ = cut_all.changed() => { stop(&conn); return Some("cut by fault".into()); }
+            _ = cut_all.changed() => { stop(&conn); return Some((ClosedBy::Fault, "cut by fault".into())); }
             read = rd.read(&mut buf) => match read {
-                Ok(0) => { stop(&conn); return Some(format!("{dir:?} side closed")); }
+                Ok(0) => { stop(&conn); return Some((sender, format!("{dir:?} side closed"))); }
                 Ok(n) => n,
-                Err(e) => { stop(&conn); return Some(format!("{dir:?} read error: {e}")); }
+                Err(e) => { stop(&conn); return Some((sender, format!("{dir:?} read error: {e}"))); }
             },
         };
         framer.push(&buf[..n]);
@@ -252,18 +259,18 @@ async fn pump(
                 Ok(None) => break,
                 Err(e) => {
                     stop(&conn);
-                    return Some(format!("{dir:?}: {e}"));
+                    return Some((sender, format!("{dir:?}: {e}")));
                 }
             };
             match handle_frame(&frame, dir, &shared, &conn, &mut wr, &mut cut_rx).await {
                 Ok(true) => {}
                 Ok(false) => {
                     stop(&conn);
-                    return Some("cut by fault".into());
+                    return Some((ClosedBy::Fault, "cut by fault".into()));
                 }
                 Err(e) => {
                     stop(&conn);
-                    return Some(format!("{dir:?} write error: {e}"));
+                    return Some((receiver, format!("{dir:?} write error: {e}")));
                 }
             }
         }
@@ -312,6 +319,7 @@ async fn handle_frame(
         code: d.code,
         fate,
         note: d.undecoded,
+        closed_by: None,
     });
     match decision {
         Decision::Forward => wr.write_all(frame).await.map(|_| true),

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::wire::{Direction, Kind, WireRecord};
+use crate::wire::{ClosedBy, Direction, Kind, WireRecord};
 
 /// What the wire says about one payload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,7 +47,8 @@ pub struct WireReport {
     pub refused_connacks: Vec<u8>,
     /// Packets dropped by proxy faults.
     pub dropped_by_fault: u64,
-    /// PUBRELs the broker had not answered with PUBCOMP when the connection closed.
+    /// PUBRELs the broker had not answered with PUBCOMP when it closed the connection (PUBRELs open when
+    /// the bridge or a fault ended the connection are nobody's fault: the flow resumes on the next one).
     pub pubrel_unanswered_at_close: u64,
     /// Row identity → acknowledged, for the QoS 1/2 rows this bridge published (merged across bridges by
     /// [`settle_never_acked`]: a row a killed bridge left unacked may be acked through its group peer).
@@ -94,7 +95,9 @@ pub fn check(bridge: &str, records: &[WireRecord], fates: &mut HashMap<Bytes, Pa
                 rep.open_at_close += (before - open.len()) as u64;
                 let before = rels.len();
                 rels.retain(|(conn, _)| *conn != r.conn);
-                rep.pubrel_unanswered_at_close += (before - rels.len()) as u64;
+                if r.closed_by == Some(ClosedBy::Broker) {
+                    rep.pubrel_unanswered_at_close += (before - rels.len()) as u64;
+                }
             }
             (Direction::ToClient, Kind::ConnAck) => {
                 if let Some(code) = r.code.filter(|c| *c != 0) {
@@ -247,19 +250,37 @@ mod tests {
         assert_eq!(rep.open_at_end, 1);
     }
 
+    fn closed(conn: u32, by: ClosedBy) -> WireRecord {
+        let mut r = WireRecord::event(conn, 0, Kind::Closed);
+        r.closed_by = Some(by);
+        r
+    }
+
     #[test]
     fn pubrels_left_unanswered_by_a_closing_broker_are_counted() {
         let records = vec![
             rec(2, B, Kind::PubRel, 1, 0, ""),
-            WireRecord::event(2, 0, Kind::Closed),
+            closed(2, ClosedBy::Broker),
             rec(3, B, Kind::PubRel, 2, 0, ""),
             rec(3, C, Kind::PubComp, 2, 0, ""),
-            WireRecord::event(3, 0, Kind::Closed),
+            closed(3, ClosedBy::Broker),
         ];
         let rep = check("b", &records, &mut HashMap::new());
         assert_eq!(rep.pubrel_unanswered_at_close, 1);
         // The PUBCOMP of a flow from an earlier connection is unsolicited here.
         assert_eq!(rep.unsolicited_acks, 1);
+    }
+
+    #[test]
+    fn pubrels_open_when_a_fault_or_the_bridge_ends_the_connection_are_not_the_brokers() {
+        let records = vec![
+            rec(1, B, Kind::PubRel, 1, 0, ""),
+            closed(1, ClosedBy::Fault),
+            rec(2, B, Kind::PubRel, 1, 0, ""),
+            closed(2, ClosedBy::Bridge),
+        ];
+        let rep = check("b", &records, &mut HashMap::new());
+        assert_eq!(rep.pubrel_unanswered_at_close, 0);
     }
 
     #[test]

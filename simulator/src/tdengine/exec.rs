@@ -14,7 +14,7 @@ use super::store::{
 };
 use super::topic::{tbname_field, TopicDef, TopicKind};
 use super::types::{ColumnType, Field, Precision, Value};
-use super::wal::{MetaEvent, MetaKind, TableRows, Wal, WalOp};
+use super::wal::{Insert, MetaEvent, MetaKind, TableRows, Wal, WalOp};
 
 const DEFAULT_WAL_RETENTION_S: i64 = 3600;
 
@@ -336,7 +336,15 @@ struct PendingChild {
 }
 
 impl PendingChild {
+    /// Creates the table (`CREATE TABLE … USING`): its create event is an entry of its own.
     fn apply(self, cat: &mut Catalog) {
+        let vgroup = self.vgroup;
+        let event = self.install(cat);
+        cat.append(vgroup, WalOp::Meta(event));
+    }
+
+    /// Adds the table to the catalog and returns its create event, for the caller to log.
+    fn install(self, cat: &mut Catalog) -> MetaEvent {
         let tags_json: Vec<_> = self
             .tags
             .iter()
@@ -356,15 +364,13 @@ impl PendingChild {
                 created_ms: now_ms(),
             },
         );
-        meta(
-            cat,
-            &[self.vgroup],
-            &self.db,
-            Some(&self.stable),
-            Some(&self.name),
-            MetaKind::Create,
+        MetaEvent {
+            db: self.db,
+            stable: Some(self.stable),
+            table: Some(self.name),
+            kind: MetaKind::Create,
             json,
-        );
+        }
     }
 }
 
@@ -537,11 +543,13 @@ fn insert(cat: &mut Catalog, tables: Vec<InsertTable>, current: &Option<String>)
         });
         batches[idx].rows.extend(rows);
     }
-    // Phase 2: apply.
+    // Phase 2: apply. Auto-created tables are logged with their rows, in the same entry.
+    let mut per_vgroup: BTreeMap<i32, Insert> = BTreeMap::new();
     for p in creates {
-        p.apply(cat);
+        let vgroup = p.vgroup;
+        let event = p.install(cat);
+        per_vgroup.entry(vgroup).or_default().created.push(event);
     }
-    let mut per_vgroup: BTreeMap<i32, Vec<TableRows>> = BTreeMap::new();
     for (mut b, vg) in batches.into_iter().zip(vgroup_of) {
         sort_dedup(&mut b.rows);
         let d = cat.dbs.get_mut(&b.db).expect("validated");
@@ -550,10 +558,10 @@ fn insert(cat: &mut Catalog, tables: Vec<InsertTable>, current: &Option<String>)
             let ts = r[0].as_timestamp().expect("ts column");
             t.rows.insert(ts, r.clone());
         }
-        per_vgroup.entry(vg).or_default().push(b);
+        per_vgroup.entry(vg).or_default().tables.push(b);
     }
-    for (vg, batch) in per_vgroup {
-        cat.append(vg, WalOp::Insert(batch));
+    for (vg, insert) in per_vgroup {
+        cat.append(vg, WalOp::Insert(insert));
     }
     Ok(QueryResult::affected(affected))
 }
@@ -1652,18 +1660,22 @@ mod tests {
         let wal = store.wal(2).unwrap();
         let wal = wal.lock();
         let ops: Vec<_> = wal.read_from(0).map(|e| e.op.clone()).collect();
-        assert_eq!(ops.len(), 3, "create stable, create child, insert");
-        let WalOp::Insert(tables) = &ops[2] else {
-            panic!("{:?}", ops[2])
+        assert_eq!(
+            ops.len(),
+            2,
+            "create stable, then the insert with its auto-created child table"
+        );
+        let WalOp::Insert(insert) = &ops[1] else {
+            panic!("{:?}", ops[1])
         };
         let topic = store.topic("topic_meters").unwrap();
-        let p = topic.project(&tables[0]).unwrap();
+        let p = topic.project(&insert.tables[0]).unwrap();
         let names: Vec<_> = p.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["ts", "tbname", "f1", "t1"]);
         assert_eq!(p.rows[0][1], Value::VarChar("tb".into()));
         assert_eq!(p.rows[0][2], Value::Int(1));
         assert_eq!(p.rows[0][3], Value::Int(1));
-        let WalOp::Meta(m) = &ops[1] else { panic!() };
+        let m = &insert.created[0];
         assert_eq!(m.json["tableType"], "child");
         assert_eq!(m.json["using"], "meters");
     }

@@ -22,10 +22,29 @@ pub struct WalEntry {
 
 #[derive(Debug, Clone)]
 pub enum WalOp {
-    /// Rows of one insert request that landed in this vgroup, one [`TableRows`] per table.
-    Insert(Vec<TableRows>),
+    /// The part of one insert request that landed in this vgroup.
+    Insert(Insert),
     /// A schema or delete event, published to `WITH META` topics.
     Meta(MetaEvent),
+}
+
+/// Rows of one insert request in one vgroup, one [`TableRows`] per table, with the child tables the request
+/// auto-created there (`INSERT INTO t USING st TAGS …`). TDengine logs an auto-create in the same entry as
+/// its rows (one version), and TMQ hands such an entry to `WITH META` topics as one meta+data message.
+#[derive(Debug, Clone, Default)]
+pub struct Insert {
+    /// `create` events (`tableType` `child`) of the tables this request auto-created in this vgroup.
+    pub created: Vec<MetaEvent>,
+    pub tables: Vec<TableRows>,
+}
+
+impl From<Vec<TableRows>> for Insert {
+    fn from(tables: Vec<TableRows>) -> Self {
+        Insert {
+            created: Vec::new(),
+            tables,
+        }
+    }
 }
 
 /// Rows written to one table by one request, with the table's schema and tags at write time.

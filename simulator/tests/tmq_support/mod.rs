@@ -98,6 +98,8 @@ impl Got {
 pub struct Received {
     pub topic: String,
     pub vgroup: i32,
+    /// TMQ's message type: 1 data, 2 meta, 3 meta+data.
+    pub message_type: u8,
     pub position: i64,
     pub items: Vec<Got>,
 }
@@ -120,6 +122,11 @@ pub async fn recv_one(c: &taos::Consumer, timeout: Duration) -> taos::RawResult<
     let topic = offset.topic().to_string();
     let mut items = Vec::new();
     let mut data = None;
+    let message_type = match &set {
+        MessageSet::Data(_) => 1,
+        MessageSet::Meta(_) => 2,
+        MessageSet::MetaData(..) => 3,
+    };
     match set {
         MessageSet::Meta(m) => {
             let json = m.as_json_meta().await?;
@@ -156,6 +163,7 @@ pub async fn recv_one(c: &taos::Consumer, timeout: Duration) -> taos::RawResult<
     Ok(Some(Received {
         topic,
         vgroup,
+        message_type,
         position,
         items,
     }))

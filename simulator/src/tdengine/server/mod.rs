@@ -1,8 +1,9 @@
-//! The stand-in's WebSocket server: accepts TCP connections, routes by request path (`/ws`, `/rest/ws` →
-//! SQL [`session`]; `/rest/tmq` → [`crate::tdengine::tmq::serve`]; anything else → 404), and stops
-//! gracefully on [`TdServer::shutdown`] or drop.
+//! The stand-in's WebSocket server: accepts TCP connections (optionally TLS, see [`tls`]), routes by
+//! request path (`/ws`, `/rest/ws` → SQL [`session`]; `/rest/tmq` → [`crate::tdengine::tmq::serve`];
+//! anything else → 404), and stops gracefully on [`TdServer::shutdown`] or drop.
 
 pub mod session;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -27,6 +28,7 @@ use super::faults::Faults;
 use super::store::Store;
 use super::tmq::{StoreBackend, Tmq, TmqConfig};
 use session::{Reply, SqlSession};
+pub use tls::{ServerStream, TdTls};
 
 /// Default [`TdConfig::max_message_size`]: 64 MiB, far above any request the official client sends
 /// (SQL text and binary query frames) and far below what would hurt the test machine.
@@ -46,8 +48,11 @@ pub struct TdConfig {
     /// Largest WebSocket message (and frame) a client may send; a bigger one closes the connection
     /// with 1009 (message too big) before it is buffered.
     pub max_message_size: usize,
-    /// How long a client may take to finish the HTTP upgrade; half-open sockets are dropped after it.
+    /// How long a client may take to finish the TLS handshake and the HTTP upgrade; half-open sockets
+    /// are dropped after it.
     pub handshake_timeout: Duration,
+    /// Serve `wss://` (TLS with this certificate) instead of `ws://`.
+    pub tls: Option<TdTls>,
 }
 
 impl Default for TdConfig {
@@ -60,6 +65,7 @@ impl Default for TdConfig {
             tmq: TmqConfig::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             handshake_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -98,6 +104,8 @@ impl TdConfig {
 #[derive(Clone)]
 pub struct ServerCtx {
     pub store: Arc<Store>,
+    /// Set when the listener speaks TLS.
+    pub tls: Option<tls::Acceptor>,
     pub config: Arc<TdConfig>,
     /// Becomes `true` when the server stops; handlers close their socket.
     pub shutdown: watch::Receiver<bool>,
@@ -141,6 +149,12 @@ impl TdServer {
     /// Binds `config.listen` and serves `store` (e.g. to keep storage across a simulated restart).
     pub async fn start_with_store(config: TdConfig, store: Arc<Store>) -> Result<Self, ServerError> {
         config.validate().map_err(ServerError::Config)?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(tls::Acceptor::new)
+            .transpose()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind {
@@ -165,6 +179,7 @@ impl TdServer {
         let config = Arc::new(config);
         let ctx = ServerCtx {
             store: store.clone(),
+            tls,
             config: config.clone(),
             shutdown: shutdown_rx,
             kick: faults.dropped(),
@@ -172,7 +187,7 @@ impl TdServer {
             faults: faults.clone(),
         };
         let task = tokio::spawn(accept_loop(listener, ctx));
-        tracing::info!(%addr, version = %config.server_version, "TDengine stand-in listening");
+        tracing::info!(%addr, version = %config.server_version, tls = config.tls.is_some(), "TDengine stand-in listening");
         Ok(Self {
             addr,
             store,
@@ -188,9 +203,24 @@ impl TdServer {
         self.addr
     }
 
-    /// `ws://user:password@host:port` for `TaosBuilder::from_dsn`.
+    /// `ws://user:password@host:port` (`wss://` with TLS) for `TaosBuilder::from_dsn`.
     pub fn dsn(&self) -> String {
-        format!("ws://{}:{}@{}", self.config.user, self.config.password, self.addr)
+        format!(
+            "{}://{}:{}@{}",
+            self.scheme(),
+            self.config.user,
+            self.config.password,
+            self.addr
+        )
+    }
+
+    /// `wss` when the listener speaks TLS, else `ws`.
+    pub fn scheme(&self) -> &'static str {
+        if self.config.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        }
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -292,8 +322,19 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
     let limits = WebSocketConfig::default()
         .max_message_size(Some(ctx.config.max_message_size))
         .max_frame_size(Some(ctx.config.max_message_size));
-    let handshake =
-        tokio_tungstenite::accept_hdr_async_with_config(AckStream(stream), callback, Some(limits));
+    // The TLS handshake and the upgrade share one deadline: a client stalling in either is dropped.
+    let handshake = async {
+        let stream = match &ctx.tls {
+            None => ServerStream::Plain(AckStream(stream)),
+            Some(acceptor) => acceptor
+                .accept(AckStream(stream))
+                .await
+                .map_err(|e| format!("TLS handshake failed: {e}"))?,
+        };
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(limits))
+            .await
+            .map_err(|e| format!("websocket handshake failed: {e}"))
+    };
     // Shutdown must not wait for a client that never finishes its upgrade.
     let mut shutdown = ctx.shutdown.clone();
     let ws = tokio::select! {
@@ -301,11 +342,11 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
         res = tokio::time::timeout(ctx.config.handshake_timeout, handshake) => match res {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "websocket handshake failed");
+                tracing::debug!(%peer, error = %e, "connection refused");
                 return;
             }
             Err(_) => {
-                tracing::debug!(%peer, "websocket handshake timed out");
+                tracing::debug!(%peer, "handshake timed out");
                 return;
             }
         },
@@ -362,8 +403,8 @@ async fn serve_sql(mut ws: WsStream, peer: SocketAddr, ctx: ServerCtx) {
     let _ = ws.close(None).await;
 }
 
-/// A server-side WebSocket over [`AckStream`]: what connection handlers (SQL and TMQ) get.
-pub type WsStream = WebSocketStream<AckStream>;
+/// A server-side WebSocket over an [`AckStream`], TLS or not: what connection handlers (SQL and TMQ) get.
+pub type WsStream = WebSocketStream<ServerStream>;
 
 /// A TCP stream that acknowledges every read at once instead of delaying the ACK.
 ///

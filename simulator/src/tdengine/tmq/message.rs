@@ -98,8 +98,48 @@ pub struct Block {
 
 #[derive(Debug, Clone)]
 pub enum Body {
+    /// `message_type` 1.
     Data(Vec<Block>),
+    /// `message_type` 2: one create/alter/drop/delete event.
     Meta(Arc<MetaEvent>),
+    /// `message_type` 3: data whose writes auto-created child tables, with those tables' create events
+    /// (only for `WITH META` topics).
+    MetaData {
+        created: Vec<Arc<MetaEvent>>,
+        blocks: Vec<Block>,
+    },
+}
+
+impl Body {
+    /// TMQ's `message_type` of this body.
+    pub fn message_type(&self) -> u8 {
+        match self {
+            Body::Data(_) => 1,
+            Body::Meta(_) => 2,
+            Body::MetaData { .. } => 3,
+        }
+    }
+
+    /// The data blocks (none for a meta message).
+    pub fn blocks(&self) -> &[Block] {
+        match self {
+            Body::Data(blocks) | Body::MetaData { blocks, .. } => blocks,
+            Body::Meta(_) => &[],
+        }
+    }
+
+    /// The meta JSON `fetch_json_meta` returns: the event itself for a meta message, TDengine's plural
+    /// form (`{"tmq_meta_version":"1.0","metas":[…]}`) for meta+data, `None` for data.
+    pub fn json_meta(&self) -> Option<serde_json::Value> {
+        match self {
+            Body::Data(_) => None,
+            Body::Meta(ev) => Some(ev.json.clone()),
+            Body::MetaData { created, .. } => Some(serde_json::json!({
+                "tmq_meta_version": "1.0",
+                "metas": created.iter().map(|ev| ev.json.clone()).collect::<Vec<_>>(),
+            })),
+        }
+    }
 }
 
 /// A message ready to hand out.
@@ -120,10 +160,7 @@ impl Message {
     }
 
     pub fn rows(&self) -> usize {
-        match &self.body {
-            Body::Data(blocks) => blocks.iter().map(|b| b.rows.len()).sum(),
-            Body::Meta(_) => 0,
-        }
+        self.body.blocks().iter().map(|b| b.rows.len()).sum()
     }
 }
 
@@ -273,6 +310,7 @@ pub fn next_message<'a>(
         _ => None,
     };
     let mut set = BlockSet::default();
+    let mut created: Vec<Arc<MetaEvent>> = Vec::new();
     let mut last: Option<i64> = None;
     let mut scanned = 0usize;
     for entry in entries {
@@ -283,13 +321,20 @@ pub fn next_message<'a>(
             break;
         }
         match &entry.op {
-            WalOp::Insert(tables) => {
-                for tr in tables.iter().filter(|tr| topic.wants_table(tr)) {
+            WalOp::Insert(insert) => {
+                for tr in insert.tables.iter().filter(|tr| topic.wants_table(tr)) {
                     set.add(topic, projected.as_ref(), tr);
+                    let create = insert
+                        .created
+                        .iter()
+                        .find(|ev| ev.table.as_deref() == Some(tr.table.as_str()));
+                    if let Some(ev) = create.filter(|ev| topic.wants_meta(ev)) {
+                        created.push(Arc::new(ev.clone()));
+                    }
                 }
             }
             WalOp::Meta(ev) if topic.wants_meta(ev) => {
-                if set.blocks.is_empty() {
+                if set.blocks.is_empty() && created.is_empty() {
                     let message = Message {
                         topic: topic.name.clone(),
                         db: topic.db.clone(),
@@ -319,12 +364,20 @@ pub fn next_message<'a>(
         };
     };
     set.blocks.retain(|b| !b.rows.is_empty());
-    let message = (!set.blocks.is_empty()).then(|| Message {
+    let body = match (created.is_empty(), set.blocks.is_empty()) {
+        (true, true) => None,
+        (true, false) => Some(Body::Data(set.blocks)),
+        (false, _) => Some(Body::MetaData {
+            created,
+            blocks: set.blocks,
+        }),
+    };
+    let message = body.map(|body| Message {
         topic: topic.name.clone(),
         db: topic.db.clone(),
         vgroup,
         offset,
-        body: Body::Data(set.blocks),
+        body,
     });
     Scan {
         message,
@@ -403,7 +456,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tdengine::wal::{MetaKind, Wal};
+    use crate::tdengine::wal::{Insert, MetaKind, Wal};
 
     fn f(name: &str, ty: ColumnType, length: u32) -> Field {
         Field {
@@ -486,10 +539,42 @@ mod tests {
     }
 
     #[test]
+    fn an_auto_creating_insert_is_meta_data_for_with_meta_topics_and_data_for_the_others() {
+        let mut wal = Wal::new();
+        let insert = Insert {
+            created: vec![meta(MetaKind::Create, "tb")],
+            tables: vec![rows("tb", 1, &[(100, 1)]), rows("old", 2, &[(100, 2)])],
+        };
+        wal.append(0, WalOp::Insert(insert));
+        wal.append(0, WalOp::Meta(meta(MetaKind::Drop, "old")));
+
+        let s = scan(&db_topic(true), &wal, 1, 10);
+        let m = s.message.unwrap();
+        assert_eq!((m.offset, s.next, m.body.message_type()), (1, 2, 3));
+        assert_eq!(m.rows(), 2);
+        let json = m.body.json_meta().unwrap();
+        assert_eq!(json["tmq_meta_version"], "1.0");
+        assert_eq!(
+            json["metas"][0]["tableNameList"][0], "tb",
+            "only the table this write created"
+        );
+        assert_eq!(json["metas"].as_array().unwrap().len(), 1);
+        // The next meta event travels alone.
+        let s = scan(&db_topic(true), &wal, 2, 10);
+        assert_eq!(s.message.unwrap().body.message_type(), 2);
+
+        for topic in [db_topic(false), seed_topic()] {
+            let m = scan(&topic, &wal, 1, 10).message.unwrap();
+            assert_eq!(m.body.message_type(), 1, "{}", topic.name);
+            assert!(m.body.json_meta().is_none());
+        }
+    }
+
+    #[test]
     fn a_query_topic_projects_columns_tbname_and_tags_in_select_order() {
         let mut wal = Wal::new();
         wal.append(0, WalOp::Meta(meta(MetaKind::Create, "tb")));
-        wal.append(0, WalOp::Insert(vec![rows("tb", 1, &[(100, 1)])]));
+        wal.append(0, WalOp::Insert(vec![rows("tb", 1, &[(100, 1)])].into()));
         let s = scan(&seed_topic(), &wal, 1, 10);
         let m = s.message.unwrap();
         assert_eq!((m.offset, s.next, m.vgroup), (2, 3, 2));
@@ -513,12 +598,12 @@ mod tests {
     #[test]
     fn writes_batch_up_to_the_row_cap_with_one_block_per_table() {
         let mut wal = Wal::new();
-        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1), (2, 2)])]));
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1), (2, 2)])].into()));
         wal.append(
             0,
-            WalOp::Insert(vec![rows("b", 2, &[(1, 3)]), rows("a", 1, &[(3, 4)])]),
+            WalOp::Insert(vec![rows("b", 2, &[(1, 3)]), rows("a", 1, &[(3, 4)])].into()),
         );
-        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(4, 5)])]));
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(4, 5)])].into()));
         let topic = db_topic(false);
         let s = scan(&topic, &wal, 1, 4);
         let m = s.message.unwrap();
@@ -537,9 +622,9 @@ mod tests {
     #[test]
     fn meta_events_travel_alone_and_only_for_with_meta_topics() {
         let mut wal = Wal::new();
-        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1)])]));
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1)])].into()));
         wal.append(0, WalOp::Meta(meta(MetaKind::Drop, "a")));
-        wal.append(0, WalOp::Insert(vec![rows("b", 1, &[(1, 1)])]));
+        wal.append(0, WalOp::Insert(vec![rows("b", 1, &[(1, 1)])].into()));
         let with = db_topic(true);
         let m1 = scan(&with, &wal, 1, 100).message.unwrap();
         assert!(matches!(m1.body, Body::Data(_)));
@@ -557,8 +642,8 @@ mod tests {
     #[test]
     fn filters_and_other_tables_are_skipped_but_covered() {
         let mut wal = Wal::new();
-        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1)])]));
-        wal.append(0, WalOp::Insert(vec![rows("b", 2, &[(1, 1)])]));
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1)])].into()));
+        wal.append(0, WalOp::Insert(vec![rows("b", 2, &[(1, 1)])].into()));
         let mut topic = seed_topic();
         topic.filter = Some(Arc::new(|tr: &TableRows| tr.tags[0].1 == Value::Int(2)));
         let m = scan(&topic, &wal, 1, 100).message.unwrap();

@@ -19,7 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::group::DEFAULT_AUTO_COMMIT_INTERVAL_MS;
 use super::group::{ConsumerId, ConsumerOptions, OffsetReset, Position, VgroupId};
-use super::message::{next_message, Body, Message, Snapshot, TopicSpec};
+use super::message::{next_message, Message, Snapshot, TopicSpec};
 use super::proto::{self, Request};
 use super::server::{wire_position, Tmq};
 use crate::tdengine::types::Precision;
@@ -304,17 +304,17 @@ impl Session {
             Request::FetchBlock(a) => self.fetch_block(req_id, a.message_id, started),
             Request::FetchJsonMeta(a) => {
                 let cur = self.current_message(a.message_id)?;
-                match &cur.message.body {
-                    Body::Meta(ev) => text(proto::ok(
+                match cur.message.body.json_meta() {
+                    Some(json) => text(proto::ok(
                         action,
                         req_id,
                         Self::timing(started),
                         proto::MetaReply {
                             message_id: a.message_id,
-                            data: &ev.json,
+                            data: &json,
                         },
                     )),
-                    Body::Data(_) => Err((CODE_ADAPTER, "message is not a meta message".into())),
+                    None => Err((CODE_ADAPTER, "message is not a meta message".into())),
                 }
             }
             Request::FetchRaw(_) | Request::FetchRawData(_) => Err((
@@ -661,14 +661,8 @@ impl Session {
             };
             if let Some(message) = self.next_in_vgroup(consumer, &topic, vg, pos) {
                 let precision = self.tmq.backend.precision(&message.db);
-                let message_type = match message.body {
-                    Body::Data(_) => 1,
-                    Body::Meta(_) => 2,
-                };
-                let blocks = match &message.body {
-                    Body::Data(b) => b.len(),
-                    Body::Meta(_) => 0,
-                };
+                let message_type = message.body.message_type();
+                let blocks = message.body.blocks().len();
                 let id = self.next_message_id;
                 self.next_message_id += 1;
                 let offset = message.offset;
@@ -759,8 +753,8 @@ impl Session {
         let with_table_name = self.sub.as_ref().is_none_or(|s| s.with_table_name);
         let backend = self.tmq.backend.clone();
         let cur = self.current.as_mut().expect("checked above");
-        let blocks = match &cur.message.body {
-            Body::Data(blocks) if cur.next_block < blocks.len() => blocks,
+        let blocks = match cur.message.body.blocks() {
+            blocks if cur.next_block < blocks.len() => blocks,
             _ => {
                 cur.staged = None;
                 return Ok(vec![Out::Text(proto::ok(
