@@ -88,6 +88,7 @@ enum AnyLoop {
 }
 
 /// Common view of the two event loops' events.
+#[derive(Debug, PartialEq, Eq)]
 enum Polled {
     ConnAck { session_present: bool },
     Outgoing(u16),
@@ -783,6 +784,43 @@ mod tests {
             .chain((15..=20).chain(1..=10).map(Publish))
             .collect();
         assert_eq!(reorder(&queued, 20), expected);
+    }
+
+    #[test]
+    fn events_buffered_by_a_failed_connection_are_taken_not_left_for_the_next_one() {
+        use rumqttc::{Event, Incoming, Outgoing};
+        let mut v4 = rumqttc::EventLoop::new(rumqttc::MqttOptions::new("t", "localhost", 1883), 10);
+        // A PUBLISH reported just before its flush failed, and an ack read in the same batch as the error.
+        v4.state.events.push_back(Event::Outgoing(Outgoing::Publish(7)));
+        v4.state
+            .events
+            .push_back(Event::Incoming(Incoming::PubAck(rumqttc::PubAck::new(6))));
+        v4.state.events.push_back(Event::Outgoing(Outgoing::PingReq));
+        let mut el = AnyLoop::V4(v4);
+        assert_eq!(
+            el.take_stale_events(),
+            [Polled::Outgoing(7), Polled::Acked(6), Polled::Other]
+        );
+        assert!(el.take_stale_events().is_empty());
+
+        use rumqttc::v5::mqttbytes::v5::{Packet, PubAck, PubAckReason};
+        let mut v5 = rumqttc::v5::EventLoop::new(rumqttc::v5::MqttOptions::new("t", "localhost", 1883), 10);
+        let mut refused = PubAck::new(3, None);
+        refused.reason = PubAckReason::NotAuthorized;
+        v5.state
+            .events
+            .push_back(rumqttc::v5::Event::Incoming(Packet::PubAck(refused)));
+        v5.state
+            .events
+            .push_back(rumqttc::v5::Event::Outgoing(Outgoing::Publish(4)));
+        let mut el = AnyLoop::V5(v5);
+        assert_eq!(
+            el.take_stale_events(),
+            [
+                Polled::Rejected(3, "PUBACK NotAuthorized".into()),
+                Polled::Outgoing(4)
+            ]
+        );
     }
 
     #[test]
