@@ -644,17 +644,21 @@ async fn drive(
             Ok(Polled::Other) => continue,
             Err(PollError::Done) => break,
             Err(err) => {
+                // Taken first: a PUBLISH among them counts for the packet-id wrap of the re-sends.
+                let stale = el.take_stale_events();
+                for p in &stale {
+                    if let Polled::Outgoing(pkid) = p {
+                        max_pkid = max_pkid.max(*pkid);
+                    }
+                }
                 {
                     let mut g = gate.lock().expect("gate lock");
                     g.open = false;
                     el.clean(max_pkid);
                 }
-                for stale in el.take_stale_events() {
-                    let ev = match stale {
-                        Polled::Outgoing(pkid) => {
-                            max_pkid = max_pkid.max(pkid);
-                            SinkEvent::Outgoing(pkid)
-                        }
+                for p in stale {
+                    let ev = match p {
+                        Polled::Outgoing(pkid) => SinkEvent::Outgoing(pkid),
                         Polled::Acked(pkid) => SinkEvent::Acked(pkid),
                         Polled::Rejected(pkid, reason) => SinkEvent::Rejected { pkid, reason },
                         _ => continue,
