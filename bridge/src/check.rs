@@ -73,6 +73,7 @@ pub async fn check(config: &BridgeConfig, timeout: Duration) -> CheckReport {
             match sink.next_event().await {
                 Some(SinkEvent::Connected { .. }) => return Ok(()),
                 Some(SinkEvent::Refused(code)) => return Err(format!("refused the connection: {code}")),
+                Some(SinkEvent::Untrusted(error)) => return Err(error),
                 Some(SinkEvent::Disconnected { error, .. }) => return Err(error),
                 Some(SinkEvent::Stopped) | None => return Err("event loop stopped".to_string()),
                 Some(_) => {}

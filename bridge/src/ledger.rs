@@ -12,6 +12,12 @@
 //!
 //! Commit frontier: per (topic, vgroup), messages queue in poll order; the offset to commit advances over
 //! the prefix of messages whose publishes are all acknowledged, and never moves backwards.
+//!
+//! Control publishes ([`Ledger::push_control`], the bridge's `online`/`offline` status) go through the
+//! same client, so they take part in the packet-id correlation exactly like rows — otherwise they would
+//! shift every later binding by one — but belong to no message: their acks commit nothing, they are not
+//! counted as unacknowledged rows, and a lost session drops them instead of re-sending them (the caller
+//! publishes a fresh status on every connection).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -84,8 +90,12 @@ enum State {
     Bound(u16),
 }
 
+/// The `msg` of a control publish: it belongs to no TMQ message.
+const CONTROL: u64 = u64::MAX;
+
 #[derive(Debug)]
 struct Entry<P> {
+    /// The TMQ message this publish belongs to, or [`CONTROL`].
     msg: u64,
     payload: P,
     state: State,
@@ -96,6 +106,8 @@ struct Entry<P> {
 pub struct LedgerCounters {
     pub acked: u64,
     pub resent: u64,
+    /// Control publishes acknowledged (not in `acked`).
+    pub control_acked: u64,
     /// Outgoing/ack reports the ledger could not match (should stay 0).
     pub unmatched: u64,
 }
@@ -111,6 +123,8 @@ pub struct Ledger<P> {
     by_pkid: SeqMap<u16, PubId>,
     msgs: SeqMap<u64, Msg>,
     vgroups: HashMap<VgKey, VgState>,
+    /// Control publishes in `entries`.
+    controls: usize,
     counters: LedgerCounters,
 }
 
@@ -131,6 +145,7 @@ impl<P> Ledger<P> {
             by_pkid: SeqMap::default(),
             msgs: SeqMap::default(),
             vgroups: HashMap::new(),
+            controls: 0,
             counters: LedgerCounters::default(),
         }
     }
@@ -214,9 +229,53 @@ impl<P> Ledger<P> {
         self.handed.len()
     }
 
-    /// Publishes not yet acknowledged (queued, handed or on the wire).
+    /// Publishes of TMQ messages not yet acknowledged (queued, handed or on the wire); control
+    /// publishes are not counted.
     pub fn unacked(&self) -> usize {
-        self.entries.len()
+        self.entries.len() - self.controls
+    }
+
+    /// Queues a control publish ahead of every queued row, so it is the next one handed to the client.
+    /// A control publish still queued (not yet handed) is superseded and dropped: the newest status wins.
+    pub fn push_control(&mut self, payload: P) -> PubId {
+        let superseded: Vec<PubId> = self
+            .to_send
+            .iter()
+            .copied()
+            .filter(|id| self.entries[id].msg == CONTROL)
+            .collect();
+        if !superseded.is_empty() {
+            self.to_send.retain(|id| !superseded.contains(id));
+            for id in &superseded {
+                self.entries.remove(id);
+            }
+            self.controls -= superseded.len();
+        }
+        let id = self.next_pub;
+        self.next_pub += 1;
+        self.entries.insert(
+            id,
+            Entry {
+                msg: CONTROL,
+                payload,
+                state: State::Queued,
+            },
+        );
+        self.controls += 1;
+        self.to_send.push_front(id);
+        id
+    }
+
+    /// Control publishes not yet acknowledged (queued, handed or on the wire).
+    pub fn control_unacked(&self) -> usize {
+        self.controls
+    }
+
+    /// Whether `pkid` is bound to a control publish (to tell a rejected status from a rejected row).
+    pub fn is_control(&self, pkid: u16) -> bool {
+        self.by_pkid
+            .get(&pkid)
+            .is_some_and(|id| self.entries.get(id).is_some_and(|e| e.msg == CONTROL))
     }
 
     /// TMQ messages not yet behind their vgroup's commit frontier.
@@ -261,12 +320,18 @@ impl<P> Ledger<P> {
 
     /// The MQTT session is gone (reconnected without a session): nothing handed to the client or on
     /// the wire will be acknowledged any more. Re-queues all of it, oldest first; returns how many.
+    /// Control publishes handed or on the wire are dropped, not re-sent (not counted either).
     pub fn on_session_lost(&mut self) -> usize {
-        let mut ids: Vec<PubId> = self
+        let entries = &self.entries;
+        let (controls, mut ids): (Vec<PubId>, Vec<PubId>) = self
             .handed
             .drain(..)
             .chain(self.by_pkid.drain().map(|(_, id)| id))
-            .collect();
+            .partition(|id| entries.get(id).is_some_and(|e| e.msg == CONTROL));
+        for id in controls {
+            self.entries.remove(&id);
+            self.controls -= 1;
+        }
         ids.sort_unstable();
         for id in &ids {
             if let Some(e) = self.entries.get_mut(id) {
@@ -297,6 +362,11 @@ impl<P> Ledger<P> {
             self.counters.unmatched += 1;
             return Vec::new();
         };
+        if entry.msg == CONTROL {
+            self.controls -= 1;
+            self.counters.control_acked += 1;
+            return Vec::new();
+        }
         self.counters.acked += 1;
         let msg = self
             .msgs
@@ -418,6 +488,73 @@ mod tests {
     }
 
     #[test]
+    fn control_publish_takes_part_in_the_correlation_but_commits_nothing() {
+        let t: Arc<str> = "t".into();
+        let mut l = Ledger::new();
+        l.on_message(&t, 2, 10, ["a", "b"]);
+        assert_eq!(l.next_to_send().map(|(_, p)| *p), Some("a"));
+        // The status goes ahead of the queued row `b`.
+        l.push_control("online");
+        assert_eq!((l.unacked(), l.control_unacked()), (2, 1));
+        assert_eq!(l.next_to_send().map(|(_, p)| *p), Some("online"));
+        assert_eq!(l.next_to_send().map(|(_, p)| *p), Some("b"));
+        // rumqttc reports them in handing order: a=1, online=2, b=3.
+        assert!(l.on_outgoing(1).is_empty());
+        assert!(l.on_outgoing(2).is_empty());
+        assert!(l.on_outgoing(3).is_empty());
+        assert!(l.is_control(2) && !l.is_control(1) && !l.is_control(3));
+        assert!(
+            l.on_outgoing(2).is_empty(),
+            "a retransmitted status binds nothing new"
+        );
+        assert!(l.on_ack(2).is_empty(), "a status ack commits nothing");
+        assert_eq!(l.control_unacked(), 0);
+        assert!(l.on_ack(3).is_empty(), "b alone does not complete the message");
+        assert_eq!(l.on_ack(1), vec![commit("t", 2, 10)]);
+        let c = l.counters();
+        assert_eq!((c.acked, c.control_acked, c.unmatched), (2, 1, 0));
+        assert_eq!(l.unacked(), 0);
+    }
+
+    #[test]
+    fn a_lost_session_drops_control_publishes_instead_of_resending_them() {
+        let t: Arc<str> = "t".into();
+        let mut l = Ledger::new();
+        l.push_control("online");
+        l.on_message(&t, 1, 5, ["a", "b"]);
+        l.next_to_send(); // online
+        l.next_to_send(); // a
+        l.on_outgoing(1); // online
+                          // `a` is handed, not yet outgoing; `b` queued.
+        assert_eq!(l.on_session_lost(), 1, "only the row is re-sent");
+        assert_eq!(l.control_unacked(), 0);
+        assert!(l.on_ack(1).is_empty(), "the old status binding is gone");
+        assert_eq!(l.counters().unmatched, 1);
+        // The next session's status goes first, then the rows in their order.
+        l.push_control("online");
+        let order: Vec<&str> = std::iter::from_fn(|| l.next_to_send().map(|(_, p)| *p)).collect();
+        assert_eq!(order, vec!["online", "a", "b"]);
+        l.on_outgoing(1);
+        l.on_outgoing(2);
+        l.on_outgoing(3);
+        assert!(l.on_ack(1).is_empty() && l.on_ack(2).is_empty());
+        assert_eq!(l.on_ack(3), vec![commit("t", 1, 5)]);
+    }
+
+    #[test]
+    fn a_newer_control_publish_supersedes_one_still_queued() {
+        let mut l: Ledger<&str> = Ledger::new();
+        l.push_control("online");
+        l.push_control("offline");
+        assert_eq!(l.control_unacked(), 1);
+        assert_eq!(l.next_to_send().map(|(_, p)| *p), Some("offline"));
+        assert!(l.next_to_send().is_none());
+        // Once handed it is no longer superseded: both wait for their acks.
+        l.push_control("online");
+        assert_eq!(l.control_unacked(), 2);
+    }
+
+    #[test]
     fn commits_never_go_backwards() {
         let t: Arc<str> = "t".into();
         let mut l: Ledger<()> = Ledger::new();
@@ -428,11 +565,16 @@ mod tests {
     /// One step of the random interleaving: the bridge, the rumqttc client and the broker.
     #[derive(Debug, Clone)]
     enum Op {
-        Poll { vg: i32, rows: usize },
+        Poll {
+            vg: i32,
+            rows: usize,
+        },
         Hand,
         ClientSends,
         BrokerAcks(usize),
         Reconnect,
+        /// The bridge publishes its status (a control publish).
+        Status,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -442,6 +584,7 @@ mod tests {
             4 => Just(Op::ClientSends),
             4 => (0..8usize).prop_map(Op::BrokerAcks),
             1 => Just(Op::Reconnect),
+            1 => Just(Op::Status),
         ]
     }
 
@@ -498,7 +641,8 @@ mod tests {
                 }
                 Op::ClientSends => {
                     if let Some(p) = self.client_queue.pop_front() {
-                        if self.qos0 {
+                        // Status publishes are QoS 1 even when rows are QoS 0.
+                        if self.qos0 && p.0 != -1 {
                             self.acked.insert(p);
                             let a = self.ledger.on_outgoing(0);
                             self.check(a)?;
@@ -529,6 +673,11 @@ mod tests {
                     self.on_wire.clear();
                     self.ledger.on_session_lost();
                 }
+                Op::Status => {
+                    // Control publishes carry vgroup -1, which no message uses.
+                    self.next_offset += 1;
+                    self.ledger.push_control((-1, self.next_offset, 0));
+                }
             }
             Ok(())
         }
@@ -551,7 +700,7 @@ mod tests {
         }
         // Then let everything through: the frontier must reach the last message of every vgroup.
         for _ in 0..10_000 {
-            if w.ledger.unacked() == 0 && w.client_queue.is_empty() {
+            if w.ledger.unacked() == 0 && w.ledger.control_unacked() == 0 && w.client_queue.is_empty() {
                 break;
             }
             w.step(Op::Hand)?;
@@ -559,6 +708,7 @@ mod tests {
             w.step(Op::BrokerAcks(0))?;
         }
         prop_assert_eq!(w.ledger.unacked(), 0);
+        prop_assert_eq!(w.ledger.control_unacked(), 0);
         prop_assert_eq!(w.ledger.pending_messages(), 0);
         let last: BTreeMap<i32, i64> = w.rows_of.keys().map(|&(vg, at)| (vg, at)).collect();
         prop_assert_eq!(&w.committed, &last);

@@ -28,8 +28,9 @@ use tokio::task::JoinHandle;
 /// MQTT 3.1 limits client identifiers to 23 bytes (3.1.1 lifted it).
 pub const MAX_CLIENT_ID_LEN: usize = 23;
 
-/// The largest CONNECT the shim buffers (client id, will and credentials); far above any real one.
-pub const MAX_CONNECT_LEN: usize = 64 * 1024;
+/// The largest CONNECT the shim buffers: room for a Will topic, Will message, user name and password of
+/// 64 KiB each (MQTT's string limit) beside the 23-byte client id.
+pub const MAX_CONNECT_LEN: usize = 5 * 64 * 1024;
 
 /// Pause after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

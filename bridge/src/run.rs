@@ -5,7 +5,15 @@
 //! `window` rows are unacknowledged (backpressure). Commits go to a separate task that coalesces them.
 //!
 //! Shutdown (the future passed to [`Bridge::run`] resolves): stop polling, keep serving acks until
-//! nothing is unacknowledged or `shutdown_timeout` passes, commit, send DISCONNECT, close the consumer.
+//! nothing is unacknowledged or `shutdown_timeout` passes, commit, publish the retained `offline` status
+//! (with `status_topic`) and wait up to [`STATUS_ACK_TIMEOUT`] for its ack, send DISCONNECT, close the
+//! consumer.
+//!
+//! Status (`status_topic`): the retained `online` is queued ahead of every row on each `Connected` event
+//! — after every CONNACK, fresh or resumed session — so it is the first new publish of each connection.
+//! It goes through the [`Ledger`] as a control publish, so the packet-id correlation of rows stays exact.
+//! The Last Will (`offline`, retained, QoS 1) is in the CONNECT (see `sink`). A connection lost during
+//! shutdown already made the broker publish the Will, so the explicit `offline` is then not waited for.
 
 use std::{
     collections::BTreeMap,
@@ -55,6 +63,8 @@ impl BridgeConfig {
 pub enum BridgeError {
     #[error("MQTT broker refused the connection: {0}")]
     MqttRefused(String),
+    #[error("{0} (not retried: give the broker's CA in `ca=`, or fix its certificate)")]
+    MqttUntrusted(String),
     #[error("{0}")]
     Tdengine(String),
     #[error("the MQTT event loop stopped unexpectedly")]
@@ -195,6 +205,21 @@ pub struct Bridge {
 struct Publish {
     topic: Arc<str>,
     payload: Bytes,
+    /// The bridge's status (QoS 1, retained), not a row.
+    status: bool,
+}
+
+/// How long graceful shutdown waits for the broker to acknowledge the `offline` status.
+pub const STATUS_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Publish {
+    fn status(topic: &str, payload: &str) -> Publish {
+        Publish {
+            topic: topic.into(),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            status: true,
+        }
+    }
 }
 
 impl Bridge {
@@ -251,7 +276,11 @@ pub async fn pipeline(
     let mut ledger: Ledger<Publish> = Ledger::new();
     let mut encoder = Encoder::new();
     let mut session = 0u64;
+    let mut connected = false;
     let mut stopping = false;
+    // Shutdown: rows are drained (all acked or the deadline passed), then the `offline` status is sent.
+    let mut drained = false;
+    let mut offline_sent = false;
     let shutdown_deadline = tokio::time::sleep(Duration::MAX);
     tokio::pin!(shutdown_deadline, shutdown);
     let mut result = Ok(());
@@ -273,10 +302,18 @@ pub async fn pipeline(
         // Hand queued publishes to the client while its queue has room and the session is open.
         while ledger.handed_len() < sink.capacity() {
             let Some(p) = ledger.peek_to_send() else { break };
-            match sink.try_publish(session, &p.topic, &p.payload) {
+            let status = p.status;
+            let handed = if status {
+                sink.try_publish_status(session, &p.topic, &p.payload)
+            } else {
+                sink.try_publish(session, &p.topic, &p.payload)
+            };
+            match handed {
                 Ok(true) => {
                     ledger.mark_handed();
-                    stats.published.fetch_add(1, Relaxed);
+                    if !status {
+                        stats.published.fetch_add(1, Relaxed);
+                    }
                 }
                 Ok(false) => break,
                 Err(_) => {
@@ -286,7 +323,25 @@ pub async fn pipeline(
             }
         }
         stats.in_flight.store(ledger.unacked() as u64, Relaxed);
-        if result.is_err() || (stopping && ledger.unacked() == 0) {
+        if result.is_err() {
+            break;
+        }
+        if stopping && !offline_sent && (drained || ledger.unacked() == 0) {
+            match &target.status {
+                // Not connected: the broker published the Will when the connection was lost.
+                Some(status) if connected => {
+                    ledger.push_control(Publish::status(&status.topic, &status.offline));
+                    offline_sent = true;
+                    shutdown_deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + STATUS_ACK_TIMEOUT);
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        if offline_sent && ledger.control_unacked() == 0 {
+            tracing::info!("published the offline status");
             break;
         }
         let room = ledger.unacked() < target.window;
@@ -297,9 +352,13 @@ pub async fn pipeline(
                 source_rx.close();
                 shutdown_deadline.as_mut().reset(tokio::time::Instant::now() + config.shutdown_timeout);
             }
-            _ = &mut shutdown_deadline, if stopping => {
+            _ = &mut shutdown_deadline, if stopping && (!drained || offline_sent) => {
+                if offline_sent {
+                    tracing::warn!("the broker did not acknowledge the offline status within {STATUS_ACK_TIMEOUT:?}");
+                    break;
+                }
                 tracing::warn!(unacked = ledger.unacked(), "shutdown deadline passed with publishes unacknowledged");
-                break;
+                drained = true;
             }
             ev = source_rx.recv(), if !stopping && room => match ev {
                 Some(SourceEvent::Message(msg)) => {
@@ -326,6 +385,7 @@ pub async fn pipeline(
             ev = sink.next_event() => match ev {
                 Some(SinkEvent::Connected { session: s, session_present }) => {
                     session = s;
+                    connected = true;
                     stats.mqtt_connects.fetch_add(1, Relaxed);
                     stats.mqtt_connected.store(true, Relaxed);
                     if !session_present {
@@ -334,6 +394,12 @@ pub async fn pipeline(
                             tracing::info!(n, "re-sending publishes the lost session did not acknowledge");
                         }
                         stats.resent.fetch_add(n as u64, Relaxed);
+                    }
+                    // Ahead of every row: the status is the first new publish of each connection.
+                    if let Some(status) = &target.status {
+                        if !offline_sent {
+                            ledger.push_control(Publish::status(&status.topic, &status.online));
+                        }
                     }
                 }
                 Some(SinkEvent::Outgoing(pkid)) => {
@@ -351,16 +417,31 @@ pub async fn pipeline(
                     commit(actions);
                 }
                 Some(SinkEvent::Rejected { pkid, reason }) => {
-                    tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
-                    stats.skip(skip::BROKER_REJECTED, 1);
+                    if ledger.is_control(pkid) {
+                        tracing::warn!(pkid, %reason, "broker rejected the status publish (check the ACL of `status_topic`)");
+                    } else {
+                        tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
+                        stats.skip(skip::BROKER_REJECTED, 1);
+                    }
                     commit(ledger.on_ack(pkid));
                 }
                 Some(SinkEvent::Disconnected { error, .. }) => {
                     stats.set_error(format!("MQTT: {error}"));
                     stats.mqtt_failures.fetch_add(1, Relaxed);
                     stats.mqtt_connected.store(false, Relaxed);
+                    connected = false;
+                    if offline_sent {
+                        // The connection dropped without DISCONNECT: the broker publishes the Will.
+                        tracing::info!("connection lost while publishing the offline status; the Last Will stands in");
+                        break;
+                    }
                 }
                 Some(SinkEvent::Refused(code)) => { result = Err(BridgeError::MqttRefused(code)); break; }
+                Some(SinkEvent::Untrusted(error)) => {
+                    stats.set_error(format!("MQTT: {error}"));
+                    result = Err(BridgeError::MqttUntrusted(error));
+                    break;
+                }
                 Some(SinkEvent::Stopped) | None => { result = Err(BridgeError::SinkStopped); break; }
             },
         }
@@ -429,6 +510,7 @@ fn on_message(
                         pubs.push(Publish {
                             topic: topic.into(),
                             payload,
+                            status: false,
                         });
                     } else {
                         tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size; skipped");
@@ -462,7 +544,7 @@ fn on_message(
                 let topic: Arc<str> = topic.into();
                 encoder.encode_block(block, &suffix, |row, payload| {
                     if fits(target.max_packet_size, &topic, &payload) {
-                        pubs.push(Publish { topic: topic.clone(), payload });
+                        pubs.push(Publish { topic: topic.clone(), payload, status: false });
                     } else {
                         tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size; skipped");
                         stats.skip(skip::TOO_LARGE, 1);
@@ -479,7 +561,11 @@ fn on_message(
         let rows: u64 = blocks.iter().map(|b| b.nrows() as u64).sum();
         let payload = encoder.encode_batch(blocks, &suffix);
         if fits(target.max_packet_size, &topic, &payload) {
-            pubs.push(Publish { topic, payload });
+            pubs.push(Publish {
+                topic,
+                payload,
+                status: false,
+            });
         } else {
             tracing::warn!(%topic, rows, bytes = payload.len(), "batch exceeds max_packet_size; skipped");
             stats.skip(skip::TOO_LARGE, rows);

@@ -71,3 +71,36 @@ pub fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigErr
     };
     Ok(Arc::new(config))
 }
+
+/// Whether a failed TLS handshake is this client refusing the broker's certificate (unknown issuer,
+/// expired, wrong host name, …): no retry can fix that, unlike a closed socket or a broker's alert.
+pub fn is_certificate_rejection(error: &std::io::Error) -> bool {
+    use rumqttc::tokio_rustls::rustls::Error as E;
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<E>())
+        .is_some_and(|e| matches!(e, E::InvalidCertificate(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::tokio_rustls::rustls::{CertificateError, Error as E};
+
+    #[test]
+    fn only_our_verdict_on_the_certificate_is_a_rejection() {
+        let io = |e: E| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        assert!(is_certificate_rejection(&io(E::InvalidCertificate(
+            CertificateError::UnknownIssuer
+        ))));
+        assert!(is_certificate_rejection(&io(E::InvalidCertificate(
+            CertificateError::Expired
+        ))));
+        assert!(!is_certificate_rejection(&io(E::AlertReceived(
+            rumqttc::tokio_rustls::rustls::AlertDescription::CertificateRequired
+        ))));
+        assert!(!is_certificate_rejection(&std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        )));
+    }
+}

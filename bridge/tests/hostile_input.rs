@@ -176,6 +176,44 @@ fn hostile_dsns_give_one_clear_line_and_never_the_password() {
         dst(to_topic("a/%2B/{table}"), "wildcards `+` and `#` are not allowed"),
         dst(to_topic("a/%00"), "NUL character (U+0000) is not allowed"),
         dst(to_with("meta_topic="), "parameter `meta_topic`: empty topic"),
+        // The status topic.
+        dst(to_with("status_topic="), "parameter `status_topic`: empty topic"),
+        dst(
+            to_with("status_topic=a/%2B/b"),
+            "wildcards `+` and `#` are not allowed",
+        ),
+        dst(
+            to_with("status_topic=a/%23"),
+            "wildcards `+` and `#` are not allowed",
+        ),
+        dst(
+            to_with("status_topic=a%00b"),
+            "NUL character (U+0000) is not allowed",
+        ),
+        dst(
+            to_with("status_topic=a%FF"),
+            "parameter `status_topic`: percent-encoding",
+        ),
+        dst(
+            to_with(&format!("status_topic={huge}")),
+            "parameter `status_topic`: longer than MQTT's 65535-byte topic limit",
+        ),
+        dst(
+            to_with(&format!("max_packet_size=1024&status_topic={}", "s".repeat(1000))),
+            "do not fit `max_packet_size`",
+        ),
+        dst(
+            to_with("status_online=up"),
+            "missing required parameter `status_topic`",
+        ),
+        dst(
+            to_with("status_topic=s&status_offline="),
+            "parameter `status_offline`: must not be empty",
+        ),
+        dst(
+            to_with("status_topic=s&status.topic=t"),
+            "parameter `status.topic` given twice",
+        ),
         // Huge values: refused by length, echoed only in part.
         src(from_with(&format!("{huge}=1")), "unknown parameter `xxxx"),
         src(

@@ -190,6 +190,292 @@ async fn broker_restart_mid_stream_loses_nothing(mut broker: TestBroker, version
     assert_eq!(s.unacked_at_exit, 0, "{s:?}");
 }
 
+// ---- status topic (`status_topic=`) ------------------------------------------------------------------------
+
+/// The first message a fresh subscriber to `topic` gets: what the broker retained there.
+async fn retained(addr: SocketAddr, version: MqttVersion, topic: &str) -> Received {
+    let mut sub = Subscriber::spawn(addr, version, topic, 1);
+    let got = sub.collect(1, T).await;
+    got.into_iter().next().unwrap()
+}
+
+/// Waits until `sub` receives `payload` (live or retained).
+async fn wait_status(sub: &mut Subscriber, payload: &str) -> Received {
+    let got = sub
+        .collect_until(T, |g| g.iter().any(|m| m.payload == payload))
+        .await;
+    got.into_iter().find(|m| m.payload == payload).unwrap()
+}
+
+/// Retained `online` once connected (a late subscriber gets it), retained `offline` after a graceful
+/// shutdown; the rows flow exactly once beside the status messages, at every QoS.
+async fn status_online_while_running_offline_after_graceful_shutdown(broker: TestBroker) {
+    let td = Td::start(2).await;
+    td.insert(0..100);
+    // Every QoS of the rows: the status (always QoS 1) shares the client and its packet ids with them.
+    for (version, sub_version) in broker.versions() {
+        for qos in 0..=2u8 {
+            let tag = format!("st{qos}v{}", version.replace('.', ""));
+            let addr = broker.addr(sub_version_for_dsn(version));
+            let status_topic = format!("bridges/{tag}/status");
+            let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+            let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+            let run = Running::start(
+            &td.from(&tag),
+            &format!(
+                "mqtt://{addr}?version={version}&qos={qos}&client_id={tag}&topic={tag}/{{table}}&status_topic={status_topic}"
+            ),
+        );
+            let got = data.collect(100, T).await;
+            assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{tag}");
+            assert_eq!(got.len(), 100, "{tag}: no duplicates");
+            assert!(
+                got.iter().all(|m| m.topic.starts_with(&format!("{tag}/d"))),
+                "{tag}"
+            );
+            let online = wait_status(&mut live, "online").await;
+            assert_eq!(
+                (online.qos, online.retain),
+                (1, false),
+                "{tag}: live to a subscriber already there"
+            );
+            // `online` went out before the first row, and every row is acknowledged: the broker holds it.
+            let stats = run.stats.clone();
+            common::wait_for("100 rows acknowledged", T, || stats.snapshot().acked == 100).await;
+            let late = retained(addr, sub_version, &status_topic).await;
+            assert_eq!((late.payload.as_str(), late.retain), ("online", true), "{tag}");
+
+            let s = run.stop().await;
+            assert_eq!(
+                (s.rows, s.published, s.acked, s.unacked_at_exit),
+                (100, 100, 100, 0),
+                "{tag}: {s:?}"
+            );
+            assert!(!wait_status(&mut live, "offline").await.retain, "{tag}: live");
+            let after = retained(addr, sub_version, &status_topic).await;
+            assert_eq!((after.payload.as_str(), after.retain), ("offline", true), "{tag}");
+            assert!(data.drain().is_empty(), "{tag}: no row twice");
+        }
+    }
+}
+
+/// SIGKILL of the bridge process: the broker sees the socket close and publishes the retained Last Will.
+async fn status_last_will_says_offline_when_the_bridge_is_killed(broker: TestBroker) {
+    let td = Td::start(1).await;
+    td.insert(0..20);
+    for (version, sub_version) in broker.versions() {
+        let tag = format!("kill{}", version.replace('.', ""));
+        let addr = broker.addr(sub_version_for_dsn(version));
+        let status_topic = format!("bridges/{tag}/status");
+        let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+        let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+            .args([
+                "run",
+                "-f",
+                &td.from(&tag),
+                "-t",
+                &format!(
+                    "mqtt://{addr}?version={version}&qos=1&client_id={tag}&topic={tag}/x&status_topic={status_topic}"
+                ),
+            ])
+            .env_remove("TMQ2MQTT_FROM")
+            .env_remove("TMQ2MQTT_TO")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        wait_status(&mut live, "online").await;
+        assert_eq!(distinct_f1(&data.collect(20, T).await).len(), 20, "{tag}");
+        child.kill().await.unwrap(); // SIGKILL: no DISCONNECT, no explicit offline
+        let will = wait_status(&mut live, "offline").await;
+        assert_eq!(will.qos, 1, "{tag}");
+        let after = retained(addr, sub_version, &status_topic).await;
+        assert_eq!(
+            (after.payload.as_str(), after.retain),
+            ("offline", true),
+            "{tag}: the Will is retained"
+        );
+    }
+}
+
+/// A broker restart loses every retained message: the bridge republishes `online` on reconnecting, and
+/// rows published after the restart arrive exactly once.
+async fn status_online_is_republished_after_a_broker_restart(mut broker: TestBroker, version: &str) {
+    let td = Td::start(1).await;
+    let sub_version = sub_version_for_dsn(version);
+    let addr = broker.addr(sub_version);
+    let tag = format!("rs{}", version.replace('.', ""));
+    let status_topic = format!("bridges/{tag}/status");
+    let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+    let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+    let run = Running::start(
+        &td.from(&tag),
+        &format!(
+            "mqtt://{addr}?version={version}&qos=1&client_id={tag}&topic={tag}/x&status_topic={status_topic}"
+        ),
+    );
+    wait_status(&mut live, "online").await;
+    td.insert(0..100);
+    let mut got = data.collect(100, T).await;
+    let stats = run.stats.clone();
+    common::wait_for("100 rows acknowledged", T, || stats.snapshot().acked == 100).await;
+
+    broker.stop().await;
+    common::wait_for("the bridge notices", T, || {
+        stats.mqtt_failures.load(std::sync::atomic::Ordering::Relaxed) >= 1
+    })
+    .await;
+    broker.start_again().await;
+    live.wait_subscribed(T).await;
+    data.wait_subscribed(T).await;
+    // Nothing is retained after the restart, so this `online` is the bridge's new one.
+    wait_status(&mut live, "online").await;
+    let again = retained(addr, sub_version, &status_topic).await;
+    assert_eq!((again.payload.as_str(), again.retain), ("online", true), "{tag}");
+    assert!(run.stats.snapshot().mqtt_connects >= 2);
+
+    td.insert(100..200);
+    got.extend(data.collect_until(T, |g| distinct_f1(g).len() == 100).await);
+    assert_eq!(got.len(), 200, "{tag}: every row exactly once");
+    assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{tag}");
+    let s = run.stop().await;
+    assert_eq!((s.acked, s.unacked_at_exit), (200, 0), "{tag}: {s:?}");
+    wait_status(&mut live, "offline").await;
+}
+
+/// A TCP relay between the bridge and the broker whose connections can be cut (both sockets closed, so
+/// the broker sees the bridge vanish), while it keeps accepting new ones.
+struct Relay {
+    addr: SocketAddr,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut broker) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+                    }
+                });
+                shared.lock().unwrap().push(conn);
+            }
+        });
+        Relay { addr, conns, accept }
+    }
+
+    /// Closes every connection relayed so far.
+    fn cut(&self) {
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// The pitfall: a bridge's connection drops while the broker stays up. The broker publishes the Will
+/// (`offline`, retained); the bridge reconnects — resuming its session (`clean_session=false`) or not — and
+/// must say `online` again, or monitoring shows a working bridge as offline for good.
+async fn status_online_follows_the_will_after_a_connection_drop(broker: TestBroker) {
+    for (version, sub_version) in broker.versions() {
+        for clean in [false, true] {
+            // A fresh stand-in each time: the bridge reads its topic from the start.
+            let td = Td::start(1).await;
+            let tag = format!("cut{}{}", version.replace('.', ""), if clean { "c" } else { "p" });
+            let addr = broker.addr(sub_version_for_dsn(version));
+            let relay = Relay::start(addr).await;
+            let status_topic = format!("bridges/{tag}/status");
+            let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+            let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+            let run = Running::start(
+                &td.from(&tag),
+                &format!(
+                    "mqtt://{}?version={version}&qos=1&client_id={tag}&topic={tag}/x&clean_session={clean}&status_topic={status_topic}",
+                    relay.addr
+                ),
+            );
+            wait_status(&mut live, "online").await;
+            td.insert(0..50);
+            let mut got = data.collect(50, T).await;
+            let stats = run.stats.clone();
+            common::wait_for("50 rows acknowledged", T, || stats.snapshot().acked == 50).await;
+
+            relay.cut();
+            wait_status(&mut live, "offline").await; // the broker's Will
+            wait_status(&mut live, "online").await; // the bridge, reconnected
+            assert!(run.stats.snapshot().mqtt_connects >= 2, "{tag}");
+            let now = retained(addr, sub_version, &status_topic).await;
+            assert_eq!((now.payload.as_str(), now.retain), ("online", true), "{tag}");
+
+            td.insert(50..100);
+            got.extend(data.collect(50, T).await);
+            assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{tag}");
+            let s = run.stop().await;
+            assert_eq!((s.acked, s.unacked_at_exit), (100, 0), "{tag}: {s:?}");
+            assert!(data.drain().is_empty(), "{tag}: no row twice");
+            wait_status(&mut live, "offline").await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_status_online_follows_the_will_after_a_connection_drop() {
+    status_online_follows_the_will_after_a_connection_drop(TestBroker::rumqttd().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_status_online_follows_the_will_after_a_connection_drop() {
+    status_online_follows_the_will_after_a_connection_drop(TestBroker::mosquitto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_status_online_while_running_offline_after_graceful_shutdown() {
+    status_online_while_running_offline_after_graceful_shutdown(TestBroker::rumqttd().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_status_online_while_running_offline_after_graceful_shutdown() {
+    status_online_while_running_offline_after_graceful_shutdown(TestBroker::mosquitto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_status_last_will_says_offline_when_the_bridge_is_killed() {
+    status_last_will_says_offline_when_the_bridge_is_killed(TestBroker::rumqttd().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_status_last_will_says_offline_when_the_bridge_is_killed() {
+    status_last_will_says_offline_when_the_bridge_is_killed(TestBroker::mosquitto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_status_online_is_republished_after_a_broker_restart() {
+    for version in ["3.1.1", "5.0"] {
+        status_online_is_republished_after_a_broker_restart(TestBroker::rumqttd().await, version).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_status_online_is_republished_after_a_broker_restart() {
+    for version in ["3.1", "3.1.1", "5.0"] {
+        status_online_is_republished_after_a_broker_restart(TestBroker::mosquitto(), version).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttd_every_qos_and_version_delivers_every_row() {
     every_qos_and_version_delivers_every_row(TestBroker::rumqttd().await).await;
@@ -349,37 +635,99 @@ async fn mqtts_with_the_right_ca_delivers_over_every_version() {
     }
 }
 
+/// A broker certificate the bridge cannot trust — signed by another CA, expired, or for another host name —
+/// is fatal like a refused CONNACK: the run ends at once (no retry) with one line naming the problem.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mqtts_with_a_wrong_ca_or_an_expired_certificate_fails_with_one_clear_line() {
+async fn mqtts_with_a_wrong_ca_an_expired_or_misnamed_certificate_is_fatal_with_one_clear_line() {
     let td = Td::start(1).await;
     let w = TlsWorld::new();
     let stranger = TestPki::new("stranger CA").unwrap();
     let good = w.broker(false, false);
     let expired = w.broker(true, false);
+    let misnamed = Mosquitto::builder()
+        .tls(TlsListener {
+            ca_pem: w.pki.ca_pem(),
+            server: w.pki.server_cert_for(&["broker.invalid"]).unwrap(),
+            require_client_cert: false,
+        })
+        .start()
+        .unwrap();
     let cases = [
         (&good, stranger.ca_pem(), "UnknownIssuer"),
         (&expired, w.pki.ca_pem(), "certificate expired"),
+        (&misnamed, w.pki.ca_pem(), "not valid for name"),
     ];
     for (i, (broker, ca, want)) in cases.into_iter().enumerate() {
         for version in ["3.1", "3.1.1", "5.0"] {
             let ca = w.file(&format!("ca{i}.pem"), &ca);
-            let run = Running::start(
+            let config = BridgeConfig::from_dsns(
                 &td.from("badtls"),
                 &format!(
                     "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id=badtls&topic=x&ca={ca}",
                     broker.port()
                 ),
-            );
-            let err = run.wait_error(want).await;
+            )
+            .unwrap();
+            let bridge = Bridge::new(config);
+            let stats = bridge.stats();
+            let err = tokio::time::timeout(T, bridge.run(std::future::pending()))
+                .await
+                .expect("an untrusted certificate is fatal, not retried")
+                .expect_err("must fail")
+                .to_string();
+            assert!(err.contains(want), "{version}: {err}");
             assert!(
-                err.contains("TLS handshake with the MQTT broker"),
+                err.contains("TLS handshake with the MQTT broker") && err.contains("not retried"),
                 "{version}: {err}"
             );
             assert!(!err.contains('\n'), "{version}: one line: {err}");
-            assert_eq!(run.stats.snapshot().mqtt_connects, 0, "{version}");
-            run.stop().await;
+            let s = stats.snapshot();
+            assert_eq!(
+                (s.mqtt_connects, s.mqtt_failures),
+                (0, 0),
+                "{version}: one attempt, no retry"
+            );
         }
     }
+}
+
+/// The binary: exit code 1, promptly, with the certificate problem on its `error:` line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exits_1_when_the_broker_certificate_is_untrusted() {
+    let td = Td::start(1).await;
+    let w = TlsWorld::new();
+    let stranger = TestPki::new("stranger CA").unwrap();
+    let broker = w.broker(false, false);
+    let ca = w.file("stranger.pem", &stranger.ca_pem());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args([
+            "run",
+            "-f",
+            &td.from("badtls"),
+            "-t",
+            &format!(
+                "mqtts://127.0.0.1:{}?version=3.1.1&qos=1&client_id=badtls&topic=x&ca={ca}",
+                broker.port()
+            ),
+        ])
+        .env_remove("TMQ2MQTT_FROM")
+        .env_remove("TMQ2MQTT_TO")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(T, child.wait_with_output())
+        .await
+        .expect("the binary exits on its own")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(line.contains("invalid peer certificate: UnknownIssuer"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,6 +102,16 @@ impl TestPki {
         )
     }
 
+    /// A server certificate for `names` only (a client connecting by another name must reject it).
+    pub fn server_cert_for(&self, names: &[&str]) -> Result<CertAndKey, TlsError> {
+        self.issue(
+            "server",
+            names,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            Validity::Current,
+        )
+    }
+
     /// A self-signed certificate for [`SERVER_NAMES`] that is also a CA (basic constraints CA:TRUE), as
     /// a plain `openssl req -x509` makes it: rustls/webpki refuse it as a server's own certificate even
     /// when it is the trusted CA (`CaUsedAsEndEntity`). Independent of any `TestPki`.

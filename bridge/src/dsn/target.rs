@@ -2,7 +2,8 @@
 //!
 //! `mqtt://[user:pass@]host[:port]?version=3.1.1|5.0&qos=0|1|2&client_id=…&topic=…&meta_topic=…`
 //! plus `retain`, `keep_alive`, `clean_session`, and the options taosx does not have: `inflight`,
-//! `tcp_nodelay`, `window`, `max_packet_size`, `commit`. Dotted spellings (`client.id`) are accepted too.
+//! `tcp_nodelay`, `window`, `max_packet_size`, `commit`, `format`, and the bridge's own status topic
+//! (`status_topic`, `status_online`, `status_offline`). Dotted spellings (`client.id`) are accepted too.
 
 use std::{fmt, time::Duration};
 
@@ -12,7 +13,7 @@ use crate::template::Template;
 const SIDE: Side = Side::Target;
 const ACCEPTED: &str = "version, qos, client_id, topic, meta_topic, retain, keep_alive, clean_session, \
                         inflight, tcp_nodelay, window, max_packet_size, commit, format, \
-                        ca, cert, cert_key (mqtts only)";
+                        status_topic, status_online, status_offline, ca, cert, cert_key (mqtts only)";
 
 /// Mosquitto's default `max_inflight_messages`: a 3.1/3.1.1 QoS 2 window above it loses acknowledged
 /// messages there (see ARCHITECTURE.md), and 3.1/3.1.1 cannot learn the broker's limit.
@@ -27,6 +28,18 @@ pub struct TlsOptions {
     pub cert: Option<String>,
     /// The client certificate's private key.
     pub cert_key: Option<String>,
+}
+
+/// The bridge's own status topic (`status_topic=`): retained `online` after every CONNACK, retained
+/// `offline` on graceful shutdown and as the Last Will when the bridge vanishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusOptions {
+    /// A plain topic (no template variables, no wildcards).
+    pub topic: String,
+    /// Payload while the bridge is connected (`status_online=`, default `online`).
+    pub online: String,
+    /// Payload once it is gone (`status_offline=`, default `offline`).
+    pub offline: String,
 }
 
 /// MQTT protocol version spoken to the broker.
@@ -97,6 +110,8 @@ pub struct TargetDsn {
     pub format: PayloadFormat,
     /// `mqtts://`: TLS with these settings (the server certificate is always verified).
     pub tls: Option<TlsOptions>,
+    /// `status_topic=`: the bridge's retained online/offline status and Last Will.
+    pub status: Option<StatusOptions>,
 }
 
 /// Payload shape (`format=`): taosx's one message per row, or one message per TMQ message (and topic)
@@ -155,6 +170,9 @@ impl TargetDsn {
         let mut max_packet_size = 1024 * 1024usize;
         let mut commit = CommitMode::AfterAck;
         let mut format = PayloadFormat::Row;
+        let mut status_topic = None;
+        let mut status_online = None;
+        let mut status_offline = None;
         for (key, value) in raw.params {
             let name = key.replace(['.', '-'], "_");
             if seen.contains(&name) {
@@ -252,6 +270,9 @@ impl TargetDsn {
                         _ => return Err(bad("row (default), batch")),
                     };
                 }
+                "status_topic" => status_topic = Some(parse_status_topic(&key, value)?),
+                "status_online" => status_online = Some(parse_status_payload(&key, value)?),
+                "status_offline" => status_offline = Some(parse_status_payload(&key, value)?),
                 "ca" | "cert" | "cert_key" => {
                     let Some(tls) = tls.as_mut() else {
                         return Err(DsnError::Invalid {
@@ -313,6 +334,36 @@ impl TargetDsn {
                 message: e.to_string(),
             })?;
         }
+        let status = match status_topic {
+            Some(topic) => Some(StatusOptions {
+                topic,
+                online: status_online.unwrap_or_else(|| "online".into()),
+                offline: status_offline.unwrap_or_else(|| "offline".into()),
+            }),
+            None if status_online.is_some() || status_offline.is_some() => {
+                return Err(DsnError::Missing {
+                    side: SIDE,
+                    name: "status_topic",
+                    hint: "`status_online`/`status_offline` are the payloads published to it",
+                })
+            }
+            None => None,
+        };
+        if let Some(s) = &status {
+            // The Last Will rides in the CONNECT, a status in a PUBLISH: both must fit the packet limit, or
+            // the connection would fail on every attempt.
+            let longest = s.online.len().max(s.offline.len());
+            if !fits_packet(max_packet_size, &s.topic, longest) {
+                return Err(DsnError::Invalid {
+                    side: SIDE,
+                    name: "status_topic".into(),
+                    message: format!(
+                        "the status topic and payload ({} bytes) do not fit `max_packet_size` ({max_packet_size})",
+                        s.topic.len() + longest
+                    ),
+                });
+            }
+        }
         let default_port = if tls.is_some() { 8883 } else { 1883 };
         Ok(TargetDsn {
             user: raw.user,
@@ -341,8 +392,57 @@ impl TargetDsn {
             commit,
             format,
             tls,
+            status,
         })
     }
+}
+
+/// Whether a PUBLISH (or a CONNECT carrying it as the Will) of `payload_len` bytes to `topic` stays within
+/// `max` bytes, with room for the fixed header, lengths, packet id, properties, client id and credentials.
+fn fits_packet(max: usize, topic: &str, payload_len: usize) -> bool {
+    topic.len() + payload_len + 512 <= max
+}
+
+/// `status_topic`: a plain topic to publish to — non-empty, no wildcards, no NUL, within MQTT's string limit.
+fn parse_status_topic(key: &str, value: String) -> Result<String, DsnError> {
+    let invalid = |message: &str| DsnError::Invalid {
+        side: SIDE,
+        name: key.into(),
+        message: message.into(),
+    };
+    if value.is_empty() {
+        return Err(invalid("empty topic"));
+    }
+    if value.len() > MAX_MQTT_STRING {
+        return Err(invalid("longer than MQTT's 65535-byte topic limit"));
+    }
+    if value.contains(['+', '#']) {
+        return Err(invalid(
+            "wildcards `+` and `#` are not allowed in a topic to publish to",
+        ));
+    }
+    if value.contains('\0') {
+        return Err(invalid("the NUL character (U+0000) is not allowed in a topic"));
+    }
+    Ok(value)
+}
+
+/// `status_online`/`status_offline`: non-empty (an empty retained message deletes the retained status).
+fn parse_status_payload(key: &str, value: String) -> Result<String, DsnError> {
+    let invalid = |message: &str| DsnError::Invalid {
+        side: SIDE,
+        name: key.into(),
+        message: message.into(),
+    };
+    if value.is_empty() {
+        return Err(invalid(
+            "must not be empty (an empty retained message clears the topic)",
+        ));
+    }
+    if value.len() > MAX_MQTT_STRING {
+        return Err(invalid("longer than MQTT's 65535-byte Will message limit"));
+    }
+    Ok(value)
 }
 
 /// MQTT strings (client id, topic) are length-prefixed with 16 bits.
@@ -380,6 +480,9 @@ impl fmt::Display for TargetDsn {
         if self.format == PayloadFormat::Batch {
             p.push(("format".into(), "batch".into()));
         }
+        if let Some(s) = &self.status {
+            p.push(("status_topic".into(), s.topic.clone()));
+        }
         fmt_redacted(
             f,
             if self.tls.is_some() { "mqtts" } else { "mqtt" },
@@ -402,6 +505,47 @@ impl fmt::Debug for TargetDsn {
 #[cfg(test)]
 mod format_tests {
     use super::*;
+
+    #[test]
+    fn status_topic_has_default_payloads_and_is_checked() {
+        let base = "mqtt://h?version=3.1.1&client_id=c&topic=t";
+        assert_eq!(TargetDsn::parse(base).unwrap().status, None);
+        let t = TargetDsn::parse(&format!("{base}&status_topic=bridges/c/status")).unwrap();
+        assert_eq!(
+            t.status,
+            Some(StatusOptions {
+                topic: "bridges/c/status".into(),
+                online: "online".into(),
+                offline: "offline".into(),
+            })
+        );
+        assert!(t.to_string().contains("status_topic=bridges"), "{t}");
+        let t = TargetDsn::parse(&format!(
+            "{base}&status.topic=s&status_online=%7B%22up%22%3Atrue%7D&status_offline=0"
+        ))
+        .unwrap();
+        let s = t.status.unwrap();
+        assert_eq!((s.online.as_str(), s.offline.as_str()), ("{\"up\":true}", "0"));
+        for (extra, want) in [
+            ("status_topic=", "empty topic"),
+            ("status_topic=a/%2B", "wildcards"),
+            ("status_topic=a/%23", "wildcards"),
+            ("status_topic=a%00b", "NUL"),
+            ("status_online=up", "missing required parameter `status_topic`"),
+            ("status_topic=s&status_offline=", "must not be empty"),
+            ("status_topic=s&status_topic=t", "given twice"),
+        ] {
+            let e = TargetDsn::parse(&format!("{base}&{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let long = "s".repeat(2000);
+        let e = TargetDsn::parse(&format!("{base}&max_packet_size=2048&status_topic={long}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("do not fit `max_packet_size`"), "{e}");
+    }
 
     #[test]
     fn format_is_row_by_default_batch_on_request_and_checked() {

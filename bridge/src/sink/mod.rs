@@ -5,6 +5,14 @@
 //! reports what happened as [`SinkEvent`]s over a channel, in order. Reconnects use exponential backoff
 //! with jitter, 100 ms doubling to a 10 s cap, and never give up (a refused CONNACK is fatal).
 //!
+//! A TLS handshake in which this client rejects the broker's certificate (unknown issuer, expired, wrong
+//! name) is fatal like a refused CONNACK: retrying cannot fix it. With a status topic, the CONNECT carries a
+//! retained QoS 1 Last Will (`offline`); the status publishes themselves are the run loop's (see `run`).
+//!
+//! Events rumqttc had buffered when a connection failed (a PUBLISH reported just before its flush failed,
+//! acks read in the same batch as the error) are reported before the `Disconnected` event, so none of
+//! them surfaces in the next session where it would be taken for one of that session's packets.
+//!
 //! Publishes pass a *gate*: closed from the moment a connection fails until the run loop has seen the
 //! `Connected` event of the next session. So every publish handed to rumqttc belongs to a known session,
 //! and when a session is lost without `session_present` the ledger can re-send exactly what rumqttc
@@ -44,6 +52,9 @@ pub enum SinkEvent {
     Disconnected { error: String, retry_in: Duration },
     /// The broker refused the connection (bad credentials, client id, …): no point retrying.
     Refused(String),
+    /// This client rejected the broker's TLS certificate (unknown issuer, expired, wrong host name):
+    /// no point retrying either.
+    Untrusted(String),
     /// The event loop ended (after DISCONNECT, or when the client was dropped).
     Stopped,
 }
@@ -77,6 +88,7 @@ enum AnyLoop {
 }
 
 /// Common view of the two event loops' events.
+#[derive(Debug, PartialEq, Eq)]
 enum Polled {
     ConnAck { session_present: bool },
     Outgoing(u16),
@@ -88,61 +100,93 @@ enum Polled {
 
 enum PollError {
     Refused(String),
+    Untrusted(String),
     Done,
     Retry(String),
 }
 
+fn map_v4(event: rumqttc::Event) -> Polled {
+    use rumqttc::{Event, Outgoing as O, Packet as P};
+    match event {
+        Event::Incoming(P::ConnAck(c)) => Polled::ConnAck {
+            session_present: c.session_present,
+        },
+        Event::Incoming(P::PubAck(p)) => Polled::Acked(p.pkid),
+        Event::Incoming(P::PubComp(p)) => Polled::Acked(p.pkid),
+        Event::Outgoing(O::Publish(pkid)) => Polled::Outgoing(pkid),
+        Event::Outgoing(O::Disconnect) => Polled::SentDisconnect,
+        _ => Polled::Other,
+    }
+}
+
+fn map_v5(event: rumqttc::v5::Event) -> Polled {
+    use rumqttc::v5::{
+        mqttbytes::v5::{Packet as P, PubAckReason, PubCompReason, PubRecReason},
+        Event,
+    };
+    use rumqttc::Outgoing as O;
+    match event {
+        Event::Incoming(P::ConnAck(c)) => Polled::ConnAck {
+            session_present: c.session_present,
+        },
+        Event::Incoming(P::PubAck(p)) => match p.reason {
+            PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Polled::Acked(p.pkid),
+            r => Polled::Rejected(p.pkid, format!("PUBACK {r:?}")),
+        },
+        Event::Incoming(P::PubRec(p)) => match p.reason {
+            PubRecReason::Success | PubRecReason::NoMatchingSubscribers => Polled::Other,
+            r => Polled::Rejected(p.pkid, format!("PUBREC {r:?}")),
+        },
+        Event::Incoming(P::PubComp(p)) => match p.reason {
+            PubCompReason::Success => Polled::Acked(p.pkid),
+            r => Polled::Rejected(p.pkid, format!("PUBCOMP {r:?}")),
+        },
+        Event::Outgoing(O::Publish(pkid)) => Polled::Outgoing(pkid),
+        Event::Outgoing(O::Disconnect) => Polled::SentDisconnect,
+        _ => Polled::Other,
+    }
+}
+
+/// A TLS error of rumqttc in which this client rejected the broker's certificate.
+fn rejects_certificate(e: &rumqttc::TlsError) -> bool {
+    matches!(e, rumqttc::TlsError::Io(io) if crate::tls::is_certificate_rejection(io))
+}
+
 impl AnyLoop {
     async fn poll(&mut self) -> Result<Polled, PollError> {
-        use rumqttc::Outgoing as O;
         match self {
             AnyLoop::V4(el) => {
-                use rumqttc::{ConnectionError as E, Event, Packet as P};
+                use rumqttc::ConnectionError as E;
                 match el.poll().await {
-                    Ok(Event::Incoming(P::ConnAck(c))) => Ok(Polled::ConnAck {
-                        session_present: c.session_present,
-                    }),
-                    Ok(Event::Incoming(P::PubAck(p))) => Ok(Polled::Acked(p.pkid)),
-                    Ok(Event::Incoming(P::PubComp(p))) => Ok(Polled::Acked(p.pkid)),
-                    Ok(Event::Outgoing(O::Publish(pkid))) => Ok(Polled::Outgoing(pkid)),
-                    Ok(Event::Outgoing(O::Disconnect)) => Ok(Polled::SentDisconnect),
-                    Ok(_) => Ok(Polled::Other),
+                    Ok(event) => Ok(map_v4(event)),
                     Err(E::ConnectionRefused(code)) => Err(PollError::Refused(describe_refusal_v4(code))),
                     Err(E::RequestsDone) => Err(PollError::Done),
+                    Err(E::Tls(tls)) if rejects_certificate(&tls) => {
+                        Err(PollError::Untrusted(describe_v4(&E::Tls(tls))))
+                    }
                     Err(e) => Err(PollError::Retry(describe_v4(&e))),
                 }
             }
             AnyLoop::V5(el) => {
-                use rumqttc::v5::{
-                    mqttbytes::v5::{Packet as P, PubAckReason, PubCompReason, PubRecReason},
-                    ConnectionError as E, Event,
-                };
+                use rumqttc::v5::ConnectionError as E;
                 match el.poll().await {
-                    Ok(Event::Incoming(P::ConnAck(c))) => Ok(Polled::ConnAck {
-                        session_present: c.session_present,
-                    }),
-                    Ok(Event::Incoming(P::PubAck(p))) => match p.reason {
-                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
-                            Ok(Polled::Acked(p.pkid))
-                        }
-                        r => Ok(Polled::Rejected(p.pkid, format!("PUBACK {r:?}"))),
-                    },
-                    Ok(Event::Incoming(P::PubRec(p))) => match p.reason {
-                        PubRecReason::Success | PubRecReason::NoMatchingSubscribers => Ok(Polled::Other),
-                        r => Ok(Polled::Rejected(p.pkid, format!("PUBREC {r:?}"))),
-                    },
-                    Ok(Event::Incoming(P::PubComp(p))) => match p.reason {
-                        PubCompReason::Success => Ok(Polled::Acked(p.pkid)),
-                        r => Ok(Polled::Rejected(p.pkid, format!("PUBCOMP {r:?}"))),
-                    },
-                    Ok(Event::Outgoing(O::Publish(pkid))) => Ok(Polled::Outgoing(pkid)),
-                    Ok(Event::Outgoing(O::Disconnect)) => Ok(Polled::SentDisconnect),
-                    Ok(_) => Ok(Polled::Other),
+                    Ok(event) => Ok(map_v5(event)),
                     Err(E::ConnectionRefused(code)) => Err(PollError::Refused(describe_refusal_v5(code))),
                     Err(E::RequestsDone) => Err(PollError::Done),
+                    Err(E::Tls(tls)) if rejects_certificate(&tls) => {
+                        Err(PollError::Untrusted(one_line(&E::Tls(tls).to_string())))
+                    }
                     Err(e) => Err(PollError::Retry(one_line(&e.to_string()))),
                 }
             }
+        }
+    }
+
+    /// Events rumqttc buffered before its connection failed; they belong to that connection.
+    fn take_stale_events(&mut self) -> Vec<Polled> {
+        match self {
+            AnyLoop::V4(el) => el.state.events.drain(..).map(map_v4).collect(),
+            AnyLoop::V5(el) => el.state.events.drain(..).map(map_v5).collect(),
         }
     }
 
@@ -314,7 +358,10 @@ pub fn describe_refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) 
         C::PacketTooLarge => (0x95, "packet too large"),
         C::QuotaExceeded => (0x97, "quota exceeded"),
         C::PayloadFormatInvalid => (0x99, "payload format invalid"),
-        C::RetainNotSupported => (0x9A, "retain not supported (drop `retain=true`)"),
+        C::RetainNotSupported => (
+            0x9A,
+            "retain not supported (drop `retain=true`; `status_topic` needs retain too)",
+        ),
         C::QoSNotSupported => (0x9B, "QoS not supported (try a lower `qos=`)"),
         C::UseAnotherServer => (0x9C, "use another server"),
         C::ServerMoved => (0x9D, "server moved"),
@@ -400,6 +447,14 @@ impl Sink {
                     .set_clean_session(target.clean_session)
                     .set_inflight(target.inflight)
                     .set_max_packet_size(target.max_packet_size, target.max_packet_size);
+                if let Some(status) = &target.status {
+                    o.set_last_will(rumqttc::LastWill::new(
+                        &status.topic,
+                        status.offline.as_bytes(),
+                        rumqttc::QoS::AtLeastOnce,
+                        true,
+                    ));
+                }
                 if let Some(user) = &target.user {
                     o.set_credentials(user, target.password.clone().unwrap_or_default());
                 }
@@ -415,6 +470,15 @@ impl Sink {
                     .set_outgoing_inflight_upper_limit(target.inflight)
                     .set_transport(direct())
                     .set_network_options(net);
+                if let Some(status) = &target.status {
+                    o.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+                        &status.topic,
+                        status.offline.as_bytes(),
+                        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                        true,
+                        None,
+                    ));
+                }
                 if let Some(user) = &target.user {
                     o.set_credentials(user, target.password.clone().unwrap_or_default());
                 }
@@ -457,18 +521,42 @@ impl Sink {
     /// Hands a publish to the client if `session` is the current open session. `Ok(false)`: the gate
     /// is closed (connection lost or not yet acknowledged by the run loop); keep the publish queued.
     pub fn try_publish(&self, session: u64, topic: &str, payload: &Bytes) -> Result<bool, SinkError> {
+        self.publish(
+            session,
+            topic,
+            payload,
+            self.qos,
+            self.retain,
+            Some("application/json"),
+        )
+    }
+
+    /// Like [`Sink::try_publish`] for the bridge's status: QoS 1 and retained, whatever the rows use.
+    pub fn try_publish_status(&self, session: u64, topic: &str, payload: &Bytes) -> Result<bool, SinkError> {
+        self.publish(session, topic, payload, 1, true, None)
+    }
+
+    fn publish(
+        &self,
+        session: u64,
+        topic: &str,
+        payload: &Bytes,
+        qos: u8,
+        retain: bool,
+        content_type: Option<&str>,
+    ) -> Result<bool, SinkError> {
         let gate = self.gate.lock().expect("gate lock");
         if !gate.open || gate.session != session {
             return Ok(false);
         }
-        let qos = match self.qos {
+        let qos = match qos {
             0 => rumqttc::QoS::AtMostOnce,
             1 => rumqttc::QoS::AtLeastOnce,
             _ => rumqttc::QoS::ExactlyOnce,
         };
         let res = match &self.client {
             Client::V4(c) => c
-                .try_publish(topic, qos, self.retain, payload.to_vec())
+                .try_publish(topic, qos, retain, payload.to_vec())
                 .map_err(|_| ()),
             Client::V5(c) => {
                 use rumqttc::v5::mqttbytes::{v5::PublishProperties, QoS as Q5};
@@ -479,10 +567,10 @@ impl Sink {
                 };
                 let props = PublishProperties {
                     payload_format_indicator: Some(1),
-                    content_type: Some("application/json".into()),
+                    content_type: content_type.map(String::from),
                     ..Default::default()
                 };
-                c.try_publish_with_properties(topic, qos, self.retain, payload.clone(), props)
+                c.try_publish_with_properties(topic, qos, retain, payload.clone(), props)
                     .map_err(|_| ())
             }
         };
@@ -561,23 +649,53 @@ async fn drive(
             Ok(Polled::Other) => continue,
             Err(PollError::Done) => break,
             Err(err) => {
+                // Taken first: a PUBLISH among them counts for the packet-id wrap of the re-sends.
+                let stale = el.take_stale_events();
+                for p in &stale {
+                    if let Polled::Outgoing(pkid) = p {
+                        max_pkid = max_pkid.max(*pkid);
+                    }
+                }
                 {
                     let mut g = gate.lock().expect("gate lock");
                     g.open = false;
                     el.clean(max_pkid);
                 }
+                for p in stale {
+                    let ev = match p {
+                        Polled::Outgoing(pkid) => SinkEvent::Outgoing(pkid),
+                        Polled::Acked(pkid) => SinkEvent::Acked(pkid),
+                        Polled::Rejected(pkid, reason) => SinkEvent::Rejected { pkid, reason },
+                        _ => continue,
+                    };
+                    let _ = tx.send(ev);
+                }
+                // Through the shim rumqttc sees only a closed socket; the shim knows why.
+                let cause = shim.as_ref().and_then(|s| s.take_error());
+                let err = match (err, cause) {
+                    (PollError::Retry(_), Some(Mqtt31Error::Tls { source, addr }))
+                        if crate::tls::is_certificate_rejection(&source) =>
+                    {
+                        let cause = Mqtt31Error::Tls { source, addr };
+                        PollError::Untrusted(one_line(&cause.to_string()))
+                    }
+                    (PollError::Retry(_), Some(cause)) => PollError::Retry(one_line(&cause.to_string())),
+                    (PollError::Retry(error), None) if !connected => {
+                        PollError::Retry(explain_connect_failure(error))
+                    }
+                    (err, _) => err,
+                };
                 match err {
                     PollError::Refused(code) => {
                         let _ = tx.send(SinkEvent::Refused(code));
                         break;
                     }
+                    PollError::Untrusted(error) => {
+                        tracing::error!(%error, "the MQTT broker's TLS certificate is not trusted; not retrying");
+                        let _ = tx.send(SinkEvent::Untrusted(error));
+                        break;
+                    }
                     PollError::Retry(error) => {
-                        // Through the shim rumqttc sees only a closed socket; the shim knows why.
-                        let error = match shim.as_ref().and_then(|s| s.take_error()) {
-                            Some(cause) => one_line(&cause.to_string()),
-                            None if connected => error,
-                            None => explain_connect_failure(error),
-                        };
                         connected = false;
                         let retry_in = backoff(attempt);
                         attempt = attempt.saturating_add(1);
@@ -675,6 +793,43 @@ mod tests {
             .chain((15..=20).chain(1..=10).map(Publish))
             .collect();
         assert_eq!(reorder(&queued, 20), expected);
+    }
+
+    #[test]
+    fn events_buffered_by_a_failed_connection_are_taken_not_left_for_the_next_one() {
+        use rumqttc::{Event, Incoming, Outgoing};
+        let mut v4 = rumqttc::EventLoop::new(rumqttc::MqttOptions::new("t", "localhost", 1883), 10);
+        // A PUBLISH reported just before its flush failed, and an ack read in the same batch as the error.
+        v4.state.events.push_back(Event::Outgoing(Outgoing::Publish(7)));
+        v4.state
+            .events
+            .push_back(Event::Incoming(Incoming::PubAck(rumqttc::PubAck::new(6))));
+        v4.state.events.push_back(Event::Outgoing(Outgoing::PingReq));
+        let mut el = AnyLoop::V4(v4);
+        assert_eq!(
+            el.take_stale_events(),
+            [Polled::Outgoing(7), Polled::Acked(6), Polled::Other]
+        );
+        assert!(el.take_stale_events().is_empty());
+
+        use rumqttc::v5::mqttbytes::v5::{Packet, PubAck, PubAckReason};
+        let mut v5 = rumqttc::v5::EventLoop::new(rumqttc::v5::MqttOptions::new("t", "localhost", 1883), 10);
+        let mut refused = PubAck::new(3, None);
+        refused.reason = PubAckReason::NotAuthorized;
+        v5.state
+            .events
+            .push_back(rumqttc::v5::Event::Incoming(Packet::PubAck(refused)));
+        v5.state
+            .events
+            .push_back(rumqttc::v5::Event::Outgoing(Outgoing::Publish(4)));
+        let mut el = AnyLoop::V5(v5);
+        assert_eq!(
+            el.take_stale_events(),
+            [
+                Polled::Rejected(3, "PUBACK NotAuthorized".into()),
+                Polled::Outgoing(4)
+            ]
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Received {
     pub topic: String,
     pub payload: String,
     pub qos: u8,
+    /// The broker delivered it as a retained message (sent on subscribing, not live).
+    pub retain: bool,
     pub content_type: Option<String>,
     pub payload_format: Option<u8>,
 }
@@ -43,6 +45,14 @@ impl Drop for Subscriber {
 
 impl Subscriber {
     pub async fn start(addr: SocketAddr, version: MqttVersion, filter: &str, qos: u8) -> Subscriber {
+        let mut sub = Self::spawn(addr, version, filter, qos);
+        sub.wait_subscribed(Duration::from_secs(10)).await;
+        sub
+    }
+
+    /// Like [`Subscriber::start`] without waiting for the SUBACK, so nothing that arrives is dropped
+    /// (retained messages follow the SUBACK closely).
+    pub fn spawn(addr: SocketAddr, version: MqttVersion, filter: &str, qos: u8) -> Subscriber {
         let (tx, rx) = mpsc::unbounded_channel();
         let filter = filter.to_string();
         let id = format!("sub-{}", rand_id());
@@ -71,6 +81,7 @@ impl Subscriber {
                                     topic: p.topic.clone(),
                                     payload: String::from_utf8_lossy(&p.payload).into_owned(),
                                     qos: p.qos as u8,
+                                    retain: p.retain,
                                     content_type: None,
                                     payload_format: None,
                                 }));
@@ -108,6 +119,7 @@ impl Subscriber {
                                     topic: String::from_utf8_lossy(&p.topic).into_owned(),
                                     payload: String::from_utf8_lossy(&p.payload).into_owned(),
                                     qos: p.qos as u8,
+                                    retain: p.retain,
                                     content_type: props.content_type,
                                     payload_format: props.payload_format_indicator,
                                 }));
@@ -119,9 +131,7 @@ impl Subscriber {
                 })
             }
         };
-        let mut sub = Subscriber { rx, task };
-        sub.wait_subscribed(Duration::from_secs(10)).await;
-        sub
+        Subscriber { rx, task }
     }
 
     /// Waits for the next SUBACK, dropping messages that arrive meanwhile.
