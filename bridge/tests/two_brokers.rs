@@ -6,9 +6,9 @@
 mod common;
 use common::Running;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
 
-use common::{distinct_f1, Subscriber};
+use common::{distinct_f1, Received, Subscriber};
 use simulator::{
     broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
     mosquitto::{Mosquitto, TlsListener},
