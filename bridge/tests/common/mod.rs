@@ -331,3 +331,52 @@ pub async fn collect_all(
         );
     }
 }
+
+/// How many rows a broker stopped mid-stream may have lost on its own: the PUBACKs it sent minus the rows its
+/// subscriber got from it. A broker acknowledges and forwards in order, so what it lost is the tail of what it
+/// acknowledged (its responsibility, not the bridge's). Call once both the bridge and `sub` have seen the
+/// outage (their sockets read to the end); moves what `sub` buffered into `got`.
+pub fn broker_may_have_lost(sub: &mut Subscriber, got: &mut Vec<Received>, stats: &tmq2mqtt::Stats) -> u64 {
+    got.extend(sub.drain());
+    stats
+        .snapshot()
+        .acked
+        .saturating_sub(distinct_f1(got).len() as u64)
+}
+
+/// [`collect_all`] after a broker outage: every row `0..total` must arrive except at most `may_lose` (see
+/// [`broker_may_have_lost`]); it stops early only once the bridge has received all rows and has none in flight.
+pub async fn collect_all_after_outage(
+    sub: &mut Subscriber,
+    got: &mut Vec<Received>,
+    total: u32,
+    may_lose: u64,
+    stats: &tmq2mqtt::Stats,
+) {
+    let before = distinct_f1(got);
+    let enough = |g: &[Received]| {
+        let seen = before.union(&distinct_f1(g)).count() as u64;
+        let s = stats.snapshot();
+        seen == total as u64
+            || (seen + may_lose >= total as u64
+                && s.rows >= total as u64
+                && stats.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0)
+    };
+    let more = sub.try_collect_until(RUNNING_WITHIN, enough).await;
+    got.extend(more.unwrap_or_else(|g| g));
+    let seen = distinct_f1(got);
+    let missing: Vec<u32> = (0..total).filter(|i| !seen.contains(i)).collect();
+    assert!(
+        missing.len() as u64 <= may_lose,
+        "{} rows missing: {missing:?}, but the stopped broker acknowledged at most {may_lose} it did not \
+         forward; bridge: {:?}",
+        missing.len(),
+        stats.snapshot()
+    );
+    if !missing.is_empty() {
+        eprintln!(
+            "the stopped broker lost {} acknowledged row(s): {missing:?}",
+            missing.len()
+        );
+    }
+}
