@@ -18,6 +18,14 @@ pub enum TlsConfigError {
     NoRoots,
 }
 
+/// The short name of what rustls found wrong with a certificate (`BadEncoding`, …).
+fn certificate_problem(e: &rumqttc::tokio_rustls::rustls::Error) -> String {
+    match e {
+        rumqttc::tokio_rustls::rustls::Error::InvalidCertificate(c) => format!("{c:?}"),
+        other => other.to_string(),
+    }
+}
+
 /// The rustls configuration for `tls` (used both by rumqttc and by the MQTT 3.1 shim).
 pub fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let pem = |what: &'static str| {
@@ -31,7 +39,14 @@ pub fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigErr
         Some(ca) => {
             for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
                 let cert = cert.map_err(|e| pem("ca")(&e))?;
-                roots.add(cert).map_err(|e| pem("ca")(&e))?;
+                // rustls words this as a peer-certificate error; here it is our own CA file that is bad.
+                roots.add(cert).map_err(|e| TlsConfigError::Pem {
+                    what: "ca",
+                    detail: format!(
+                        "a certificate in it is not valid X.509 DER ({})",
+                        certificate_problem(&e)
+                    ),
+                })?;
             }
             if roots.is_empty() {
                 return Err(TlsConfigError::Pem {

@@ -841,7 +841,7 @@ fn tls_settings_are_validated_at_parse() {
                 "mqtts://h?{base}&ca={}",
                 enc("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
             ),
-            "bad PEM",
+            "bad PEM in `ca`: a certificate in it is not valid X.509 DER (BadEncoding)",
         ),
     ] {
         let err = TargetDsn::parse(&dsn).unwrap_err().to_string();

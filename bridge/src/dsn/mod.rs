@@ -467,7 +467,7 @@ mod tests {
             (src("tmq+ws://h/t?group.id=g&ca=-----BEGIN%20CERTIFICATE-----"), "source DSN (-f/--from): parameter `ca`: only for TLS: use a tmq+wss:// DSN"),
             (src("tmq+wss://h/t?group.id=g&cert_key=@/k.pem"), "source DSN (-f/--from): parameter `cert_key`: client certificates are not supported towards TDengine (taosAdapter never asks for one; only `ca`)"),
             (src("tmq+wss://h/t?group.id=g&ca=nope"), "source DSN (-f/--from): parameter `ca`: expected PEM text (-----BEGIN …) or @path to a PEM file"),
-            (src("tmq+wss://h/t?group.id=g&ca=-----BEGIN%20CERTIFICATE-----%0Agarbage%0A-----END%20CERTIFICATE-----"), "source DSN (-f/--from): parameter `ca`: bad PEM in `ca`: invalid peer certificate: BadEncoding"),
+            (src("tmq+wss://h/t?group.id=g&ca=-----BEGIN%20CERTIFICATE-----%0Agarbage%0A-----END%20CERTIFICATE-----"), "source DSN (-f/--from): parameter `ca`: bad PEM in `ca`: a certificate in it is not valid X.509 DER (BadEncoding)"),
             (src("tmq+ws://h/t?group.id=g&poll.interval.ms=0"), "source DSN (-f/--from): parameter `poll.interval.ms`: bad value `0`; accepted: milliseconds, 1 to 60000"),
             (src("tmq+ws://h/t?group.id=g&timeout=soon"), "source DSN (-f/--from): parameter `timeout`: bad value `soon`; accepted: seconds (`30`) or a duration like `500ms`, `10s`, `1m`"),
             (src("tmq+ws://:6041/t?group.id=g"), "source DSN (-f/--from): missing required parameter `host` (e.g. tmq+ws://root:taosdata@localhost:6041/topic)"),
