@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use rumqttc::tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use rumqttc::tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, UnixTime};
+use rumqttc::tokio_rustls::rustls::{CertificateError, ClientConfig, Error as E, RootCertStore};
 
 use crate::dsn::TlsOptions;
 
@@ -16,14 +16,6 @@ pub enum TlsConfigError {
     Pem { what: &'static str, detail: String },
     #[error("no trusted CA: `ca` is not set and the system has no usable root certificates")]
     NoRoots,
-}
-
-/// The short name of what rustls found wrong with a certificate (`BadEncoding`, …).
-fn certificate_problem(e: &rumqttc::tokio_rustls::rustls::Error) -> String {
-    match e {
-        rumqttc::tokio_rustls::rustls::Error::InvalidCertificate(c) => format!("{c:?}"),
-        other => other.to_string(),
-    }
 }
 
 /// The rustls configuration for `tls` (used both by rumqttc and by the MQTT 3.1 shim).
@@ -42,10 +34,13 @@ pub fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigErr
                 // rustls words this as a peer-certificate error; here it is our own CA file that is bad.
                 roots.add(cert).map_err(|e| TlsConfigError::Pem {
                     what: "ca",
-                    detail: format!(
-                        "a certificate in it is not valid X.509 DER ({})",
-                        certificate_problem(&e)
-                    ),
+                    detail: match e {
+                        E::InvalidCertificate(c) => format!(
+                            "a certificate in it is not valid X.509 DER ({})",
+                            describe_certificate_error(&c)
+                        ),
+                        other => other.to_string(),
+                    },
                 })?;
             }
             if roots.is_empty() {
@@ -87,20 +82,52 @@ pub fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigErr
     Ok(Arc::new(config))
 }
 
-/// Whether a failed TLS handshake is this client refusing the broker's certificate (unknown issuer,
-/// expired, wrong host name, …): no retry can fix that, unlike a closed socket or a broker's alert.
+/// What this client found wrong with the peer's certificate, when a failed TLS handshake is that (unknown
+/// issuer, expired, wrong host name, …) rather than a closed socket or the peer's alert.
+pub fn certificate_error(error: &std::io::Error) -> Option<&CertificateError> {
+    match error.get_ref()?.downcast_ref::<E>()? {
+        E::InvalidCertificate(cert) => Some(cert),
+        _ => None,
+    }
+}
+
+/// Whether a failed TLS handshake is this client refusing the broker's certificate: no retry can fix that.
 pub fn is_certificate_rejection(error: &std::io::Error) -> bool {
-    use rumqttc::tokio_rustls::rustls::Error as E;
-    error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<E>())
-        .is_some_and(|e| matches!(e, E::InvalidCertificate(_)))
+    certificate_error(error).is_some()
+}
+
+/// A certificate problem by name, with what to do where the name alone does not say it.
+pub fn describe_certificate_error(cert: &CertificateError) -> String {
+    use CertificateError as C;
+    let at = |t: &UnixTime| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.as_secs()))
+    };
+    match cert {
+        C::UnknownIssuer => "UnknownIssuer: not signed by a trusted CA".into(),
+        C::ExpiredContext { time, not_after } => {
+            format!("Expired: valid until {}, now {}", at(not_after), at(time))
+        }
+        C::NotValidYetContext { time, not_before } => {
+            format!("NotValidYet: valid from {}, now {}", at(not_before), at(time))
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("NotValidForName: the certificate does not name this host ({cert:?})")
+        }
+        // webpki's error inside `Other`: a CA certificate presented as the server's own, typically a
+        // self-signed one from plain `openssl req -x509` (CA:TRUE by default).
+        C::Other(e) if format!("{e:?}").contains("CaUsedAsEndEntity") => {
+            "CaUsedAsEndEntity: the server presents a CA certificate (CA:TRUE) as its own; issue it a \
+             server certificate from that CA, or make the self-signed one with \
+             `-addext basicConstraints=critical,CA:FALSE`"
+                .into()
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rumqttc::tokio_rustls::rustls::{CertificateError, Error as E};
 
     #[test]
     fn only_our_verdict_on_the_certificate_is_a_rejection() {

@@ -221,52 +221,21 @@ fn ack_now(stream: &TcpStream) {
 
 /// A failed handshake as the user should read it: certificate problems by name.
 fn classify(e: &std::io::Error, server: String, trusted: &'static str) -> TunnelFailure {
-    match e
+    if let Some(cert) = crate::tls::certificate_error(e) {
+        return TunnelFailure::Untrusted {
+            server,
+            detail: crate::tls::describe_certificate_error(cert),
+            trusted,
+        };
+    }
+    let detail = match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(rustls::Error::InvalidCertificate(cert)) => TunnelFailure::Untrusted {
-            server,
-            detail: describe(cert),
-            trusted,
-        },
-        Some(other) => TunnelFailure::Handshake {
-            server,
-            detail: other.to_string(),
-        },
-        None => TunnelFailure::Handshake {
-            server,
-            detail: e.to_string(),
-        },
-    }
-}
-
-fn describe(cert: &rustls::CertificateError) -> String {
-    use rustls::CertificateError as C;
-    let at = |t: &rustls::pki_types::UnixTime| {
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.as_secs()))
+        Some(other) => other.to_string(),
+        None => e.to_string(),
     };
-    match cert {
-        C::UnknownIssuer => "UnknownIssuer: not signed by a trusted CA".into(),
-        C::ExpiredContext { time, not_after } => {
-            format!("Expired: valid until {}, now {}", at(not_after), at(time))
-        }
-        C::NotValidYetContext { time, not_before } => {
-            format!("NotValidYet: valid from {}, now {}", at(not_before), at(time))
-        }
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            format!("NotValidForName: the certificate does not name this host ({cert:?})")
-        }
-        // webpki's error inside `Other`: a CA certificate presented as the server's own, typically a
-        // self-signed one from plain `openssl req -x509` (CA:TRUE by default).
-        C::Other(e) if format!("{e:?}").contains("CaUsedAsEndEntity") => {
-            "CaUsedAsEndEntity: the server presents a CA certificate (CA:TRUE) as its own; issue it a \
-             server certificate from that CA, or make the self-signed one with \
-             `-addext basicConstraints=critical,CA:FALSE`"
-                .into()
-        }
-        other => format!("{other:?}"),
-    }
+    TunnelFailure::Handshake { server, detail }
 }
 
 #[cfg(test)]

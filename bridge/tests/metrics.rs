@@ -168,24 +168,7 @@ async fn metrics_count_acknowledged_rows_and_healthz_follows_the_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_format_json_writes_json_lines_on_stderr() {
     let (_td, _broker, from, to) = world("jsonlog").await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
-        .args(["run", "-f", &from, "-t", &to, "--log-format", "json"])
-        .args(["--metrics-addr", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tmq2mqtt");
-    let stderr = child.stderr.take().unwrap();
-    let _bin = Bin(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (_bin, rx) = spawn_logging_json(&from, &to);
     // The first info line is the metrics listener's, written at startup.
     let line = rx.recv_timeout(T).expect("a log line on stderr");
     let v: serde_json::Value =
@@ -195,9 +178,9 @@ async fn log_format_json_writes_json_lines_on_stderr() {
     assert!(v["fields"]["message"].is_string(), "{line}");
 }
 
-/// Starts the bridge binary serving `/metrics` on a port the OS picks, and returns the address it
-/// logged (nothing has to stay free between picking a port and binding it).
-fn bridge(from: &str, to: &str) -> (Bin, SocketAddr) {
+/// Starts the bridge binary with JSON logs at `info` and `/metrics` on a port the OS picks; returns its
+/// stderr lines, drained for the whole run so the bridge never blocks on a full pipe.
+fn spawn_logging_json(from: &str, to: &str) -> (Bin, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
         .args(["run", "-f", from, "-t", to, "--metrics-addr", "127.0.0.1:0"])
         .args(["--log-format", "json"])
@@ -209,12 +192,18 @@ fn bridge(from: &str, to: &str) -> (Bin, SocketAddr) {
     let stderr = child.stderr.take().unwrap();
     let bin = Bin(child);
     let (tx, rx) = mpsc::channel();
-    // Drains stderr for the whole run, so the bridge never blocks on a full pipe.
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
+    (bin, rx)
+}
+
+/// Starts the bridge binary serving `/metrics` and returns the address it logged (nothing has to stay free
+/// between picking a port and binding it).
+fn bridge(from: &str, to: &str) -> (Bin, SocketAddr) {
+    let (bin, rx) = spawn_logging_json(from, to);
     let deadline = std::time::Instant::now() + T;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
