@@ -5,6 +5,8 @@
 //! The same abuse on the TLS listener (plain HTTP, garbage, stalled handshakes, oversized frames) is in
 //! `tdengine_tls.rs`.
 
+mod support;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -56,24 +58,6 @@ async fn official_client_works(server: &TdServer, db: &str) {
         .expect("official client answered in time");
 }
 
-/// Reads until the server closes the socket (EOF or reset); fails if it stays open past the deadline.
-async fn closed_by_server(sock: &mut TcpStream) -> Vec<u8> {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read_all = async {
-        loop {
-            match sock.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    timeout(DEADLINE, read_all)
-        .await
-        .expect("server closed the socket");
-    seen
-}
-
 async fn ws(server: &TdServer, path: &str) -> tokio_tungstenite::WebSocketStream<TcpStream> {
     let tcp = TcpStream::connect(server.addr()).await.unwrap();
     let url = format!("ws://{}{path}", server.addr());
@@ -108,7 +92,7 @@ async fn garbage_before_the_upgrade_is_dropped() {
             junk.extend_from_slice(b"\r\n\r\n");
         }
         let _ = sock.write_all(&junk).await;
-        closed_by_server(&mut sock).await;
+        support::closed_by_server(&mut sock, DEADLINE).await;
     }
     // A well-formed HTTP request that is not an upgrade, and one for an unknown path.
     for req in [
@@ -118,7 +102,7 @@ async fn garbage_before_the_upgrade_is_dropped() {
     ] {
         let mut sock = TcpStream::connect(server.addr()).await.unwrap();
         sock.write_all(req.as_bytes()).await.unwrap();
-        let seen = closed_by_server(&mut sock).await;
+        let seen = support::closed_by_server(&mut sock, DEADLINE).await;
         assert!(
             !String::from_utf8_lossy(&seen).contains(" 101 "),
             "no upgrade for {req:?}"
@@ -223,7 +207,7 @@ async fn a_frame_header_claiming_a_terabyte_is_refused_before_its_payload() {
     frame.extend_from_slice(&(1u64 << 40).to_be_bytes());
     frame.extend_from_slice(&[1, 2, 3, 4]);
     sock.write_all(&frame).await.unwrap();
-    let seen = closed_by_server(&mut sock).await;
+    let seen = support::closed_by_server(&mut sock, DEADLINE).await;
     // An unmasked close frame whose payload starts with 1009 (0x03F1).
     assert!(seen.len() >= 4, "no close frame: {seen:?}");
     assert_eq!(seen[0], 0x88, "{seen:?}");
@@ -245,7 +229,7 @@ async fn half_open_sockets_time_out_and_do_not_block_others() {
     // Served while the silent ones hang.
     official_client_works(&server, "while_half_open").await;
     for sock in &mut silent {
-        closed_by_server(sock).await;
+        support::closed_by_server(sock, DEADLINE).await;
     }
     official_client_works(&server, "after_half_open").await;
 }

@@ -1,6 +1,7 @@
 //! `simulator tdengine` serves the stand-in until SIGTERM, and rejects a version the client cannot parse.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,15 +21,8 @@ async fn tdengine_subcommand_serves_until_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    // The first stdout line names the bound address (blocking read on a helper thread, with a deadline).
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).expect("listening line");
+    // The first stdout line names the bound address.
+    let line = support::first_stdout_line(&mut child, Duration::from_secs(30));
     let addr = line.trim().rsplit("ws://").next().unwrap().to_string();
     let taos = TaosBuilder::from_dsn(format!("ws://root:taosdata@{addr}"))
         .unwrap()

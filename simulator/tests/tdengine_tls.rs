@@ -3,7 +3,8 @@
 //! and takes no CA, see ARCHITECTURE.md); abusive clients on the TLS port (plain HTTP, garbage, a
 //! stalled TLS handshake, an oversized frame) never hurting the server; `simulator tdengine --tls-cert`.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use simulator::tdengine::server::TdTls;
 use simulator::tdengine::{TdConfig, TdServer};
 use simulator::tls::{client_config, TestPki};
 use taos::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
@@ -94,24 +95,6 @@ async fn sql_over_tls_works(server: &TdServer, ca_pem: &str, db: &str) {
     )
     .await;
     assert_eq!(created["code"], 0, "{created}");
-}
-
-/// Reads until the server closes the socket; fails if it stays open past the deadline.
-async fn closed_by_server(sock: &mut TcpStream) -> Vec<u8> {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read_all = async {
-        loop {
-            match sock.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    timeout(DEADLINE, read_all)
-        .await
-        .expect("server closed the socket");
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +203,7 @@ async fn plain_http_garbage_and_stalled_handshakes_on_the_tls_port_are_dropped()
     ] {
         let mut sock = TcpStream::connect(server.addr()).await.unwrap();
         let _ = sock.write_all(&junk).await;
-        let seen = closed_by_server(&mut sock).await;
+        let seen = support::closed_by_server(&mut sock, DEADLINE).await;
         assert!(
             !String::from_utf8_lossy(&seen).contains(" 101 "),
             "no upgrade without TLS"
@@ -239,7 +222,7 @@ async fn plain_http_garbage_and_stalled_handshakes_on_the_tls_port_are_dropped()
     stalled.push(partial);
     sql_over_tls_works(&server, &pki.ca_pem(), "while_stalled").await;
     for sock in &mut stalled {
-        closed_by_server(sock).await;
+        support::closed_by_server(sock, DEADLINE).await;
     }
     sql_over_tls_works(&server, &pki.ca_pem(), "after_garbage").await;
 }
@@ -278,14 +261,7 @@ async fn tdengine_subcommand_serves_wss_with_tls_cert_and_key() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).expect("listening line");
+    let line = support::first_stdout_line(&mut child, Duration::from_secs(30));
     let addr: std::net::SocketAddr = line
         .trim()
         .rsplit("wss://")
