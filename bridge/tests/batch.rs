@@ -5,29 +5,18 @@ mod common;
 
 use std::{collections::BTreeSet, sync::atomic::Ordering::Relaxed, time::Duration};
 
-use common::Subscriber;
-use simulator::{
-    broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
-    tdengine::{TdConfig, TdServer},
-};
+use common::{StandIn, Subscriber};
+use simulator::broker::{BrokerConfig, EmbeddedBroker, MqttVersion};
 use tmq2mqtt::{Bridge, BridgeConfig};
 
 const T: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_format_carries_every_row_with_its_offset_and_commits() {
-    let td = TdServer::start(TdConfig::default()).await.expect("stand-in");
+    let td = StandIn::with_meters(2, "t").await;
     let broker = EmbeddedBroker::start(BrokerConfig::default())
         .await
         .expect("broker");
-    let sql = |s: &str| {
-        td.store()
-            .execute(s, &mut None)
-            .unwrap_or_else(|e| panic!("{s}: {e}"));
-    };
-    sql("create database db vgroups 2");
-    sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
-    sql("create topic t as select ts, tbname, f1, t1 from db.meters");
     // Two writes of 4 tables × 25 rows each: every TMQ message holds several blocks.
     for w in 0..2u32 {
         let mut s = String::from("insert into");
@@ -38,7 +27,7 @@ async fn batch_format_carries_every_row_with_its_offset_and_commits() {
                 s.push_str(&format!(" ({}, {id})", 1_700_000_000_000i64 + id as i64));
             }
         }
-        sql(&s);
+        td.sql(&s);
     }
     let mqtt = broker.v5_addr().unwrap();
     let mut sub = Subscriber::start(mqtt, MqttVersion::V5, "batch/#", 1).await;

@@ -4,79 +4,32 @@
 mod common;
 use common::Running;
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
-use common::{collect_all, distinct_f1, Received, Subscriber};
-use simulator::{
-    broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
-    tdengine::{Store, TdConfig, TdServer},
-};
+use common::{collect_all, distinct_f1, Received, StandIn, Subscriber, BASE_TS};
+use simulator::broker::{BrokerConfig, EmbeddedBroker, MqttVersion};
 use tmq2mqtt::{Bridge, BridgeConfig};
 
 const T: Duration = Duration::from_secs(30);
-const BASE_TS: i64 = 1_700_000_000_000;
 
+/// The stand-in and an embedded rumqttd.
 struct World {
-    td: TdServer,
-    store: Arc<Store>,
+    td: StandIn,
     broker: EmbeddedBroker,
 }
 
 impl World {
     async fn start() -> World {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-            .with_test_writer()
-            .try_init();
-        let td = TdServer::start(TdConfig::default()).await.expect("stand-in");
-        let store = td.store().clone();
+        let td = StandIn::start().await;
         let broker = EmbeddedBroker::start(BrokerConfig::default())
             .await
             .expect("broker");
-        World { td, store, broker }
-    }
-
-    fn sql(&self, sql: &str) {
-        self.store
-            .execute(sql, &mut None)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    fn from(&self, topic: &str, params: &str) -> String {
-        format!(
-            "tmq+ws://root:taosdata@127.0.0.1:{}/{topic}?{params}",
-            self.td.addr().port()
-        )
+        World { td, broker }
     }
 
     fn to(&self, version: MqttVersion, params: &str) -> String {
         let addr = self.broker.addr(version).unwrap();
         format!("mqtt://{addr}?version={}&{params}", version.dsn_value())
-    }
-
-    /// `create database db vgroups N`, stable `meters (ts, f1 int) tags (t1 int)`, query topic `t`.
-    fn meters(&self, vgroups: u32, topic: &str) {
-        self.sql(&format!("create database db vgroups {vgroups}"));
-        self.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
-        self.sql(&format!(
-            "create topic {topic} as select ts, tbname, f1, t1 from db.meters"
-        ));
-    }
-
-    /// Inserts rows `ids` over `tables` child tables: table d{id % tables}, ts = BASE_TS + id, f1 = id.
-    fn insert(&self, tables: u32, ids: std::ops::Range<u32>) {
-        let mut sql = String::from("insert into");
-        for t in 0..tables {
-            let mine: Vec<u32> = ids.clone().filter(|id| id % tables == t).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            sql.push_str(&format!(" db.d{t} using db.meters tags ({t}) values"));
-            for id in mine {
-                sql.push_str(&format!(" ({}, {id})", BASE_TS + id as i64));
-            }
-        }
-        self.sql(&sql);
     }
 }
 
@@ -138,15 +91,16 @@ async fn seed_example_exactly_as_written_produces_the_seed_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_qos_over_mqtt_311_and_5_delivers_every_row_and_commits_the_end() {
     let w = World::start().await;
-    w.meters(2, "t");
-    w.insert(4, 0..200);
+    w.td.create_meters(2, "t");
+    w.td.insert(4, 0..200);
     for version in [MqttVersion::V311, MqttVersion::V5] {
         for qos in 0..=2u8 {
             let tag = format!("q{qos}v{}", version.dsn_value());
             let mut sub =
                 Subscriber::start(w.broker.addr(version).unwrap(), version, &format!("{tag}/#"), 2).await;
             let run = Running::start(
-                &w.from("t", &format!("group.id={tag}&auto.offset.reset=earliest")),
+                &w.td
+                    .from("t", &format!("group.id={tag}&auto.offset.reset=earliest")),
                 &w.to(
                     version,
                     &format!("qos={qos}&client_id={tag}&topic={tag}/{{table}}"),
@@ -170,12 +124,12 @@ async fn every_qos_over_mqtt_311_and_5_delivers_every_row_and_commits_the_end() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_template_variable_renders_and_a_missing_one_skips_but_commits() {
     let w = World::start().await;
-    w.meters(2, "t");
-    w.insert(3, 0..30);
+    w.td.create_meters(2, "t");
+    w.td.insert(3, 0..30);
     let addr = w.broker.v4_addr().unwrap();
     let mut sub = Subscriber::start(addr, MqttVersion::V311, "v/#", 1).await;
     let run = Running::start(
-        &w.from("t", "group.id=vars&auto.offset.reset=earliest"),
+        &w.td.from("t", "group.id=vars&auto.offset.reset=earliest"),
         &w.to(
             MqttVersion::V311,
             "qos=1&client_id=vars&topic=v/{database}/{tmq_topic}/{vgroup_id}/{table}",
@@ -197,7 +151,7 @@ async fn every_template_variable_renders_and_a_missing_one_skips_but_commits() {
 
     // Data has no {stable} (taosx): nothing published, everything counted, offsets still committed.
     let run = Running::start(
-        &w.from("t", "group.id=skip&auto.offset.reset=earliest"),
+        &w.td.from("t", "group.id=skip&auto.offset.reset=earliest"),
         &w.to(MqttVersion::V311, "qos=1&client_id=skip&topic=v/{stable}"),
     );
     let stats = run.stats.clone();
@@ -215,20 +169,21 @@ async fn every_template_variable_renders_and_a_missing_one_skips_but_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_events_are_published_with_their_variables_and_filters() {
     let w = World::start().await;
-    w.sql("create database db vgroups 1");
-    w.sql("create topic tm with meta as database db");
-    w.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
-    w.sql("create table db.d0 using db.meters tags (7)");
-    w.sql(&format!("insert into db.d0 values ({BASE_TS}, 1)"));
-    w.sql("alter stable db.meters add column f2 int");
-    w.sql(&format!("delete from db.d0 where ts <= {BASE_TS}"));
-    w.sql("drop table db.d0");
+    w.td.sql("create database db vgroups 1");
+    w.td.sql("create topic tm with meta as database db");
+    w.td.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
+    w.td.sql("create table db.d0 using db.meters tags (7)");
+    w.td.sql(&format!("insert into db.d0 values ({BASE_TS}, 1)"));
+    w.td.sql("alter stable db.meters add column f2 int");
+    w.td.sql(&format!("delete from db.d0 where ts <= {BASE_TS}"));
+    w.td.sql("drop table db.d0");
     let addr = w.broker.v5_addr().unwrap();
 
     // All meta: create super ({stable}), create child ({stable},{table}), alter, delete, drop.
     let mut sub = Subscriber::start(addr, MqttVersion::V5, "m/#", 1).await;
     let run = Running::start(
-        &w.from("tm", "group.id=meta1&auto.offset.reset=earliest&with.meta=true"),
+        &w.td
+            .from("tm", "group.id=meta1&auto.offset.reset=earliest&with.meta=true"),
         &w.to(
             MqttVersion::V5,
             "qos=1&client_id=meta1&topic=m/data/{table}&meta_topic=m/meta/{database}",
@@ -259,7 +214,7 @@ async fn meta_events_are_published_with_their_variables_and_filters() {
 
     // Filters: no delete, no drop; {stable} in meta_topic skips the events that lack it.
     let run = Running::start(
-        &w.from("tm", "group.id=meta2&auto.offset.reset=earliest&with_meta=true&with_meta_delete=false&with_meta_drop=false"),
+        &w.td.from("tm", "group.id=meta2&auto.offset.reset=earliest&with_meta=true&with_meta_delete=false&with_meta_drop=false"),
         &w.to(MqttVersion::V5, "qos=1&client_id=meta2&topic=m2/data&meta_topic=m2/{stable}"),
     );
     let mut sub2 = Subscriber::start(addr, MqttVersion::V5, "m2/#", 1).await;
@@ -277,7 +232,7 @@ async fn meta_events_are_published_with_their_variables_and_filters() {
     drop(sub2);
     // Without with.meta, meta events are counted as skipped.
     let run = Running::start(
-        &w.from("tm", "group.id=meta3&auto.offset.reset=earliest"),
+        &w.td.from("tm", "group.id=meta3&auto.offset.reset=earliest"),
         &w.to(MqttVersion::V5, "qos=1&client_id=meta3&topic=m3/data"),
     );
     let stats = run.stats.clone();
@@ -291,18 +246,18 @@ async fn meta_events_are_published_with_their_variables_and_filters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
     let mut w = World::start().await;
-    w.meters(1, "t");
+    w.td.create_meters(1, "t");
     let addr = w.broker.v5_addr().unwrap();
     let mut sub = Subscriber::start(addr, MqttVersion::V5, "r/#", 1).await;
     let run = Running::start(
-        &w.from("t", "group.id=restart&auto.offset.reset=earliest"),
+        &w.td.from("t", "group.id=restart&auto.offset.reset=earliest"),
         &w.to(MqttVersion::V5, "qos=1&client_id=restart&topic=r/{table}"),
     );
-    w.insert(2, 0..500);
+    w.td.insert(2, 0..500);
     let mut got = sub.collect(500, T).await;
-    w.insert(2, 500..1000);
+    w.td.insert(2, 500..1000);
     w.broker.stop().await;
-    w.insert(2, 1000..1500);
+    w.td.insert(2, 1000..1500);
     let stats = run.stats.clone();
     // The subscriber must be subscribed again before the bridge re-sends: wait until the bridge's
     // backoff has grown far beyond the subscriber's reconnect time.
@@ -322,17 +277,17 @@ async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tdengine_connection_drop_resubscribes_from_the_committed_offset() {
     let w = World::start().await;
-    w.meters(1, "t");
+    w.td.create_meters(1, "t");
     let addr = w.broker.v4_addr().unwrap();
     let mut sub = Subscriber::start(addr, MqttVersion::V311, "td/#", 1).await;
     let run = Running::start(
-        &w.from("t", "group.id=tddrop&auto.offset.reset=earliest"),
+        &w.td.from("t", "group.id=tddrop&auto.offset.reset=earliest"),
         &w.to(MqttVersion::V311, "qos=1&client_id=tddrop&topic=td/x"),
     );
-    w.insert(2, 0..100);
+    w.td.insert(2, 0..100);
     let mut got = sub.collect(100, T).await;
     w.td.drop_connections();
-    w.insert(2, 100..200);
+    w.td.insert(2, 100..200);
     // Rows not yet committed when the connection dropped may come again (at least once).
     collect_all(&mut sub, &mut got, 200, Some(&run.stats)).await;
     let s = run.stop().await;
@@ -354,20 +309,20 @@ fn spawn_bin(from: &str, to: &str) -> std::process::Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_restart_resumes_from_the_commit_with_nothing_lost() {
     let w = World::start().await;
-    w.meters(2, "t");
+    w.td.create_meters(2, "t");
     let addr = w.broker.v4_addr().unwrap();
     let mut sub = Subscriber::start(addr, MqttVersion::V311, "k/#", 1).await;
-    let from = w.from("t", "group.id=kill&auto.offset.reset=earliest");
+    let from = w.td.from("t", "group.id=kill&auto.offset.reset=earliest");
     let to = w.to(MqttVersion::V311, "qos=1&client_id=kill&topic=k/{table}");
     let mut child = spawn_bin(&from, &to);
-    w.insert(4, 0..400);
+    w.td.insert(4, 0..400);
     let mut got = sub.collect(400, T).await;
-    w.insert(4, 400..800);
+    w.td.insert(4, 400..800);
     // Kill while the second batch is under way.
     got.extend(sub.collect_until(T, |g| !g.is_empty()).await);
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
-    w.insert(4, 800..1200);
+    w.td.insert(4, 800..1200);
     let mut child = spawn_bin(&from, &to);
     collect_all(&mut sub, &mut got, 1200, None).await;
     let seen = distinct_f1(&got);
@@ -395,11 +350,11 @@ async fn kill_9_then_restart_resumes_from_the_commit_with_nothing_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_topic_and_wrong_password_fail_fast_with_a_clear_error() {
     let w = World::start().await;
-    w.meters(1, "t");
+    w.td.create_meters(1, "t");
     let to = w.to(MqttVersion::V311, "qos=1&client_id=bad&topic=x");
     let port = w.td.addr().port();
     for (from, want) in [
-        (w.from("nope", "group.id=bad"), "Topic not exist"),
+        (w.td.from("nope", "group.id=bad"), "Topic not exist"),
         (
             format!("tmq+ws://root:wrong@127.0.0.1:{port}/t?group.id=bad"),
             "Authentication failure",
@@ -422,25 +377,8 @@ async fn unknown_topic_and_wrong_password_fail_fast_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_broker_credentials_are_explained_and_nothing_is_committed() {
     use simulator::broker::Credentials;
-    let td = TdServer::start(TdConfig::default()).await.unwrap();
-    td.store()
-        .execute("create database db vgroups 1", &mut None)
-        .unwrap();
-    td.store()
-        .execute(
-            "create stable db.meters (ts timestamp, f1 int) tags (t1 int)",
-            &mut None,
-        )
-        .unwrap();
-    td.store()
-        .execute("create topic t as select ts, f1 from db.meters", &mut None)
-        .unwrap();
-    td.store()
-        .execute(
-            "insert into db.d0 using db.meters tags (1) values (1700000000000, 1)",
-            &mut None,
-        )
-        .unwrap();
+    let td = StandIn::with_meters(1, "t").await;
+    td.insert(1, 1..2);
     let broker = EmbeddedBroker::start(BrokerConfig {
         credentials: Some(Credentials {
             username: "u".into(),
@@ -492,24 +430,24 @@ async fn wrong_broker_credentials_are_explained_and_nothing_is_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_cut_short_with_its_reply_in_flight_skips_nothing() {
     let w = World::start().await;
-    w.meters(2, "t");
+    w.td.create_meters(2, "t");
     let addr = w.broker.v4_addr().unwrap();
     let mut sub = Subscriber::start(addr, MqttVersion::V311, "cut/#", 1).await;
     let run = Running::start(
-        &w.from(
+        &w.td.from(
             "t",
             "group.id=cut&auto.offset.reset=earliest&poll.interval.ms=600",
         ),
         &w.to(MqttVersion::V311, "qos=1&client_id=cut&topic=cut/{table}"),
     );
-    w.insert(4, 0..40);
+    w.td.insert(4, 0..40);
     let mut got = Vec::new();
     collect_all(&mut sub, &mut got, 40, Some(&run.stats)).await;
     let mut total = 40;
     let mut rounds = 0;
     // Right after the last rows arrived the bridge's client has polled empty and sleeps.
     while run.stats.tmq_rewinds.load(std::sync::atomic::Ordering::Relaxed) == 0 && rounds < 10 {
-        w.insert(4, total..total + 20);
+        w.td.insert(4, total..total + 20);
         w.td.stall_replies(Duration::from_millis(800));
         total += 20;
         rounds += 1;
@@ -530,17 +468,17 @@ async fn a_poll_cut_short_with_its_reply_in_flight_skips_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_written_while_idle_does_not_wait_for_the_clients_empty_poll_sleep() {
     let w = World::start().await;
-    w.meters(1, "t");
+    w.td.create_meters(1, "t");
     let addr = w.broker.v4_addr().unwrap();
     let mut sub = Subscriber::start(addr, MqttVersion::V311, "idle/#", 1).await;
     let run = Running::start(
-        &w.from("t", "group.id=idle&auto.offset.reset=earliest"),
+        &w.td.from("t", "group.id=idle&auto.offset.reset=earliest"),
         &w.to(MqttVersion::V311, "qos=1&client_id=idle&topic=idle/x"),
     );
-    w.insert(1, 0..1);
+    w.td.insert(1, 0..1);
     sub.collect(1, T).await;
     for id in 1..4 {
-        w.insert(1, id..id + 1);
+        w.td.insert(1, id..id + 1);
         let arrived = sub
             .try_collect_until(Duration::from_millis(300), |g| !g.is_empty())
             .await;

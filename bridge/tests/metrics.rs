@@ -1,6 +1,9 @@
 //! Operability of the binary: `tmq2mqtt run --metrics-addr` serves Prometheus `/metrics` and `/healthz`
 //! (stand-in → bridge → embedded rumqttd), and `--log-format json` writes JSON lines on stderr.
 
+mod common;
+use common::StandIn;
+
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
@@ -9,10 +12,7 @@ use std::{
     time::Duration,
 };
 
-use simulator::{
-    broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
-    tdengine::{TdConfig, TdServer},
-};
+use simulator::broker::{BrokerConfig, EmbeddedBroker, MqttVersion};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -32,22 +32,12 @@ impl Drop for Bin {
 }
 
 /// Starts the stand-in (database `db`, topic `t`) and the broker; returns the bridge's DSNs.
-async fn world(group: &str) -> (TdServer, EmbeddedBroker, String, String) {
-    let td = TdServer::start(TdConfig::default()).await.expect("stand-in");
-    for sql in [
-        "create database db vgroups 2",
-        "create stable db.meters (ts timestamp, f1 int) tags (t1 int)",
-        "create topic t as select ts, tbname, f1, t1 from db.meters",
-    ] {
-        td.store().execute(sql, &mut None).expect(sql);
-    }
+async fn world(group: &str) -> (StandIn, EmbeddedBroker, String, String) {
+    let td = StandIn::with_meters(2, "t").await;
     let broker = EmbeddedBroker::start(BrokerConfig::default())
         .await
         .expect("broker");
-    let from = format!(
-        "tmq+ws://root:taosdata@127.0.0.1:{}/t?group.id={group}&auto.offset.reset=earliest",
-        td.addr().port()
-    );
+    let from = td.from("t", &format!("group.id={group}&auto.offset.reset=earliest"));
     let to = format!(
         "mqtt://{}?version=3.1.1&qos=1&client_id={group}&topic=m/{{table}}",
         broker.addr(MqttVersion::V311).unwrap()

@@ -8,17 +8,15 @@ use common::Running;
 
 use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
 
-use common::{distinct_f1, Received, Subscriber};
+use common::{distinct_f1, Received, StandIn, Subscriber};
 use simulator::{
     broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
     mosquitto::{Mosquitto, TlsListener},
-    tdengine::{Store, TdConfig, TdServer},
     tls::TestPki,
 };
 use tmq2mqtt::{Bridge, BridgeConfig};
 
 const T: Duration = Duration::from_secs(30);
-const BASE_TS: i64 = 1_700_000_000_000;
 
 /// The broker under test.
 enum TestBroker {
@@ -71,66 +69,29 @@ impl TestBroker {
     }
 }
 
-struct Td {
-    server: TdServer,
-    store: Arc<Store>,
+/// The stand-in with `db.meters` over `vgroups` and the query topic `t`; rows go to two tables.
+async fn stand_in(vgroups: u32) -> StandIn {
+    StandIn::with_meters(vgroups, "t").await
 }
 
-impl Td {
-    /// A stand-in with `db.meters` over `vgroups` and the query topic `t`.
-    async fn start(vgroups: u32) -> Td {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-            .with_test_writer()
-            .try_init();
-        let server = TdServer::start(TdConfig::default()).await.expect("stand-in");
-        let store = server.store().clone();
-        let td = Td { server, store };
-        td.sql(&format!("create database db vgroups {vgroups}"));
-        td.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
-        td.sql("create topic t as select ts, tbname, f1, t1 from db.meters");
-        td
-    }
-
-    fn sql(&self, sql: &str) {
-        self.store
-            .execute(sql, &mut None)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    /// Rows `ids` over 2 child tables: table d{id % 2}, ts = BASE_TS + id, f1 = id.
-    fn insert(&self, ids: std::ops::Range<u32>) {
-        let mut sql = String::from("insert into");
-        for t in 0..2 {
-            sql.push_str(&format!(" db.d{t} using db.meters tags ({t}) values"));
-            for id in ids.clone().filter(|id| id % 2 == t) {
-                sql.push_str(&format!(" ({}, {id})", BASE_TS + id as i64));
-            }
-        }
-        self.sql(&sql);
-    }
-
-    fn from(&self, group: &str) -> String {
-        format!(
-            "tmq+ws://root:taosdata@{}/t?group.id={group}&auto.offset.reset=earliest",
-            self.server.addr()
-        )
-    }
+/// The source DSN of topic `t` for consumer group `group`, from the earliest offset.
+fn from(td: &StandIn, group: &str) -> String {
+    td.from("t", &format!("group.id={group}&auto.offset.reset=earliest"))
 }
 
 // ---- the generic suite ----------------------------------------------------------------------------------
 
 /// QoS 0/1/2 × every version the broker speaks: every row arrives, in order per table, and is committed.
 async fn every_qos_and_version_delivers_every_row(broker: TestBroker) {
-    let td = Td::start(2).await;
-    td.insert(0..200);
+    let td = stand_in(2).await;
+    td.insert(2, 0..200);
     for (version, sub_version) in broker.versions() {
         for qos in 0..=2u8 {
             let tag = format!("q{qos}v{}", version.replace('.', ""));
             let addr = broker.addr(sub_version_for_dsn(version));
             let mut sub = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 2).await;
             let run = Running::start(
-                &td.from(&tag),
+                &from(&td, &tag),
                 &format!("mqtt://{addr}?version={version}&qos={qos}&client_id={tag}&topic={tag}/{{table}}"),
             );
             let got = sub.collect(200, T).await;
@@ -163,19 +124,19 @@ fn sub_version_for_dsn(version: &str) -> MqttVersion {
 /// The broker stops mid-stream and comes back on the same port: at QoS 1 the bridge loses nothing (rows the
 /// broker itself acknowledged and dropped when it stopped are its loss).
 async fn broker_restart_mid_stream_loses_nothing(mut broker: TestBroker, version: &str) {
-    let td = Td::start(1).await;
+    let td = stand_in(1).await;
     let sub_version = sub_version_for_dsn(version);
     let addr = broker.addr(sub_version);
     let mut sub = Subscriber::start(addr, sub_version, "r/#", 1).await;
     let run = Running::start(
-        &td.from("restart"),
+        &from(&td, "restart"),
         &format!("mqtt://{addr}?version={version}&qos=1&client_id=restart&topic=r/{{table}}"),
     );
-    td.insert(0..500);
+    td.insert(2, 0..500);
     let mut got = sub.collect(500, T).await;
-    td.insert(500..1000);
+    td.insert(2, 500..1000);
     broker.stop().await;
-    td.insert(1000..1500);
+    td.insert(2, 1000..1500);
     let stats = run.stats.clone();
     // The subscriber must be subscribed again before the bridge re-sends: wait until the bridge's backoff
     // has grown far beyond the subscriber's reconnect pace.
@@ -212,8 +173,8 @@ async fn wait_status(sub: &mut Subscriber, payload: &str) -> Received {
 /// Retained `online` once connected (a late subscriber gets it), retained `offline` after a graceful
 /// shutdown; the rows flow exactly once beside the status messages, at every QoS.
 async fn status_online_while_running_offline_after_graceful_shutdown(broker: TestBroker) {
-    let td = Td::start(2).await;
-    td.insert(0..100);
+    let td = stand_in(2).await;
+    td.insert(2, 0..100);
     // Every QoS of the rows: the status (always QoS 1) shares the client and its packet ids with them.
     for (version, sub_version) in broker.versions() {
         for qos in 0..=2u8 {
@@ -223,7 +184,7 @@ async fn status_online_while_running_offline_after_graceful_shutdown(broker: Tes
             let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
             let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
             let run = Running::start(
-            &td.from(&tag),
+            &from(&td, &tag),
             &format!(
                 "mqtt://{addr}?version={version}&qos={qos}&client_id={tag}&topic={tag}/{{table}}&status_topic={status_topic}"
             ),
@@ -263,8 +224,8 @@ async fn status_online_while_running_offline_after_graceful_shutdown(broker: Tes
 
 /// SIGKILL of the bridge process: the broker sees the socket close and publishes the retained Last Will.
 async fn status_last_will_says_offline_when_the_bridge_is_killed(broker: TestBroker) {
-    let td = Td::start(1).await;
-    td.insert(0..20);
+    let td = stand_in(1).await;
+    td.insert(2, 0..20);
     for (version, sub_version) in broker.versions() {
         let tag = format!("kill{}", version.replace('.', ""));
         let addr = broker.addr(sub_version_for_dsn(version));
@@ -275,7 +236,7 @@ async fn status_last_will_says_offline_when_the_bridge_is_killed(broker: TestBro
             .args([
                 "run",
                 "-f",
-                &td.from(&tag),
+                &from(&td, &tag),
                 "-t",
                 &format!(
                     "mqtt://{addr}?version={version}&qos=1&client_id={tag}&topic={tag}/x&status_topic={status_topic}"
@@ -305,7 +266,7 @@ async fn status_last_will_says_offline_when_the_bridge_is_killed(broker: TestBro
 /// A broker restart loses every retained message: the bridge republishes `online` on reconnecting, and
 /// rows published after the restart arrive exactly once.
 async fn status_online_is_republished_after_a_broker_restart(mut broker: TestBroker, version: &str) {
-    let td = Td::start(1).await;
+    let td = stand_in(1).await;
     let sub_version = sub_version_for_dsn(version);
     let addr = broker.addr(sub_version);
     let tag = format!("rs{}", version.replace('.', ""));
@@ -313,13 +274,13 @@ async fn status_online_is_republished_after_a_broker_restart(mut broker: TestBro
     let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
     let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
     let run = Running::start(
-        &td.from(&tag),
+        &from(&td, &tag),
         &format!(
             "mqtt://{addr}?version={version}&qos=1&client_id={tag}&topic={tag}/x&status_topic={status_topic}"
         ),
     );
     wait_status(&mut live, "online").await;
-    td.insert(0..100);
+    td.insert(2, 0..100);
     let mut got = data.collect(100, T).await;
     let stats = run.stats.clone();
     common::wait_for("100 rows acknowledged", T, || stats.snapshot().acked == 100).await;
@@ -338,7 +299,7 @@ async fn status_online_is_republished_after_a_broker_restart(mut broker: TestBro
     assert_eq!((again.payload.as_str(), again.retain), ("online", true), "{tag}");
     assert!(run.stats.snapshot().mqtt_connects >= 2);
 
-    td.insert(100..200);
+    td.insert(2, 100..200);
     got.extend(data.collect_until(T, |g| distinct_f1(g).len() == 100).await);
     assert_eq!(got.len(), 200, "{tag}: every row exactly once");
     assert_eq!(distinct_f1(&got), (0..200).collect::<BTreeSet<u32>>(), "{tag}");
@@ -396,7 +357,7 @@ async fn status_online_follows_the_will_after_a_connection_drop(broker: TestBrok
     for (version, sub_version) in broker.versions() {
         for clean in [false, true] {
             // A fresh stand-in each time: the bridge reads its topic from the start.
-            let td = Td::start(1).await;
+            let td = stand_in(1).await;
             let tag = format!("cut{}{}", version.replace('.', ""), if clean { "c" } else { "p" });
             let addr = broker.addr(sub_version_for_dsn(version));
             let relay = Relay::start(addr).await;
@@ -404,14 +365,14 @@ async fn status_online_follows_the_will_after_a_connection_drop(broker: TestBrok
             let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
             let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
             let run = Running::start(
-                &td.from(&tag),
+                &from(&td, &tag),
                 &format!(
                     "mqtt://{}?version={version}&qos=1&client_id={tag}&topic={tag}/x&clean_session={clean}&status_topic={status_topic}",
                     relay.addr
                 ),
             );
             wait_status(&mut live, "online").await;
-            td.insert(0..50);
+            td.insert(2, 0..50);
             let mut got = data.collect(50, T).await;
             let stats = run.stats.clone();
             common::wait_for("50 rows acknowledged", T, || stats.snapshot().acked == 50).await;
@@ -423,7 +384,7 @@ async fn status_online_follows_the_will_after_a_connection_drop(broker: TestBrok
             let now = retained(addr, sub_version, &status_topic).await;
             assert_eq!((now.payload.as_str(), now.retain), ("online", true), "{tag}");
 
-            td.insert(50..100);
+            td.insert(2, 50..100);
             got.extend(data.collect(50, T).await);
             assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{tag}");
             let s = run.stop().await;
@@ -505,12 +466,12 @@ async fn mosquitto_broker_restart_mid_stream_loses_nothing() {
 /// Mosquitto logs each client's protocol as it read it from the wire: `p1` is MQTT 3.1 (`MQIsdp`/3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_3_1_speaks_mqisdp_level_3_on_the_wire() {
-    let td = Td::start(1).await;
-    td.insert(0..10);
+    let td = stand_in(1).await;
+    td.insert(2, 0..10);
     let broker = Mosquitto::builder().verbose_log(true).start().unwrap();
     let mut sub = Subscriber::start(broker.addr(), MqttVersion::V311, "w/#", 1).await;
     let run = Running::start(
-        &td.from("wire"),
+        &from(&td, "wire"),
         &format!(
             "mqtt://{}?version=3.1&qos=2&client_id=wire31&topic=w/{{table}}",
             broker.addr()
@@ -543,7 +504,7 @@ fn version_3_1_client_id_longer_than_23_bytes_is_refused_at_parse() {
 /// with one line naming the code and the likely cause, and without echoing the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connack_refusals_are_one_clear_line_per_version() {
-    let td = Td::start(1).await;
+    let td = stand_in(1).await;
     let broker = Mosquitto::builder().passwords([("u", "right")]).start().unwrap();
     for (version, want) in [
         ("3.1", "CONNACK return code 5, not authorized"),
@@ -551,7 +512,7 @@ async fn connack_refusals_are_one_clear_line_per_version() {
         ("5.0", "CONNACK reason code 0x87, not authorized"),
     ] {
         let config = BridgeConfig::from_dsns(
-            &td.from("refused"),
+            &from(&td, "refused"),
             &format!(
                 "mqtt://u:s3cret@{}?version={version}&qos=1&client_id=refused&topic=x",
                 broker.addr()
@@ -612,8 +573,8 @@ fn enc(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_with_the_right_ca_delivers_over_every_version() {
-    let td = Td::start(1).await;
-    td.insert(0..20);
+    let td = stand_in(1).await;
+    td.insert(2, 0..20);
     let w = TlsWorld::new();
     let broker = w.broker(false, false);
     // The CA inline (percent-encoded) once, from a file otherwise.
@@ -622,7 +583,7 @@ async fn mqtts_with_the_right_ca_delivers_over_every_version() {
     for (version, ca) in [("3.1", &from_file), ("3.1.1", &inline), ("5.0", &from_file)] {
         let tag = format!("tls{}", version.replace('.', ""));
         let run = Running::start(
-            &td.from(&tag),
+            &from(&td, &tag),
             &format!(
                 "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id={tag}&topic={tag}/x&ca={ca}",
                 broker.port()
@@ -641,7 +602,7 @@ async fn mqtts_with_the_right_ca_delivers_over_every_version() {
 /// is fatal like a refused CONNACK: the run ends at once (no retry) with one line naming the problem.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_with_a_wrong_ca_an_expired_or_misnamed_certificate_is_fatal_with_one_clear_line() {
-    let td = Td::start(1).await;
+    let td = stand_in(1).await;
     let w = TlsWorld::new();
     let stranger = TestPki::new("stranger CA").unwrap();
     let good = w.broker(false, false);
@@ -663,7 +624,7 @@ async fn mqtts_with_a_wrong_ca_an_expired_or_misnamed_certificate_is_fatal_with_
         for version in ["3.1", "3.1.1", "5.0"] {
             let ca = w.file(&format!("ca{i}.pem"), &ca);
             let config = BridgeConfig::from_dsns(
-                &td.from("badtls"),
+                &from(&td, "badtls"),
                 &format!(
                     "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id=badtls&topic=x&ca={ca}",
                     broker.port()
@@ -699,14 +660,14 @@ async fn mqtts_with_a_wrong_ca_an_expired_or_misnamed_certificate_is_fatal_with_
 /// its status, and goes on delivering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_beside_a_running_bridge_leaves_its_connection_and_status_alone() {
-    let td = Td::start(1).await;
+    let td = stand_in(1).await;
     let broker = Mosquitto::start().expect("mosquitto (ci/setup.sh installs it)");
     let addr = broker.addr();
-    td.insert(0..10);
+    td.insert(2, 0..10);
     let status = "bridges/plant/status";
     let mut live = Subscriber::start(addr, MqttVersion::V311, status, 1).await;
     let mut data = Subscriber::start(addr, MqttVersion::V311, "plant/#", 1).await;
-    let from = td.from("plant");
+    let from = from(&td, "plant");
     let to = format!(
         "mqtt://{addr}?version=3.1.1&qos=1&client_id=plant&clean_session=false&topic=plant/{{table}}&status_topic={status}"
     );
@@ -732,7 +693,7 @@ async fn check_beside_a_running_bridge_leaves_its_connection_and_status_alone() 
     assert!(stdout.contains("as `plant-check`"), "{stdout}");
 
     // Rows written after the check arrive through the same, never interrupted, connection.
-    td.insert(10..20);
+    td.insert(2, 10..20);
     let got = data.collect(10, T).await;
     assert_eq!(distinct_f1(&got), (10..20).collect::<BTreeSet<u32>>());
     let s = run.stats.snapshot();
@@ -746,7 +707,7 @@ async fn check_beside_a_running_bridge_leaves_its_connection_and_status_alone() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_exits_1_when_the_broker_certificate_is_untrusted() {
-    let td = Td::start(1).await;
+    let td = stand_in(1).await;
     let w = TlsWorld::new();
     let stranger = TestPki::new("stranger CA").unwrap();
     let broker = w.broker(false, false);
@@ -755,7 +716,7 @@ async fn the_binary_exits_1_when_the_broker_certificate_is_untrusted() {
         .args([
             "run",
             "-f",
-            &td.from("badtls"),
+            &from(&td, "badtls"),
             "-t",
             &format!(
                 "mqtts://127.0.0.1:{}?version=3.1.1&qos=1&client_id=badtls&topic=x&ca={ca}",
@@ -784,8 +745,8 @@ async fn the_binary_exits_1_when_the_broker_certificate_is_untrusted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_client_certificate_is_presented_when_the_broker_requires_one() {
-    let td = Td::start(1).await;
-    td.insert(0..5);
+    let td = stand_in(1).await;
+    td.insert(2, 0..5);
     let w = TlsWorld::new();
     let broker = w.broker(false, true);
     let client = w.pki.client_cert("bridge").unwrap();
@@ -795,7 +756,7 @@ async fn mqtts_client_certificate_is_presented_when_the_broker_requires_one() {
     for version in ["3.1", "3.1.1", "5.0"] {
         let tag = format!("cc{}", version.replace('.', ""));
         let run = Running::start(
-            &td.from(&tag),
+            &from(&td, &tag),
             &format!(
                 "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id={tag}&topic=x&ca={ca}&cert={cert}&cert_key={key}",
                 broker.port()
@@ -810,7 +771,7 @@ async fn mqtts_client_certificate_is_presented_when_the_broker_requires_one() {
     }
     // Without a certificate the broker ends the handshake.
     let run = Running::start(
-        &td.from("nocert"),
+        &from(&td, "nocert"),
         &format!(
             "mqtts://127.0.0.1:{}?version=3.1.1&qos=1&client_id=nocert&topic=x&ca={ca}",
             broker.port()

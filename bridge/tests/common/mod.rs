@@ -380,3 +380,83 @@ pub async fn collect_all_after_outage(
         );
     }
 }
+
+/// `ts` of row id 0 in the suites' tables.
+pub const BASE_TS: i64 = 1_700_000_000_000;
+
+/// The stand-in on a free port with the suites' schema: database `db`, super table
+/// `meters (ts, f1 int) tags (t1 int)`, rows identified by `f1`.
+pub struct StandIn {
+    pub server: simulator::tdengine::TdServer,
+}
+
+impl std::ops::Deref for StandIn {
+    type Target = simulator::tdengine::TdServer;
+
+    fn deref(&self) -> &Self::Target {
+        &self.server
+    }
+}
+
+impl StandIn {
+    /// An empty stand-in (tracing to the test output, filtered by `RUST_LOG`, default `warn`).
+    pub async fn start() -> StandIn {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let server = simulator::tdengine::TdServer::start(simulator::tdengine::TdConfig::default())
+            .await
+            .expect("stand-in");
+        StandIn { server }
+    }
+
+    /// A stand-in with `db` over `vgroups`, `db.meters` and the query topic `topic`
+    /// (`select ts, tbname, f1, t1 from db.meters`).
+    pub async fn with_meters(vgroups: u32, topic: &str) -> StandIn {
+        let s = Self::start().await;
+        s.create_meters(vgroups, topic);
+        s
+    }
+
+    /// `create database db vgroups N`, stable `meters`, query topic `topic`.
+    pub fn create_meters(&self, vgroups: u32, topic: &str) {
+        self.sql(&format!("create database db vgroups {vgroups}"));
+        self.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
+        self.sql(&format!(
+            "create topic {topic} as select ts, tbname, f1, t1 from db.meters"
+        ));
+    }
+
+    pub fn sql(&self, sql: &str) {
+        self.server
+            .store()
+            .execute(sql, &mut None)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Inserts rows `ids` over `tables` child tables in one statement: table d{id % tables} (tag t1 = its
+    /// number), ts = BASE_TS + id, f1 = id.
+    pub fn insert(&self, tables: u32, ids: std::ops::Range<u32>) {
+        let mut sql = String::from("insert into");
+        for t in 0..tables {
+            let mine: Vec<u32> = ids.clone().filter(|id| id % tables == t).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            sql.push_str(&format!(" db.d{t} using db.meters tags ({t}) values"));
+            for id in mine {
+                sql.push_str(&format!(" ({}, {id})", BASE_TS + id as i64));
+            }
+        }
+        self.sql(&sql);
+    }
+
+    /// The source DSN of `topic` with `params`.
+    pub fn from(&self, topic: &str, params: &str) -> String {
+        format!(
+            "tmq+ws://root:taosdata@127.0.0.1:{}/{topic}?{params}",
+            self.server.addr().port()
+        )
+    }
+}
