@@ -1,11 +1,11 @@
 //! The `tmq2mqtt` binary: exit codes, one-line errors without passwords, help, version, `check`.
 
+mod common;
+use common::StandIn;
+
 use std::process::{Command, Output};
 
-use simulator::{
-    broker::{BrokerConfig, EmbeddedBroker},
-    tdengine::{TdConfig, TdServer},
-};
+use simulator::broker::{BrokerConfig, EmbeddedBroker};
 
 fn bin(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
@@ -113,19 +113,7 @@ fn help_has_worked_examples_and_version_prints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_connects_to_both_ends_and_reports() {
-    let td = TdServer::start(TdConfig::default()).await.unwrap();
-    td.store()
-        .execute("create database db vgroups 2", &mut None)
-        .unwrap();
-    td.store()
-        .execute(
-            "create stable db.meters (ts timestamp, f1 int) tags (t1 int)",
-            &mut None,
-        )
-        .unwrap();
-    td.store()
-        .execute("create topic t as select ts, f1 from db.meters", &mut None)
-        .unwrap();
+    let td = StandIn::with_meters(2, "t").await;
     let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
     let from = format!("tmq+ws://root:taosdata@{}/t?group.id=chk", td.addr());
     let to = format!(
