@@ -49,6 +49,106 @@ impl Hasher for SeqHasher {
 
 type SeqMap<K, V> = HashMap<K, V, BuildHasherDefault<SeqHasher>>;
 
+/// Publishes by id. Ids are handed out in sequence, each inserted at once, and mostly retired oldest
+/// first, so a ring of slots from the oldest live id replaces a hash map (one map insert and remove per
+/// row was the ledger's largest cost in `cargo bench -p tmq2mqtt --bench encode`).
+#[derive(Debug)]
+struct Slab<T> {
+    /// Id of `slots[0]`.
+    base: PubId,
+    slots: VecDeque<Option<T>>,
+    live: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            base: 0,
+            slots: VecDeque::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    /// Inserts the newest id (the one after every id inserted so far).
+    fn insert(&mut self, id: PubId, value: T) {
+        if self.slots.is_empty() {
+            self.base = id;
+        }
+        debug_assert_eq!(
+            id,
+            self.base + self.slots.len() as u64,
+            "ids are inserted in sequence"
+        );
+        self.slots.push_back(Some(value));
+        self.live += 1;
+    }
+
+    fn index(&self, id: PubId) -> Option<usize> {
+        let i = usize::try_from(id.checked_sub(self.base)?).ok()?;
+        (i < self.slots.len()).then_some(i)
+    }
+
+    fn get(&self, id: PubId) -> Option<&T> {
+        self.slots.get(self.index(id)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, id: PubId) -> Option<&mut T> {
+        let i = self.index(id)?;
+        self.slots.get_mut(i)?.as_mut()
+    }
+
+    fn remove(&mut self, id: PubId) -> Option<T> {
+        let i = self.index(id)?;
+        let value = self.slots[i].take()?;
+        self.live -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(value)
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+}
+
+/// Packet id → publish id; packet ids are small (up to the in-flight window), so a vector indexed by
+/// them replaces a map.
+#[derive(Debug, Default)]
+struct PkidMap {
+    slots: Vec<Option<PubId>>,
+}
+
+impl PkidMap {
+    fn get(&self, pkid: u16) -> Option<PubId> {
+        self.slots.get(usize::from(pkid)).copied().flatten()
+    }
+
+    fn contains(&self, pkid: u16) -> bool {
+        self.get(pkid).is_some()
+    }
+
+    fn insert(&mut self, pkid: u16, id: PubId) {
+        let i = usize::from(pkid);
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, None);
+        }
+        self.slots[i] = Some(id);
+    }
+
+    fn remove(&mut self, pkid: u16) -> Option<PubId> {
+        self.slots.get_mut(usize::from(pkid))?.take()
+    }
+
+    /// Every bound publish id, in packet-id order; the map is empty afterwards.
+    fn drain(&mut self) -> Vec<PubId> {
+        self.slots.iter_mut().filter_map(Option::take).collect()
+    }
+}
+
 /// Identifies one publish inside the ledger.
 pub type PubId = u64;
 
@@ -117,10 +217,10 @@ pub struct LedgerCounters {
 pub struct Ledger<P> {
     next_pub: PubId,
     next_msg: u64,
-    entries: SeqMap<PubId, Entry<P>>,
+    entries: Slab<Entry<P>>,
     to_send: VecDeque<PubId>,
     handed: VecDeque<PubId>,
-    by_pkid: SeqMap<u16, PubId>,
+    by_pkid: PkidMap,
     msgs: SeqMap<u64, Msg>,
     vgroups: HashMap<VgKey, VgState>,
     /// Control publishes in `entries`.
@@ -139,10 +239,10 @@ impl<P> Ledger<P> {
         Ledger {
             next_pub: 0,
             next_msg: 0,
-            entries: SeqMap::default(),
+            entries: Slab::default(),
             to_send: VecDeque::new(),
             handed: VecDeque::new(),
-            by_pkid: SeqMap::default(),
+            by_pkid: PkidMap::default(),
             msgs: SeqMap::default(),
             vgroups: HashMap::new(),
             controls: 0,
@@ -199,14 +299,14 @@ impl<P> Ledger<P> {
     /// The next publish to hand to the MQTT client, without taking it (see [`Ledger::mark_handed`]).
     pub fn peek_to_send(&self) -> Option<&P> {
         let id = self.to_send.front()?;
-        Some(&self.entries[id].payload)
+        Some(&self.entries.get(*id)?.payload)
     }
 
     /// The publish `peek_to_send` showed was handed to the client: it now awaits its outgoing report.
     pub fn mark_handed(&mut self) {
         if let Some(id) = self.to_send.pop_front() {
             self.handed.push_back(id);
-            if let Some(e) = self.entries.get_mut(&id) {
+            if let Some(e) = self.entries.get_mut(id) {
                 e.state = State::Handed;
             }
         }
@@ -216,7 +316,7 @@ impl<P> Ledger<P> {
     pub fn next_to_send(&mut self) -> Option<(PubId, &P)> {
         let id = *self.to_send.front()?;
         self.mark_handed();
-        Some((id, &self.entries[&id].payload))
+        Some((id, &self.entries.get(id)?.payload))
     }
 
     /// Whether publishes wait to be handed to the client.
@@ -242,12 +342,12 @@ impl<P> Ledger<P> {
             .to_send
             .iter()
             .copied()
-            .filter(|id| self.entries[id].msg == CONTROL)
+            .filter(|&id| self.entries.get(id).is_some_and(|e| e.msg == CONTROL))
             .collect();
         if !superseded.is_empty() {
             self.to_send.retain(|id| !superseded.contains(id));
             for id in &superseded {
-                self.entries.remove(id);
+                self.entries.remove(*id);
             }
             self.controls -= superseded.len();
         }
@@ -274,7 +374,7 @@ impl<P> Ledger<P> {
     /// Whether `pkid` is bound to a control publish (to tell a rejected status from a rejected row).
     pub fn is_control(&self, pkid: u16) -> bool {
         self.by_pkid
-            .get(&pkid)
+            .get(pkid)
             .is_some_and(|id| self.entries.get(id).is_some_and(|e| e.msg == CONTROL))
     }
 
@@ -289,7 +389,7 @@ impl<P> Ledger<P> {
 
     /// The client reported a publish outgoing with `pkid` (0 for QoS 0, which counts as acknowledged).
     pub fn on_outgoing(&mut self, pkid: u16) -> Vec<Action> {
-        if pkid != 0 && self.by_pkid.contains_key(&pkid) {
+        if pkid != 0 && self.by_pkid.contains(pkid) {
             // A retransmission (session resumed or collision resolved) of a publish already bound.
             return Vec::new();
         }
@@ -301,7 +401,7 @@ impl<P> Ledger<P> {
             return self.ack(id);
         }
         self.by_pkid.insert(pkid, id);
-        if let Some(e) = self.entries.get_mut(&id) {
+        if let Some(e) = self.entries.get_mut(id) {
             e.state = State::Bound(pkid);
         }
         Vec::new()
@@ -309,7 +409,7 @@ impl<P> Ledger<P> {
 
     /// The broker acknowledged `pkid` (PUBACK for QoS 1, PUBCOMP for QoS 2).
     pub fn on_ack(&mut self, pkid: u16) -> Vec<Action> {
-        match self.by_pkid.remove(&pkid) {
+        match self.by_pkid.remove(pkid) {
             Some(id) => self.ack(id),
             None => {
                 self.counters.unmatched += 1;
@@ -326,15 +426,15 @@ impl<P> Ledger<P> {
         let (controls, mut ids): (Vec<PubId>, Vec<PubId>) = self
             .handed
             .drain(..)
-            .chain(self.by_pkid.drain().map(|(_, id)| id))
-            .partition(|id| entries.get(id).is_some_and(|e| e.msg == CONTROL));
+            .chain(self.by_pkid.drain())
+            .partition(|&id| entries.get(id).is_some_and(|e| e.msg == CONTROL));
         for id in controls {
-            self.entries.remove(&id);
+            self.entries.remove(id);
             self.controls -= 1;
         }
         ids.sort_unstable();
         for id in &ids {
-            if let Some(e) = self.entries.get_mut(id) {
+            if let Some(e) = self.entries.get_mut(*id) {
                 e.state = State::Queued;
             }
         }
@@ -358,7 +458,7 @@ impl<P> Ledger<P> {
     }
 
     fn ack(&mut self, id: PubId) -> Vec<Action> {
-        let Some(entry) = self.entries.remove(&id) else {
+        let Some(entry) = self.entries.remove(id) else {
             self.counters.unmatched += 1;
             return Vec::new();
         };

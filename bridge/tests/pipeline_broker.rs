@@ -9,7 +9,7 @@ use common::Subscriber;
 use simulator::broker::{BrokerConfig, EmbeddedBroker, MqttVersion};
 use taos::{ColumnView, Precision, RawBlock};
 use tmq2mqtt::{
-    run::{pipeline, Stats},
+    run::{encode_stage, pipeline, Stats},
     source::{SourceEvent, TmqMessage},
     BridgeConfig,
 };
@@ -69,7 +69,8 @@ impl Running {
         let stats = Arc::new(Stats::default());
         let st = stats.clone();
         let task = tokio::spawn(async move {
-            pipeline(&config, &st, source_rx, commit_tx, async {
+            let staged = encode_stage(Arc::new(config.clone()), st.clone(), source_rx);
+            pipeline(&config, &st, staged, commit_tx, async {
                 let _ = stop_rx.await;
             })
             .await
@@ -206,6 +207,33 @@ async fn rows_lacking_a_template_variable_are_skipped_counted_and_committed() {
     let got = sub.collect(1, T).await;
     assert_eq!(got[0].payload, expected("d0", 0, 0, 2, 8));
     run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_whose_names_are_no_valid_topic_are_skipped_counted_and_the_rest_flows() {
+    let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
+    let addr = broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V311, "names/#", 1).await;
+    let mut run = Running::start(&format!(
+        "mqtt://{addr}?version=3.1.1&qos=1&client_id=namer&topic=names/{{table}}"
+    ));
+    // Escaped TDengine names may hold MQTT's wildcards or a NUL; rumqttc refuses such a PUBLISH, which
+    // used to end the whole run.
+    let blocks = vec![
+        block("d+1", 0, 2),
+        block("d#2", 10, 3),
+        block("d\03", 20, 1),
+        block("ok", 30, 2),
+    ];
+    run.feed.send(message(2, 7, blocks)).await.unwrap();
+    let got = sub.collect(2, T).await;
+    run.wait_commit(2, 8).await;
+    let topics: Vec<&str> = got.iter().map(|m| m.topic.as_str()).collect();
+    assert_eq!(topics, ["names/ok", "names/ok"]);
+    let s = run.stats.snapshot();
+    assert_eq!(s.skipped.get("invalid_topic"), Some(&6), "{s:?}");
+    assert_eq!((s.rows, s.acked), (8, 2));
+    assert_eq!(run.stop().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,13 @@ enum Command {
         /// A short run (smaller backlog, 3 s latency phase).
         #[arg(long)]
         quick: bool,
+        /// Only these QoS levels (e.g. `--qos 0,1`), limit and bridge, without the batch, RSS and latency
+        /// phases: for profiling and A/B runs of one level.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=2))]
+        qos: Vec<u8>,
+        /// Bridge runs per QoS level, each next to its own limit run (ratios per pair; the table shows the median).
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
     },
     /// Validate scenario files without running them.
     Check {
@@ -122,8 +129,19 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { json, rows, quick } => {
-            let opts = harness::bench::BenchOptions::new(quick, rows);
+        Command::Bench {
+            json,
+            rows,
+            quick,
+            qos,
+            repeat,
+        } => {
+            let mut opts = harness::bench::BenchOptions::new(quick, rows);
+            if !qos.is_empty() {
+                opts.qos = qos;
+                opts.extras = false;
+            }
+            opts.repeat = repeat.max(1);
             if cfg!(debug_assertions) {
                 eprintln!("warning: debug build; measure with `cargo run --release -p harness -- bench`");
             }

@@ -25,6 +25,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 
@@ -518,69 +519,38 @@ impl Sink {
         self.capacity
     }
 
-    /// Hands a publish to the client if `session` is the current open session. `Ok(false)`: the gate
-    /// is closed (connection lost or not yet acknowledged by the run loop); keep the publish queued.
-    pub fn try_publish(&self, session: u64, topic: &str, payload: &Bytes) -> Result<bool, SinkError> {
-        self.publish(
-            session,
-            topic,
-            payload,
-            self.qos,
-            self.retain,
-            Some("application/json"),
-        )
-    }
-
-    /// Like [`Sink::try_publish`] for the bridge's status: QoS 1 and retained, whatever the rows use.
-    pub fn try_publish_status(&self, session: u64, topic: &str, payload: &Bytes) -> Result<bool, SinkError> {
-        self.publish(session, topic, payload, 1, true, None)
-    }
-
-    fn publish(
-        &self,
-        session: u64,
-        topic: &str,
-        payload: &Bytes,
-        qos: u8,
-        retain: bool,
-        content_type: Option<&str>,
-    ) -> Result<bool, SinkError> {
+    /// The gate, if `session` is the current open session: publishes may be handed to the client
+    /// through the returned [`Handoff`] until it is dropped (the event loop cannot close the gate
+    /// meanwhile). `None`: the gate is closed (connection lost or not yet acknowledged by the run loop);
+    /// keep the publishes queued.
+    pub fn handoff(&self, session: u64) -> Option<Handoff<'_>> {
         let gate = self.gate.lock().expect("gate lock");
-        if !gate.open || gate.session != session {
-            return Ok(false);
-        }
-        let qos = match qos {
-            0 => rumqttc::QoS::AtMostOnce,
-            1 => rumqttc::QoS::AtLeastOnce,
-            _ => rumqttc::QoS::ExactlyOnce,
-        };
-        let res = match &self.client {
-            Client::V4(c) => c
-                .try_publish(topic, qos, retain, payload.to_vec())
-                .map_err(|_| ()),
-            Client::V5(c) => {
-                use rumqttc::v5::mqttbytes::{v5::PublishProperties, QoS as Q5};
-                let qos = match qos {
-                    rumqttc::QoS::AtMostOnce => Q5::AtMostOnce,
-                    rumqttc::QoS::AtLeastOnce => Q5::AtLeastOnce,
-                    rumqttc::QoS::ExactlyOnce => Q5::ExactlyOnce,
-                };
-                let props = PublishProperties {
-                    payload_format_indicator: Some(1),
-                    content_type: content_type.map(String::from),
-                    ..Default::default()
-                };
-                c.try_publish_with_properties(topic, qos, retain, payload.clone(), props)
-                    .map_err(|_| ())
-            }
-        };
-        // The queue has room by construction (see `capacity`), so a failure means the loop is gone.
-        res.map(|_| true).map_err(|_| SinkError::Stopped)
+        (gate.open && gate.session == session).then_some(Handoff {
+            sink: self,
+            _gate: gate,
+        })
     }
 
     /// The next event of the event loop; `None` once it has stopped and everything was read.
     pub async fn next_event(&mut self) -> Option<SinkEvent> {
         self.events.recv().await
+    }
+
+    /// Waits for the next event, then takes whatever else is already waiting (up to `max` in all) into
+    /// `out`, in order: one wake-up of the run loop per burst of acks instead of one per ack. `false`
+    /// once the event loop has stopped and everything was read.
+    pub async fn next_events(&mut self, out: &mut Vec<SinkEvent>, max: usize) -> bool {
+        let Some(first) = self.events.recv().await else {
+            return false;
+        };
+        out.push(first);
+        while out.len() < max {
+            match self.events.try_recv() {
+                Ok(ev) => out.push(ev),
+                Err(_) => break,
+            }
+        }
+        true
     }
 
     /// Sends DISCONNECT (when connected) and waits up to `timeout` for the event loop to end.
@@ -601,6 +571,70 @@ impl Sink {
             tracing::warn!("MQTT event loop did not stop within {timeout:?}; aborting it");
         }
         self.task.abort();
+    }
+}
+
+/// Publishes handed to the client under one look at the gate (see [`Sink::handoff`]).
+pub struct Handoff<'a> {
+    sink: &'a Sink,
+    _gate: std::sync::MutexGuard<'a, Gate>,
+}
+
+impl Handoff<'_> {
+    /// Hands a row's publish to the client (the target's QoS and retain flag).
+    pub fn publish(&self, topic: &str, payload: &Bytes) -> Result<(), SinkError> {
+        let s = self.sink;
+        self.send(topic, payload, s.qos, s.retain, Some("application/json"))
+    }
+
+    /// Hands the bridge's status to the client: QoS 1 and retained, whatever the rows use.
+    pub fn publish_status(&self, topic: &str, payload: &Bytes) -> Result<(), SinkError> {
+        self.send(topic, payload, 1, true, None)
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        payload: &Bytes,
+        qos: u8,
+        retain: bool,
+        content_type: Option<&str>,
+    ) -> Result<(), SinkError> {
+        let qos = match qos {
+            0 => rumqttc::QoS::AtMostOnce,
+            1 => rumqttc::QoS::AtLeastOnce,
+            _ => rumqttc::QoS::ExactlyOnce,
+        };
+        let handed = match &self.sink.client {
+            // `publish_bytes` shares the payload (`try_publish` copies it, and the topic twice). The request
+            // queue has room by construction (the run loop hands at most `capacity`), so the send completes
+            // on its first poll; a full queue would leave it pending, and it is then dropped unsent.
+            Client::V4(c) => c
+                .publish_bytes(topic, qos, retain, payload.clone())
+                .now_or_never()
+                .is_some_and(|r| r.is_ok()),
+            Client::V5(c) => {
+                use rumqttc::v5::mqttbytes::{v5::PublishProperties, QoS as Q5};
+                let qos = match qos {
+                    rumqttc::QoS::AtMostOnce => Q5::AtMostOnce,
+                    rumqttc::QoS::AtLeastOnce => Q5::AtLeastOnce,
+                    rumqttc::QoS::ExactlyOnce => Q5::ExactlyOnce,
+                };
+                let props = PublishProperties {
+                    payload_format_indicator: Some(1),
+                    content_type: content_type.map(String::from),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, qos, retain, payload.clone(), props)
+                    .is_ok()
+            }
+        };
+        // A refusal means the loop is gone (the queue has room, and topics are checked when rendered).
+        if handed {
+            Ok(())
+        } else {
+            Err(SinkError::Stopped)
+        }
     }
 }
 

@@ -41,6 +41,12 @@ pub struct BenchOptions {
     pub bridge_bin: Option<PathBuf>,
     /// Per-phase deadline.
     pub deadline: Duration,
+    /// QoS levels measured (limit and bridge).
+    pub qos: Vec<u8>,
+    /// Limit + bridge pairs per QoS level; the table shows the medians.
+    pub repeat: u32,
+    /// The batch, peak-RSS and latency phases.
+    pub extras: bool,
 }
 
 impl BenchOptions {
@@ -54,6 +60,9 @@ impl BenchOptions {
             latency_rate: 5_000,
             bridge_bin: crate::runner::bridges::bridge_binary(),
             deadline: Duration::from_secs(600),
+            qos: vec![0, 1, 2],
+            repeat: 1,
+            extras: true,
         }
     }
 }
@@ -61,11 +70,37 @@ impl BenchOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct QosRow {
     pub qos: u8,
-    /// Bare publisher, msg/s acknowledged.
+    /// Bare publisher, msg/s acknowledged (median of the runs).
     pub limit: f64,
-    /// Bridge, rows/s acknowledged and committed.
+    /// Bridge, rows/s acknowledged and committed (median of the runs).
     pub bridge: f64,
+    /// Median of the per-pair ratios bridge / limit.
     pub ratio: f64,
+    /// Every pair (limit, bridge) in the order measured.
+    pub runs: Vec<(f64, f64)>,
+}
+
+impl QosRow {
+    fn from_runs(qos: u8, runs: Vec<(f64, f64)>) -> QosRow {
+        QosRow {
+            qos,
+            limit: median(runs.iter().map(|r| r.0)),
+            bridge: median(runs.iter().map(|r| r.1)),
+            ratio: median(runs.iter().map(|r| r.1 / r.0)),
+            runs,
+        }
+    }
+}
+
+/// The median (the mean of the middle two for an even count); 0 for none.
+fn median(xs: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = xs.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,8 +110,8 @@ pub struct BenchReport {
     pub limit_messages: u64,
     pub payload_bytes: usize,
     pub qos: Vec<QosRow>,
-    pub batch_rows_per_s: f64,
-    pub latency: Latency,
+    pub batch_rows_per_s: Option<f64>,
+    pub latency: Option<Latency>,
     /// Peak RSS of `tmq2mqtt run` (child process) while draining the backlog at QoS 1, kB.
     pub peak_rss_kb: Option<u64>,
     pub child_rows_per_s: Option<f64>,
@@ -97,40 +132,59 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
     let payload_bytes = payloads[0].len();
     let broker = w.broker.v4_addr().expect("v4 listener");
     let mut qos_rows = Vec::new();
-    for qos in 0..=2u8 {
-        progress(&format!("limit QoS {qos}: {} messages", opts.limit_messages));
-        let limit = limit::publish_rate(broker, qos, &payloads, opts.limit_messages, opts.deadline).await?;
-        progress(&format!("bridge QoS {qos}: {} rows", opts.rows));
-        let bridge = drain::in_process(&w, opts.rows, qos, "", &format!("q{qos}"), opts.deadline).await?;
-        qos_rows.push(QosRow {
-            qos,
-            limit,
-            bridge,
-            ratio: bridge / limit,
-        });
+    for &qos in &opts.qos {
+        let mut runs = Vec::new();
+        for i in 0..opts.repeat {
+            let round = if opts.repeat > 1 {
+                format!(" ({}/{})", i + 1, opts.repeat)
+            } else {
+                String::new()
+            };
+            progress(&format!(
+                "limit QoS {qos}{round}: {} messages",
+                opts.limit_messages
+            ));
+            let limit =
+                limit::publish_rate(broker, qos, &payloads, opts.limit_messages, opts.deadline).await?;
+            progress(&format!("bridge QoS {qos}{round}: {} rows", opts.rows));
+            let label = if i == 0 {
+                format!("q{qos}")
+            } else {
+                format!("q{qos}r{i}")
+            };
+            let bridge = drain::in_process(&w, opts.rows, qos, "", &label, opts.deadline).await?;
+            runs.push((limit, bridge));
+        }
+        qos_rows.push(QosRow::from_runs(qos, runs));
     }
-    progress("batch (format=batch, QoS 1)");
-    let batch = drain::in_process(&w, opts.rows, 1, "&format=batch", "batch", opts.deadline).await?;
     let mut notes = Vec::new();
-    let (peak_rss_kb, child_rows_per_s) = match &opts.bridge_bin {
-        Some(bin) => {
-            progress(&format!("peak RSS: {} run, QoS 1", bin.display()));
-            let c = drain::child(&w, bin, opts.rows, opts.deadline).await?;
-            (Some(c.peak_rss_kb), Some(c.rows_per_s))
+    let (batch, latency, peak_rss_kb, child_rows_per_s) = if opts.extras {
+        progress("batch (format=batch, QoS 1)");
+        let batch = drain::in_process(&w, opts.rows, 1, "&format=batch", "batch", opts.deadline).await?;
+        let (peak_rss_kb, child_rows_per_s) = match &opts.bridge_bin {
+            Some(bin) => {
+                progress(&format!("peak RSS: {} run, QoS 1", bin.display()));
+                let c = drain::child(&w, bin, opts.rows, opts.deadline).await?;
+                (Some(c.peak_rss_kb), Some(c.rows_per_s))
+            }
+            None => {
+                notes.push("tmq2mqtt binary not found (cargo build --release -p tmq2mqtt or TMQ2MQTT_BIN): peak RSS not measured".into());
+                (None, None)
+            }
+        };
+        progress(&format!("latency at {} rows/s", opts.latency_rate));
+        let latency = latency::measure(&w, opts.latency_rate, opts.latency_for).await?;
+        if latency.received < latency.sent {
+            notes.push(format!(
+                "latency: {} of {} rows arrived",
+                latency.received, latency.sent
+            ));
         }
-        None => {
-            notes.push("tmq2mqtt binary not found (cargo build --release -p tmq2mqtt or TMQ2MQTT_BIN): peak RSS not measured".into());
-            (None, None)
-        }
+        (Some(batch), Some(latency), peak_rss_kb, child_rows_per_s)
+    } else {
+        notes.push("batch, peak RSS and latency not measured (--qos)".into());
+        (None, None, None, None)
     };
-    progress(&format!("latency at {} rows/s", opts.latency_rate));
-    let latency = latency::measure(&w, opts.latency_rate, opts.latency_for).await?;
-    if latency.received < latency.sent {
-        notes.push(format!(
-            "latency: {} of {} rows arrived",
-            latency.received, latency.sent
-        ));
-    }
     w.td.shutdown().await;
     Ok(BenchReport {
         machine: machine(),
@@ -180,18 +234,26 @@ pub fn table(r: &BenchReport) -> String {
             "| QoS {} rows/s | {:.0} | {:.0} | {:.2} |",
             q.qos, q.limit, q.bridge, q.ratio
         );
+        if q.runs.len() > 1 {
+            let pairs: Vec<String> = q.runs.iter().map(|(l, b)| format!("{:.2}", b / l)).collect();
+            let _ = writeln!(
+                s,
+                "|   ratios of the {} pairs | | | {} |",
+                q.runs.len(),
+                pairs.join(" ")
+            );
+        }
     }
-    let _ = writeln!(
-        s,
-        "| format=batch rows/s (QoS 1) | | {:.0} | |",
-        r.batch_rows_per_s
-    );
-    let l = &r.latency;
-    let _ = writeln!(
-        s,
-        "| latency at {} rows/s (QoS 1) | | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({}/{} rows) | |",
-        l.rate, l.p50_ms, l.p99_ms, l.max_ms, l.received, l.sent
-    );
+    if let Some(batch) = r.batch_rows_per_s {
+        let _ = writeln!(s, "| format=batch rows/s (QoS 1) | | {batch:.0} | |");
+    }
+    if let Some(l) = &r.latency {
+        let _ = writeln!(
+            s,
+            "| latency at {} rows/s (QoS 1) | | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({}/{} rows) | |",
+            l.rate, l.p50_ms, l.p99_ms, l.max_ms, l.received, l.sent
+        );
+    }
     match (r.peak_rss_kb, r.child_rows_per_s) {
         (Some(kb), Some(rps)) => {
             let _ = writeln!(
@@ -202,6 +264,7 @@ pub fn table(r: &BenchReport) -> String {
                 rps
             );
         }
+        _ if r.latency.is_none() => {}
         _ => {
             let _ = writeln!(s, "| peak RSS | | not measured | |");
         }
