@@ -222,7 +222,7 @@ async fn tables_whose_names_are_no_valid_topic_are_skipped_counted_and_the_rest_
     let blocks = vec![
         block("d+1", 0, 2),
         block("d#2", 10, 3),
-        block("d\03", 20, 1),
+        block("d\x003", 20, 1),
         block("ok", 30, 2),
     ];
     run.feed.send(message(2, 7, blocks)).await.unwrap();

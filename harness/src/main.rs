@@ -61,9 +61,10 @@ enum Command {
         /// phases: for profiling and A/B runs of one level.
         #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=2))]
         qos: Vec<u8>,
-        /// Bridge runs per QoS level, each next to its own limit run (ratios per pair; the table shows the median).
-        #[arg(long, default_value_t = 1)]
-        repeat: u32,
+        /// Limit + bridge pairs per QoS level (ratios per pair; the table shows the medians). Default 3, or
+        /// 1 with --quick.
+        #[arg(long)]
+        repeat: Option<u32>,
     },
     /// Validate scenario files without running them.
     Check {
@@ -141,7 +142,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 opts.qos = qos;
                 opts.extras = false;
             }
-            opts.repeat = repeat.max(1);
+            if let Some(n) = repeat {
+                opts.repeat = n.max(1);
+            }
             if cfg!(debug_assertions) {
                 eprintln!("warning: debug build; measure with `cargo run --release -p harness -- bench`");
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::tdengine::types::{Field, Precision, Value};
+use crate::tdengine::types::Precision;
 use crate::tdengine::wal::{TableRows, WalEntry};
 
 use super::group::{Bounds, VgroupId};
@@ -32,6 +32,4 @@ pub trait TmqBackend: Send + Sync + 'static {
     fn watch_wal(&self, db: &str, vgroup: VgroupId) -> Option<watch::Receiver<i64>>;
     /// The vgroup's table store (current schemas and tags, every row) and the log version it reflects.
     fn snapshot(&self, db: &str, vgroup: VgroupId) -> (Vec<TableRows>, i64);
-    /// A raw block (§4 of the protocol reference) of `rows` with `fields`.
-    fn encode_block(&self, fields: &[Field], rows: &[Vec<Value>]) -> Vec<u8>;
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::tdengine::block::BlockBuilder;
 use crate::tdengine::types::{ColumnType, Field, Value};
 use crate::tdengine::wal::{MetaEvent, TableRows, WalEntry, WalOp};
 
@@ -88,12 +89,101 @@ impl Projection {
     }
 }
 
-/// One table's rows within a message.
-#[derive(Debug, Clone, PartialEq)]
+/// One table's rows within a message. The rows stay in the log entries (or snapshot tables) they came
+/// from and are projected when the block is encoded: a message is built per poll and encoded once, so
+/// copying every value into it first (a `Vec` and the tag and name strings per row) was most of the
+/// stand-in's cost per row (`harness bench`, perf).
+#[derive(Debug, Clone)]
 pub struct Block {
     pub table: String,
     pub fields: Arc<Vec<Field>>,
-    pub rows: Vec<Vec<Value>>,
+    parts: Vec<Part>,
+    len: usize,
+}
+
+/// Rows `range` of one write, and how to project them onto the block's fields (`None`: as stored).
+#[derive(Debug, Clone)]
+struct Part {
+    source: RowSource,
+    range: std::ops::Range<usize>,
+    getters: Option<Arc<[Getter]>>,
+    /// `tbname` as a value, for [`Getter::Tbname`].
+    tbname: Value,
+}
+
+/// Where a part's rows live: a log entry (shared) or a snapshot's copy of a table.
+#[derive(Debug, Clone)]
+enum RowSource {
+    Wal { entry: Arc<WalEntry>, table: usize },
+    Snapshot(Arc<TableRows>),
+}
+
+impl RowSource {
+    fn table_rows(&self) -> &TableRows {
+        match self {
+            RowSource::Wal { entry, table } => match &entry.op {
+                WalOp::Insert(insert) => &insert.tables[*table],
+                WalOp::Meta(_) => unreachable!("parts are made from inserts only"),
+            },
+            RowSource::Snapshot(tr) => tr,
+        }
+    }
+}
+
+static NULL: Value = Value::Null;
+
+impl Block {
+    /// Rows in the block.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Each row's values in `fields` order.
+    pub fn rows(&self) -> impl Iterator<Item = Vec<Value>> + '_ {
+        self.parts.iter().flat_map(|part| {
+            let tr = part.source.table_rows();
+            part.range
+                .clone()
+                .map(move |r| part.row(tr, r).cloned().collect())
+        })
+    }
+
+    /// The block as a raw block (§4 of the protocol reference).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = BlockBuilder::with_capacity(&self.fields, self.len);
+        for part in &self.parts {
+            let tr = part.source.table_rows();
+            for r in part.range.clone() {
+                b.push_row(part.row(tr, r));
+            }
+        }
+        b.finish()
+    }
+}
+
+impl PartialEq for Block {
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table && self.fields == other.fields && self.rows().eq(other.rows())
+    }
+}
+
+impl Part {
+    fn row<'a>(&'a self, tr: &'a TableRows, r: usize) -> impl Iterator<Item = &'a Value> + 'a {
+        let row = &tr.rows[r];
+        let projected = self
+            .getters
+            .as_deref()
+            .map(|gs| gs.iter().map(move |g| g.get(row, tr, &self.tbname)));
+        let stored = self.getters.is_none().then(|| row.iter());
+        projected
+            .into_iter()
+            .flatten()
+            .chain(stored.into_iter().flatten())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -160,7 +250,7 @@ impl Message {
     }
 
     pub fn rows(&self) -> usize {
-        self.body.blocks().iter().map(|b| b.rows.len()).sum()
+        self.body.blocks().iter().map(Block::len).sum()
     }
 }
 
@@ -219,7 +309,8 @@ impl BlockSet {
                 self.blocks.push(Block {
                     table: table.to_string(),
                     fields: fields.clone(),
-                    rows: Vec::new(),
+                    parts: Vec::new(),
+                    len: 0,
                 });
                 let i = self.blocks.len() - 1;
                 self.by_table.insert(table.to_string(), i);
@@ -229,26 +320,41 @@ impl BlockSet {
         &mut self.blocks[i]
     }
 
-    fn add(&mut self, topic: &TopicSpec, projected: Option<&Arc<Vec<Field>>>, tr: &TableRows) {
-        self.rows += tr.rows.len();
-        match (&topic.kind, projected) {
-            (TopicKind::Query { columns, .. }, Some(fields)) => {
-                let getters: Vec<Getter> = columns.iter().map(|p| Getter::new(p, tr)).collect();
-                let block = self.block_for(&tr.table, fields);
-                block.rows.reserve(tr.rows.len());
-                for row in &tr.rows {
-                    block.rows.push(getters.iter().map(|g| g.get(row, tr)).collect());
-                }
-            }
-            _ => {
-                let block = self.block_for(&tr.table, &tr.columns);
-                block.rows.extend(tr.rows.iter().cloned());
-            }
+    /// Adds rows `range` of `source`'s table.
+    fn add(
+        &mut self,
+        topic: &TopicSpec,
+        projected: Option<&Arc<Vec<Field>>>,
+        source: RowSource,
+        range: std::ops::Range<usize>,
+    ) {
+        let tr = source.table_rows();
+        if range.is_empty() {
+            return;
         }
+        self.rows += range.len();
+        let (fields, getters) = match (&topic.kind, projected) {
+            (TopicKind::Query { columns, .. }, Some(fields)) => {
+                let getters: Arc<[Getter]> = columns.iter().map(|p| Getter::new(p, tr)).collect();
+                (fields.clone(), Some(getters))
+            }
+            _ => (tr.columns.clone(), None),
+        };
+        let tbname = Value::VarChar(tr.table.clone());
+        let table = tr.table.clone();
+        let block = self.block_for(&table, &fields);
+        block.len += range.len();
+        block.parts.push(Part {
+            source,
+            range,
+            getters,
+            tbname,
+        });
     }
 }
 
 /// Where a projected value comes from in one write.
+#[derive(Debug, Clone, Copy)]
 enum Getter {
     Column(usize),
     Tag(usize),
@@ -285,12 +391,12 @@ impl Getter {
         }
     }
 
-    fn get(&self, row: &[Value], tr: &TableRows) -> Value {
+    fn get<'a>(&self, row: &'a [Value], tr: &'a TableRows, tbname: &'a Value) -> &'a Value {
         match self {
-            Self::Column(i) => row.get(*i).cloned().unwrap_or(Value::Null),
-            Self::Tag(i) => tr.tags[*i].1.clone(),
-            Self::Tbname => Value::VarChar(tr.table.clone()),
-            Self::Missing => Value::Null,
+            Self::Column(i) => row.get(*i).unwrap_or(&NULL),
+            Self::Tag(i) => &tr.tags[*i].1,
+            Self::Tbname => tbname,
+            Self::Missing => &NULL,
         }
     }
 }
@@ -322,8 +428,17 @@ pub fn next_message<'a>(
         }
         match &entry.op {
             WalOp::Insert(insert) => {
-                for tr in insert.tables.iter().filter(|tr| topic.wants_table(tr)) {
-                    set.add(topic, projected.as_ref(), tr);
+                for (i, tr) in insert
+                    .tables
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, tr)| topic.wants_table(tr))
+                {
+                    let source = RowSource::Wal {
+                        entry: entry.clone(),
+                        table: i,
+                    };
+                    set.add(topic, projected.as_ref(), source, 0..tr.rows.len());
                     let create = insert
                         .created
                         .iter()
@@ -363,7 +478,7 @@ pub fn next_message<'a>(
             next: from,
         };
     };
-    set.blocks.retain(|b| !b.rows.is_empty());
+    set.blocks.retain(|b| !b.is_empty());
     let body = match (created.is_empty(), set.blocks.is_empty()) {
         (true, true) => None,
         (true, false) => Some(Body::Data(set.blocks)),
@@ -389,7 +504,7 @@ pub fn next_message<'a>(
 /// holds, handed out table by table, `max_rows` at a time, before the consumer continues with the log.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    tables: Vec<TableRows>,
+    tables: Vec<Arc<TableRows>>,
     table: usize,
     row: usize,
     /// The log position the consumer continues at once the snapshot is drained.
@@ -401,7 +516,7 @@ impl Snapshot {
     /// `resume_at - 1`.
     pub fn new(tables: Vec<TableRows>, resume_at: i64) -> Self {
         Self {
-            tables,
+            tables: tables.into_iter().map(Arc::new).collect(),
             table: 0,
             row: 0,
             resume_at,
@@ -435,14 +550,11 @@ impl Snapshot {
                 continue;
             }
             let take = (max_rows.max(1) - set.rows).min(tr.rows.len() - self.row);
-            let part = TableRows {
-                rows: tr.rows[self.row..self.row + take].to_vec(),
-                ..tr.clone()
-            };
-            set.add(topic, projected.as_ref(), &part);
+            let source = RowSource::Snapshot(tr.clone());
+            set.add(topic, projected.as_ref(), source, self.row..self.row + take);
             self.row += take;
         }
-        set.blocks.retain(|b| !b.rows.is_empty());
+        set.blocks.retain(|b| !b.is_empty());
         (!set.blocks.is_empty()).then(|| Message {
             topic: topic.name.clone(),
             db: topic.db.clone(),
@@ -585,7 +697,7 @@ mod tests {
         let names: Vec<_> = blocks[0].fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["ts", "tbname", "f1", "t1"]);
         assert_eq!(
-            blocks[0].rows,
+            blocks[0].rows().collect::<Vec<_>>(),
             vec![vec![
                 Value::Timestamp(100),
                 Value::VarChar("tb".into()),
@@ -609,7 +721,7 @@ mod tests {
         let m = s.message.unwrap();
         assert_eq!((m.offset, s.next, m.rows()), (2, 3, 4));
         let Body::Data(blocks) = &m.body else { panic!() };
-        let shape: Vec<_> = blocks.iter().map(|b| (b.table.as_str(), b.rows.len())).collect();
+        let shape: Vec<_> = blocks.iter().map(|b| (b.table.as_str(), b.len())).collect();
         assert_eq!(shape, [("a", 3), ("b", 1)]);
         let s = scan(&topic, &wal, 3, 4);
         assert_eq!(s.message.unwrap().rows(), 1);

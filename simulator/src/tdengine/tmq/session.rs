@@ -751,7 +751,6 @@ impl Session {
     fn fetch(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, (i32, String)> {
         self.current_message(message_id)?;
         let with_table_name = self.sub.as_ref().is_none_or(|s| s.with_table_name);
-        let backend = self.tmq.backend.clone();
         let cur = self.current.as_mut().expect("checked above");
         let blocks = match cur.message.body.blocks() {
             blocks if cur.next_block < blocks.len() => blocks,
@@ -778,7 +777,7 @@ impl Session {
         let i = cur.next_block;
         let block = &blocks[i];
         if cur.encoded[i].is_none() {
-            cur.encoded[i] = Some(Arc::new(backend.encode_block(&block.fields, &block.rows)));
+            cur.encoded[i] = Some(Arc::new(block.encode()));
         }
         cur.staged = Some((req_id, i));
         cur.next_block += 1;
@@ -790,7 +789,7 @@ impl Session {
                 message_id,
                 completed: false,
                 table_name: with_table_name.then_some(block.table.as_str()),
-                rows: block.rows.len(),
+                rows: block.len(),
                 fields_count: block.fields.len(),
                 fields_names: Some(block.fields.iter().map(|f| f.name.as_str()).collect()),
                 fields_types: Some(block.fields.iter().map(|f| f.ty as u8).collect()),

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::tdengine::block::encode_block;
 use crate::tdengine::exec::{consumer_fields, subscription_fields};
 use crate::tdengine::store::{now_ms, QueryResult, Store, TmqInfo};
 use crate::tdengine::topic::{TopicDef, TopicKind as DefKind};
-use crate::tdengine::types::{Field, Precision, Value};
+use crate::tdengine::types::{Precision, Value};
 use crate::tdengine::wal::{TableRows, Wal, WalEntry};
 
 use super::backend::TmqBackend;
@@ -149,10 +148,6 @@ impl TmqBackend for StoreBackend {
         let version = self.store.wal(vgroup).map_or(0, |w| w.lock().last_version());
         let tables = self.store.snapshot(db, Some(vgroup)).unwrap_or_default();
         (tables, version)
-    }
-
-    fn encode_block(&self, fields: &[Field], rows: &[Vec<Value>]) -> Vec<u8> {
-        encode_block(fields, rows)
     }
 }
 
