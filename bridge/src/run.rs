@@ -493,7 +493,13 @@ pub async fn pipeline(
                 }
                 Some(Staged::Event(SourceEvent::Rewound { .. })) => { stats.tmq_rewinds.fetch_add(1, Relaxed); }
                 Some(Staged::Event(SourceEvent::Fatal(e))) => { result = Err(BridgeError::Tdengine(e)); break; }
-                Some(Staged::Event(SourceEvent::Message(_))) => {}
+                Some(Staged::Event(SourceEvent::Message(msg))) => {
+                    // `encode_stage` encodes every message: getting one here is a bug, and stopping beats
+                    // losing it silently (its offset is never committed, so a restart re-reads it).
+                    tracing::error!(offset = msg.offset, "an unencoded TMQ message reached the MQTT thread");
+                    result = Err(BridgeError::Tdengine("internal error: an unencoded TMQ message".into()));
+                    break;
+                }
                 None => { result = Err(BridgeError::Tdengine("the TMQ source ended".into())); break; }
             },
             open = sink.next_events(&mut events, EVENT_BURST) => for ev in events.drain(..).map(Some).chain((!open).then_some(None)) { match ev {
