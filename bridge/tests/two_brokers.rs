@@ -425,6 +425,41 @@ async fn mosquitto_status_last_will_says_offline_when_the_bridge_is_killed() {
     status_last_will_says_offline_when_the_bridge_is_killed(TestBroker::mosquitto()).await;
 }
 
+/// `Bridge::run` keeps its MQTT side on a thread of its own; dropping the run future (an aborted task) must
+/// still end it, at once, like a killed process: the connection closes and the broker's Will says `offline`.
+/// A pipeline outliving its future would keep the status `online` (and keep publishing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_future_ends_the_mqtt_side_and_the_status_turns_offline() {
+    let broker = TestBroker::rumqttd().await;
+    let td = stand_in(1).await;
+    td.insert(2, 0..20);
+    let addr = broker.addr(sub_version_for_dsn("3.1.1"));
+    let tag = "dropped";
+    let status_topic = format!("bridges/{tag}/status");
+    let mut live = Subscriber::start(addr, MqttVersion::V311, &status_topic, 1).await;
+    let mut data = Subscriber::start(addr, MqttVersion::V311, &format!("{tag}/#"), 1).await;
+    let run = Running::start(
+        &from(&td, tag),
+        &format!(
+            "mqtt://{addr}?version=3.1.1&qos=1&client_id={tag}&topic={tag}/x&status_topic={status_topic}"
+        ),
+    );
+    wait_status(&mut live, "online").await;
+    assert_eq!(distinct_f1(&data.collect(20, T).await).len(), 20);
+    run.task.abort();
+    let offline = wait_status(&mut live, "offline").await;
+    assert_eq!(offline.qos, 1);
+    td.insert(2, 20..30);
+    // Were the pipeline still running, these rows would arrive within a few poll intervals (10 ms).
+    let late = data
+        .try_collect_until(Duration::from_millis(500), |g| !g.is_empty())
+        .await;
+    assert!(
+        matches!(&late, Err(got) if got.is_empty()),
+        "nothing is published once the run future is gone: {late:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttd_status_online_is_republished_after_a_broker_restart() {
     for version in ["3.1.1", "5.0"] {
