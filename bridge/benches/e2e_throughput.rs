@@ -2,7 +2,8 @@
 //! for QoS 0/1/2: the rate at which rows are polled, published and acknowledged to the bridge (from the
 //! bridge's start, so including subscribe). Run: `cargo bench -p tmq2mqtt --bench e2e_throughput`
 //! (`ROWS=…` multiple of 1000, `TABLES=…` dividing 1000, `TLS=1`: `tmq+wss://` to a TLS stand-in through
-//! the bridge's tunnel, `crate::wss`).
+//! the bridge's tunnel, `crate::wss`; `VERSION=3.1|3.1.1|5.0`; `BROKER=mosquitto`: a real Mosquitto instead,
+//! needed for 3.1).
 
 use std::{
     sync::atomic::Ordering::Relaxed,
@@ -61,9 +62,23 @@ fn main() {
             sql(&s);
             id += per_batch;
         }
-        let broker = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
-        let v5 = broker.v5_addr().unwrap();
-        println!("{rows} rows, {tables} tables, 4 vgroups, MQTT 5, rumqttd in-process{}", if tls { ", tmq+wss" } else { "" });
+        // VERSION=3.1 | 3.1.1 | 5.0 (default; 3.1 goes through the bridge's MQTT 3.1 shim and needs
+        // BROKER=mosquitto: rumqttd has no 3.1).
+        let version = std::env::var("VERSION").unwrap_or_else(|_| "5.0".into());
+        let mosquitto = std::env::var("BROKER").is_ok_and(|b| b == "mosquitto");
+        let (_broker, _mosquitto, addr, broker_name) = if mosquitto {
+            let m = simulator::mosquitto::Mosquitto::builder()
+                .max_queued_messages(1_000_000)
+                .start()
+                .expect("mosquitto (apt-get install mosquitto)");
+            let addr = m.addr();
+            (None, Some(m), addr, "Mosquitto")
+        } else {
+            let b = EmbeddedBroker::start(BrokerConfig::default()).await.unwrap();
+            let addr = if version == "5.0" { b.v5_addr() } else { b.v4_addr() }.unwrap();
+            (Some(b), None, addr, "rumqttd in-process")
+        };
+        println!("{rows} rows, {tables} tables, 4 vgroups, MQTT {version}, {broker_name}{}", if tls { ", tmq+wss" } else { "" });
         println!("| QoS | acked rows/s | time |");
         println!("|---|---|---|");
         for qos in [0u8, 1, 2] {
@@ -72,7 +87,7 @@ fn main() {
             } else {
                 format!("tmq+ws://root:taosdata@{}/topic_meters?group.id=bench{qos}&auto.offset.reset=earliest", td.addr())
             };
-            let to = format!("mqtt://{v5}?version=5.0&qos={qos}&client_id=bench{qos}&topic=bench/{{table}}");
+            let to = format!("mqtt://{addr}?version={version}&qos={qos}&client_id=bench{qos}&topic=bench/{{table}}");
             let bridge = Bridge::new(BridgeConfig::from_dsns(&from, &to).unwrap());
             let stats = bridge.stats();
             let (stop, rx) = tokio::sync::oneshot::channel::<()>();
