@@ -179,11 +179,24 @@ impl Catalog {
 
     /// Appends `op` to vgroup `vgroup`'s WAL and returns its version.
     pub(crate) fn append(&self, vgroup: i32, op: WalOp) -> i64 {
+        self.append_at(vgroup, op, now_ms())
+    }
+
+    /// [`Catalog::append`] at wall-clock time `now_ms`. Entries older than the database's
+    /// `WAL_RETENTION_PERIOD` are dropped here too, as TDengine trims its WAL whether or not anyone reads
+    /// it (TMQ reads trim as well, see the TMQ backend); retention 0 is left to the reads, which keep
+    /// nothing.
+    fn append_at(&self, vgroup: i32, op: WalOp, now_ms: i64) -> i64 {
         let vg = self
             .vgroups
             .get(&vgroup)
             .expect("every database vgroup is registered");
-        vg.wal.lock().append(now_ms(), op)
+        let retention_s = self.dbs.get(&vg.db).map_or(0, |d| d.wal_retention_period_s);
+        let mut wal = vg.wal.lock();
+        if retention_s > 0 {
+            wal.trim_before(now_ms - retention_s * 1000);
+        }
+        wal.append(now_ms, op)
     }
 }
 
@@ -362,4 +375,31 @@ impl Store {
 
 pub(crate) fn topic_not_exist(name: &str) -> TdError {
     TdError::new(code::TOPIC_NOT_EXIST, format!("Topic not exist: {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tdengine::wal::Insert;
+
+    #[test]
+    fn appending_trims_entries_older_than_the_retention_without_any_reader() {
+        let store = Store::new();
+        store
+            .execute("create database d vgroups 1 wal_retention_period 10", &mut None)
+            .unwrap();
+        let vg = store.database("d").unwrap().vgroups[0];
+        let catalog = store.catalog.read();
+        let op = || WalOp::Insert(Insert::from(Vec::new()));
+        let t0 = 1_000_000;
+        catalog.append_at(vg, op(), t0);
+        catalog.append_at(vg, op(), t0 + 5_000);
+        let wal = store.wal(vg).unwrap();
+        assert_eq!(wal.lock().read_from(0).count(), 2, "both within 10 s");
+        // 10.5 s after the first: it falls out, the second stays.
+        let v3 = catalog.append_at(vg, op(), t0 + 10_500);
+        let versions: Vec<i64> = wal.lock().read_from(0).map(|e| e.version).collect();
+        assert_eq!(versions, [v3 - 1, v3]);
+        assert_eq!(wal.lock().last_version(), v3, "versions keep counting");
+    }
 }
