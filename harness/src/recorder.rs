@@ -90,26 +90,15 @@ impl Recorder {
     ) -> Result<Recorder, RecorderError> {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, mut ready_rx) = watch::channel(Err::<(), String>("not connected".into()));
-        let task = match def.version {
-            MqttVersion::V311 => tokio::spawn(run_v4(
-                broker,
-                def.clone(),
-                client_id.to_string(),
-                login.cloned(),
-                messages.clone(),
-                activity,
-                ready_tx,
-            )),
-            MqttVersion::V5 => tokio::spawn(run_v5(
-                broker,
-                def.clone(),
-                client_id.to_string(),
-                login.cloned(),
-                messages.clone(),
-                activity,
-                ready_tx,
-            )),
-        };
+        let task = tokio::spawn(run(
+            broker,
+            def.clone(),
+            client_id.to_string(),
+            login.cloned(),
+            messages.clone(),
+            activity,
+            ready_tx,
+        ));
         let timeout = Duration::from_secs(10);
         let ready = tokio::time::timeout(timeout, ready_rx.wait_for(|r| r.is_ok()))
             .await
@@ -156,73 +145,119 @@ impl Drop for Recorder {
 /// Pause between reconnect attempts (rumqttc reconnects at once otherwise).
 const RETRY: Duration = Duration::from_millis(100);
 
-async fn run_v4(
-    broker: SocketAddr,
-    def: SubscriberDef,
-    client_id: String,
-    login: Option<Login>,
-    messages: Arc<Mutex<Vec<Delivered>>>,
-    activity: Activity,
-    ready: watch::Sender<Result<(), String>>,
-) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let mut opts = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
-    opts.set_clean_session(def.clean_session);
-    opts.set_manual_acks(def.withhold_acks);
-    opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
-    if let Some(l) = &login {
-        opts.set_credentials(&l.user, &l.password);
-    }
-    let qos = match def.qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
-    };
-    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                // A clean session (or a lost one) has no subscription: make it again.
-                if !ack.session_present {
-                    let _ = client.try_subscribe(&def.filter, qos);
-                } else {
-                    let _ = ready.send(Ok(()));
+/// What the recording loop needs from either client's events.
+enum Seen {
+    ConnAck { session_present: bool },
+    SubAck,
+    Publish(Box<Delivered>),
+    Other,
+}
+
+/// The 3.1.1 or 5.0 client behind one recording loop.
+#[allow(clippy::large_enum_variant)] // one per subscriber; boxing buys nothing
+enum Client {
+    V4(rumqttc::AsyncClient, rumqttc::EventLoop),
+    V5(rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop),
+}
+
+impl Client {
+    fn new(broker: SocketAddr, def: &SubscriberDef, client_id: String, login: Option<&Login>) -> Client {
+        let (host, port) = (broker.ip().to_string(), broker.port());
+        match def.version {
+            MqttVersion::V311 => {
+                let mut o = rumqttc::MqttOptions::new(client_id, host, port);
+                o.set_clean_session(def.clean_session)
+                    .set_manual_acks(def.withhold_acks)
+                    .set_keep_alive(Duration::from_secs(30))
+                    .set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+                if let Some(l) = login {
+                    o.set_credentials(&l.user, &l.password);
                 }
+                let (c, el) = rumqttc::AsyncClient::new(o, 1000);
+                Client::V4(c, el)
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                let _ = ready.send(Ok(()));
+            MqttVersion::V5 => {
+                let mut o = rumqttc::v5::MqttOptions::new(client_id, host, port);
+                o.set_clean_start(def.clean_session)
+                    .set_manual_acks(def.withhold_acks)
+                    .set_keep_alive(Duration::from_secs(30))
+                    .set_max_packet_size(Some(16 * 1024 * 1024));
+                if !def.clean_session {
+                    // MQTT 5 ends a session at disconnect unless an expiry interval says otherwise.
+                    o.set_session_expiry_interval(Some(3600));
+                }
+                if let Some(l) = login {
+                    o.set_credentials(&l.user, &l.password);
+                }
+                let (c, el) = rumqttc::v5::AsyncClient::new(o, 1000);
+                Client::V5(c, el)
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let d = Delivered {
-                    subscriber: def.name.clone(),
-                    topic: p.topic.clone(),
-                    payload: p.payload.clone(),
-                    qos: p.qos as u8,
-                    dup: p.dup,
-                    retain: p.retain,
-                    at_us: now_us(),
-                };
-                messages.lock().expect("messages lock").push(d);
-                activity.bump();
+        }
+    }
+
+    fn subscribe(&self, filter: &str, qos: u8) {
+        match self {
+            Client::V4(c, _) => {
+                use rumqttc::QoS as Q;
+                let qos = [Q::AtMostOnce, Q::AtLeastOnce, Q::ExactlyOnce][usize::from(qos.min(2))];
+                let _ = c.try_subscribe(filter, qos);
             }
-            Ok(_) => {}
-            Err(e) => {
-                ready.send_if_modified(|r| {
-                    if r.is_err() {
-                        *r = Err(e.to_string());
-                        true
-                    } else {
-                        false
+            Client::V5(c, _) => {
+                use rumqttc::v5::mqttbytes::QoS as Q;
+                let qos = [Q::AtMostOnce, Q::AtLeastOnce, Q::ExactlyOnce][usize::from(qos.min(2))];
+                let _ = c.try_subscribe(filter, qos);
+            }
+        }
+    }
+
+    async fn poll(&mut self, subscriber: &str) -> Result<Seen, String> {
+        let delivered = |topic: String, payload: &Bytes, qos: u8, dup: bool, retain: bool| {
+            Seen::Publish(Box::new(Delivered {
+                subscriber: subscriber.to_string(),
+                topic,
+                payload: payload.clone(),
+                qos,
+                dup,
+                retain,
+                at_us: now_us(),
+            }))
+        };
+        match self {
+            Client::V4(_, el) => {
+                use rumqttc::{Event, Packet};
+                Ok(match el.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(Packet::ConnAck(a)) => Seen::ConnAck {
+                        session_present: a.session_present,
+                    },
+                    Event::Incoming(Packet::SubAck(_)) => Seen::SubAck,
+                    Event::Incoming(Packet::Publish(p)) => {
+                        delivered(p.topic.clone(), &p.payload, p.qos as u8, p.dup, p.retain)
                     }
-                });
-                tokio::time::sleep(RETRY).await;
+                    _ => Seen::Other,
+                })
+            }
+            Client::V5(_, el) => {
+                use rumqttc::v5::{mqttbytes::v5::Packet, Event};
+                Ok(match el.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(Packet::ConnAck(a)) => Seen::ConnAck {
+                        session_present: a.session_present,
+                    },
+                    Event::Incoming(Packet::SubAck(_)) => Seen::SubAck,
+                    Event::Incoming(Packet::Publish(p)) => delivered(
+                        String::from_utf8_lossy(&p.topic).into_owned(),
+                        &p.payload,
+                        p.qos as u8,
+                        p.dup,
+                        p.retain,
+                    ),
+                    _ => Seen::Other,
+                })
             }
         }
     }
 }
 
-async fn run_v5(
+async fn run(
     broker: SocketAddr,
     def: SubscriberDef,
     client_id: String,
@@ -231,57 +266,28 @@ async fn run_v5(
     activity: Activity,
     ready: watch::Sender<Result<(), String>>,
 ) {
-    use rumqttc::v5::mqttbytes::v5::Packet;
-    use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-    let mut opts = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
-    opts.set_clean_start(def.clean_session);
-    opts.set_manual_acks(def.withhold_acks);
-    if !def.clean_session {
-        // MQTT 5 ends a session at disconnect unless an expiry interval says otherwise.
-        opts.set_session_expiry_interval(Some(3600));
-    }
-    opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_max_packet_size(Some(16 * 1024 * 1024));
-    if let Some(l) = &login {
-        opts.set_credentials(&l.user, &l.password);
-    }
-    let qos = match def.qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
-    };
-    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let mut client = Client::new(broker, &def, client_id, login.as_ref());
     loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                if !ack.session_present {
-                    let _ = client.try_subscribe(&def.filter, qos);
-                } else {
-                    let _ = ready.send(Ok(()));
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
+        match client.poll(&def.name).await {
+            // A clean session (or a lost one) has no subscription: make it again.
+            Ok(Seen::ConnAck {
+                session_present: false,
+            }) => client.subscribe(&def.filter, def.qos),
+            Ok(Seen::ConnAck {
+                session_present: true,
+            })
+            | Ok(Seen::SubAck) => {
                 let _ = ready.send(Ok(()));
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let d = Delivered {
-                    subscriber: def.name.clone(),
-                    topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                    payload: p.payload.clone(),
-                    qos: p.qos as u8,
-                    dup: p.dup,
-                    retain: p.retain,
-                    at_us: now_us(),
-                };
-                messages.lock().expect("messages lock").push(d);
+            Ok(Seen::Publish(d)) => {
+                messages.lock().expect("messages lock").push(*d);
                 activity.bump();
             }
-            Ok(_) => {}
+            Ok(Seen::Other) => {}
             Err(e) => {
                 ready.send_if_modified(|r| {
                     if r.is_err() {
-                        *r = Err(e.to_string());
+                        *r = Err(e);
                         true
                     } else {
                         false
