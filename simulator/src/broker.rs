@@ -568,77 +568,101 @@ async fn connect_probe(
         version.dsn_value(),
         addr.port()
     );
-    let host = addr.ip().to_string();
-    let port = addr.port();
-    match version {
-        MqttVersion::V311 => {
-            let mut options = rumqttc::MqttOptions::new(client_id, host, port);
-            if let Some(c) = credentials {
-                options.set_credentials(c.username.clone(), c.password.clone());
+    let mut probe = Probe::connect(version, addr, client_id, credentials);
+    let outcome = tokio::time::timeout(timeout, async {
+        loop {
+            if let Some(connack) = probe.next_connack().await? {
+                return connack;
             }
-            let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1);
-            let outcome = tokio::time::timeout(timeout, async {
-                loop {
-                    match eventloop.poll().await {
-                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
-                            return if ack.code == rumqttc::ConnectReturnCode::Success {
-                                Ok(())
-                            } else {
-                                Err(format!("CONNACK {:?}", ack.code))
-                            };
-                        }
-                        Ok(_) => continue,
-                        Err(error) => return Err(error.to_string()),
-                    }
-                }
-            })
-            .await
-            .unwrap_or_else(|_| Err(format!("no CONNACK within {timeout:?}")));
-            outcome?;
-            if hold {
-                return Ok(Some(tokio::spawn(async move {
-                    let _client = client;
-                    while eventloop.poll().await.is_ok() {}
-                })));
-            }
-            let _ = client.try_disconnect();
-            let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
-            Ok(None)
         }
-        MqttVersion::V5 => {
-            use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet};
-            let mut options = rumqttc::v5::MqttOptions::new(client_id, host, port);
-            if let Some(c) = credentials {
-                options.set_credentials(c.username.clone(), c.password.clone());
-            }
-            let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 1);
-            let outcome = tokio::time::timeout(timeout, async {
-                loop {
-                    match eventloop.poll().await {
-                        Ok(rumqttc::v5::Event::Incoming(Packet::ConnAck(ack))) => {
-                            return if ack.code == ConnectReturnCode::Success {
-                                Ok(())
-                            } else {
-                                Err(format!("CONNACK {:?}", ack.code))
-                            };
-                        }
-                        Ok(_) => continue,
-                        Err(error) => return Err(error.to_string()),
-                    }
+    })
+    .await
+    .unwrap_or_else(|_| Err(format!("no CONNACK within {timeout:?}")));
+    outcome?;
+    if hold {
+        return Ok(Some(tokio::spawn(async move { while probe.poll_ok().await {} })));
+    }
+    probe.disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(200), probe.poll_ok()).await;
+    Ok(None)
+}
+
+/// The probe's 3.1.1 or 5.0 client.
+#[allow(clippy::large_enum_variant)] // short-lived, one at a time
+enum Probe {
+    V4(rumqttc::AsyncClient, rumqttc::EventLoop),
+    V5(rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop),
+}
+
+impl Probe {
+    fn connect(
+        version: MqttVersion,
+        addr: SocketAddr,
+        client_id: String,
+        credentials: Option<&Credentials>,
+    ) -> Probe {
+        let (host, port) = (addr.ip().to_string(), addr.port());
+        match version {
+            MqttVersion::V311 => {
+                let mut o = rumqttc::MqttOptions::new(client_id, host, port);
+                if let Some(c) = credentials {
+                    o.set_credentials(c.username.clone(), c.password.clone());
                 }
-            })
-            .await
-            .unwrap_or_else(|_| Err(format!("no CONNACK within {timeout:?}")));
-            outcome?;
-            if hold {
-                return Ok(Some(tokio::spawn(async move {
-                    let _client = client;
-                    while eventloop.poll().await.is_ok() {}
-                })));
+                let (client, el) = rumqttc::AsyncClient::new(o, 1);
+                Probe::V4(client, el)
             }
-            let _ = client.try_disconnect();
-            let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
-            Ok(None)
+            MqttVersion::V5 => {
+                let mut o = rumqttc::v5::MqttOptions::new(client_id, host, port);
+                if let Some(c) = credentials {
+                    o.set_credentials(c.username.clone(), c.password.clone());
+                }
+                let (client, el) = rumqttc::v5::AsyncClient::new(o, 1);
+                Probe::V5(client, el)
+            }
+        }
+    }
+
+    /// The next event: `Ok(Some(accepted or refused))` for a CONNACK, `Ok(None)` for anything else.
+    async fn next_connack(&mut self) -> Result<Option<Result<(), String>>, String> {
+        match self {
+            Probe::V4(_, el) => match el.poll().await.map_err(|e| e.to_string())? {
+                rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)) => Ok(Some(
+                    (ack.code == rumqttc::ConnectReturnCode::Success)
+                        .then_some(())
+                        .ok_or_else(|| format!("CONNACK {:?}", ack.code)),
+                )),
+                _ => Ok(None),
+            },
+            Probe::V5(_, el) => {
+                use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet};
+                match el.poll().await.map_err(|e| e.to_string())? {
+                    rumqttc::v5::Event::Incoming(Packet::ConnAck(ack)) => Ok(Some(
+                        (ack.code == ConnectReturnCode::Success)
+                            .then_some(())
+                            .ok_or_else(|| format!("CONNACK {:?}", ack.code)),
+                    )),
+                    _ => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Polls once; `false` once the connection failed.
+    async fn poll_ok(&mut self) -> bool {
+        match self {
+            Probe::V4(_, el) => el.poll().await.is_ok(),
+            Probe::V5(_, el) => el.poll().await.is_ok(),
+        }
+    }
+
+    fn disconnect(&self) {
+        match self {
+            Probe::V4(c, _) => {
+                let _ = c.try_disconnect();
+            }
+            Probe::V5(c, _) => {
+                let _ = c.try_disconnect();
+            }
         }
     }
 }
