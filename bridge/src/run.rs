@@ -35,7 +35,7 @@ use crate::{
     ledger::{Action, Ledger},
     sink::{Sink, SinkEvent},
     source::{self, Committer, SourceEvent, TmqMessage},
-    template::Vars,
+    template::{RenderError, Vars},
 };
 
 /// Everything the bridge needs to run.
@@ -224,12 +224,7 @@ pub struct EncodedMessage {
 }
 
 /// What the run loop reads: the source's events, each message already encoded.
-#[derive(Debug)]
-pub enum Staged {
-    Message(EncodedMessage),
-    /// Any other source event (a [`SourceEvent::Message`] never comes this way).
-    Event(SourceEvent),
-}
+pub type Staged = SourceEvent<EncodedMessage>;
 
 /// Encoded messages waiting for the run loop: with the source's own queue this keeps the MQTT thread fed
 /// while bounding memory (the window stops polling, not encoding).
@@ -246,12 +241,7 @@ pub fn encode_stage(
     tokio::spawn(async move {
         let mut encoder = Encoder::new();
         while let Some(ev) = source_rx.recv().await {
-            let staged = match ev {
-                SourceEvent::Message(msg) => {
-                    Staged::Message(encode_message(&config, &stats, &mut encoder, msg))
-                }
-                ev => Staged::Event(ev),
-            };
+            let staged = ev.map_message(|msg| encode_message(&config, &stats, &mut encoder, msg));
             if tx.send(staged).await.is_err() {
                 break;
             }
@@ -475,31 +465,24 @@ pub async fn pipeline(
                 drained = true;
             }
             ev = source_rx.recv(), if !stopping && room => match ev {
-                Some(Staged::Message(msg)) => {
+                Some(SourceEvent::Message(msg)) => {
                     if target.commit == CommitMode::BeforeAck {
                         let _ = commit_tx.send((msg.topic.clone(), msg.vgroup_id, msg.position));
                     }
                     commit(ledger.on_message(&msg.topic, msg.vgroup_id, msg.position, msg.publishes));
                 }
-                Some(Staged::Event(SourceEvent::Subscribed { .. })) => {
+                Some(SourceEvent::Subscribed { .. }) => {
                     stats.tmq_subscribes.fetch_add(1, Relaxed);
                     stats.tmq_connected.store(true, Relaxed);
                 }
-                Some(Staged::Event(SourceEvent::Lost { error, retry_in })) => {
+                Some(SourceEvent::Lost { error, retry_in }) => {
                     stats.set_error(format!("TDengine: {error}"));
                     stats.tmq_failures.fetch_add(1, Relaxed);
                     stats.tmq_connected.store(false, Relaxed);
                     tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
                 }
-                Some(Staged::Event(SourceEvent::Rewound { .. })) => { stats.tmq_rewinds.fetch_add(1, Relaxed); }
-                Some(Staged::Event(SourceEvent::Fatal(e))) => { result = Err(BridgeError::Tdengine(e)); break; }
-                Some(Staged::Event(SourceEvent::Message(msg))) => {
-                    // `encode_stage` encodes every message: getting one here is a bug, and stopping beats
-                    // losing it silently (its offset is never committed, so a restart re-reads it).
-                    tracing::error!(offset = msg.offset, "an unencoded TMQ message reached the MQTT thread");
-                    result = Err(BridgeError::Tdengine("internal error: an unencoded TMQ message".into()));
-                    break;
-                }
+                Some(SourceEvent::Rewound { .. }) => { stats.tmq_rewinds.fetch_add(1, Relaxed); }
+                Some(SourceEvent::Fatal(e)) => { result = Err(BridgeError::Tdengine(e)); break; }
                 None => { result = Err(BridgeError::Tdengine("the TMQ source ended".into())); break; }
             },
             open = sink.next_events(&mut events, EVENT_BURST) => for ev in events.drain(..).map(Some).chain((!open).then_some(None)) { match ev {
@@ -623,8 +606,8 @@ fn encode_message(
                 ..base
             };
             match target.meta_topic.render(&vars) {
-                Ok(topic) if !publishable(&topic) => {
-                    tracing::warn!(%topic, "meta event's topic is not a valid topic name; skipped");
+                Err(e @ RenderError::Invalid { .. }) => {
+                    tracing::warn!(%e, "meta event skipped");
                     stats.skip(skip::INVALID_TOPIC, 1);
                 }
                 Ok(topic) => {
@@ -640,7 +623,7 @@ fn encode_message(
                         stats.skip(skip::TOO_LARGE, 1);
                     }
                 }
-                Err(missing) => {
+                Err(missing @ RenderError::Missing(_)) => {
                     tracing::debug!(%missing, offset = msg.offset, "meta event skipped");
                     stats.skip(skip::MISSING_VARIABLE, 1);
                 }
@@ -657,8 +640,8 @@ fn encode_message(
             ..base
         };
         match target.topic.render(&vars) {
-            Ok(topic) if !publishable(&topic) => {
-                tracing::warn!(%topic, rows, "rendered topic is not a valid topic name; rows skipped");
+            Err(e @ RenderError::Invalid { .. }) => {
+                tracing::warn!(%e, rows, "rows skipped");
                 stats.skip(skip::INVALID_TOPIC, rows);
             }
             Ok(topic) if target.format == PayloadFormat::Batch => {
@@ -678,7 +661,7 @@ fn encode_message(
                     }
                 });
             }
-            Err(missing) => {
+            Err(missing @ RenderError::Missing(_)) => {
                 tracing::debug!(%missing, rows, offset = msg.offset, "rows skipped");
                 stats.skip(skip::MISSING_VARIABLE, rows);
             }
@@ -704,12 +687,6 @@ fn encode_message(
         position: msg.position,
         publishes: pubs,
     }
-}
-
-/// Whether `topic` may be published to: a table name (`{table}`, `{stable}`) can carry the wildcards
-/// `+`/`#` or a NUL, which no broker accepts in a PUBLISH (rumqttc would refuse it, ending the run).
-fn publishable(topic: &str) -> bool {
-    !topic.is_empty() && topic.len() <= usize::from(u16::MAX) && !topic.contains(['+', '#', '\0'])
 }
 
 /// Whether a PUBLISH of `payload` to `topic` stays within `max` bytes (fixed header ≤ 5, topic length

@@ -65,14 +65,15 @@ pub struct TmqMessage {
     pub blocks: Vec<RawBlock>,
 }
 
-/// What the source task reports.
+/// What the source task reports. `M` is the message as it travels: a [`TmqMessage`] from the source, an
+/// encoded one after `run::encode_stage`.
 #[derive(Debug)]
-pub enum SourceEvent {
+pub enum SourceEvent<M = TmqMessage> {
     /// Subscribed (again); `reconnect` is false the first time.
     Subscribed {
         reconnect: bool,
     },
-    Message(TmqMessage),
+    Message(M),
     /// The connection to TDengine failed; the task retries after `retry_in`.
     Lost {
         error: String,
@@ -88,6 +89,29 @@ pub enum SourceEvent {
         from: i64,
         to: i64,
     },
+}
+
+impl<M> SourceEvent<M> {
+    /// The same event with its message (if it is one) turned into `f(message)`.
+    pub fn map_message<N>(self, f: impl FnOnce(M) -> N) -> SourceEvent<N> {
+        match self {
+            SourceEvent::Message(m) => SourceEvent::Message(f(m)),
+            SourceEvent::Subscribed { reconnect } => SourceEvent::Subscribed { reconnect },
+            SourceEvent::Lost { error, retry_in } => SourceEvent::Lost { error, retry_in },
+            SourceEvent::Fatal(e) => SourceEvent::Fatal(e),
+            SourceEvent::Rewound {
+                topic,
+                vgroup_id,
+                from,
+                to,
+            } => SourceEvent::Rewound {
+                topic,
+                vgroup_id,
+                from,
+                to,
+            },
+        }
+    }
 }
 
 /// The consumer in use, shared with the committer. Polls and commits take it shared; only a seek

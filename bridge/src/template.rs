@@ -50,16 +50,49 @@ pub enum TemplateError {
     Wildcard,
     #[error("the NUL character (U+0000) is not allowed in an MQTT topic")]
     Nul,
+    #[error("longer than MQTT's 65535-byte topic limit")]
+    TooLong,
 }
 
-/// The variable a message lacked; the message is skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Missing(pub Var);
+/// Why no topic could be rendered for a message; the message is skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    /// The message lacks this variable (taosx's rule).
+    Missing(Var),
+    /// The values made a string no broker accepts as a topic to publish to (e.g. an escaped table name
+    /// with `+`, `#` or NUL).
+    Invalid { topic: String, why: TemplateError },
+}
 
-impl fmt::Display for Missing {
+impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "message has no `{{{}}}`", self.0.name())
+        match self {
+            RenderError::Missing(var) => write!(f, "message has no `{{{}}}`", var.name()),
+            RenderError::Invalid { topic, why } => write!(f, "topic {topic:?}: {why}"),
+        }
     }
+}
+
+/// Checks a topic to publish to: non-empty, within MQTT's string limit, no wildcards, no NUL (brokers
+/// disconnect a client that publishes to a topic with U+0000, MQTT 3.1.1 §1.5.3).
+pub fn check_topic(topic: &str) -> Result<(), TemplateError> {
+    if topic.is_empty() {
+        return Err(TemplateError::Empty);
+    }
+    if topic.len() > usize::from(u16::MAX) {
+        return Err(TemplateError::TooLong);
+    }
+    check_chars(topic)
+}
+
+fn check_chars(s: &str) -> Result<(), TemplateError> {
+    if s.contains(['+', '#']) {
+        return Err(TemplateError::Wildcard);
+    }
+    if s.contains('\0') {
+        return Err(TemplateError::Nul);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,13 +124,8 @@ impl Template {
         if s.is_empty() {
             return Err(TemplateError::Empty);
         }
-        if s.contains(['+', '#']) {
-            return Err(TemplateError::Wildcard);
-        }
-        // Brokers disconnect a client that publishes to a topic with U+0000 (MQTT 3.1.1 §1.5.3).
-        if s.contains('\0') {
-            return Err(TemplateError::Nul);
-        }
+        // The length is checked on the rendered topic: variables may render shorter than their names.
+        check_chars(s)?;
         let mut parts = Vec::new();
         let mut lit = String::new();
         let mut rest = s;
@@ -138,8 +166,9 @@ impl Template {
         self.parts.contains(&Part::Var(var))
     }
 
-    /// Renders the topic for one message, or names the variable the message lacks.
-    pub fn render(&self, vars: &Vars<'_>) -> Result<String, Missing> {
+    /// Renders the topic for one message, or says why it has none (a lacking variable, or values that make
+    /// it no valid topic).
+    pub fn render(&self, vars: &Vars<'_>) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.source.len() + 16);
         for part in &self.parts {
             match part {
@@ -147,11 +176,14 @@ impl Template {
                 Part::Var(Var::Database) => out.push_str(vars.database),
                 Part::Var(Var::TmqTopic) => out.push_str(vars.tmq_topic),
                 Part::Var(Var::VgroupId) => out.push_str(&vars.vgroup_id.to_string()),
-                Part::Var(Var::Stable) => out.push_str(vars.stable.ok_or(Missing(Var::Stable))?),
-                Part::Var(Var::Table) => out.push_str(vars.table.ok_or(Missing(Var::Table))?),
+                Part::Var(Var::Stable) => out.push_str(vars.stable.ok_or(RenderError::Missing(Var::Stable))?),
+                Part::Var(Var::Table) => out.push_str(vars.table.ok_or(RenderError::Missing(Var::Table))?),
             }
         }
-        Ok(out)
+        match check_topic(&out) {
+            Ok(()) => Ok(out),
+            Err(why) => Err(RenderError::Invalid { topic: out, why }),
+        }
     }
 }
 
@@ -204,13 +236,16 @@ mod tests {
             stable: None,
             ..vars()
         };
-        assert_eq!(t.render(&v), Err(Missing(Var::Stable)));
+        assert_eq!(t.render(&v), Err(RenderError::Missing(Var::Stable)));
         let v = Vars {
             table: None,
             ..vars()
         };
-        assert_eq!(t.render(&v), Err(Missing(Var::Table)));
-        assert_eq!(Missing(Var::Table).to_string(), "message has no `{table}`");
+        assert_eq!(t.render(&v), Err(RenderError::Missing(Var::Table)));
+        assert_eq!(
+            RenderError::Missing(Var::Table).to_string(),
+            "message has no `{table}`"
+        );
     }
 
     #[test]
@@ -228,6 +263,40 @@ mod tests {
             TemplateError::UnknownVar("db".into()).to_string(),
             "unknown variable `{db}`; accepted: {database}, {tmq_topic}, {vgroup_id}, {stable}, {table}"
         );
+    }
+
+    #[test]
+    fn values_that_make_no_valid_topic_are_refused_when_rendered() {
+        let t = Template::parse("m/{table}").unwrap();
+        for (table, why) in [
+            ("d+1", TemplateError::Wildcard),
+            ("d#2", TemplateError::Wildcard),
+            ("d\x003", TemplateError::Nul),
+        ] {
+            let v = Vars {
+                table: Some(table),
+                ..vars()
+            };
+            let topic = format!("m/{table}");
+            assert_eq!(t.render(&v), Err(RenderError::Invalid { topic, why }));
+        }
+        let long = "t".repeat(70_000);
+        let v = Vars {
+            table: Some(&long),
+            ..vars()
+        };
+        assert!(matches!(
+            t.render(&v),
+            Err(RenderError::Invalid {
+                why: TemplateError::TooLong,
+                ..
+            })
+        ));
+        let e = Template::parse("{table}").unwrap().render(&Vars {
+            table: Some(""),
+            ..vars()
+        });
+        assert_eq!(e.unwrap_err().to_string(), "topic \"\": empty topic");
     }
 
     #[test]

@@ -410,20 +410,7 @@ fn parse_status_topic(key: &str, value: String) -> Result<String, DsnError> {
         name: key.into(),
         message: message.into(),
     };
-    if value.is_empty() {
-        return Err(invalid("empty topic"));
-    }
-    if value.len() > MAX_MQTT_STRING {
-        return Err(invalid("longer than MQTT's 65535-byte topic limit"));
-    }
-    if value.contains(['+', '#']) {
-        return Err(invalid(
-            "wildcards `+` and `#` are not allowed in a topic to publish to",
-        ));
-    }
-    if value.contains('\0') {
-        return Err(invalid("the NUL character (U+0000) is not allowed in a topic"));
-    }
+    crate::template::check_topic(&value).map_err(|e| invalid(&e.to_string()))?;
     Ok(value)
 }
 
