@@ -6,8 +6,9 @@ use common::Running;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use common::{collect_all, distinct_f1, Received, StandIn, Subscriber, BASE_TS};
+use common::{collect_all, distinct_f1, Received, StandIn, Subscriber};
 use simulator::broker::{BrokerConfig, EmbeddedBroker, MqttVersion};
+use simulator::tdengine::fixture::BASE_TS;
 use tmq2mqtt::{Bridge, BridgeConfig};
 
 const T: Duration = Duration::from_secs(30);

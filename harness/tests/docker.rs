@@ -35,7 +35,6 @@ use tokio::time::timeout;
 /// Pulling and starting images can be slow; everything else is bounded by this too.
 const STARTUP: Duration = Duration::from_secs(180);
 const DELIVERY: Duration = Duration::from_secs(60);
-const BASE_TS: i64 = 1_700_000_000_000;
 
 fn tag(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_string())
@@ -170,18 +169,8 @@ impl RealTdengine {
     /// Rows `ids` over `tables` child tables: table d{id % tables}, ts = BASE_TS + id, f1 = id (the
     /// same rows the stand-in suites write).
     async fn insert(&self, tables: u32, ids: std::ops::Range<u32>) {
-        let mut sql = String::from("insert into");
-        for t in 0..tables {
-            let mine: Vec<u32> = ids.clone().filter(|id| id % tables == t).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            sql.push_str(&format!(" db.d{t} using db.meters tags ({t}) values"));
-            for id in mine {
-                sql.push_str(&format!(" ({}, {id})", BASE_TS + id as i64));
-            }
-        }
-        self.exec(&sql).await;
+        self.exec(&simulator::tdengine::fixture::insert_sql(tables, ids))
+            .await;
     }
 
     /// How many vgroups of `db` hold child tables (TDengine places tables by a hash of their name).

@@ -11,7 +11,7 @@ use simulator::tdengine::tmq::TmqConfig;
 use taos::AsAsyncConsumer;
 use tmq_support::*;
 
-const BASE_TS: i64 = 1_700_000_000_000;
+use simulator::tdengine::fixture::{insert_sql, BASE_TS};
 
 /// Creates `db` with `vgroups` and super table `meters (ts, f1 int) tags (t1 int)`.
 fn schema(s: &Server, vgroups: u32) {
@@ -21,18 +21,7 @@ fn schema(s: &Server, vgroups: u32) {
 
 /// Inserts rows `ids` spread over `tables` child tables (`f1` = id, `ts` = BASE_TS + id).
 fn insert(s: &Server, tables: u32, ids: std::ops::Range<u32>) {
-    let mut sql = String::from("insert into");
-    for t in 0..tables {
-        let mine: Vec<u32> = ids.clone().filter(|id| id % tables == t).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        sql.push_str(&format!(" db.d{t} using db.meters tags ({t}) values"));
-        for id in mine {
-            sql.push_str(&format!(" ({}, {id})", BASE_TS + id as i64));
-        }
-    }
-    s.sql(&sql);
+    s.sql(&insert_sql(tables, ids));
 }
 
 /// The `f1` ids of the received rows of topic `select ts, tbname, f1, t1`.

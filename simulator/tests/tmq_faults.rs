@@ -10,7 +10,7 @@ use simulator::tdengine::tmq::TmqConfig;
 use taos::AsAsyncConsumer;
 use tmq_support::*;
 
-const BASE_TS: i64 = 1_700_000_000_000;
+use simulator::tdengine::fixture::BASE_TS;
 const WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(800);
 

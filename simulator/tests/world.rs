@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-const BASE_TS: i64 = 1_700_000_000_000;
+use simulator::tdengine::fixture::BASE_TS;
 
 /// A QoS 1 MQTT 5.0 subscriber (the bridge publishes with MQTT 5.0 properties, which rumqttd 0.20
 /// cannot forward to 3.1.1 clients); returns once the subscription is acknowledged.

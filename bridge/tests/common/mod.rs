@@ -381,9 +381,6 @@ pub async fn collect_all_after_outage(
     }
 }
 
-/// `ts` of row id 0 in the suites' tables.
-pub const BASE_TS: i64 = 1_700_000_000_000;
-
 /// The stand-in on a free port with the suites' schema: database `db`, super table
 /// `meters (ts, f1 int) tags (t1 int)`, rows identified by `f1`.
 pub struct StandIn {
@@ -436,20 +433,9 @@ impl StandIn {
     }
 
     /// Inserts rows `ids` over `tables` child tables in one statement: table d{id % tables} (tag t1 = its
-    /// number), ts = BASE_TS + id, f1 = id.
+    /// number), ts = `fixture::BASE_TS` + id, f1 = id.
     pub fn insert(&self, tables: u32, ids: std::ops::Range<u32>) {
-        let mut sql = String::from("insert into");
-        for t in 0..tables {
-            let mine: Vec<u32> = ids.clone().filter(|id| id % tables == t).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            sql.push_str(&format!(" db.d{t} using db.meters tags ({t}) values"));
-            for id in mine {
-                sql.push_str(&format!(" ({}, {id})", BASE_TS + id as i64));
-            }
-        }
-        self.sql(&sql);
+        self.sql(&simulator::tdengine::fixture::insert_sql(tables, ids));
     }
 
     /// The source DSN of `topic` with `params`.

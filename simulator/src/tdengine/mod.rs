@@ -6,6 +6,7 @@ pub mod error;
 pub mod eval;
 pub mod exec;
 pub mod faults;
+pub mod fixture;
 pub mod server;
 pub mod sql;
 pub mod store;
