@@ -99,6 +99,18 @@ enum Polled {
     Other,
 }
 
+impl Polled {
+    /// The event of a publish flow (outgoing, acked, rejected); `None` for connection events and others.
+    fn into_packet_event(self) -> Option<SinkEvent> {
+        match self {
+            Polled::Outgoing(pkid) => Some(SinkEvent::Outgoing(pkid)),
+            Polled::Acked(pkid) => Some(SinkEvent::Acked(pkid)),
+            Polled::Rejected(pkid, reason) => Some(SinkEvent::Rejected { pkid, reason }),
+            Polled::ConnAck { .. } | Polled::SentDisconnect | Polled::Other => None,
+        }
+    }
+}
+
 enum PollError {
     Refused(String),
     Untrusted(String),
@@ -673,14 +685,16 @@ async fn drive(
                 });
                 continue;
             }
-            Ok(Polled::Outgoing(pkid)) => {
-                max_pkid = max_pkid.max(pkid);
-                SinkEvent::Outgoing(pkid)
-            }
-            Ok(Polled::Acked(pkid)) => SinkEvent::Acked(pkid),
-            Ok(Polled::Rejected(pkid, reason)) => SinkEvent::Rejected { pkid, reason },
             Ok(Polled::SentDisconnect) => break,
-            Ok(Polled::Other) => continue,
+            Ok(polled) => {
+                if let Polled::Outgoing(pkid) = polled {
+                    max_pkid = max_pkid.max(pkid);
+                }
+                match polled.into_packet_event() {
+                    Some(ev) => ev,
+                    None => continue,
+                }
+            }
             Err(PollError::Done) => break,
             Err(err) => {
                 // Taken first: a PUBLISH among them counts for the packet-id wrap of the re-sends.
@@ -695,13 +709,7 @@ async fn drive(
                     g.open = false;
                     el.clean(max_pkid);
                 }
-                for p in stale {
-                    let ev = match p {
-                        Polled::Outgoing(pkid) => SinkEvent::Outgoing(pkid),
-                        Polled::Acked(pkid) => SinkEvent::Acked(pkid),
-                        Polled::Rejected(pkid, reason) => SinkEvent::Rejected { pkid, reason },
-                        _ => continue,
-                    };
+                for ev in stale.into_iter().filter_map(Polled::into_packet_event) {
                     let _ = tx.send(ev);
                 }
                 // Through the shim rumqttc sees only a closed socket; the shim knows why.

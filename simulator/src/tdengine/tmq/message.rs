@@ -101,12 +101,12 @@ pub struct Block {
     len: usize,
 }
 
-/// Rows `range` of one write, and how to project them onto the block's fields (`None`: as stored).
+/// Rows `range` of one write, and where each of the block's fields comes from in them.
 #[derive(Debug, Clone)]
 struct Part {
     source: RowSource,
     range: std::ops::Range<usize>,
-    getters: Option<Arc<[Getter]>>,
+    getters: Arc<[Getter]>,
     /// `tbname` as a value, for [`Getter::Tbname`].
     tbname: Value,
 }
@@ -174,15 +174,7 @@ impl PartialEq for Block {
 impl Part {
     fn row<'a>(&'a self, tr: &'a TableRows, r: usize) -> impl Iterator<Item = &'a Value> + 'a {
         let row = &tr.rows[r];
-        let projected = self
-            .getters
-            .as_deref()
-            .map(|gs| gs.iter().map(move |g| g.get(row, tr, &self.tbname)));
-        let stored = self.getters.is_none().then(|| row.iter());
-        projected
-            .into_iter()
-            .flatten()
-            .chain(stored.into_iter().flatten())
+        self.getters.iter().map(move |g| g.get(row, tr, &self.tbname))
     }
 }
 
@@ -333,12 +325,16 @@ impl BlockSet {
             return;
         }
         self.rows += range.len();
-        let (fields, getters) = match (&topic.kind, projected) {
-            (TopicKind::Query { columns, .. }, Some(fields)) => {
-                let getters: Arc<[Getter]> = columns.iter().map(|p| Getter::new(p, tr)).collect();
-                (fields.clone(), Some(getters))
-            }
-            _ => (tr.columns.clone(), None),
+        let (fields, getters): (_, Arc<[Getter]>) = match (&topic.kind, projected) {
+            (TopicKind::Query { columns, .. }, Some(fields)) => (
+                fields.clone(),
+                columns.iter().map(|p| Getter::new(p, tr)).collect(),
+            ),
+            // Stable and database topics: the columns as written.
+            _ => (
+                tr.columns.clone(),
+                (0..tr.columns.len()).map(Getter::Column).collect(),
+            ),
         };
         let tbname = Value::VarChar(tr.table.clone());
         let table = tr.table.clone();
