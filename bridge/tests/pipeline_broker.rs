@@ -218,7 +218,7 @@ async fn tables_whose_names_are_no_valid_topic_are_skipped_counted_and_the_rest_
         "mqtt://{addr}?version=3.1.1&qos=1&client_id=namer&topic=names/{{table}}"
     ));
     // Escaped TDengine names may hold MQTT's wildcards or a NUL; rumqttc refuses such a PUBLISH, which
-    // used to end the whole run.
+    // must cost only those rows, not the whole run.
     let blocks = vec![
         block("d+1", 0, 2),
         block("d#2", 10, 3),

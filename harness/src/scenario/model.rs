@@ -14,7 +14,7 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    /// Seed for the fleet and every random fault decision; `harness run --seed` overrides it.
+    /// Seed for the meter fleet's rows and chaos; `harness run --seed` overrides it.
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// The run ends at this deadline even if the expected rows never arrive.
