@@ -28,6 +28,7 @@ pub mod ledger;
 pub mod metrics;
 #[cfg(unix)]
 pub mod mqtt31;
+pub mod redact;
 pub mod run;
 pub mod sink;
 pub mod source;
