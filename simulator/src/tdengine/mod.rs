@@ -2,6 +2,7 @@
 //! taosAdapter's WebSocket protocol (`/ws` and `/rest/ws` for SQL, `/rest/tmq` for subscriptions).
 
 pub mod block;
+pub mod catalog;
 pub mod error;
 pub mod eval;
 pub mod exec;
@@ -16,7 +17,8 @@ pub mod types;
 pub mod wal;
 pub mod wkt;
 
+pub use catalog::{DbInfo, StableInfo, TableInfo};
 pub use error::{TdError, TdResult};
 pub use server::{ServerCtx, TdConfig, TdServer};
-pub use store::{DbInfo, QueryResult, StableInfo, Store, TableInfo, TmqInfo};
+pub use store::{QueryResult, Store, TmqInfo};
 pub use topic::{ProjectedRows, TopicDef, TopicKind};
