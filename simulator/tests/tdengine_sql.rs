@@ -272,8 +272,7 @@ async fn smart_meter_schema_and_ddl() {
     taos.exec_many([
         "create database if not exists power vgroups 4 precision 'us' wal_retention_period 60",
         "use power",
-        "create stable meters (ts timestamp, current float, voltage int, phase float) \
-         tags (groupid int, location varchar(24))",
+        &simulator::meters::create_stable_sql("power"),
         "create table d0 using meters tags (1, 'California.SanFrancisco')",
         "create table d1 using meters (groupid) tags (2)",
     ])

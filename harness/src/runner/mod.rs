@@ -163,13 +163,9 @@ async fn run_inner(
             create.push_str(&format!(" wal_retention_period {r}"));
         }
         sql.exec(&create).await.map_err(|e| e.to_string())?;
-        sql.exec(&format!(
-            "create stable if not exists {}.meters (ts timestamp, current float, voltage int, phase float) \
-             tags (groupid int, location varchar(24))",
-            d.db
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+        sql.exec(&simulator::meters::create_stable_sql(&d.db))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     for stmt in &d.sql {
         sql.exec(stmt).await.map_err(|e| e.to_string())?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use fleet::{Fleet, FleetError, FleetReport};
 pub use plan::{Plan, RowKind, RowWrite, Step};
-pub use reading::{Reading, Tags};
+pub use reading::{create_stable_sql, Reading, Tags};
 pub use write_log::{Entry, Outcome, WriteLog, WriteLogEntry};
 
 /// When the fleet stops writing.
