@@ -80,16 +80,20 @@ fn config(seed: u64, chaos: Chaos) -> FleetConfig {
     }
 }
 
+fn assert_nothing_rejected(write_log: &WriteLog) {
+    let rejected: Vec<_> = write_log
+        .entries()
+        .iter()
+        .filter_map(|e| e.error.as_deref())
+        .collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
+}
+
 #[test]
 fn plain_fleet_rows_are_exactly_what_select_returns() {
     for seed in [1, 42] {
         let (write_log, actual) = run(&config(seed, Chaos::default()));
-        let rejected: Vec<_> = write_log
-            .entries()
-            .iter()
-            .filter_map(|e| e.error.clone())
-            .collect();
-        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_nothing_rejected(&write_log);
         assert_eq!(write_log.rows_written(), 2000);
         let expected = write_log.expected_rows();
         assert_eq!(expected.values().map(|r| r.len()).sum::<usize>(), 2000);
@@ -101,12 +105,7 @@ fn plain_fleet_rows_are_exactly_what_select_returns() {
 fn chaos_fleet_rows_are_exactly_what_select_returns() {
     for seed in [3, 42, 7777] {
         let (write_log, actual) = run(&config(seed, Chaos::all()));
-        let rejected: Vec<_> = write_log
-            .entries()
-            .iter()
-            .filter_map(|e| e.error.clone())
-            .collect();
-        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_nothing_rejected(&write_log);
         let expected = write_log.expected_rows();
         // Chaos really happened: fewer live rows than writes (updates, delete, drop), new tables.
         let live: usize = expected.values().map(|r| r.len()).sum();

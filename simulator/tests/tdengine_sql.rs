@@ -6,6 +6,7 @@ use std::time::Duration;
 use simulator::tdengine::{TdConfig, TdServer};
 use taos::taos_query::common::Timestamp;
 use taos::*;
+use tokio_tungstenite::tungstenite::Message;
 
 const JSON_PATH: &str = "3.3.0.0";
 const BINARY_PATH: &str = "3.3.1.0";
@@ -373,10 +374,22 @@ async fn unknown_paths_get_404_and_shutdown_closes_clients() {
     assert!(taos.exec("show databases").await.is_err());
 }
 
+/// The next frame from the server (a test failure after 5 s).
+async fn next_reply<S>(ws: &mut S) -> Message
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a reply within 5 s")
+        .expect("the socket stays open")
+        .expect("a frame")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_actions_get_errors_pings_get_pongs() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
+    use futures_util::SinkExt;
     let server = TdServer::start(TdConfig::default()).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/rest/ws", server.addr()))
         .await
@@ -386,28 +399,16 @@ async fn unknown_actions_get_errors_pings_get_pongs() {
     ))
     .await
     .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let reply = next_reply(&mut ws).await;
     let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
     assert_eq!(reply["code"], 0xFFFF);
     assert_eq!(reply["req_id"], 42);
     assert_eq!(reply["action"], "no_such_action");
     ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let reply = next_reply(&mut ws).await;
     assert!(reply.is_text(), "short binary frame gets a JSON error");
     ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let reply = next_reply(&mut ws).await;
     assert_eq!(reply, Message::Pong(b"hi".to_vec().into()));
     // A query before `conn` is refused, and the socket stays usable.
     ws.send(Message::text(
@@ -415,11 +416,7 @@ async fn unknown_actions_get_errors_pings_get_pongs() {
     ))
     .await
     .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let reply = next_reply(&mut ws).await;
     let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
     assert_ne!(reply["code"], 0);
     // The server still serves the official client.

@@ -1,5 +1,9 @@
 //! A TDengine stand-in: an in-memory store with vgroups and per-vgroup write-ahead logs, served over
 //! taosAdapter's WebSocket protocol (`/ws` and `/rest/ws` for SQL, `/rest/tmq` for subscriptions).
+//!
+//! Layers, each using only those before it: [`types`], [`sql`] (lexer, AST, parser), [`eval`], [`wal`],
+//! [`topic`] → [`catalog`] (what exists) → [`store`] (the shared, locked state) → [`exec`] (SQL against
+//! the store; it defines `Store::execute`) → [`tmq`] and [`server`] (the protocols).
 
 pub mod block;
 pub mod catalog;
