@@ -45,7 +45,7 @@ fn main() {
             store.execute(s, &mut None).unwrap_or_else(|e| panic!("{s}: {e}"));
         };
         sql("create database power vgroups 4");
-        sql("create stable power.meters (ts timestamp, current float, voltage int, phase float) tags (groupid int, location varchar(24))");
+        sql(&simulator::meters::create_stable_sql("power"));
         sql("create topic topic_meters as select ts, current, voltage, phase, tbname, groupid, location from power.meters");
         let tables: u32 = std::env::var("TABLES").ok().and_then(|r| r.parse().ok()).unwrap_or(8);
         let per_batch = 1000u32;

@@ -16,7 +16,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -192,7 +192,9 @@ impl MosquittoBuilder {
         // A free port can be taken between probing it and Mosquitto binding it: try a few.
         let mut attempts = 0;
         loop {
-            broker.port = free_port()?;
+            broker.port = crate::net::free_port()
+                .map_err(io_err("find a free port"))?
+                .port();
             attempts += 1;
             match broker.spawn_and_wait() {
                 Err(MosquittoError::Exited { output, .. })
@@ -466,11 +468,6 @@ fn find_program(name: &'static str) -> Result<PathBuf, MosquittoError> {
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
         .ok_or(MosquittoError::NotInstalled { program: name })
-}
-
-fn free_port() -> Result<u16, MosquittoError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(io_err("find a free port"))?;
-    Ok(listener.local_addr().map_err(io_err("find a free port"))?.port())
 }
 
 #[cfg(test)]

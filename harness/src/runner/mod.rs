@@ -136,7 +136,7 @@ impl BridgeSlot {
 
 /// Data-phase state shared with the fleet task.
 struct FleetRun {
-    ledger: Arc<parking_lot::Mutex<simulator::meters::Ledger>>,
+    ledger: Arc<parking_lot::Mutex<simulator::meters::WriteLog>>,
     task: tokio::task::JoinHandle<Result<simulator::meters::FleetReport, simulator::meters::FleetError>>,
     stamps: Arc<parking_lot::Mutex<HashMap<u64, u64>>>,
     stamper: tokio::task::JoinHandle<()>,
@@ -163,13 +163,9 @@ async fn run_inner(
             create.push_str(&format!(" wal_retention_period {r}"));
         }
         sql.exec(&create).await.map_err(|e| e.to_string())?;
-        sql.exec(&format!(
-            "create stable if not exists {}.meters (ts timestamp, current float, voltage int, phase float) \
-             tags (groupid int, location varchar(24))",
-            d.db
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+        sql.exec(&simulator::meters::create_stable_sql(&d.db))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     for stmt in &d.sql {
         sql.exec(stmt).await.map_err(|e| e.to_string())?;
@@ -571,7 +567,7 @@ fn start_fleet(s: &Scenario, seed: u64, td: &Tdengine) -> Result<FleetRun, Strin
         ..FleetConfig::default()
     };
     let fleet = Fleet::new(config).map_err(|e| format!("meter fleet: {e}"))?;
-    let ledger = fleet.ledger();
+    let ledger = fleet.write_log();
     let task = tokio::spawn(fleet.run(std::future::pending()));
     // Stamp each ledger row with the time it appeared: the insert → receipt latency's start.
     let stamps = Arc::new(parking_lot::Mutex::new(HashMap::new()));

@@ -215,7 +215,7 @@ impl<'a> Parser<'a> {
                         let n = self.uint()?;
                         if !(1..=1024).contains(&n) {
                             return Err(TdError::new(
-                                0x2619,
+                                code::INVALID_DB_OPTION,
                                 format!("Invalid option vgroups: {n} valid range: [1, 1024]"),
                             ));
                         }
@@ -226,10 +226,9 @@ impl<'a> Parser<'a> {
                             return Err(self.error("expected 'ms', 'us' or 'ns'"));
                         }
                         let s = unquote_str(self.text());
-                        db.precision =
-                            Some(Precision::from_sql(&s).ok_or_else(|| {
-                                TdError::new(0x2619, format!("Invalid option precision: {s}"))
-                            })?);
+                        db.precision = Some(Precision::from_sql(&s).ok_or_else(|| {
+                            TdError::new(code::INVALID_DB_OPTION, format!("Invalid option precision: {s}"))
+                        })?);
                         self.advance()?;
                     }
                     "wal_retention_period" => db.wal_retention_period = Some(self.uint()? as i64),
