@@ -1,7 +1,7 @@
 //! `harness`: run scenario files against the embedded world and judge them.
 //!
-//! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE]`, `harness list`, `harness check`,
-//! `harness bench [--json FILE] [--rows N] [--quick]`.
+//! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE] [--report DIR] [--require mosquitto]`,
+//! `harness list`, `harness check`, `harness bench [--json FILE] [--rows N] [--quick] [--report DIR]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +40,12 @@ enum Command {
         /// Dump every bridge's wire records (NDJSON) into this directory.
         #[arg(long)]
         wire_dir: Option<PathBuf>,
+        /// Write an HTML report with charts to DIR/index.html.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// Fail scenarios that would be skipped for lack of this program instead of skipping them.
+        #[arg(long, value_delimiter = ',', env = "HARNESS_REQUIRE", value_parser = ["mosquitto"])]
+        require: Vec<String>,
     },
     /// List the scenarios with their descriptions.
     List {
@@ -65,6 +71,9 @@ enum Command {
         /// 1 with --quick.
         #[arg(long)]
         repeat: Option<u32>,
+        /// Write an HTML report with charts to DIR/index.html.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// Validate scenario files without running them.
     Check {
@@ -97,6 +106,19 @@ fn resolve(dir: &Path, names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
             }
         })
         .collect()
+}
+
+/// The command line as typed, for the report.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// Writes `DIR/index.html` (creating DIR) and returns its path.
+fn write_report(dir: &Path, page: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let path = dir.join("index.html");
+    std::fs::write(&path, page).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 fn main() -> ExitCode {
@@ -136,6 +158,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             quick,
             qos,
             repeat,
+            report: report_dir,
         } => {
             let mut opts = harness::bench::BenchOptions::new(quick, rows);
             if !qos.is_empty() {
@@ -153,6 +176,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
             print!("{}", harness::bench::table(&report));
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            }
+            if let Some(dir) = report_dir {
+                let page = report::html::bench_page(&command_line(), &report);
+                eprintln!("report: {}", write_report(&dir, &page)?.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -180,6 +207,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
             junit,
             dir,
             wire_dir,
+            report: report_dir,
+            require,
         } => {
             let files = resolve(&dir, &scenarios)?;
             let rt = tokio::runtime::Runtime::new()?;
@@ -189,6 +218,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             );
             let opts = RunOptions { seed, wire_dir };
             let mut outcomes: Vec<Outcome> = Vec::new();
+            let mut pages: Vec<(Option<harness::trace::Trace>, String)> = Vec::new();
             for file in &files {
                 bar.set_message(
                     file.file_stem()
@@ -200,9 +230,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     .strip_prefix(std::env::current_dir()?)
                     .unwrap_or(file)
                     .to_path_buf();
-                let result = rt.block_on(runner::run_file(&rel, &opts));
+                let mut result = rt.block_on(runner::run_file(&rel, &opts));
+                result.outcome.require(&require);
                 bar.suspend(|| eprint!("{}", report::details(&result.outcome)));
                 outcomes.push(result.outcome);
+                if report_dir.is_some() {
+                    let description = scenario::load(file).map(|s| s.description).unwrap_or_default();
+                    pages.push((result.trace, description));
+                }
                 bar.inc(1);
             }
             bar.finish_and_clear();
@@ -213,7 +248,24 @@ fn real_main() -> anyhow::Result<ExitCode> {
             if let Some(path) = junit {
                 std::fs::write(&path, report::junit(&outcomes))?;
             }
-            Ok(if outcomes.iter().all(Outcome::passed) {
+            if let Some(dir) = report_dir {
+                let scenarios: Vec<report::html::ScenarioPage> = outcomes
+                    .iter()
+                    .zip(&pages)
+                    .map(|(outcome, (trace, description))| report::html::ScenarioPage {
+                        outcome,
+                        trace: trace.as_ref(),
+                        description,
+                    })
+                    .collect();
+                let info = report::html::RunInfo {
+                    command: command_line(),
+                    seed,
+                };
+                let page = report::html::run_page(&info, &scenarios);
+                eprintln!("report: {}", write_report(&dir, &page)?.display());
+            }
+            Ok(if report::run_succeeded(&outcomes) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

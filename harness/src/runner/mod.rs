@@ -4,6 +4,7 @@
 
 pub mod bridges;
 pub mod expected;
+pub mod needs;
 pub mod sql;
 pub mod world;
 
@@ -33,10 +34,11 @@ pub struct RunOptions {
     pub wire_dir: Option<std::path::PathBuf>,
 }
 
-/// A run's outcome plus the delivered stream (for snapshots).
+/// A run's outcome plus the delivered stream (for snapshots) and what happened over time (for the report).
 pub struct RunResult {
     pub outcome: Outcome,
     pub delivered: Vec<Delivered>,
+    pub trace: Option<crate::trace::Trace>,
 }
 
 /// Loads and runs one scenario file.
@@ -54,10 +56,12 @@ pub async fn run_file(path: &Path, opts: &RunOptions) -> RunResult {
                 seed: opts.seed.unwrap_or(0),
                 elapsed_ms: 0,
                 error: Some(e.to_string()),
+                skipped: None,
                 verdict: None,
                 replay: replay_command(&file, opts.seed.unwrap_or(0)),
             },
             delivered: Vec::new(),
+            trace: None,
         },
     }
 }
@@ -67,6 +71,22 @@ pub async fn run(s: &Scenario, file: &str, opts: &RunOptions) -> RunResult {
     let started = Instant::now();
     let seed = opts.seed.unwrap_or(s.seed);
     let replay = replay_command(file, seed);
+    if let Some(skip) = needs::missing(s) {
+        return RunResult {
+            outcome: Outcome {
+                scenario: s.name.clone(),
+                file: file.to_string(),
+                seed,
+                elapsed_ms: 0,
+                error: None,
+                skipped: Some(skip),
+                verdict: None,
+                replay,
+            },
+            delivered: Vec::new(),
+            trace: None,
+        };
+    }
     let (verdict, delivered, error) = match run_inner(s, seed, &replay, opts).await {
         Ok((v, d)) => (Some(v), d, None),
         Err(e) => (None, Vec::new(), Some(e)),
@@ -78,10 +98,12 @@ pub async fn run(s: &Scenario, file: &str, opts: &RunOptions) -> RunResult {
             seed,
             elapsed_ms: started.elapsed().as_millis() as u64,
             error,
+            skipped: None,
             verdict,
             replay,
         },
         delivered,
+        trace: None,
     }
 }
 

@@ -238,6 +238,11 @@ impl Tmq {
         self.coordinator.lock().subscribers(topic)
     }
 
+    /// Every group's committed offsets as (group, topic, vgroup, position).
+    pub fn committed_offsets(&self) -> Vec<(String, String, VgroupId, i64)> {
+        self.coordinator.lock().committed_offsets()
+    }
+
     /// Forgets a dropped topic's committed offsets.
     pub fn topic_dropped(&self, topic: &str) {
         self.coordinator.lock().forget_topic(topic);
