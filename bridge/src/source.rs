@@ -185,6 +185,11 @@ impl Connector {
     }
 }
 
+/// How many TMQ consumers the bridge runs for a topic of `vgroups` vgroups with default parameters.
+pub fn default_consumers(_vgroups: usize) -> usize {
+    1
+}
+
 /// Whether a TDengine error is one that retrying will not fix.
 pub fn is_fatal(err: &taos::Error) -> bool {
     let code = err.code();
