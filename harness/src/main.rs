@@ -1,7 +1,8 @@
 //! `harness`: run scenario files against the embedded world and judge them.
 //!
 //! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE] [--report DIR] [--require mosquitto]`,
-//! `harness list`, `harness check`, `harness bench [--json FILE] [--rows N] [--quick] [--report DIR]`.
+//! `harness list`, `harness check`,
+//! `harness bench [--json FILE] [--rows N] [--quick] [--qos L] [--tables N,…] [--rows-per-table R,…] [--report DIR]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,6 +75,16 @@ enum Command {
         /// Write an HTML report with charts to DIR/index.html.
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+        /// Only the fleet-shape phase with these table counts (e.g. `--tables 10,1000,10000,100000`;
+        /// with --qos, those levels too). The full run measures 10, 1000, 10000 and 100000 tables.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+        tables: Vec<u64>,
+        /// Rows each table writes per round in the fleet phase (default 1,2).
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=5000))]
+        rows_per_table: Vec<u64>,
+        /// Each fleet shape's backlog holds at least this many rows (default 200,000; --quick: 20,000).
+        #[arg(long)]
+        fleet_rows: Option<u64>,
     },
     /// Validate scenario files without running them.
     Check {
@@ -159,11 +170,31 @@ fn real_main() -> anyhow::Result<ExitCode> {
             qos,
             repeat,
             report: report_dir,
+            tables,
+            rows_per_table,
+            fleet_rows,
         } => {
             let mut opts = harness::bench::BenchOptions::new(quick, rows);
-            if !qos.is_empty() {
+            if !qos.is_empty() || !tables.is_empty() {
                 opts.qos = qos;
                 opts.extras = false;
+                if tables.is_empty() {
+                    opts.fleet.clear();
+                }
+            }
+            if !tables.is_empty() || !rows_per_table.is_empty() {
+                let tables = match tables.is_empty() {
+                    true => harness::bench::DEFAULT_FLEET_TABLES.to_vec(),
+                    false => tables,
+                };
+                let per = match rows_per_table.is_empty() {
+                    true => vec![1, 2],
+                    false => rows_per_table,
+                };
+                opts.fleet = harness::bench::BenchOptions::fleet_shapes(&tables, &per);
+            }
+            if let Some(n) = fleet_rows {
+                opts.fleet_rows = n.max(1);
             }
             if let Some(n) = repeat {
                 opts.repeat = n.max(1);

@@ -61,8 +61,12 @@ impl BenchWorld {
     }
 
     pub fn tmq_dsn(&self, group: &str, reset: &str) -> String {
+        self.tmq_dsn_for(TOPIC, group, reset)
+    }
+
+    pub fn tmq_dsn_for(&self, topic: &str, group: &str, reset: &str) -> String {
         format!(
-            "tmq+ws://root:taosdata@{}/{TOPIC}?group.id={group}&auto.offset.reset={reset}",
+            "tmq+ws://root:taosdata@{}/{topic}?group.id={group}&auto.offset.reset={reset}",
             self.td.addr()
         )
     }
