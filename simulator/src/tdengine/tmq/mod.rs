@@ -1,5 +1,6 @@
 //! TMQ, the data subscription of the stand-in, served on `/rest/tmq`: consumer groups ([`group`]), message
-//! assembly from the vgroup logs ([`message`]), the wire format ([`proto`]), one connection ([`session`]),
+//! assembly from the vgroup logs ([`message`]), the wire format ([`proto`], and [`raw`] for `fetch_raw_data`),
+//! one connection ([`session`]),
 //! and the server-wide state ([`server`]) over what the store provides ([`backend`], implemented for the
 //! stand-in's store in [`store_backend`]).
 
@@ -7,6 +8,7 @@ pub mod backend;
 pub mod group;
 pub mod message;
 pub mod proto;
+pub mod raw;
 pub mod server;
 pub mod session;
 pub mod store_backend;
