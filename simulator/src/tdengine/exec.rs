@@ -1312,25 +1312,32 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
             }
         }
     }
-    if let Some((col, _)) = &sel.order_by {
-        if col != &columns[0].name
-            && !fields
-                .iter()
-                .any(|f| &f.name == col && f.ty == ColumnType::Timestamp)
-        {
-            return Err(TdError::new(
-                0x2600,
-                "syntax error: the stand-in orders by the timestamp column only",
-            ));
-        }
-    }
+    // ORDER BY keys: a column, a tag, tbname, or an output column's name (alias).
+    let order: Vec<(Option<Out>, Option<usize>, bool)> = sel
+        .order_by
+        .iter()
+        .map(|(col, desc)| {
+            let key = if col.eq_ignore_ascii_case("tbname") {
+                (Some(Out::Tbname), None)
+            } else if let Some(i) = columns.iter().position(|f| &f.name == col) {
+                (Some(Out::Col(i)), None)
+            } else if let Some(i) = tag_fields.iter().position(|f| &f.name == col) {
+                (Some(Out::Tag(i)), None)
+            } else if let Some(i) = fields.iter().position(|f| &f.name == col) {
+                (None, Some(i))
+            } else {
+                return Err(TdError::invalid_column(col));
+            };
+            Ok((key.0, key.1, *desc))
+        })
+        .collect::<TdResult<_>>()?;
     let ts_name = &columns[0].name;
     let (lo, hi) = sel
         .filter
         .as_ref()
         .map_or((i64::MIN, i64::MAX), |f| f.ts_bounds(ts_name, precision, now));
     let mut counted = 0usize;
-    let mut rows: Vec<(i64, Vec<Value>)> = Vec::new();
+    let mut rows: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
     if lo <= hi {
         for (tn, t) in &tables {
             let tag_vals = &t.tags;
@@ -1354,15 +1361,21 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
                     }
                     continue;
                 }
-                let out = outs
+                let value = |o: &Out| match o {
+                    Out::Col(i) => row.get(*i).cloned().unwrap_or(Value::Null),
+                    Out::Tag(i) => tag_vals.get(*i).map_or(Value::Null, |(_, v)| v.clone()),
+                    Out::Tbname => Value::VarChar(tn.to_string()),
+                };
+                let out: Vec<Value> = outs.iter().map(value).collect();
+                let keys = order
                     .iter()
-                    .map(|o| match o {
-                        Out::Col(i) => row.get(*i).cloned().unwrap_or(Value::Null),
-                        Out::Tag(i) => tag_vals.get(*i).map_or(Value::Null, |(_, v)| v.clone()),
-                        Out::Tbname => Value::VarChar(tn.to_string()),
+                    .map(|(o, i, _)| match (o, i) {
+                        (Some(o), _) => value(o),
+                        (None, Some(i)) => out[*i].clone(),
+                        (None, None) => Value::Timestamp(*ts),
                     })
                     .collect();
-                rows.push((*ts, out));
+                rows.push((keys, out));
             }
         }
     }
@@ -1378,11 +1391,22 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
             affected_rows: 0,
         });
     }
-    if let Some((_, desc)) = &sel.order_by {
-        rows.sort_by_key(|(ts, _)| *ts);
-        if *desc {
-            rows.reverse();
-        }
+    if !order.is_empty() {
+        rows.sort_by(|(a, _), (b, _)| {
+            a.iter()
+                .zip(b)
+                .zip(&order)
+                .map(|((x, y), (_, _, desc))| {
+                    let o = order_values(x, y);
+                    if *desc {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
     }
     let offset = sel.offset.unwrap_or(0) as usize;
     let limit = sel.limit.map_or(usize::MAX, |l| l as usize);
@@ -1398,6 +1422,42 @@ fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> TdResult<Que
         rows,
         affected_rows: 0,
     })
+}
+
+/// The order of two values of one ORDER BY key: NULL first (TDengine's default for ASC), numbers by
+/// value, text and bytes lexicographically.
+fn order_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn num(v: &Value) -> Option<f64> {
+        Some(match v {
+            Value::Bool(x) => *x as u8 as f64,
+            Value::TinyInt(x) => *x as f64,
+            Value::SmallInt(x) => *x as f64,
+            Value::Int(x) => *x as f64,
+            Value::Float(x) => *x as f64,
+            Value::Double(x) => *x,
+            Value::UTinyInt(x) => *x as f64,
+            Value::USmallInt(x) => *x as f64,
+            Value::UInt(x) => *x as f64,
+            _ => return None,
+        })
+    }
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Less,
+        (_, Value::Null) => Ordering::Greater,
+        (Value::Timestamp(x), Value::Timestamp(y)) | (Value::BigInt(x), Value::BigInt(y)) => x.cmp(y),
+        (Value::UBigInt(x), Value::UBigInt(y)) => x.cmp(y),
+        (
+            Value::VarChar(x) | Value::NChar(x) | Value::Json(x),
+            Value::VarChar(y) | Value::NChar(y) | Value::Json(y),
+        ) => x.cmp(y),
+        (Value::VarBinary(x) | Value::Geometry(x), Value::VarBinary(y) | Value::Geometry(y)) => x.cmp(y),
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => Ordering::Equal,
+        },
+    }
 }
 
 fn vc(name: &str, len: u32) -> Field {
