@@ -220,7 +220,7 @@ impl Default for Store {
                 ..Default::default()
             }),
             tmq_info: RwLock::new(None),
-            server_version: RwLock::new("3.3.0.0".into()),
+            server_version: RwLock::new(crate::tdengine::server::DEFAULT_SERVER_VERSION.into()),
         }
     }
 }

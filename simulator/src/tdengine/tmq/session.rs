@@ -22,7 +22,7 @@ use super::group::{ConsumerId, ConsumerOptions, OffsetReset, Position, VgroupId}
 use super::message::{next_message, Message, Snapshot, TopicSpec};
 use super::proto::{self, Request};
 use super::raw::{self, RawContext};
-use super::server::{wire_position, Tmq};
+use super::server::{wire_position, FetchCounts, Tmq};
 use crate::tdengine::error::{code, TdError};
 use crate::tdengine::types::Precision;
 
@@ -302,8 +302,14 @@ impl Session {
                 text(proto::ok(action, req_id, Self::timing(started), proto::Empty {}))
             }
             Request::Poll(args) => self.poll(req_id, args, started),
-            Request::Fetch(a) => self.fetch(req_id, a.message_id, started),
-            Request::FetchBlock(a) => self.fetch_block(req_id, a.message_id, started),
+            Request::Fetch(a) => {
+                FetchCounts::count(&self.tmq.fetches.fetch);
+                self.fetch(req_id, a.message_id, started)
+            }
+            Request::FetchBlock(a) => {
+                FetchCounts::count(&self.tmq.fetches.fetch_block);
+                self.fetch_block(req_id, a.message_id, started)
+            }
             Request::FetchJsonMeta(a) => {
                 let cur = self.current_message(a.message_id)?;
                 match cur.message.body.json_meta() {
@@ -320,6 +326,7 @@ impl Session {
                 }
             }
             Request::FetchRawData(a) => {
+                FetchCounts::count(&self.tmq.fetches.fetch_raw_data);
                 let (raw_type, raw) = self.raw(a.message_id)?;
                 Ok(vec![Out::Binary(raw::fetch_raw_data_frame(
                     Self::timing(started),
@@ -330,6 +337,7 @@ impl Session {
                 ))])
             }
             Request::FetchRaw(a) => {
+                FetchCounts::count(&self.tmq.fetches.fetch_raw);
                 let (raw_type, raw) = self.raw(a.message_id)?;
                 Ok(vec![Out::Binary(raw::fetch_raw_frame(
                     Self::timing(started),
