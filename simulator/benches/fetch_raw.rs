@@ -48,7 +48,9 @@ const SHAPES: [Shape; 2] = [
 fn setup(server: &TdServer, shape: &Shape) -> usize {
     let store = server.store();
     let sql = |s: &str| {
-        store.execute(s, &mut None).unwrap_or_else(|e| panic!("{}: {e}", &s[..s.len().min(200)]));
+        store
+            .execute(s, &mut None)
+            .unwrap_or_else(|e| panic!("{}: {e}", &s[..s.len().min(200)]));
     };
     sql("create database power vgroups 4");
     sql(
@@ -70,7 +72,13 @@ fn setup(server: &TdServer, shape: &Shape) -> usize {
                 t % 10
             ));
             for i in done..done + n {
-                stmt.push_str(&format!(" ({}, {:.1}, {}, 0.3{})", BASE_TS + i as i64, 10.0 + (i % 7) as f64, 219 + i % 5, i % 10));
+                stmt.push_str(&format!(
+                    " ({}, {:.1}, {}, 0.3{})",
+                    BASE_TS + i as i64,
+                    10.0 + (i % 7) as f64,
+                    219 + i % 5,
+                    i % 10
+                ));
             }
             done += n;
             in_stmt += n;
@@ -91,7 +99,11 @@ fn setup(server: &TdServer, shape: &Shape) -> usize {
 /// The official client's path: poll, then `fetch` + `fetch_block` per block; commit every message.
 async fn drain_official(port: u16, group: &str, want: usize) -> (usize, usize) {
     let dsn = format!("tmq+ws://root:taosdata@127.0.0.1:{port}/?group.id={group}&auto.offset.reset=earliest");
-    let mut consumer = TmqBuilder::from_dsn(dsn).expect("dsn").build().await.expect("consumer");
+    let mut consumer = TmqBuilder::from_dsn(dsn)
+        .expect("dsn")
+        .build()
+        .await
+        .expect("consumer");
     consumer.subscribe(["meters_topic"]).await.expect("subscribe");
     let (mut rows, mut messages) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -169,11 +181,15 @@ impl RawConsumer {
     async fn poll(&mut self) -> Option<u64> {
         let r = self.call("poll", json!({"blocking_time": 500})).await;
         assert_eq!(r["code"], 0, "{r}");
-        r["have_message"].as_bool().unwrap_or(false).then(|| r["message_id"].as_u64().expect("id"))
+        r["have_message"]
+            .as_bool()
+            .unwrap_or(false)
+            .then(|| r["message_id"].as_u64().expect("id"))
     }
 
     async fn fetch_raw_data(&mut self, message_id: u64) -> bytes::Bytes {
-        self.send("fetch_raw_data", json!({"message_id": message_id})).await;
+        self.send("fetch_raw_data", json!({"message_id": message_id}))
+            .await;
         match self.next().await {
             WsMessage::Binary(b) => b,
             other => panic!("fetch_raw_data: unexpected {other:?}"),
@@ -188,7 +204,12 @@ fn read_raw_reply(frame: bytes::Bytes) -> (usize, usize) {
     r.skip(8 + 2 + 8 + 8); // action, version, timing, req_id
     let code = r.u32();
     let msg_len = r.u32() as usize;
-    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&frame[r.at..r.at + msg_len]));
+    assert_eq!(
+        code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&frame[r.at..r.at + msg_len])
+    );
     r.skip(msg_len + 8 + 2); // message, message_id, raw_type
     let raw_len = r.u32() as usize;
     assert_eq!(r.at + raw_len, frame.len());
@@ -289,12 +310,20 @@ fn main() {
         .build()
         .expect("runtime");
     println!("shape  tables  rows     path                    messages  seconds  rows/s");
-    for shape in SHAPES.iter().filter(|s| only.is_empty() || only.iter().any(|o| o == s.name)) {
-        let server = rt.block_on(TdServer::start(TdConfig::with_version("3.3.6.0"))).expect("server");
+    for shape in SHAPES
+        .iter()
+        .filter(|s| only.is_empty() || only.iter().any(|o| o == s.name))
+    {
+        let server = rt
+            .block_on(TdServer::start(TdConfig::with_version("3.3.6.0")))
+            .expect("server");
         let want = setup(&server, shape);
         let port = server.addr().port();
         for round in 0..2 {
-            for (path, raw) in [("official fetch_block", false), ("prototype fetch_raw_data", true)] {
+            for (path, raw) in [
+                ("official fetch_block", false),
+                ("prototype fetch_raw_data", true),
+            ] {
                 let group = format!("{}-{round}-{raw}", shape.name);
                 let start = Instant::now();
                 let (rows, messages) = rt.block_on(async {

@@ -31,7 +31,9 @@ fn python() -> PathBuf {
 /// (`fetch`, `fetch_block`, `fetch_raw_data`, `fetch_raw`).
 async fn run_suite(version: &str) -> (u64, u64, u64, u64) {
     let python = python();
-    let server = TdServer::start(TdConfig::with_version(version)).await.expect("start");
+    let server = TdServer::start(TdConfig::with_version(version))
+        .await
+        .expect("start");
     let port = server.addr().port().to_string();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_tmq.py");
     let version_arg = version.to_string();
@@ -52,7 +54,10 @@ async fn run_suite(version: &str) -> (u64, u64, u64, u64) {
         "Python client suite failed at server version {version} ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
-    assert!(stdout.contains(&format!("all passed at server version {version}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("all passed at server version {version}")),
+        "{stdout}"
+    );
     let counts = server.tmq().fetch_counts().snapshot();
     server.shutdown().await;
     counts

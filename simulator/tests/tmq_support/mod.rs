@@ -38,9 +38,7 @@ impl Server {
     }
 
     async fn with_td_config(config: TdConfig) -> Self {
-        let server = TdServer::start(config)
-        .await
-        .expect("start");
+        let server = TdServer::start(config).await.expect("start");
         Self {
             store: server.store().clone(),
             tmq: server.tmq().clone(),

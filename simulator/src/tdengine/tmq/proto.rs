@@ -406,7 +406,8 @@ mod tests {
         let e: Json = serde_json::from_str(&error("committed", 3, None, &TdError::new(0x2603, "x"))).unwrap();
         assert_eq!(e["committed"], serde_json::json!([]));
         assert_eq!(e["code"], 0x2603);
-        let e: Json = serde_json::from_str(&error("fetch", 3, Some(8), &TdError::new(0x10003E1, "x"))).unwrap();
+        let e: Json =
+            serde_json::from_str(&error("fetch", 3, Some(8), &TdError::new(0x10003E1, "x"))).unwrap();
         assert_eq!(e["code"], 0x03E1);
         assert_eq!(e["message_id"], 8);
         assert_eq!(parse_bool("b", Some("TRUE"), false), Ok(true));

@@ -222,7 +222,12 @@ impl Session {
             Ok(env) => env,
             Err(e) => {
                 tracing::warn!(error = %e, "unparsable tmq request");
-                return vec![Out::Text(proto::error("", 0, None, &TdError::new(code::ADAPTER, e)))];
+                return vec![Out::Text(proto::error(
+                    "",
+                    0,
+                    None,
+                    &TdError::new(code::ADAPTER, e),
+                ))];
             }
         };
         let req_id = env.req_id;
@@ -605,12 +610,7 @@ impl Session {
         proto::ok("poll", req_id, 0, proto::PollReply::default())
     }
 
-    fn poll(
-        &mut self,
-        req_id: u64,
-        args: proto::PollArgs,
-        started: Instant,
-    ) -> Result<Vec<Out>, TdError> {
+    fn poll(&mut self, req_id: u64, args: proto::PollArgs, started: Instant) -> Result<Vec<Out>, TdError> {
         let consumer = self.consumer()?;
         // A newer client tells which message it last received; if that is not our current one, its reply
         // was lost in flight: hand the same message out again.
@@ -839,18 +839,16 @@ impl Session {
         Ok(vec![Out::Text(reply)])
     }
 
-    fn fetch_block(
-        &mut self,
-        req_id: u64,
-        message_id: u64,
-        started: Instant,
-    ) -> Result<Vec<Out>, TdError> {
+    fn fetch_block(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, TdError> {
         let cur = self.current_message(message_id)?;
         let (staged_req, i) = cur
             .staged
             .ok_or_else(|| TdError::new(code::ADAPTER, "fetch_block without a preceding fetch"))?;
         if staged_req != req_id {
-            return Err(TdError::new(code::ADAPTER, "fetch_block does not follow its fetch"));
+            return Err(TdError::new(
+                code::ADAPTER,
+                "fetch_block does not follow its fetch",
+            ));
         }
         let block = cur.encoded[i].as_ref().expect("encoded at fetch");
         Ok(vec![Out::Binary(proto::fetch_block_frame(
