@@ -18,7 +18,7 @@ pub struct WorldArgs {
     #[arg(long, default_value = "127.0.0.1:6041")]
     pub tdengine_listen: SocketAddr,
     /// Version the stand-in reports.
-    #[arg(long, default_value = "3.3.0.0")]
+    #[arg(long, default_value = simulator::tdengine::server::DEFAULT_SERVER_VERSION)]
     pub server_version: String,
     #[arg(long, default_value = "root")]
     pub user: String,

@@ -68,7 +68,7 @@ impl Default for Store {
         Self {
             catalog: RwLock::new(Catalog::default()),
             tmq_info: RwLock::new(None),
-            server_version: RwLock::new("3.3.0.0".into()),
+            server_version: RwLock::new(crate::tdengine::server::DEFAULT_SERVER_VERSION.into()),
         }
     }
 }

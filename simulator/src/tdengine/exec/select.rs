@@ -1,7 +1,8 @@
 //! `SELECT`: from a normal, child or super table (columns, tags, `tbname`, `COUNT`, a `WHERE` filter,
-//! `ORDER BY` the timestamp, `LIMIT`/`OFFSET`), and without `FROM` for `SERVER_VERSION()`, `DATABASE()`,
+//! `ORDER BY` columns, tags, `tbname` or aliases, `LIMIT`/`OFFSET`), and without `FROM` for `SERVER_VERSION()`, `DATABASE()`,
 //! `NOW()` and friends.
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use super::db_of;
@@ -59,8 +60,8 @@ pub(super) fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> T
     let precision = d.precision;
     let source = Source::resolve(d, &from.name)?;
     let out = Output::plan(sel, &source)?;
-    check_order(sel, &source.columns, &out.fields)?;
-    let (counted, rows) = scan(sel, &source, &out, precision);
+    let order = order_keys(sel, &source, &out.fields)?;
+    let (counted, rows) = scan(sel, &source, &out, &order, precision);
     if let Some(c) = out.count {
         let label = match c {
             None => "count(*)".to_string(),
@@ -76,7 +77,7 @@ pub(super) fn select(cat: &Catalog, sel: &Select, current: &Option<String>) -> T
     Ok(QueryResult {
         fields: out.fields,
         precision,
-        rows: page(sel, rows),
+        rows: page(sel, &order, rows),
         affected_rows: 0,
     })
 }
@@ -120,6 +121,19 @@ enum Out {
     Tag(usize),
     Tbname,
 }
+
+impl Out {
+    fn value(&self, table: &str, t: &Table, row: &[Value]) -> Value {
+        match self {
+            Out::Col(i) => row.get(*i).cloned().unwrap_or(Value::Null),
+            Out::Tag(i) => t.tags.get(*i).map_or(Value::Null, |(_, v)| v.clone()),
+            Out::Tbname => Value::VarChar(table.to_string()),
+        }
+    }
+}
+
+/// A selected row with the values of its `ORDER BY` keys.
+type Keyed = (Vec<Value>, Vec<Value>);
 
 /// The select list resolved against the source.
 struct Output {
@@ -197,42 +211,80 @@ impl Output {
     }
 
     fn row(&self, table: &str, t: &Table, row: &[Value]) -> Vec<Value> {
-        self.outs
-            .iter()
-            .map(|o| match o {
-                Out::Col(i) => row.get(*i).cloned().unwrap_or(Value::Null),
-                Out::Tag(i) => t.tags.get(*i).map_or(Value::Null, |(_, v)| v.clone()),
-                Out::Tbname => Value::VarChar(table.to_string()),
-            })
-            .collect()
+        self.outs.iter().map(|o| o.value(table, t, row)).collect()
     }
 }
 
-/// The stand-in orders by the timestamp column (or an output timestamp) only.
-fn check_order(sel: &Select, columns: &[Field], fields: &[Field]) -> TdResult<()> {
-    let Some((col, _)) = &sel.order_by else {
-        return Ok(());
-    };
-    if col != &columns[0].name
-        && !fields
-            .iter()
-            .any(|f| &f.name == col && f.ty == ColumnType::Timestamp)
-    {
-        return Err(TdError::new(
-            code::SYNTAX_ERROR,
-            "syntax error: the stand-in orders by the timestamp column only",
-        ));
-    }
-    Ok(())
+/// One `ORDER BY` key: a source column, tag or `tbname`, or an output column named by its alias.
+enum OrderKey {
+    Source(Out),
+    Output(usize),
 }
 
-/// The rows passing the filter, with their timestamps, table by table (or only their count for `COUNT`).
+/// The `ORDER BY` keys (most significant first), each with its direction (`true`: descending).
+fn order_keys(sel: &Select, source: &Source, fields: &[Field]) -> TdResult<Vec<(OrderKey, bool)>> {
+    sel.order_by
+        .iter()
+        .map(|(col, desc)| {
+            let key = if col.eq_ignore_ascii_case("tbname") {
+                OrderKey::Source(Out::Tbname)
+            } else if let Some(i) = source.columns.iter().position(|f| &f.name == col) {
+                OrderKey::Source(Out::Col(i))
+            } else if let Some(i) = source.tag_fields.iter().position(|f| &f.name == col) {
+                OrderKey::Source(Out::Tag(i))
+            } else if let Some(i) = fields.iter().position(|f| &f.name == col) {
+                OrderKey::Output(i)
+            } else {
+                return Err(TdError::invalid_column(col));
+            };
+            Ok((key, *desc))
+        })
+        .collect()
+}
+
+/// The order of two values of one `ORDER BY` key: NULL first (TDengine's default for ASC), numbers by
+/// value, text and bytes lexicographically.
+fn order_values(a: &Value, b: &Value) -> Ordering {
+    fn num(v: &Value) -> Option<f64> {
+        Some(match v {
+            Value::Bool(x) => *x as u8 as f64,
+            Value::TinyInt(x) => *x as f64,
+            Value::SmallInt(x) => *x as f64,
+            Value::Int(x) => *x as f64,
+            Value::Float(x) => *x as f64,
+            Value::Double(x) => *x,
+            Value::UTinyInt(x) => *x as f64,
+            Value::USmallInt(x) => *x as f64,
+            Value::UInt(x) => *x as f64,
+            _ => return None,
+        })
+    }
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Less,
+        (_, Value::Null) => Ordering::Greater,
+        (Value::Timestamp(x), Value::Timestamp(y)) | (Value::BigInt(x), Value::BigInt(y)) => x.cmp(y),
+        (Value::UBigInt(x), Value::UBigInt(y)) => x.cmp(y),
+        (
+            Value::VarChar(x) | Value::NChar(x) | Value::Json(x),
+            Value::VarChar(y) | Value::NChar(y) | Value::Json(y),
+        ) => x.cmp(y),
+        (Value::VarBinary(x) | Value::Geometry(x), Value::VarBinary(y) | Value::Geometry(y)) => x.cmp(y),
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => Ordering::Equal,
+        },
+    }
+}
+
+/// The rows passing the filter with their sort keys, table by table (or only their count for `COUNT`).
 fn scan(
     sel: &Select,
     source: &Source,
     out: &Output,
+    order: &[(OrderKey, bool)],
     precision: Precision,
-) -> (usize, Vec<(i64, Vec<Value>)>) {
+) -> (usize, Vec<Keyed>) {
     let now = precision.now();
     let (lo, hi) = sel.filter.as_ref().map_or((i64::MIN, i64::MAX), |f| {
         f.ts_bounds(&source.columns[0].name, precision, now)
@@ -243,7 +295,7 @@ fn scan(
         return (counted, rows);
     }
     for (tn, t) in &source.tables {
-        for (ts, row) in t.rows.range(lo..=hi) {
+        for (_, row) in t.rows.range(lo..=hi) {
             if let Some(f) = &sel.filter {
                 let env = Env {
                     table: tn,
@@ -263,7 +315,17 @@ fn scan(
                         counted += 1;
                     }
                 }
-                None => rows.push((*ts, out.row(tn, t, row))),
+                None => {
+                    let values = out.row(tn, t, row);
+                    let keys = order
+                        .iter()
+                        .map(|(k, _)| match k {
+                            OrderKey::Source(o) => o.value(tn, t, row),
+                            OrderKey::Output(i) => values[*i].clone(),
+                        })
+                        .collect();
+                    rows.push((keys, values));
+                }
             }
         }
     }
@@ -271,12 +333,19 @@ fn scan(
 }
 
 /// `ORDER BY`, then `OFFSET` and `LIMIT`.
-fn page(sel: &Select, mut rows: Vec<(i64, Vec<Value>)>) -> Vec<Vec<Value>> {
-    if let Some((_, desc)) = &sel.order_by {
-        rows.sort_by_key(|(ts, _)| *ts);
-        if *desc {
-            rows.reverse();
-        }
+fn page(sel: &Select, order: &[(OrderKey, bool)], mut rows: Vec<Keyed>) -> Vec<Vec<Value>> {
+    if !order.is_empty() {
+        rows.sort_by(|(a, _), (b, _)| {
+            a.iter()
+                .zip(b)
+                .zip(order)
+                .map(|((x, y), (_, desc))| match desc {
+                    true => order_values(x, y).reverse(),
+                    false => order_values(x, y),
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        });
     }
     let offset = sel.offset.unwrap_or(0) as usize;
     let limit = sel.limit.map_or(usize::MAX, |l| l as usize);
@@ -317,7 +386,17 @@ mod tests {
         let code_of = |sql: &str| run(sql).unwrap_err().code;
         assert_eq!(code_of("select count(*), v from d2.st"), code::NOT_SINGLE_GROUP);
         assert_eq!(code_of("select nope from d2.st"), code::INVALID_COLUMN);
-        assert_eq!(code_of("select * from d2.st order by v"), code::SYNTAX_ERROR);
+        assert_eq!(code_of("select * from d2.st order by nope"), code::INVALID_COLUMN);
+        let r = run("select tbname, v from d2.st order by tbname desc, ts").unwrap();
+        let got: Vec<_> = r.rows.iter().map(|r| r[1].clone()).collect();
+        assert_eq!(got, vec![Value::TinyInt(4), Value::TinyInt(3), Value::TinyInt(1)]);
+        let r = run("select v as x, s from d2.st order by s, x desc").unwrap();
+        let got: Vec<_> = r.rows.iter().map(|r| r[0].clone()).collect();
+        assert_eq!(
+            got,
+            vec![Value::TinyInt(3), Value::TinyInt(1), Value::TinyInt(4)],
+            "NULL first"
+        );
         assert_eq!(code_of("select * from d2.nope"), code::TABLE_NOT_EXIST);
     }
 

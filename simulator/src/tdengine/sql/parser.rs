@@ -794,7 +794,7 @@ impl<'a> Parser<'a> {
                 items,
                 from: None,
                 filter: None,
-                order_by: None,
+                order_by: Vec::new(),
                 limit: None,
                 offset: None,
             });
@@ -806,17 +806,22 @@ impl<'a> Parser<'a> {
         } else {
             None
         };
-        let mut order_by = None;
+        let mut order_by = Vec::new();
         if self.eat_kw("order")? {
             self.expect_kw("by")?;
-            let col = self.ident()?;
-            let desc = if self.eat_kw("desc")? {
-                true
-            } else {
-                self.eat_kw("asc")?;
-                false
-            };
-            order_by = Some((col, desc));
+            loop {
+                let col = self.ident()?;
+                let desc = if self.eat_kw("desc")? {
+                    true
+                } else {
+                    self.eat_kw("asc")?;
+                    false
+                };
+                order_by.push((col, desc));
+                if !self.eat_sym(",")? {
+                    break;
+                }
+            }
         }
         let (mut limit, mut offset) = (None, None);
         if self.eat_kw("limit")? {
@@ -859,7 +864,7 @@ impl<'a> Parser<'a> {
             let Some(from) = sel.from else {
                 return Err(TdError::new(code::INVALID_TOPIC_QUERY, "Invalid topic query"));
             };
-            if sel.order_by.is_some() || sel.limit.is_some() {
+            if !sel.order_by.is_empty() || sel.limit.is_some() {
                 return Err(TdError::new(code::INVALID_TOPIC_QUERY, "Invalid topic query"));
             }
             TopicSource::Query {
@@ -1031,9 +1036,13 @@ mod tests {
         let s = parse("select count(*) from `d`.`m` where ts >= now - 1h and groupid in (1, 2) order by ts desc limit 5").unwrap();
         let Statement::Select(sel) = &s[0] else { panic!() };
         assert_eq!(sel.items, vec![SelectItem::Count(None)]);
-        assert_eq!(sel.order_by, Some(("ts".into(), true)));
+        assert_eq!(sel.order_by, vec![("ts".into(), true)]);
         assert_eq!(sel.limit, Some(5));
         assert!(matches!(sel.filter, Some(Expr::And(..))));
+        let s = parse("select * from m order by tbname, ts desc limit 2").unwrap();
+        let Statement::Select(sel) = &s[0] else { panic!() };
+        assert_eq!(sel.order_by, vec![("tbname".into(), false), ("ts".into(), true)]);
+        assert!(parse("select * from m order by tbname,").is_err());
     }
 
     #[test]
