@@ -16,7 +16,7 @@ const ACCEPTED: &str = "version, qos, client_id, topic, meta_topic, retain, keep
                         status_topic, status_online, status_offline, ca, cert, cert_key (mqtts only)";
 
 /// Mosquitto's default `max_inflight_messages`: a 3.1/3.1.1 QoS 2 window above it loses acknowledged
-/// messages there (see ARCHITECTURE.md), and 3.1/3.1.1 cannot learn the broker's limit.
+/// messages there (see docs/compatibility.md), and 3.1/3.1.1 cannot learn the broker's limit.
 pub const DEFAULT_QOS2_INFLIGHT_V3: u16 = 20;
 
 /// TLS settings of an `mqtts://` target; PEM text, already read from `@file` values.

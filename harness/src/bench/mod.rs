@@ -278,7 +278,7 @@ pub fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {kernel}")
 }
 
-/// The report as a Markdown table (what README's Performance section shows).
+/// The report as a Markdown table (what docs/performance.md shows).
 pub fn table(r: &BenchReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "machine: {}", r.machine);

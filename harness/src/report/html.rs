@@ -395,6 +395,27 @@ pub fn bench_page(command: &str, r: &BenchReport) -> String {
         );
     }
     out.push_str("</table></section>\n");
+    if !r.fleet.is_empty() {
+        out.push_str("<section><h2>Fleet shape</h2>");
+        chart(
+            &mut out,
+            charts::fleet(&r.fleet),
+            "Many tables, a row or two each: the bridge's rows/s beside bare official <code>taos</code> consumers that \
+             poll, fetch every block and drop it (as many as the bridge uses), same backlog, same run.",
+        );
+        out.push_str("<table><tr><th>tables</th><th>rows/table</th><th>rows/s</th><th>client limit rows/s</th><th>ratio</th><th>µs/block</th><th>rows/block</th><th>peak RSS MiB</th></tr>\n");
+        for f in &r.fleet {
+            let rss = f
+                .peak_rss_kb
+                .map_or("–".to_string(), |kb| format!("{:.1}", kb as f64 / 1024.0));
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}</td><td>{:.0}</td><td>{:.1}</td><td>{}</td></tr>",
+                f.tables, f.rows_per_table, f.rows_per_s, f.client_rows_per_s, f.ratio, f.us_per_block, f.rows_per_block, rss
+            );
+        }
+        out.push_str("</table></section>\n");
+    }
     if let Some(l) = &r.latency {
         out.push_str("<section><h2>Latency</h2>");
         if !l.percentiles.is_empty() {
