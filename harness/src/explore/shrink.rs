@@ -4,7 +4,7 @@
 use crate::scenario::dsn::query_params;
 use crate::scenario::{validate, Chaos, FaultAction, Scenario, Trigger};
 
-use super::generate::contract;
+use super::generate::{contract, drop_acks_healed, pace_late_joiners};
 
 /// The contract's expectations again, after a change to faults or bridges.
 pub fn recontract(s: &mut Scenario) {
@@ -76,9 +76,10 @@ pub fn candidates(s: &Scenario) -> Vec<Scenario> {
         out.push(c);
     }
     for c in &mut out {
+        pace_late_joiners(c);
         recontract(c);
     }
-    out.retain(|c| validate(c).is_empty());
+    out.retain(|c| validate(c).is_empty() && drop_acks_healed(c));
     out
 }
 
