@@ -76,6 +76,9 @@ enum Command {
         /// Runs spent shrinking one failure at most.
         #[arg(long, default_value_t = 12)]
         shrink_runs: u32,
+        /// Start no new run after this many failures.
+        #[arg(long)]
+        max_failures: Option<u64>,
         /// Never use Mosquitto (by default worlds use it when it is installed).
         #[arg(long)]
         no_mosquitto: bool,
@@ -264,6 +267,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             json,
             bridge_params,
             shrink_runs,
+            max_failures,
             no_mosquitto,
         } => explore(
             harness::explore::ExploreOptions {
@@ -277,6 +281,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     bridge_params,
                 },
                 shrink_runs,
+                max_failures,
             },
             json,
         ),
@@ -381,7 +386,9 @@ fn clock_seed() -> u64 {
 fn explore(opts: harness::explore::ExploreOptions, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     use harness::explore::Event;
     if runner::bridges::bridge_binary().is_none() {
-        anyhow::bail!("tmq2mqtt binary not found (build it with `cargo build -p tmq2mqtt` or set TMQ2MQTT_BIN)");
+        anyhow::bail!(
+            "tmq2mqtt binary not found (build it with `cargo build -p tmq2mqtt` or set TMQ2MQTT_BIN)"
+        );
     }
     eprintln!(
         "explore --seed {} ({}; Mosquitto {}; failing runs go to {})",
@@ -398,10 +405,7 @@ fn explore(opts: harness::explore::ExploreOptions, json: Option<PathBuf>) -> any
         None if opts.duration.is_none() => ProgressBar::new(100),
         None => ProgressBar::new_spinner(),
     };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
-            .expect("template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}").expect("template"));
     let failed = std::sync::atomic::AtomicU64::new(0);
     let on = |e: Event| match e {
         Event::Finished { run, failure } => {
@@ -426,6 +430,9 @@ fn explore(opts: harness::explore::ExploreOptions, json: Option<PathBuf>) -> any
     bar.finish_and_clear();
     print!("{}", summary.text());
     if let Some(path) = json {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        }
         std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }

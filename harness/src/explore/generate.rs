@@ -309,11 +309,14 @@ pub const HEAL_AFTER: Duration = Duration::from_secs(5);
 
 /// Every `drop-acks` is healed by a later cut of the same bridge (see [`generate`]).
 pub fn drop_acks_healed(s: &Scenario) -> bool {
-    s.faults.iter().filter(|f| f.action == FaultAction::DropAcks).all(|d| {
-        s.faults.iter().any(|c| {
-            c.action == FaultAction::Cut && c.bridge == d.bridge && c.at == Trigger::After(HEAL_AFTER)
+    s.faults
+        .iter()
+        .filter(|f| f.action == FaultAction::DropAcks)
+        .all(|d| {
+            s.faults.iter().any(|c| {
+                c.action == FaultAction::Cut && c.bridge == d.bridge && c.at == Trigger::After(HEAL_AFTER)
+            })
         })
-    })
 }
 
 /// A bridge that starts late must start while data still flows (the run ends once data and faults are
@@ -334,7 +337,11 @@ pub fn contract(s: &Scenario, qos: u8, window: u64) -> Expect {
     let broker_restart = s.faults.iter().any(|f| f.action == FaultAction::BrokerRestart);
     let mut allowed_losses = Vec::new();
     if qos == 0 {
-        allowed_losses = vec![LossCause::NeverPublished, LossCause::NeverAcked, LossCause::Broker];
+        allowed_losses = vec![
+            LossCause::NeverPublished,
+            LossCause::NeverAcked,
+            LossCause::Broker,
+        ];
     } else if broker_restart {
         // A broker that lost its sessions loses what it acknowledged but had not delivered.
         allowed_losses.push(LossCause::Broker);

@@ -115,7 +115,10 @@ pub fn violated(s: &Scenario, o: &Outcome) -> Vec<Invariant> {
         }
     }
     for b in &v.bridges {
-        let expected = s.bridges.iter().any(|d| d.name == b.name && d.expect_error.is_some());
+        let expected = s
+            .bridges
+            .iter()
+            .any(|d| d.name == b.name && d.expect_error.is_some());
         match b.error.as_deref() {
             // The run ended before a late joiner's start: the schedule's doing, not the bridge's.
             Some("never started") => out.push(Invariant::Harness),
@@ -123,7 +126,10 @@ pub fn violated(s: &Scenario, o: &Outcome) -> Vec<Invariant> {
             _ => {}
         }
     }
-    if v.wire.iter().any(|w| w.never_acked > 0 || w.open_at_end > 0 || !w.pkid_reuse.is_empty()) {
+    if v.wire
+        .iter()
+        .any(|w| w.never_acked > 0 || w.open_at_end > 0 || !w.pkid_reuse.is_empty())
+    {
         out.push(Invariant::Wire);
     }
     if v.failures.iter().any(|f| f.starts_with("fault(s) never fired")) {

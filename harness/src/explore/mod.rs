@@ -13,6 +13,7 @@ pub mod output;
 pub mod shrink;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -39,6 +40,8 @@ pub struct ExploreOptions {
     pub gen: GenOptions,
     /// Runs spent shrinking one failure at most.
     pub shrink_runs: u32,
+    /// Start no new run after this many failures.
+    pub max_failures: Option<u64>,
 }
 
 /// What the caller hears while exploring.
@@ -62,8 +65,17 @@ pub async fn explore(opts: &ExploreOptions, on: &(dyn Fn(Event) + Sync)) -> Summ
     let mut summary = Summary::new(opts.seed);
     let end = opts.duration.map(|d| started + d);
     let limit = opts.runs.unwrap_or(if end.is_some() { u64::MAX } else { 100 });
+    let failed = AtomicU64::new(0);
+    let failed = &failed;
     let runs = futures_util::stream::iter(0..limit)
-        .take_while(|_| std::future::ready(end.is_none_or(|e| Instant::now() < e)))
+        .take_while(|_| {
+            std::future::ready(
+                end.is_none_or(|e| Instant::now() < e)
+                    && opts
+                        .max_failures
+                        .is_none_or(|m| failed.load(Ordering::Relaxed) < m),
+            )
+        })
         .map(|n| async move {
             let s = generate::generate(opts.seed, n, &opts.gen);
             let failure = explore_one(opts, n, s.clone(), on).await;
@@ -73,6 +85,9 @@ pub async fn explore(opts: &ExploreOptions, on: &(dyn Fn(Event) + Sync)) -> Summ
     futures_util::pin_mut!(runs);
     while let Some((s, n, failure)) = runs.next().await {
         summary.cover(&s);
+        if failure.is_some() {
+            failed.fetch_add(1, Ordering::Relaxed);
+        }
         on(Event::Finished {
             run: n,
             failure: failure.as_ref(),
@@ -85,7 +100,12 @@ pub async fn explore(opts: &ExploreOptions, on: &(dyn Fn(Event) + Sync)) -> Summ
 }
 
 /// Runs one generated scenario; on failure shrinks it and writes the smallest failing one.
-async fn explore_one(opts: &ExploreOptions, n: u64, s: Scenario, on: &(dyn Fn(Event) + Sync)) -> Option<Failure> {
+async fn explore_one(
+    opts: &ExploreOptions,
+    n: u64,
+    s: Scenario,
+    on: &(dyn Fn(Event) + Sync),
+) -> Option<Failure> {
     let file = opts.out.join(format!("{}.toml", s.name)).display().to_string();
     let (outcome, broken) = judge_run(&s, &file).await;
     if broken.is_empty() {

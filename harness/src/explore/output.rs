@@ -94,7 +94,10 @@ impl Summary {
         if let Some(b) = s.bridges.first() {
             let p = scenario::dsn::query_params(&b.to);
             keys.push(format!("qos:{}", p.get("qos").map(String::as_str).unwrap_or("0")));
-            keys.push(format!("version:{}", p.get("version").map(String::as_str).unwrap_or("?")));
+            keys.push(format!(
+                "version:{}",
+                p.get("version").map(String::as_str).unwrap_or("?")
+            ));
             if scenario::dsn::query_params(&b.from).contains_key("with.meta") {
                 keys.push("topic:with-meta".into());
             }
@@ -137,7 +140,11 @@ impl Summary {
             self.seed, self.runs, self.passed, self.failed, self.elapsed_s
         );
         if !self.by_invariant.is_empty() {
-            let by: Vec<String> = self.by_invariant.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let by: Vec<String> = self
+                .by_invariant
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             let _ = writeln!(out, "  failures by invariant: {}", by.join(", "));
             let by: Vec<String> = self.by_blame.iter().map(|(k, v)| format!("{k} {v}")).collect();
             let _ = writeln!(out, "  attributed to: {}", by.join(", "));

@@ -10,7 +10,10 @@ use super::generate::{contract, drop_acks_healed, pace_late_joiners};
 pub fn recontract(s: &mut Scenario) {
     let params = s.bridges.first().map(|b| query_params(&b.to)).unwrap_or_default();
     let qos = params.get("qos").and_then(|q| q.parse().ok()).unwrap_or(0);
-    let window = params.get("window").and_then(|w| w.parse().ok()).unwrap_or(10_000);
+    let window = params
+        .get("window")
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(10_000);
     s.expect = contract(s, qos, window);
 }
 
@@ -106,7 +109,10 @@ mod tests {
             let s = generate(3, n, &opts);
             for c in candidates(&s) {
                 assert!(validate(&c).is_empty());
-                assert!(size(&c) < size(&s) || c.data != s.data || c.bridges != s.bridges, "run {n}");
+                assert!(
+                    size(&c) < size(&s) || c.data != s.data || c.bridges != s.bridges,
+                    "run {n}"
+                );
             }
         }
     }
