@@ -210,7 +210,9 @@ impl AnyLoop {
         match self {
             AnyLoop::V4(el) => {
                 use rumqttc::Request as R;
+                let collided = el.state.collision.take();
                 el.clean();
+                el.pending.extend(collided.map(unbound).map(R::Publish));
                 resend_in_order(&mut el.pending, max_pkid, |r| match r {
                     R::PubRel(p) => Resend::Release(p.pkid),
                     R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
@@ -219,7 +221,9 @@ impl AnyLoop {
             }
             AnyLoop::V5(el) => {
                 use rumqttc::v5::Request as R;
+                let collided = el.state.collision.take();
                 el.clean();
+                el.pending.extend(collided.map(unbound).map(R::Publish));
                 resend_in_order(&mut el.pending, max_pkid, |r| match r {
                     R::PubRel(p) => Resend::Release(p.pkid),
                     R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
@@ -227,6 +231,32 @@ impl AnyLoop {
                 });
             }
         }
+    }
+}
+
+/// A PUBLISH rumqttc held back because its packet id was still in flight (a "collision": the broker has not
+/// acknowledged an older flow). rumqttc 0.25's `clean()` keeps it in `state.collision`, and while that is set
+/// its event loop reads no new request — on the next connection too, where the old flow is never acknowledged:
+/// the bridge would stall for good after one lost acknowledgement and a reconnect. It never went out, so it is
+/// re-queued after everything else without its packet id (rumqttc assigns a fresh one).
+fn unbound<P: HasPkid>(mut p: P) -> P {
+    p.clear_pkid();
+    p
+}
+
+trait HasPkid {
+    fn clear_pkid(&mut self);
+}
+
+impl HasPkid for rumqttc::Publish {
+    fn clear_pkid(&mut self) {
+        self.pkid = 0;
+    }
+}
+
+impl HasPkid for rumqttc::v5::mqttbytes::v5::Publish {
+    fn clear_pkid(&mut self) {
+        self.pkid = 0;
     }
 }
 
