@@ -188,7 +188,7 @@ impl Catalog {
                 vg,
                 Vgroup {
                     db: name.clone(),
-                    wal: Arc::new(Mutex::new(Wal::new())),
+                    wal: Arc::new(Mutex::new(Wal::new_at(now_ms()))),
                 },
             );
         }

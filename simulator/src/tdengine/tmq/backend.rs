@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::tdengine::types::Precision;
-use crate::tdengine::wal::{TableRows, WalEntry};
+use crate::tdengine::wal::{InternalOp, TableRows, WalEntry};
 
 use super::group::{Bounds, VgroupId};
 use super::message::TopicSpec;
@@ -32,4 +32,7 @@ pub trait TmqBackend: Send + Sync + 'static {
     fn watch_wal(&self, db: &str, vgroup: VgroupId) -> Option<watch::Receiver<i64>>;
     /// The vgroup's table store (current schemas and tags, every row) and the log version it reflects.
     fn snapshot(&self, db: &str, vgroup: VgroupId) -> (Vec<TableRows>, i64);
+    /// Appends a write TMQ caused (subscribe, committed offset) to the vgroup's log, where it takes a
+    /// version as in TDengine.
+    fn append_internal(&self, db: &str, vgroup: VgroupId, op: InternalOp);
 }

@@ -10,7 +10,7 @@ use crate::tdengine::exec::{consumer_fields, subscription_fields};
 use crate::tdengine::store::{now_ms, QueryResult, Store, TmqInfo};
 use crate::tdengine::topic::{TopicDef, TopicKind as DefKind};
 use crate::tdengine::types::{Precision, Value};
-use crate::tdengine::wal::{TableRows, Wal, WalEntry};
+use crate::tdengine::wal::{InternalOp, TableRows, Wal, WalEntry, WalOp};
 
 use super::backend::TmqBackend;
 use super::group::{Bounds, VgroupId, UNSET_OFFSET};
@@ -148,6 +148,12 @@ impl TmqBackend for StoreBackend {
         let version = self.store.wal(vgroup).map_or(0, |w| w.lock().last_version());
         let tables = self.store.snapshot(db, Some(vgroup)).unwrap_or_default();
         (tables, version)
+    }
+
+    fn append_internal(&self, db: &str, vgroup: VgroupId, op: InternalOp) {
+        if let Some(wal) = self.wal(db, vgroup) {
+            wal.lock().append(now_ms(), WalOp::Internal(op));
+        }
     }
 }
 
