@@ -68,6 +68,8 @@ pub struct Tmq {
     started_wall_ms: i64,
     ticking: std::sync::Once,
     pub(crate) fetches: FetchCounts,
+    /// Each subscription's scan state per vgroup, by (group, topic, vgroup).
+    pub(crate) cursors: Mutex<HashMap<(String, String, VgroupId), super::session::Cursor>>,
 }
 
 /// How many data fetches of each kind the server answered: which path a client generation takes (`fetch` +
@@ -140,6 +142,7 @@ impl Tmq {
             started_wall_ms: crate::tdengine::store::now_ms(),
             ticking: std::sync::Once::new(),
             fetches: FetchCounts::default(),
+            cursors: Mutex::new(HashMap::new()),
         })
     }
 

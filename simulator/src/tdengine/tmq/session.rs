@@ -63,12 +63,12 @@ struct Subscription {
     max_wait: Option<Duration>,
 }
 
-/// Where this consumer's scan of a vgroup stands while its position is `at`: TDengine keeps the scan task
-/// of a consumer and continues it when the next poll starts where the last one ended, so the rest of an
-/// entry a response stopped inside still comes next, and log entries already found to hold nothing for
-/// the topic are not read again.
+/// Where a group's scan of a topic in a vgroup stands while its position is `at`: TDengine keeps one scan
+/// task per subscription (group and topic) in each vnode, across consumers of the group, and continues it
+/// when a poll starts where the last response ended, so the rest of an entry a response stopped inside
+/// still comes next, and log entries already found to hold nothing for the topic are not read again.
 #[derive(Debug, Clone, Copy)]
-struct Cursor {
+pub(crate) struct Cursor {
     at: i64,
     scan_from: i64,
     resume: Option<Resume>,
@@ -97,7 +97,6 @@ pub struct Session {
     current: Option<Current>,
     /// In-progress snapshot reads, by (topic, vgroup), with the position they started at.
     snapshots: HashMap<(String, VgroupId), (i64, Snapshot)>,
-    cursors: HashMap<(String, VgroupId), Cursor>,
     model: VersionModel,
 }
 
@@ -218,7 +217,6 @@ impl Session {
             next_message_id: 1,
             current: None,
             snapshots: HashMap::new(),
-            cursors: HashMap::new(),
             model: VersionModel::of(&tmq.backend.server_version()),
             tmq,
         }
@@ -782,6 +780,7 @@ impl Session {
     ) -> Option<Message> {
         let sub = self.sub.as_ref()?;
         let spec = sub.specs.get(topic)?.clone();
+        let group = sub.group.clone();
         let snapshot_enabled = sub.options.snapshot;
         let backend = self.tmq.backend.clone();
         let max_rows = self.tmq.config.max_rows_per_message;
@@ -828,8 +827,8 @@ impl Session {
             min_rows,
             expired: &expired,
         };
-        let key = (topic.to_string(), vg);
-        let (mut from, mut resume) = match self.cursors.remove(&key) {
+        let key = (group, topic.to_string(), vg);
+        let (mut from, mut resume) = match self.tmq.cursors.lock().remove(&key) {
             Some(c) if c.at == pos => (c.scan_from.max(pos), c.resume),
             _ => (pos, None),
         };
@@ -843,7 +842,7 @@ impl Session {
             if let Some(message) = scan.message {
                 self.tmq.coordinator.lock().advance(consumer, topic, vg, scan.next);
                 if let Some(r) = stopped {
-                    self.cursors.insert(
+                    self.tmq.cursors.lock().insert(
                         key,
                         Cursor {
                             at: scan.next,
@@ -862,7 +861,7 @@ impl Session {
         // Nothing for the topic: the position stays (an empty response carries the position it was asked
         // at), but the entries looked at are not read again while it does.
         if from > pos {
-            self.cursors.insert(
+            self.tmq.cursors.lock().insert(
                 key,
                 Cursor {
                     at: pos,
