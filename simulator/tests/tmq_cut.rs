@@ -139,7 +139,10 @@ async fn up_to_3_3_meters_inserting_one_row_each_give_one_block_per_row() {
     let cut = recv(&c).await;
     assert_eq!(cut.blocks.len(), 10, "{cut:?}");
     assert!(cut.blocks.iter().all(|(_, rows)| *rows == 1), "{cut:?}");
-    assert_eq!(cut.position, 14, "after the subscribe (3) and ten inserts (4..=13)");
+    assert_eq!(
+        cut.position, 14,
+        "after the subscribe (3) and ten inserts (4..=13)"
+    );
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -180,7 +183,9 @@ async fn wire_offsets(version: &str, config: Value) -> Vec<(i64, i64)> {
     )
     .await;
     assert_eq!(reply(&mut ws).await["code"], 0);
-    s.sql("insert into db.tb values(1700000000001, 2) db.tc using db.meters tags(2) values(1700000000000, 3)");
+    s.sql(
+        "insert into db.tb values(1700000000001, 2) db.tc using db.meters tags(2) values(1700000000000, 3)",
+    );
     let mut got = Vec::new();
     for req in 0..3 {
         send(&mut ws, "poll", json!({"req_id": 10 + req, "blocking_time": 500})).await;

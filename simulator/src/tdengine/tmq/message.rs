@@ -314,8 +314,16 @@ impl BlockSet {
         let same = |b: &Block| Arc::ptr_eq(&b.fields, fields) || b.fields == *fields;
         let reuse = match self.merge {
             Merge::None => None,
-            Merge::SameTable => self.by_table.get(table).copied().filter(|&i| same(&self.blocks[i])),
-            Merge::All => self.blocks.len().checked_sub(1).filter(|&i| same(&self.blocks[i])),
+            Merge::SameTable => self
+                .by_table
+                .get(table)
+                .copied()
+                .filter(|&i| same(&self.blocks[i])),
+            Merge::All => self
+                .blocks
+                .len()
+                .checked_sub(1)
+                .filter(|&i| same(&self.blocks[i])),
         };
         let name = if self.merge == Merge::All { "" } else { table };
         let i = match reuse {
@@ -594,7 +602,11 @@ mod tests {
 
     /// (table, rows) of each block.
     fn shape(m: &Message) -> Vec<(String, usize)> {
-        m.body.blocks().iter().map(|b| (b.table.clone(), b.len())).collect()
+        m.body
+            .blocks()
+            .iter()
+            .map(|b| (b.table.clone(), b.len()))
+            .collect()
     }
 
     fn shaped(v: &[(&str, usize)]) -> Vec<(String, usize)> {
@@ -610,7 +622,10 @@ mod tests {
             WalOp::Insert(vec![rows("b", 2, &[(1, 3)]), rows("a", 1, &[(3, 4)])].into()),
         );
         wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(4, 5)])].into()));
-        wal.append(0, WalOp::Internal(crate::tdengine::wal::InternalOp::TmqCommitOffset));
+        wal.append(
+            0,
+            WalOp::Internal(crate::tdengine::wal::InternalOp::TmqCommitOffset),
+        );
         wal
     }
 
@@ -642,7 +657,13 @@ mod tests {
     #[test]
     fn a_stable_or_database_topic_closes_after_whole_entries_only() {
         let wal = fleet_wal();
-        let (s, r) = scan_with(&db_topic(false), &wal, 1, None, &limits(CutModel::PerTableEntry, 3));
+        let (s, r) = scan_with(
+            &db_topic(false),
+            &wal,
+            1,
+            None,
+            &limits(CutModel::PerTableEntry, 3),
+        );
         let m = s.message.unwrap();
         assert_eq!(shape(&m), shaped(&[("a", 2), ("b", 1), ("a", 1)]));
         assert_eq!((s.next, r), (3, None));

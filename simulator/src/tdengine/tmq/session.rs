@@ -17,9 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
+use super::cut::{next_message, Limits, Resume, VersionModel};
 use super::group::DEFAULT_AUTO_COMMIT_INTERVAL_MS;
 use super::group::{ConsumerId, ConsumerOptions, OffsetReset, Position, VgroupId};
-use super::cut::{next_message, Limits, Resume, VersionModel};
 use super::message::{Message, Snapshot, TopicSpec};
 use super::proto::{self, Request};
 use super::raw::{self, RawContext};
@@ -840,7 +840,10 @@ impl Session {
             }
             let (scan, stopped) = next_message(&spec, vg, from, resume.take(), entries.iter(), &limits);
             if let Some(message) = scan.message {
-                self.tmq.coordinator.lock().advance(consumer, topic, vg, scan.next);
+                self.tmq
+                    .coordinator
+                    .lock()
+                    .advance(consumer, topic, vg, scan.next);
                 if let Some(r) = stopped {
                     self.tmq.cursors.lock().insert(
                         key,
