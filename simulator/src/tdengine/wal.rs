@@ -104,6 +104,8 @@ pub struct Wal {
     next_version: i64,
     /// Bumped to the last version on every append; TMQ polls wait on it.
     appended: tokio::sync::watch::Sender<i64>,
+    /// The version after the newest trimmed entry that was not [`WalOp::Internal`] (0: none trimmed).
+    data_trimmed_to: i64,
 }
 
 impl Default for Wal {
@@ -119,6 +121,7 @@ impl Wal {
             entries: Default::default(),
             next_version: 0,
             appended: tokio::sync::watch::channel(0).0,
+            data_trimmed_to: 0,
         };
         wal.append(now_ms, WalOp::Internal(InternalOp::SyncNoop));
         wal
@@ -162,8 +165,17 @@ impl Wal {
     /// are readable by TMQ only with `experimental.snapshot.enable`.
     pub fn trim_before(&mut self, cutoff_ms: i64) {
         while self.entries.front().is_some_and(|e| e.written_at_ms < cutoff_ms) {
-            self.entries.pop_front();
+            if let Some(e) = self.entries.pop_front() {
+                if !matches!(e.op, WalOp::Internal(_)) {
+                    self.data_trimmed_to = e.version + 1;
+                }
+            }
         }
+    }
+
+    /// Positions below this lost data or meta to retention (only TMQ's own writes were trimmed above it).
+    pub fn data_trimmed_to(&self) -> i64 {
+        self.data_trimmed_to
     }
 
     /// A receiver that changes whenever an entry is appended.

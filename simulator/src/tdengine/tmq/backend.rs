@@ -26,6 +26,8 @@ pub trait TmqBackend: Send + Sync + 'static {
     fn precision(&self, db: &str) -> Precision;
     /// The vgroup's log bounds, after applying the database's WAL retention.
     fn wal_bounds(&self, db: &str, vgroup: VgroupId) -> Bounds;
+    /// The version below which retention trimmed data or meta (not only TMQ's own writes).
+    fn data_trimmed_to(&self, db: &str, vgroup: VgroupId) -> i64;
     /// Up to `max` entries with `version >= from`, oldest first (cloned out of any lock).
     fn read_wal(&self, db: &str, vgroup: VgroupId, from: i64, max: usize) -> Vec<Arc<WalEntry>>;
     /// A receiver that changes whenever the vgroup's log grows.

@@ -785,6 +785,11 @@ impl Session {
         let backend = self.tmq.backend.clone();
         let max_rows = self.tmq.config.max_rows_per_message;
         let bounds = backend.wal_bounds(&spec.db, vg);
+        if pos < bounds.first && pos >= backend.data_trimmed_to(&spec.db, vg) {
+            // Retention only trimmed TMQ's own writes (subscribes, commits) there: nothing to read back;
+            // scan on from the log's start (the position moves with the next message, not before).
+            pos = bounds.first;
+        }
         if pos < bounds.first {
             if snapshot_enabled {
                 let key = (topic.to_string(), vg);

@@ -131,6 +131,10 @@ impl TmqBackend for StoreBackend {
         }
     }
 
+    fn data_trimmed_to(&self, db: &str, vgroup: VgroupId) -> i64 {
+        self.wal(db, vgroup).map_or(0, |w| w.lock().data_trimmed_to())
+    }
+
     fn read_wal(&self, db: &str, vgroup: VgroupId, from: i64, max: usize) -> Vec<Arc<WalEntry>> {
         match self.wal(db, vgroup) {
             Some(wal) => wal.lock().read_from(from).take(max).cloned().collect(),
