@@ -78,7 +78,7 @@ pub fn encode_stage(
                     publishes: encoding.publishes,
                     topic: msg.topic,
                     vgroup_id: msg.vgroup_id,
-                    position: msg.position,
+                    position: msg.commit_at,
                 }
             });
             if tx.send(staged).await.is_err() {

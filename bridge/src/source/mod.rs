@@ -59,8 +59,11 @@ pub struct TmqMessage {
     pub vgroup_id: i32,
     /// The message's own offset: the WAL version of its last entry.
     pub offset: i64,
-    /// Where the vgroup resumes after this message: the offset to commit once it is delivered.
+    /// Where the server's position is after this message (what the position guard compares).
     pub position: i64,
+    /// The offset to commit once the message is delivered: `position`, or `position - 1` when the
+    /// message may have stopped inside a multi-table insert (see [`commit_point`]).
+    pub commit_at: i64,
     /// Whether the message carried meta (create/alter/drop/delete).
     pub has_meta: bool,
     /// The meta JSON, read only when the source DSN asks for meta (`with.meta`).
@@ -346,6 +349,23 @@ async fn poll_once(
     }
 }
 
+/// TDengine's default `min.poll.rows`: a response closes after the block that reaches it.
+const MIN_POLL_ROWS: usize = 4096;
+
+/// The offset to commit after a message of `rows` rows that left the server at `position`. Up to 3.3.x a
+/// query topic's response closes after the block that reaches `min.poll.rows` even inside a log entry,
+/// and the position is then that entry's version + 1 while the entry's other tables are still to come;
+/// a consumer that resumes from a committed `position` after a restart would skip them. So a message
+/// that reached the limit commits `position - 1`: a restart re-reads that one entry (duplicates, never a
+/// loss). A message below the limit read on to the end of the log and commits its position.
+pub fn commit_point(position: i64, rows: usize) -> i64 {
+    if rows >= MIN_POLL_ROWS {
+        position - 1
+    } else {
+        position
+    }
+}
+
 /// Reads a polled message completely.
 async fn read_message(
     consumer: &taos::Consumer,
@@ -376,12 +396,14 @@ async fn read_message(
             blocks.push(block);
         }
     }
+    let rows: usize = blocks.iter().map(|b| b.nrows()).sum();
     Ok(TmqMessage {
         topic,
         database,
         vgroup_id,
         offset: position - 1,
         position,
+        commit_at: commit_point(position, rows),
         has_meta,
         meta,
         blocks,
