@@ -33,7 +33,7 @@ use crate::{
     dsn::{CommitMode, PayloadFormat, SourceDsn, TargetDsn},
     encode::{Encoder, OffsetSuffix},
     ledger::{Action, Ledger},
-    sink::{Sink, SinkEvent},
+    sink::{Origin, Sink, SinkEvent},
     source::{self, Committer, SourceEvent, TmqMessage},
     template::{RenderError, Vars},
 };
@@ -211,6 +211,8 @@ struct Publish {
     payload: Bytes,
     /// The bridge's status (QoS 1, retained), not a row.
     status: bool,
+    /// Where the row or meta event came from (MQTT 5 user properties; only with `user_properties=true`).
+    origin: Option<Arc<Origin>>,
 }
 
 /// A TMQ message turned into its publishes by the encode stage.
@@ -262,6 +264,7 @@ impl Publish {
             topic: topic.into(),
             payload: Bytes::copy_from_slice(payload.as_bytes()),
             status: true,
+            origin: None,
         }
     }
 }
@@ -413,7 +416,7 @@ pub async fn pipeline(
                     let handed = if status {
                         handoff.publish_status(&p.topic, &p.payload)
                     } else {
-                        handoff.publish(&p.topic, &p.payload)
+                        handoff.publish(&p.topic, &p.payload, p.origin.as_deref())
                     };
                     if handed.is_err() {
                         result = Err(BridgeError::SinkStopped);
@@ -580,6 +583,19 @@ fn encode_message(
         table: None,
     };
     let mut pubs = Vec::new();
+    // MQTT 5 `user_properties=true`: the origin of the message's meta events, and of each block's rows.
+    let origin = |table: Option<&str>| {
+        target.user_properties.then(|| {
+            Arc::new(Origin {
+                database: msg.database.clone(),
+                topic: msg.topic.clone(),
+                vgroup_id: msg.vgroup_id,
+                offset: msg.offset,
+                table: table.map(Arc::from),
+            })
+        })
+    };
+    let meta_origin = origin(None);
 
     if msg.has_meta && msg.meta.is_none() {
         stats.skip(skip::META_DISABLED, 1);
@@ -612,11 +628,12 @@ fn encode_message(
                 }
                 Ok(topic) => {
                     let payload = encoder.encode_meta(unit, &suffix);
-                    if fits(target.max_packet_size, &topic, &payload) {
+                    if fits(target.max_packet_size, &topic, &payload, meta_origin.as_deref()) {
                         pubs.push(Publish {
                             topic: topic.into(),
                             payload,
                             status: false,
+                            origin: meta_origin.clone(),
                         });
                     } else {
                         tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size; skipped");
@@ -652,9 +669,10 @@ fn encode_message(
             }
             Ok(topic) => {
                 let topic: Arc<str> = topic.into();
+                let origin = origin(block.table_name());
                 encoder.encode_block(block, &suffix, |row, payload| {
-                    if fits(target.max_packet_size, &topic, &payload) {
-                        pubs.push(Publish { topic: topic.clone(), payload, status: false });
+                    if fits(target.max_packet_size, &topic, &payload, origin.as_deref()) {
+                        pubs.push(Publish { topic: topic.clone(), payload, status: false, origin: origin.clone() });
                     } else {
                         tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size; skipped");
                         stats.skip(skip::TOO_LARGE, 1);
@@ -670,11 +688,12 @@ fn encode_message(
     for (topic, blocks) in batches {
         let rows: u64 = blocks.iter().map(|b| b.nrows() as u64).sum();
         let payload = encoder.encode_batch(blocks, &suffix);
-        if fits(target.max_packet_size, &topic, &payload) {
+        if fits(target.max_packet_size, &topic, &payload, meta_origin.as_deref()) {
             pubs.push(Publish {
                 topic,
                 payload,
                 status: false,
+                origin: meta_origin.clone(),
             });
         } else {
             tracing::warn!(%topic, rows, bytes = payload.len(), "batch exceeds max_packet_size; skipped");
@@ -690,9 +709,10 @@ fn encode_message(
 }
 
 /// Whether a PUBLISH of `payload` to `topic` stays within `max` bytes (fixed header ≤ 5, topic length
-/// prefix 2, packet id 2, MQTT 5 properties: content type and format indicator, with room to spare).
-fn fits(max: usize, topic: &str, payload: &[u8]) -> bool {
-    5 + 2 + topic.len() + 2 + 32 + payload.len() <= max
+/// prefix 2, packet id 2, MQTT 5 properties: content type, format indicator and expiry with room to
+/// spare, plus the user properties of `origin`).
+fn fits(max: usize, topic: &str, payload: &[u8], origin: Option<&Origin>) -> bool {
+    5 + 2 + topic.len() + 2 + 32 + origin.map_or(0, Origin::wire_len) + payload.len() <= max
 }
 
 /// `{stable}` and `{table}` of a meta event, as taosx defines them: stable for create super/child and
