@@ -418,6 +418,29 @@ impl<P> Ledger<P> {
         }
     }
 
+    /// The broker rejected `pkid` (an MQTT 5 failure reason code): `replace` may give a publish to send
+    /// in its place (its dead letter), which stays part of the same message — the message's offset then
+    /// commits only once the replacement is acknowledged. Without a replacement (or for a control
+    /// publish) the rejection settles the publish like an ack.
+    pub fn on_rejected(&mut self, pkid: u16, replace: impl FnOnce(&P) -> Option<P>) -> Vec<Action> {
+        let Some(id) = self.by_pkid.remove(pkid) else {
+            self.counters.unmatched += 1;
+            return Vec::new();
+        };
+        let Some(entry) = self.entries.get_mut(id).filter(|e| e.msg != CONTROL) else {
+            return self.ack(id);
+        };
+        match replace(&entry.payload) {
+            Some(replacement) => {
+                entry.payload = replacement;
+                entry.state = State::Queued;
+                self.to_send.push_back(id);
+                Vec::new()
+            }
+            None => self.ack(id),
+        }
+    }
+
     /// The MQTT session is gone (reconnected without a session): nothing handed to the client or on
     /// the wire will be acknowledged any more. Re-queues all of it, oldest first; returns how many.
     /// Control publishes handed or on the wire are dropped, not re-sent (not counted either).
@@ -520,6 +543,31 @@ mod tests {
             vgroup_id: vg,
             offset,
         }
+    }
+
+    #[test]
+    fn a_rejected_publish_replaced_by_its_dead_letter_commits_only_after_that_is_acked() {
+        let mut l: Ledger<&str> = Ledger::new();
+        let t: Arc<str> = "t".into();
+        assert!(l.on_message(&t, 1, 10, ["a", "b"]).is_empty());
+        for pkid in [1, 2] {
+            l.next_to_send().unwrap();
+            assert!(l.on_outgoing(pkid).is_empty());
+        }
+        // "a" rejected: its dead letter takes its place in the same message.
+        assert!(l.on_rejected(1, |p| Some(if *p == "a" { "dead-a" } else { "?" })).is_empty());
+        assert!(l.on_ack(2).is_empty(), "the dead letter is not acknowledged yet");
+        assert_eq!(l.unacked(), 1);
+        assert_eq!(l.next_to_send().map(|(_, p)| *p), Some("dead-a"));
+        assert!(l.on_outgoing(3).is_empty());
+        assert_eq!(l.on_ack(3), [commit("t", 1, 10)]);
+        // Without a replacement a rejection settles the publish.
+        l.on_message(&t, 1, 20, ["c"]);
+        l.next_to_send().unwrap();
+        l.on_outgoing(4);
+        assert_eq!(l.on_rejected(4, |_| None), [commit("t", 1, 20)]);
+        assert_eq!(l.on_rejected(9, |_| None), []);
+        assert_eq!(l.counters().unmatched, 1);
     }
 
     #[test]
