@@ -98,7 +98,7 @@ mod tests {
         let v = parse(&d);
         assert_eq!(v["topic"], Value::Null);
         assert_eq!(v["meta"]["type"], "drop");
-        let d = encode("too_large", None, None, meta.as_bytes(), 120).unwrap();
+        let d = encode("too_large", None, None, meta.as_bytes(), 130).unwrap();
         assert_eq!(parse(&d)["offset"]["offset"], 9, "the real offset object, not the one in a string");
         assert_eq!(encode("too_large", None, None, b"not json", 1000), None);
     }
