@@ -64,6 +64,35 @@ fn json_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
+/// Where a row or meta event goes when it cannot be published: the dead-letter topic rendered for its
+/// message, and its table. Carried by each publish (shared per block) so that a broker's rejection can
+/// still be turned into a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub topic: std::sync::Arc<str>,
+    pub table: Option<std::sync::Arc<str>>,
+}
+
+impl Route {
+    /// The dead letter of `payload` (`reason`, the topic it would have had), sized for a PUBLISH of at
+    /// most `max_packet_size` bytes whose properties take `extra` bytes beyond the fixed allowance.
+    pub fn letter(
+        &self,
+        reason: &str,
+        would_be: Option<&str>,
+        payload: &[u8],
+        max_packet_size: usize,
+        extra: usize,
+    ) -> Option<Bytes> {
+        let room = max_packet_size.checked_sub(PUBLISH_OVERHEAD + self.topic.len() + extra)?;
+        encode(reason, would_be, self.table.as_deref(), payload, room)
+    }
+}
+
+/// A PUBLISH's bytes besides topic and payload: fixed header ≤ 5, topic length 2, packet id 2, and MQTT 5
+/// properties (format indicator, content type, expiry) with room to spare; user properties come on top.
+pub const PUBLISH_OVERHEAD: usize = 5 + 2 + 2 + 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,6 +192,13 @@ enum State {
 
 /// The `msg` of a control publish: it belongs to no TMQ message.
 const CONTROL: u64 = u64::MAX;
+/// The `msg` of an event publish ([`Ledger::push_event`]): a control publish no status supersedes.
+const EVENT: u64 = u64::MAX - 1;
+
+/// Whether an entry's `msg` marks a control publish (a status or an event).
+fn is_control(msg: u64) -> bool {
+    msg >= EVENT
+}
 
 #[derive(Debug)]
 struct Entry<P> {
@@ -366,6 +373,24 @@ impl<P> Ledger<P> {
         id
     }
 
+    /// Queues an event (a control publish that no status supersedes) behind everything queued. Like a
+    /// status, it commits nothing and a lost session drops it.
+    pub fn push_event(&mut self, payload: P) -> PubId {
+        let id = self.next_pub;
+        self.next_pub += 1;
+        self.entries.insert(
+            id,
+            Entry {
+                msg: EVENT,
+                payload,
+                state: State::Queued,
+            },
+        );
+        self.controls += 1;
+        self.to_send.push_back(id);
+        id
+    }
+
     /// Control publishes not yet acknowledged (queued, handed or on the wire).
     pub fn control_unacked(&self) -> usize {
         self.controls
@@ -375,7 +400,7 @@ impl<P> Ledger<P> {
     pub fn is_control(&self, pkid: u16) -> bool {
         self.by_pkid
             .get(pkid)
-            .is_some_and(|id| self.entries.get(id).is_some_and(|e| e.msg == CONTROL))
+            .is_some_and(|id| self.entries.get(id).is_some_and(|e| is_control(e.msg)))
     }
 
     /// TMQ messages not yet behind their vgroup's commit frontier.
@@ -427,7 +452,7 @@ impl<P> Ledger<P> {
             self.counters.unmatched += 1;
             return Vec::new();
         };
-        let Some(entry) = self.entries.get_mut(id).filter(|e| e.msg != CONTROL) else {
+        let Some(entry) = self.entries.get_mut(id).filter(|e| !is_control(e.msg)) else {
             return self.ack(id);
         };
         match replace(&entry.payload) {
@@ -450,7 +475,7 @@ impl<P> Ledger<P> {
             .handed
             .drain(..)
             .chain(self.by_pkid.drain())
-            .partition(|&id| entries.get(id).is_some_and(|e| e.msg == CONTROL));
+            .partition(|&id| entries.get(id).is_some_and(|e| is_control(e.msg)));
         for id in controls {
             self.entries.remove(id);
             self.controls -= 1;
@@ -485,7 +510,7 @@ impl<P> Ledger<P> {
             self.counters.unmatched += 1;
             return Vec::new();
         };
-        if entry.msg == CONTROL {
+        if is_control(entry.msg) {
             self.controls -= 1;
             self.counters.control_acked += 1;
             return Vec::new();
@@ -543,6 +568,27 @@ mod tests {
             vgroup_id: vg,
             offset,
         }
+    }
+
+    #[test]
+    fn an_event_is_a_control_publish_no_status_supersedes() {
+        let mut l: Ledger<&str> = Ledger::new();
+        let t: Arc<str> = "t".into();
+        l.push_event("gap");
+        l.on_message(&t, 1, 10, ["row"]);
+        l.push_control("online");
+        l.push_control("online again");
+        assert_eq!(l.control_unacked(), 2, "the event survives, one status");
+        assert_eq!(l.unacked(), 1);
+        let sent: Vec<&str> = std::iter::from_fn(|| l.next_to_send().map(|(_, p)| *p)).collect();
+        assert_eq!(sent, ["online again", "gap", "row"]);
+        for pkid in 1..=3 {
+            l.on_outgoing(pkid);
+        }
+        assert!(l.is_control(2));
+        assert!(l.on_ack(2).is_empty());
+        assert_eq!(l.on_ack(3), [commit("t", 1, 10)]);
+        assert_eq!(l.control_unacked(), 1);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod sink;
 pub mod source;
 pub mod template;
 pub mod tls;
+pub mod wal_gap;
 pub mod wss;
 
 pub use dsn::{CommitMode, DsnError, SourceDsn, TargetDsn};

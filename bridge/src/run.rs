@@ -30,6 +30,7 @@ use taos::RawBlock;
 use tokio::sync::mpsc;
 
 use crate::{
+    dead_letter::{Route, PUBLISH_OVERHEAD},
     dsn::{CommitMode, PayloadFormat, SourceDsn, TargetDsn},
     encode::{Encoder, OffsetSuffix},
     ledger::{Action, Ledger},
@@ -116,6 +117,8 @@ pub struct Stats {
     /// Each vgroup's WAL end as the source last saw it (`tmq2mqtt_lag`).
     pub wal_ends: Arc<source::WalEnds>,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
+    dead_lettered: Mutex<BTreeMap<&'static str, u64>>,
+    wal_gap_versions: Mutex<BTreeMap<(String, i32), u64>>,
     committed: Mutex<BTreeMap<(String, i32), i64>>,
     last_error: Mutex<Option<String>>,
 }
@@ -130,6 +133,24 @@ impl Stats {
                 .entry(reason)
                 .or_default() += n;
         }
+    }
+
+    fn dead_letter(&self, reason: &'static str, n: u64) {
+        *self
+            .dead_lettered
+            .lock()
+            .expect("stats lock")
+            .entry(reason)
+            .or_default() += n;
+    }
+
+    fn wal_gap(&self, gap: &crate::wal_gap::WalGap) {
+        *self
+            .wal_gap_versions
+            .lock()
+            .expect("stats lock")
+            .entry((gap.topic.to_string(), gap.vgroup_id))
+            .or_default() += gap.versions();
     }
 
     /// The last connection error (MQTT or TDengine), for reports; `None` while all went well.
@@ -161,6 +182,14 @@ impl Stats {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            dead_lettered: self
+                .dead_lettered
+                .lock()
+                .expect("stats lock")
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            wal_gap_versions: self.wal_gap_versions.lock().expect("stats lock").clone(),
             committed: self.committed.lock().expect("stats lock").clone(),
             unacked_at_exit: 0,
         }
@@ -193,6 +222,10 @@ pub struct RunSummary {
     pub tmq_rewinds: u64,
     /// Rows/meta events not published, by reason (see [`skip`]).
     pub skipped: BTreeMap<String, u64>,
+    /// Rows/meta events published to the dead-letter topic instead, by reason (see [`skip`]).
+    pub dead_lettered: BTreeMap<String, u64>,
+    /// WAL versions trimmed before the group read them, per (topic, vgroup) (see [`crate::wal_gap`]).
+    pub wal_gap_versions: BTreeMap<(String, i32), u64>,
     /// Offsets committed to TDengine, per (topic, vgroup): the position a restart resumes from.
     pub committed: BTreeMap<(String, i32), i64>,
     /// Publishes still unacknowledged when the run ended (shutdown deadline passed).
@@ -209,10 +242,22 @@ pub struct Bridge {
 struct Publish {
     topic: Arc<str>,
     payload: Bytes,
-    /// The bridge's status (QoS 1, retained), not a row.
-    status: bool,
+    kind: Kind,
     /// Where the row or meta event came from (MQTT 5 user properties; only with `user_properties=true`).
     origin: Option<Arc<Origin>>,
+    /// With `dead_letter_topic`: where it goes if the broker rejects it (`None` for dead letters).
+    dead_letter: Option<Arc<Route>>,
+}
+
+/// What a publish is, which decides how it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A row, meta event or dead letter: the target's QoS and retain flag.
+    Row,
+    /// The bridge's status: QoS 1, retained.
+    Status,
+    /// An event of the bridge on `<status_topic>/events`: QoS 1, not retained.
+    Event,
 }
 
 /// A TMQ message turned into its publishes by the encode stage.
@@ -260,11 +305,26 @@ pub const STATUS_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Publish {
     fn status(topic: &str, payload: &str) -> Publish {
+        Publish::control(Kind::Status, topic, payload)
+    }
+
+    fn control(kind: Kind, topic: &str, payload: &str) -> Publish {
         Publish {
             topic: topic.into(),
             payload: Bytes::copy_from_slice(payload.as_bytes()),
-            status: true,
+            kind,
             origin: None,
+            dead_letter: None,
+        }
+    }
+
+    fn row(topic: Arc<str>, payload: Bytes, origin: &Option<Arc<Origin>>, route: &Option<Arc<Route>>) -> Publish {
+        Publish {
+            topic,
+            payload,
+            kind: Kind::Row,
+            origin: origin.clone(),
+            dead_letter: route.clone(),
         }
     }
 }
@@ -412,18 +472,18 @@ pub async fn pipeline(
             if let Some(handoff) = sink.handoff(session) {
                 while ledger.handed_len() < sink.capacity() {
                     let Some(p) = ledger.peek_to_send() else { break };
-                    let status = p.status;
-                    let handed = if status {
-                        handoff.publish_status(&p.topic, &p.payload)
-                    } else {
-                        handoff.publish(&p.topic, &p.payload, p.origin.as_deref())
+                    let kind = p.kind;
+                    let handed = match kind {
+                        Kind::Row => handoff.publish(&p.topic, &p.payload, p.origin.as_deref()),
+                        Kind::Status => handoff.publish_status(&p.topic, &p.payload),
+                        Kind::Event => handoff.publish_event(&p.topic, &p.payload),
                     };
                     if handed.is_err() {
                         result = Err(BridgeError::SinkStopped);
                         break;
                     }
                     ledger.mark_handed();
-                    if !status {
+                    if kind == Kind::Row {
                         stats.published.fetch_add(1, Relaxed);
                     }
                 }
@@ -485,6 +545,16 @@ pub async fn pipeline(
                     tracing::warn!(%error, ?retry_in, "TDengine connection lost; will resubscribe");
                 }
                 Some(SourceEvent::Rewound { .. }) => { stats.tmq_rewinds.fetch_add(1, Relaxed); }
+                Some(SourceEvent::WalGap(gap)) => {
+                    stats.wal_gap(&gap);
+                    if let Some(status) = &target.status {
+                        let topic = format!("{}/events", status.topic);
+                        let event = gap.event_json();
+                        if fits(target.max_packet_size, &topic, event.as_bytes(), None) {
+                            ledger.push_event(Publish::control(Kind::Event, &topic, &event));
+                        }
+                    }
+                }
                 Some(SourceEvent::Fatal(e)) => { result = Err(BridgeError::Tdengine(e)); break; }
                 None => { result = Err(BridgeError::Tdengine("the TMQ source ended".into())); break; }
             },
@@ -525,11 +595,26 @@ pub async fn pipeline(
                 Some(SinkEvent::Rejected { pkid, reason }) => {
                     if ledger.is_control(pkid) {
                         tracing::warn!(pkid, %reason, "broker rejected the status publish (check the ACL of `status_topic`)");
+                        commit(ledger.on_ack(pkid));
+                        continue;
+                    }
+                    // With `dead_letter_topic` the rejected row's dead letter takes its place in the ledger.
+                    let mut lettered = false;
+                    let actions = ledger.on_rejected(pkid, |p| {
+                        let route = p.dead_letter.as_ref()?;
+                        let extra = p.origin.as_deref().map_or(0, Origin::wire_len);
+                        let letter = route.letter(skip::BROKER_REJECTED, Some(&p.topic), &p.payload, target.max_packet_size, extra)?;
+                        lettered = true;
+                        Some(Publish::row(route.topic.clone(), letter, &p.origin, &None))
+                    });
+                    if lettered {
+                        tracing::warn!(pkid, %reason, "broker rejected a publish; sending its dead letter");
+                        stats.dead_letter(skip::BROKER_REJECTED, 1);
                     } else {
                         tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
                         stats.skip(skip::BROKER_REJECTED, 1);
                     }
-                    commit(ledger.on_ack(pkid));
+                    commit(actions);
                 }
                 Some(SinkEvent::Disconnected { error, .. }) => {
                     stats.set_error(format!("MQTT: {error}"));
@@ -565,7 +650,8 @@ pub async fn run(
     Bridge::new(config).run(shutdown).await
 }
 
-/// Turns one TMQ message into its publishes (skips counted).
+/// Turns one TMQ message into its publishes (skips counted; with `dead_letter_topic` what cannot be
+/// published becomes a dead letter instead).
 fn encode_message(
     config: &BridgeConfig,
     stats: &Stats,
@@ -582,7 +668,11 @@ fn encode_message(
         stable: None,
         table: None,
     };
-    let mut pubs = Vec::new();
+    let mut out = Outbox {
+        target,
+        stats,
+        pubs: Vec::new(),
+    };
     // MQTT 5 `user_properties=true`: the origin of the message's meta events, and of each block's rows.
     let origin = |table: Option<&str>| {
         target.user_properties.then(|| {
@@ -591,6 +681,26 @@ fn encode_message(
                 topic: msg.topic.clone(),
                 vgroup_id: msg.vgroup_id,
                 offset: msg.offset,
+                table: table.map(Arc::from),
+            })
+        })
+    };
+    // `dead_letter_topic`: rendered once per message (it uses only variables every message has).
+    let dead_letter_topic: Option<Arc<str>> =
+        target
+            .dead_letter_topic
+            .as_ref()
+            .and_then(|t| match t.render(&base) {
+                Ok(topic) => Some(topic.into()),
+                Err(e) => {
+                    tracing::warn!(%e, "no dead-letter topic for this message");
+                    None
+                }
+            });
+    let route = |table: Option<&str>| {
+        dead_letter_topic.as_ref().map(|topic| {
+            Arc::new(Route {
+                topic: topic.clone(),
                 table: table.map(Arc::from),
             })
         })
@@ -621,28 +731,26 @@ fn encode_message(
                 table: table.as_deref(),
                 ..base
             };
+            let route = route(table.as_deref());
             match target.meta_topic.render(&vars) {
-                Err(e @ RenderError::Invalid { .. }) => {
-                    tracing::warn!(%e, "meta event skipped");
-                    stats.skip(skip::INVALID_TOPIC, 1);
-                }
                 Ok(topic) => {
                     let payload = encoder.encode_meta(unit, &suffix);
                     if fits(target.max_packet_size, &topic, &payload, meta_origin.as_deref()) {
-                        pubs.push(Publish {
-                            topic: topic.into(),
-                            payload,
-                            status: false,
-                            origin: meta_origin.clone(),
-                        });
+                        out.pubs.push(Publish::row(topic.into(), payload, &meta_origin, &route));
                     } else {
-                        tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size; skipped");
-                        stats.skip(skip::TOO_LARGE, 1);
+                        tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size");
+                        out.unpublishable(skip::TOO_LARGE, Some(&topic), &payload, &meta_origin, &route, 1);
                     }
                 }
-                Err(missing @ RenderError::Missing(_)) => {
-                    tracing::debug!(%missing, offset = msg.offset, "meta event skipped");
-                    stats.skip(skip::MISSING_VARIABLE, 1);
+                Err(e) => {
+                    tracing::warn!(%e, offset = msg.offset, "meta event has no topic");
+                    let (reason, would_be) = unrendered(&e);
+                    if route.is_some() {
+                        let payload = encoder.encode_meta(unit, &suffix);
+                        out.unpublishable(reason, would_be, &payload, &meta_origin, &route, 1);
+                    } else {
+                        stats.skip(reason, 1);
+                    }
                 }
             }
         }
@@ -657,10 +765,6 @@ fn encode_message(
             ..base
         };
         match target.topic.render(&vars) {
-            Err(e @ RenderError::Invalid { .. }) => {
-                tracing::warn!(%e, rows, "rows skipped");
-                stats.skip(skip::INVALID_TOPIC, rows);
-            }
             Ok(topic) if target.format == PayloadFormat::Batch => {
                 match batches.iter_mut().find(|(t, _)| **t == *topic) {
                     Some((_, blocks)) => blocks.push(block),
@@ -670,41 +774,101 @@ fn encode_message(
             Ok(topic) => {
                 let topic: Arc<str> = topic.into();
                 let origin = origin(block.table_name());
+                let route = route(block.table_name());
                 encoder.encode_block(block, &suffix, |row, payload| {
                     if fits(target.max_packet_size, &topic, &payload, origin.as_deref()) {
-                        pubs.push(Publish { topic: topic.clone(), payload, status: false, origin: origin.clone() });
+                        out.pubs.push(Publish::row(topic.clone(), payload, &origin, &route));
                     } else {
-                        tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size; skipped");
-                        stats.skip(skip::TOO_LARGE, 1);
+                        tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size");
+                        out.unpublishable(skip::TOO_LARGE, Some(&topic), &payload, &origin, &route, 1);
                     }
                 });
             }
-            Err(missing @ RenderError::Missing(_)) => {
-                tracing::debug!(%missing, rows, offset = msg.offset, "rows skipped");
-                stats.skip(skip::MISSING_VARIABLE, rows);
+            Err(e) => {
+                tracing::warn!(%e, rows, offset = msg.offset, "rows have no topic");
+                let (reason, would_be) = unrendered(&e);
+                let route = route(block.table_name());
+                if route.is_none() {
+                    stats.skip(reason, rows);
+                } else if target.format == PayloadFormat::Batch {
+                    let payload = encoder.encode_batch([block], &suffix);
+                    out.unpublishable(reason, would_be, &payload, &meta_origin, &route, rows);
+                } else {
+                    let origin = origin(block.table_name());
+                    encoder.encode_block(block, &suffix, |_, payload| {
+                        out.unpublishable(reason, would_be, &payload, &origin, &route, 1);
+                    });
+                }
             }
         }
     }
     for (topic, blocks) in batches {
         let rows: u64 = blocks.iter().map(|b| b.nrows() as u64).sum();
+        let table = match blocks.as_slice() {
+            [one] => one.table_name(),
+            _ => None,
+        };
+        let route = route(table);
         let payload = encoder.encode_batch(blocks, &suffix);
         if fits(target.max_packet_size, &topic, &payload, meta_origin.as_deref()) {
-            pubs.push(Publish {
-                topic,
-                payload,
-                status: false,
-                origin: meta_origin.clone(),
-            });
+            out.pubs.push(Publish::row(topic, payload, &meta_origin, &route));
         } else {
-            tracing::warn!(%topic, rows, bytes = payload.len(), "batch exceeds max_packet_size; skipped");
-            stats.skip(skip::TOO_LARGE, rows);
+            tracing::warn!(%topic, rows, bytes = payload.len(), "batch exceeds max_packet_size");
+            out.unpublishable(skip::TOO_LARGE, Some(&topic), &payload, &meta_origin, &route, rows);
         }
     }
     EncodedMessage {
         topic: msg.topic,
         vgroup_id: msg.vgroup_id,
         position: msg.position,
-        publishes: pubs,
+        publishes: out.pubs,
+    }
+}
+
+/// The skip reason of a topic that could not be rendered, and the would-be topic (an invalid one).
+fn unrendered(e: &RenderError) -> (&'static str, Option<&str>) {
+    match e {
+        RenderError::Invalid { topic, .. } => (skip::INVALID_TOPIC, Some(topic.as_str())),
+        RenderError::Missing(_) => (skip::MISSING_VARIABLE, None),
+    }
+}
+
+/// The publishes of one message as the encode stage collects them.
+struct Outbox<'a> {
+    target: &'a TargetDsn,
+    stats: &'a Stats,
+    pubs: Vec<Publish>,
+}
+
+impl Outbox<'_> {
+    /// `payload` (of `rows` rows, or one meta event) cannot be published for `reason`: its dead letter
+    /// goes out instead (with a `route`), else it is counted as skipped.
+    fn unpublishable(
+        &mut self,
+        reason: &'static str,
+        would_be: Option<&str>,
+        payload: &[u8],
+        origin: &Option<Arc<Origin>>,
+        route: &Option<Arc<Route>>,
+        rows: u64,
+    ) {
+        let extra = origin.as_deref().map_or(0, Origin::wire_len);
+        let letter = route.as_ref().and_then(|r| {
+            let letter = r.letter(reason, would_be, payload, self.target.max_packet_size, extra)?;
+            Some(Publish::row(r.topic.clone(), letter, origin, &None))
+        });
+        match letter {
+            Some(p) => {
+                self.pubs.push(p);
+                self.stats.dead_letter(reason, rows);
+            }
+            None => {
+                if route.is_some() {
+                    tracing::warn!(reason, "the dead letter does not fit max_packet_size either; skipped");
+                }
+                self.stats.skip(reason, rows);
+            }
+        }
     }
 }
 
@@ -712,7 +876,7 @@ fn encode_message(
 /// prefix 2, packet id 2, MQTT 5 properties: content type, format indicator and expiry with room to
 /// spare, plus the user properties of `origin`).
 fn fits(max: usize, topic: &str, payload: &[u8], origin: Option<&Origin>) -> bool {
-    5 + 2 + topic.len() + 2 + 32 + origin.map_or(0, Origin::wire_len) + payload.len() <= max
+    PUBLISH_OVERHEAD + topic.len() + origin.map_or(0, Origin::wire_len) + payload.len() <= max
 }
 
 /// `{stable}` and `{table}` of a meta event, as taosx defines them: stable for create super/child and

@@ -89,6 +89,8 @@ pub enum SourceEvent<M = TmqMessage> {
         from: i64,
         to: i64,
     },
+    /// The group resumed a vgroup behind the begin of its WAL: these versions were trimmed unread.
+    WalGap(crate::wal_gap::WalGap),
 }
 
 impl<M> SourceEvent<M> {
@@ -110,6 +112,7 @@ impl<M> SourceEvent<M> {
                 from,
                 to,
             },
+            SourceEvent::WalGap(gap) => SourceEvent::WalGap(gap),
         }
     }
 }
@@ -259,6 +262,17 @@ async fn poll_loop(
         }
         reconnect = true;
         let mut guard = PositionGuard::default();
+        // Where each vgroup resumes, before the first poll moves it: a gap to the WAL's begin shows here.
+        match guard.check(&consumer, &dsn, &ends).await {
+            Ok(events) => {
+                for ev in events {
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "no positions before the first poll"),
+        }
         loop {
             let polled = poll_once(&consumer, &dsn, &mut guard, &ends).await;
             let outcome = match polled {
@@ -460,6 +474,7 @@ impl PositionGuard {
         ends: &WalEnds,
     ) -> Result<Vec<SourceEvent>, taos::Error> {
         let mut seeks = Vec::new();
+        let mut gaps = Vec::new();
         {
             let c = consumer.read().await;
             for topic in &dsn.topics {
@@ -488,7 +503,10 @@ impl PositionGuard {
                         Verdict::SeekTo(to) => Some(to),
                         Verdict::AskFloor => {
                             let committed = c.committed(&topic, vg).await?;
-                            let floor = floor(committed, dsn.offset_reset, current, wal);
+                            let mut floor = floor(committed, dsn.offset_reset, current, wal);
+                            if let Some(gap) = wal_gap(&topic, vg, &mut floor, wal) {
+                                gaps.push(gap);
+                            }
                             if let Some(f) = floor {
                                 ends.set_resume(&topic, vg, f);
                             }
@@ -501,7 +519,7 @@ impl PositionGuard {
                 }
             }
         }
-        let mut events = Vec::new();
+        let mut events: Vec<SourceEvent> = gaps.into_iter().map(SourceEvent::WalGap).collect();
         if !seeks.is_empty() {
             let mut c = consumer.write().await;
             for (topic, vg, from, to) in seeks {
@@ -522,6 +540,31 @@ impl PositionGuard {
 
 /// A vgroup's WAL as `assignment` reports it: first version, last + 1.
 type WalRange = (i64, i64);
+
+/// A resume point (`floor`) behind the WAL's begin: the gap, warned about here, with the floor moved to
+/// the begin, where TDengine continues (seeking below it would go nowhere).
+fn wal_gap(
+    topic: &Arc<str>,
+    vgroup_id: i32,
+    floor: &mut Option<i64>,
+    wal: Option<WalRange>,
+) -> Option<crate::wal_gap::WalGap> {
+    let (begin, _) = wal?;
+    let gap = crate::wal_gap::WalGap::between(topic, vgroup_id, (*floor)?, begin)?;
+    tracing::warn!(
+        %topic,
+        vgroup = vgroup_id,
+        first = gap.first,
+        last = gap.last,
+        versions = gap.versions(),
+        "WAL versions {}..={} of vgroup {vgroup_id} (topic {topic}) were trimmed (WAL_RETENTION_PERIOD) \
+         before this group read them: their rows are lost",
+        gap.first,
+        gap.last,
+    );
+    *floor = Some(begin);
+    Some(gap)
+}
 
 /// Where a vgroup without a trustworthy expectation must be at least: the group's commit, else the
 /// start `auto.offset.reset` gives (the WAL's begin, or its end when not positioned yet under

@@ -620,6 +620,11 @@ impl Handoff<'_> {
         })
     }
 
+    /// Hands an event of the bridge (`<status_topic>/events`) to the client: QoS 1, not retained.
+    pub fn publish_event(&self, topic: &str, payload: &Bytes) -> Result<(), SinkError> {
+        self.send(topic, payload, 1, false, || props::row_properties(None, false, None))
+    }
+
     fn send(
         &self,
         topic: &str,
