@@ -221,3 +221,51 @@ async fn rows_missing_a_topic_variable_are_dead_lettered_with_a_null_topic() {
     assert_eq!(s.dead_lettered.get("missing_variable"), Some(&2), "{s:?}");
     assert!(s.skipped.is_empty(), "{s:?}");
 }
+
+/// A group resuming behind the WAL's begin (its committed versions were trimmed by
+/// `wal_retention_period`): one warning, the gap counted, and an event on `<status_topic>/events`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_resuming_behind_wal_retention_reports_the_gap() {
+    let td = StandIn::start().await;
+    td.sql("create database db vgroups 1 wal_retention_period 1");
+    td.sql("create stable db.meters (ts timestamp, f1 int) tags (t1 int)");
+    td.sql("create topic t as select ts, tbname, f1, t1 from db.meters");
+    td.insert(1, 0..3);
+    let broker = EmbeddedBroker::start(BrokerConfig::default())
+        .await
+        .expect("broker");
+    let addr = broker.v4_addr().unwrap();
+    let to = format!(
+        "mqtt://{addr}?version=3.1.1&qos=1&client_id=gap&topic=rows/{{table}}&status_topic=bridges/gap"
+    );
+    let from = td.from("t", "group.id=gap&auto.offset.reset=earliest");
+    let mut rows = Subscriber::start(addr, MqttVersion::V311, "rows/#", 1).await;
+    let run = Running::start(&from, &to);
+    rows.collect(3, T).await;
+    run.wait_committed("the first rows committed", |c| !c.is_empty()).await;
+    let first = run.stop().await;
+    assert!(first.wal_gap_versions.is_empty(), "{first:?}");
+    let ((topic, vg), committed) = first.committed.into_iter().next().unwrap();
+    // Two writes while the bridge is away, trimmed once the retention passed and a third write appends.
+    td.insert(1, 3..5);
+    td.insert(1, 5..7);
+    // Waiting out the retention period (1 s) is the precondition here, not synchronisation.
+    std::thread::sleep(Duration::from_millis(1300));
+    td.insert(1, 7..8);
+    let mut events = Subscriber::start(addr, MqttVersion::V311, "bridges/gap/events", 1).await;
+    let run = Running::start(&from, &to);
+    let ev = events.collect(1, T).await;
+    let v: serde_json::Value = serde_json::from_str(&ev[0].payload).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"event":"wal_gap","topic":topic,"vgroup_id":vg,
+                           "first":committed,"last":committed + 1,"versions":2}),
+        "the two trimmed writes"
+    );
+    assert!(!ev[0].retain);
+    // What was kept still flows.
+    let got = rows.collect(1, T).await;
+    assert_eq!(common::f1_of(&got[0]), 7);
+    let s = run.stop().await;
+    assert_eq!(s.wal_gap_versions, [((topic.clone(), vg), 2)].into(), "{s:?}");
+}
