@@ -26,9 +26,7 @@ pub fn encode(
     payload: &[u8],
     room: usize,
 ) -> Option<Bytes> {
-    let offset_at = payload
-        .windows(OFFSET_KEY.len())
-        .rposition(|w| w == OFFSET_KEY)?;
+    let offset_at = payload.windows(OFFSET_KEY.len()).rposition(|w| w == OFFSET_KEY)?;
     let mut head = Vec::with_capacity(64 + topic.map_or(0, str::len) + table.map_or(0, str::len));
     head.extend_from_slice(b"{\"reason\":");
     json_str(&mut head, Some(reason));
@@ -128,7 +126,11 @@ mod tests {
         assert_eq!(v["topic"], Value::Null);
         assert_eq!(v["meta"]["type"], "drop");
         let d = encode("too_large", None, None, meta.as_bytes(), 130).unwrap();
-        assert_eq!(parse(&d)["offset"]["offset"], 9, "the real offset object, not the one in a string");
+        assert_eq!(
+            parse(&d)["offset"]["offset"],
+            9,
+            "the real offset object, not the one in a string"
+        );
         assert_eq!(encode("too_large", None, None, b"not json", 1000), None);
     }
 }

@@ -601,7 +601,9 @@ mod tests {
             assert!(l.on_outgoing(pkid).is_empty());
         }
         // "a" rejected: its dead letter takes its place in the same message.
-        assert!(l.on_rejected(1, |p| Some(if *p == "a" { "dead-a" } else { "?" })).is_empty());
+        assert!(l
+            .on_rejected(1, |p| Some(if *p == "a" { "dead-a" } else { "?" }))
+            .is_empty());
         assert!(l.on_ack(2).is_empty(), "the dead letter is not acknowledged yet");
         assert_eq!(l.unacked(), 1);
         assert_eq!(l.next_to_send().map(|(_, p)| *p), Some("dead-a"));

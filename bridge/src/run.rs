@@ -318,7 +318,12 @@ impl Publish {
         }
     }
 
-    fn row(topic: Arc<str>, payload: Bytes, origin: &Option<Arc<Origin>>, route: &Option<Arc<Route>>) -> Publish {
+    fn row(
+        topic: Arc<str>,
+        payload: Bytes,
+        origin: &Option<Arc<Origin>>,
+        route: &Option<Arc<Route>>,
+    ) -> Publish {
         Publish {
             topic,
             payload,
@@ -736,15 +741,16 @@ fn encode_message(
                 Ok(topic) => {
                     let payload = encoder.encode_meta(unit, &suffix);
                     if fits(target.max_packet_size, &topic, &payload, meta_origin.as_deref()) {
-                        out.pubs.push(Publish::row(topic.into(), payload, &meta_origin, &route));
+                        out.pubs
+                            .push(Publish::row(topic.into(), payload, &meta_origin, &route));
                     } else {
                         tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size");
                         out.unpublishable(skip::TOO_LARGE, Some(&topic), &payload, &meta_origin, &route, 1);
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(%e, offset = msg.offset, "meta event has no topic");
                     let (reason, would_be) = unrendered(&e);
+                    log_unrendered(&e, 1, msg.offset);
                     if route.is_some() {
                         let payload = encoder.encode_meta(unit, &suffix);
                         out.unpublishable(reason, would_be, &payload, &meta_origin, &route, 1);
@@ -777,7 +783,8 @@ fn encode_message(
                 let route = route(block.table_name());
                 encoder.encode_block(block, &suffix, |row, payload| {
                     if fits(target.max_packet_size, &topic, &payload, origin.as_deref()) {
-                        out.pubs.push(Publish::row(topic.clone(), payload, &origin, &route));
+                        out.pubs
+                            .push(Publish::row(topic.clone(), payload, &origin, &route));
                     } else {
                         tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size");
                         out.unpublishable(skip::TOO_LARGE, Some(&topic), &payload, &origin, &route, 1);
@@ -785,8 +792,8 @@ fn encode_message(
                 });
             }
             Err(e) => {
-                tracing::warn!(%e, rows, offset = msg.offset, "rows have no topic");
                 let (reason, would_be) = unrendered(&e);
+                log_unrendered(&e, rows, msg.offset);
                 let route = route(block.table_name());
                 if route.is_none() {
                     stats.skip(reason, rows);
@@ -814,7 +821,14 @@ fn encode_message(
             out.pubs.push(Publish::row(topic, payload, &meta_origin, &route));
         } else {
             tracing::warn!(%topic, rows, bytes = payload.len(), "batch exceeds max_packet_size");
-            out.unpublishable(skip::TOO_LARGE, Some(&topic), &payload, &meta_origin, &route, rows);
+            out.unpublishable(
+                skip::TOO_LARGE,
+                Some(&topic),
+                &payload,
+                &meta_origin,
+                &route,
+                rows,
+            );
         }
     }
     EncodedMessage {
@@ -830,6 +844,15 @@ fn unrendered(e: &RenderError) -> (&'static str, Option<&str>) {
     match e {
         RenderError::Invalid { topic, .. } => (skip::INVALID_TOPIC, Some(topic.as_str())),
         RenderError::Missing(_) => (skip::MISSING_VARIABLE, None),
+    }
+}
+
+/// A missing variable is taosx's rule, at debug (a `{stable}` template would log every row); an invalid
+/// topic is a surprise, at warn.
+fn log_unrendered(e: &RenderError, rows: u64, offset: i64) {
+    match e {
+        RenderError::Missing(_) => tracing::debug!(%e, rows, offset, "no topic"),
+        RenderError::Invalid { .. } => tracing::warn!(%e, rows, offset, "no valid topic"),
     }
 }
 
@@ -864,7 +887,10 @@ impl Outbox<'_> {
             }
             None => {
                 if route.is_some() {
-                    tracing::warn!(reason, "the dead letter does not fit max_packet_size either; skipped");
+                    tracing::warn!(
+                        reason,
+                        "the dead letter does not fit max_packet_size either; skipped"
+                    );
                 }
                 self.stats.skip(reason, rows);
             }

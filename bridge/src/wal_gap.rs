@@ -60,7 +60,11 @@ mod tests {
         let t: Arc<str> = "t".into();
         assert_eq!(WalGap::between(&t, 2, 10, 10), None);
         assert_eq!(WalGap::between(&t, 2, 12, 10), None);
-        assert_eq!(WalGap::between(&t, 2, -1, 10), None, "not positioned: nothing to compare");
+        assert_eq!(
+            WalGap::between(&t, 2, -1, 10),
+            None,
+            "not positioned: nothing to compare"
+        );
         let g = WalGap::between(&t, 2, 4, 10).unwrap();
         assert_eq!((g.first, g.last, g.versions()), (4, 9, 6));
         let v: serde_json::Value = serde_json::from_str(&g.event_json()).unwrap();

@@ -203,12 +203,18 @@ fn hostile_dsns_give_one_clear_line_and_never_the_password() {
             "do not fit `max_packet_size`",
         ),
         // Dead-letter topic and MQTT 5 publish properties.
-        dst(to_with("dead_letter_topic="), "parameter `dead_letter_topic`: empty topic"),
+        dst(
+            to_with("dead_letter_topic="),
+            "parameter `dead_letter_topic`: empty topic",
+        ),
         dst(
             to_with("dead_letter_topic=dead/{table}"),
             "parameter `dead_letter_topic`: `{table}` is not in every message",
         ),
-        dst(to_with("dead_letter_topic=dead/%23"), "wildcards `+` and `#` are not allowed"),
+        dst(
+            to_with("dead_letter_topic=dead/%23"),
+            "wildcards `+` and `#` are not allowed",
+        ),
         dst(
             to_with(&format!("dead_letter_topic={huge}")),
             "parameter `dead_letter_topic`: longer than MQTT's 65535-byte topic limit",
@@ -222,14 +228,23 @@ fn hostile_dsns_give_one_clear_line_and_never_the_password() {
             "parameter `message_expiry`: is an MQTT 5 publish property; this target speaks MQTT 3.1",
         ),
         dst(to_with("user_properties=%FF"), "parameter `user_properties`"),
-        dst(to_with("message_expiry=0"), "parameter `message_expiry`: bad value `0`"),
-        dst(to_with("message_expiry=-5s"), "parameter `message_expiry`: bad value `-5s`"),
+        dst(
+            to_with("message_expiry=0"),
+            "parameter `message_expiry`: bad value `0`",
+        ),
+        dst(
+            to_with("message_expiry=-5s"),
+            "parameter `message_expiry`: bad value `-5s`",
+        ),
         dst(to_with("message_expiry=0.5s"), "parameter `message_expiry`"),
         dst(
             to_with("message_expiry=200years"),
             "parameter `message_expiry`: bad value `200years`",
         ),
-        dst(to_with(&format!("message_expiry={huge}")), "parameter `message_expiry`"),
+        dst(
+            to_with(&format!("message_expiry={huge}")),
+            "parameter `message_expiry`",
+        ),
         dst(
             to_with("status_online=up"),
             "missing required parameter `status_topic`",

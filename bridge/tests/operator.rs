@@ -41,7 +41,11 @@ async fn rows_carry_user_properties_and_expiry(broker: SocketAddr, name: &str) {
     for m in &got {
         let v: serde_json::Value = serde_json::from_str(&m.payload).unwrap();
         let names: Vec<&str> = m.user_properties.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(names, ["database", "topic", "vgroup_id", "offset", "table"], "{m:?}");
+        assert_eq!(
+            names,
+            ["database", "topic", "vgroup_id", "offset", "table"],
+            "{m:?}"
+        );
         assert_eq!(prop(m, "database"), v["offset"]["database"].as_str().unwrap());
         assert_eq!(prop(m, "database"), "db");
         assert_eq!(prop(m, "topic"), "t");
@@ -109,7 +113,11 @@ async fn rows_that_cannot_be_published_go_to_the_dead_letter_topic_and_the_rest_
     let got = rows.collect(4, T).await;
     let f1: Vec<i64> = got
         .iter()
-        .map(|m| serde_json::from_str::<serde_json::Value>(&m.payload).unwrap()["data"]["f1"].as_i64().unwrap())
+        .map(|m| {
+            serde_json::from_str::<serde_json::Value>(&m.payload).unwrap()["data"]["f1"]
+                .as_i64()
+                .unwrap()
+        })
         .collect();
     let mut sorted = f1.clone();
     sorted.sort();
@@ -149,8 +157,10 @@ async fn rows_that_cannot_be_published_go_to_the_dead_letter_topic_and_the_rest_
         }))
         .max()
         .unwrap();
-    run.wait_committed("the vgroup's end committed", |c| c.values().any(|&o| o == end + 1))
-        .await;
+    run.wait_committed("the vgroup's end committed", |c| {
+        c.values().any(|&o| o == end + 1)
+    })
+    .await;
     let s = run.stop().await;
     assert_eq!(s.rows, 6, "{s:?}");
     assert_eq!(s.acked, 6, "4 rows and 2 dead letters: {s:?}");
@@ -242,7 +252,8 @@ async fn a_group_resuming_behind_wal_retention_reports_the_gap() {
     let mut rows = Subscriber::start(addr, MqttVersion::V311, "rows/#", 1).await;
     let run = Running::start(&from, &to);
     rows.collect(3, T).await;
-    run.wait_committed("the first rows committed", |c| !c.is_empty()).await;
+    run.wait_committed("the first rows committed", |c| !c.is_empty())
+        .await;
     let first = run.stop().await;
     assert!(first.wal_gap_versions.is_empty(), "{first:?}");
     let ((topic, vg), committed) = first.committed.into_iter().next().unwrap();

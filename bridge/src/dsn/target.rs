@@ -637,18 +637,21 @@ mod format_tests {
         let t = TargetDsn::parse(&format!("{v5}&user_properties=true&message_expiry=10m")).unwrap();
         assert!(t.user_properties);
         assert_eq!(t.message_expiry, Some(600));
-        assert!(t.to_string().contains("user_properties=true&message_expiry=600"), "{t}");
+        assert!(
+            t.to_string().contains("user_properties=true&message_expiry=600"),
+            "{t}"
+        );
         assert_eq!(
-            TargetDsn::parse(&format!("{v5}&message.expiry=4294967295")).unwrap().message_expiry,
+            TargetDsn::parse(&format!("{v5}&message.expiry=4294967295"))
+                .unwrap()
+                .message_expiry,
             Some(u32::MAX)
         );
         for version in ["3.1.1", "3.1"] {
             for extra in ["user_properties=true", "message_expiry=60"] {
-                let e = TargetDsn::parse(&format!(
-                    "mqtt://h?version={version}&client_id=c&topic=t&{extra}"
-                ))
-                .unwrap_err()
-                .to_string();
+                let e = TargetDsn::parse(&format!("mqtt://h?version={version}&client_id=c&topic=t&{extra}"))
+                    .unwrap_err()
+                    .to_string();
                 assert!(
                     e.contains("MQTT 5") && e.contains(&format!("speaks MQTT {version}")),
                     "{extra}: {e}"

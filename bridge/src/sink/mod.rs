@@ -614,15 +614,19 @@ impl Handoff<'_> {
 
     /// Hands the bridge's status to the client: QoS 1 and retained, whatever the rows use.
     pub fn publish_status(&self, topic: &str, payload: &Bytes) -> Result<(), SinkError> {
-        self.send(topic, payload, 1, true, || rumqttc::v5::mqttbytes::v5::PublishProperties {
-            payload_format_indicator: Some(1),
-            ..Default::default()
+        self.send(topic, payload, 1, true, || {
+            rumqttc::v5::mqttbytes::v5::PublishProperties {
+                payload_format_indicator: Some(1),
+                ..Default::default()
+            }
         })
     }
 
     /// Hands an event of the bridge (`<status_topic>/events`) to the client: QoS 1, not retained.
     pub fn publish_event(&self, topic: &str, payload: &Bytes) -> Result<(), SinkError> {
-        self.send(topic, payload, 1, false, || props::row_properties(None, false, None))
+        self.send(topic, payload, 1, false, || {
+            props::row_properties(None, false, None)
+        })
     }
 
     fn send(

@@ -107,7 +107,9 @@ mod tests {
         assert_eq!(with - without, row.wire_len());
         let meta = Origin { table: None, ..row };
         assert_eq!(meta.user_properties().len(), 4);
-        assert!(row_properties(Some(&meta), false, None).user_properties.is_empty());
+        assert!(row_properties(Some(&meta), false, None)
+            .user_properties
+            .is_empty());
         assert!(row_properties(None, true, None).user_properties.is_empty());
     }
 }
