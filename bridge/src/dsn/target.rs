@@ -16,7 +16,7 @@ const SIDE: Side = Side::Target;
 const ACCEPTED: &str = "version, qos, client_id, topic, meta_topic, retain, keep_alive, clean_session, \
                         inflight, tcp_nodelay, window, max_packet_size, commit, format, \
                         status_topic, status_online, status_offline, dead_letter_topic, \
-                        user_properties, message_expiry (5.0 only), ca, cert, cert_key (mqtts only)";
+                        user_properties, message_expiry, ca, cert, cert_key (mqtts only)";
 
 /// Mosquitto's default `max_inflight_messages`: a 3.1/3.1.1 QoS 2 window above it loses acknowledged
 /// messages there (see ARCHITECTURE.md), and 3.1/3.1.1 cannot learn the broker's limit.
