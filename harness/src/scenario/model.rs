@@ -325,14 +325,7 @@ fn default_sub_qos() -> u8 {
     2
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-pub enum MqttVersion {
-    #[serde(rename = "3.1.1")]
-    #[default]
-    V311,
-    #[serde(rename = "5.0")]
-    V5,
-}
+pub use simulator::broker::MqttVersion;
 
 /// A fault and when it fires.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
