@@ -126,6 +126,11 @@ impl PositionGuard {
                             if let Some(f) = floor {
                                 ends.set_resume(&topic, vg, f);
                             }
+                            // Behind the WAL's begin the server continues at the begin, not where it is.
+                            let current = match wal {
+                                Some((begin, _)) if (0..begin).contains(&current) => begin,
+                                _ => current,
+                            };
                             self.settle_with_floor(&topic, vg, current, floor)
                         }
                     };
