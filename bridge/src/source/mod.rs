@@ -33,12 +33,14 @@
 mod commit;
 mod position;
 mod wal_ends;
+mod wal_gap;
 
 use std::{sync::Arc, time::Duration};
 
 pub use commit::Committer;
 pub use position::{floor, PositionGuard, Verdict};
 pub use wal_ends::WalEnds;
+pub use wal_gap::WalGap;
 
 use taos::{
     AsAsyncConsumer, AsyncTBuilder, IsAsyncData, IsAsyncMeta, IsOffset, MessageSet, RawBlock, Timeout,
@@ -96,6 +98,8 @@ pub enum SourceEvent<M = TmqMessage> {
         from: i64,
         to: i64,
     },
+    /// The group resumed a vgroup behind the begin of its WAL: these versions were trimmed unread.
+    WalGap(WalGap),
 }
 
 impl<M> SourceEvent<M> {
@@ -117,6 +121,7 @@ impl<M> SourceEvent<M> {
                 from,
                 to,
             },
+            SourceEvent::WalGap(gap) => SourceEvent::WalGap(gap),
         }
     }
 }
@@ -271,6 +276,17 @@ async fn poll_loop(
         }
         reconnect = true;
         let mut guard = PositionGuard::default();
+        // Where each vgroup resumes, before the first poll moves it: a gap to the WAL's begin shows here.
+        match guard.check(&consumer, &dsn, &ends).await {
+            Ok(events) => {
+                for ev in events {
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "no positions before the first poll"),
+        }
         loop {
             let polled = poll_once(&consumer, &dsn, &mut guard, &ends).await;
             let outcome = match polled {

@@ -142,6 +142,10 @@ struct BridgeSlot {
     expect_error: bool,
     /// Killed by the timeline and left dead: its exit status is the scenario's doing.
     killed_for_good: bool,
+    /// Stopped by the timeline (`bridge-stop`): the error it stopped with, if any.
+    stopped: Option<Option<String>>,
+    /// An in-process bridge's counters (kept past a `bridge-stop`).
+    stats: Option<Arc<tmq2mqtt::Stats>>,
 }
 
 impl BridgeSlot {
@@ -151,6 +155,7 @@ impl BridgeSlot {
             BridgeMode::Process => RunningBridge::process(&self.from, &self.to),
         }
         .map_err(|e| format!("bridge {}: {e}", self.name))?;
+        self.stats = running.stats().cloned();
         self.running = Some(running);
         Ok(())
     }
@@ -261,6 +266,8 @@ async fn run_inner(
             start_after: b.start_after,
             expect_error: b.expect_error.is_some(),
             killed_for_good: false,
+            stopped: None,
+            stats: None,
         });
     }
     for slot in slots.iter_mut().filter(|s| s.start_after.is_none()) {
@@ -317,11 +324,15 @@ async fn run_inner(
             if due {
                 fired[i] = true;
                 fault_log.push(format!("{:?} at {:?}", f.action, elapsed));
-                fire(f, &mut slots[slot_idx], &mut broker, &td).await?;
+                fire(f, &mut slots[slot_idx], &mut broker, &td, &sql).await?;
             }
         }
         let data_done = fleet.as_ref().is_none_or(|f| f.task.is_finished());
-        if (data_done && fired.iter().all(|f| *f)) || Instant::now() >= deadline {
+        // A bridge that starts late is part of the timeline too.
+        let all_started = slots
+            .iter()
+            .all(|x| x.running.is_some() || x.stopped.is_some() || x.start_after.is_none());
+        if (data_done && all_started && fired.iter().all(|f| *f)) || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -386,7 +397,13 @@ async fn run_inner(
     .into_iter()
     .zip(&s.subscribers)
     // A subscriber that never acknowledges is not waited for: its broker window stays full.
-    .map(|(n, sub)| if sub.withhold_acks { 0 } else { n })
+    .map(|(n, sub)| {
+        if sub.withhold_acks {
+            0
+        } else {
+            s.expect.wait_for(&sub.name, n)
+        }
+    })
     .collect();
     let ending = {
         let recs = &recorders;
@@ -413,11 +430,18 @@ async fn run_inner(
         let error = match slot.running {
             Some(_) if slot.killed_for_good => None,
             Some(r) => r.stop(Duration::from_secs(15)).await,
-            None => Some("never started".into()),
+            None => slot.stopped.unwrap_or_else(|| Some("never started".into())),
         };
         outcomes.push(BridgeOutcome {
             name: slot.name.clone(),
             error,
+            counters: slot.stats.map(|st| {
+                let sum = st.snapshot();
+                verdict::BridgeCounters {
+                    dead_lettered: sum.dead_lettered,
+                    wal_gap_versions: sum.wal_gap_versions.values().sum(),
+                }
+            }),
         });
         if let Some(p) = slot.proxy {
             let records = p.records();
@@ -621,7 +645,13 @@ fn start_fleet(s: &Scenario, seed: u64, td: &Tdengine) -> Result<FleetRun, Strin
     })
 }
 
-async fn fire(f: &FaultDef, slot: &mut BridgeSlot, broker: &mut Broker, td: &Tdengine) -> Result<(), String> {
+async fn fire(
+    f: &FaultDef,
+    slot: &mut BridgeSlot,
+    broker: &mut Broker,
+    td: &Tdengine,
+    sql: &sql::Sql,
+) -> Result<(), String> {
     if let Some(pf) = proxy_fault(f) {
         if let Some(p) = &slot.proxy {
             p.fire(pf);
@@ -650,6 +680,20 @@ async fn fire(f: &FaultDef, slot: &mut BridgeSlot, broker: &mut Broker, td: &Tde
         FaultAction::StandinStall => {
             if let Some(s) = td.standin() {
                 s.stall_replies(f.duration.unwrap_or(Duration::from_secs(1)));
+            }
+            Ok(())
+        }
+        FaultAction::BridgeStop => {
+            if let Some(r) = slot.running.take() {
+                slot.stopped = Some(r.stop(Duration::from_secs(15)).await);
+            }
+            Ok(())
+        }
+        FaultAction::Sql => {
+            for stmt in &f.sql {
+                sql.exec(stmt)
+                    .await
+                    .map_err(|e| format!("fault sql {stmt:?}: {e}"))?;
             }
             Ok(())
         }

@@ -235,6 +235,7 @@ pub fn validate(s: &Scenario) -> Vec<(Vec<Segment>, String)> {
                 needs("bytes_per_s", f.bytes_per_s.is_some()).or(needs("duration", f.duration.is_some()))
             }
             FaultAction::StandinStall => needs("duration", f.duration.is_some()),
+            FaultAction::Sql => needs("sql", !f.sql.is_empty()),
             FaultAction::StandinFailCalls => {
                 needs("count", f.count.is_some()).or(needs("code", f.code.is_some()))
             }
@@ -287,6 +288,21 @@ pub fn validate(s: &Scenario) -> Vec<(Vec<Segment>, String)> {
             vec![k("expect"), k("max_duplicates")],
             "exactly-once allows no duplicates".into(),
         );
+    }
+    let side = [
+        (
+            "dead_letters",
+            s.expect.dead_letters.as_ref().map(|d| &d.subscriber),
+        ),
+        ("wal_gap", s.expect.wal_gap.as_ref().map(|g| &g.subscriber)),
+    ];
+    for (key, name) in side {
+        if let Some(name) = name.filter(|n| !s.subscribers.iter().any(|sub| &sub.name == *n)) {
+            err(
+                vec![k("expect"), k(key), k("subscriber")],
+                format!("no subscriber named {name:?}"),
+            );
+        }
     }
     if s.quiet >= s.deadline {
         err(vec![k("quiet")], "must be shorter than the deadline".into());

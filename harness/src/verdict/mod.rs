@@ -3,6 +3,7 @@
 //! malformed messages, per-table order, topic rendering, QoS semantics, wire protocol checks, latency and
 //! throughput.
 
+pub mod operator;
 pub mod payload;
 pub mod stats;
 pub mod topic;
@@ -48,6 +49,18 @@ pub struct BridgeOutcome {
     pub name: String,
     /// The error it exited with, if it did.
     pub error: Option<String>,
+    /// Its counters at the end (in-process bridges only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters: Option<BridgeCounters>,
+}
+
+/// What an in-process bridge counted that the verdict judges.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BridgeCounters {
+    /// Rows published to the dead-letter topic, by reason.
+    pub dead_lettered: BTreeMap<String, u64>,
+    /// WAL versions trimmed before the group read them.
+    pub wal_gap_versions: u64,
 }
 
 /// Everything a verdict is made from.
@@ -100,6 +113,12 @@ pub struct SubscriberReport {
     pub meta_events: Vec<String>,
     /// Deliveries above min(published QoS, subscribed QoS): (delivered, published).
     pub qos_upgrades: u64,
+    /// Expected rows that arrived on the dead-letter topic instead (`[expect.dead_letters]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dead_lettered: Vec<RowRef>,
+    /// Expected rows trimmed from the WAL before the group read them (`[expect.wal_gap]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_to_wal_gap: Vec<RowRef>,
 }
 
 /// The judgement of one scenario run.
@@ -238,11 +257,16 @@ pub fn judge(inp: &Inputs) -> Verdict {
         }
     }
 
+    let side = s.expect.side_subscribers();
     let judged: Vec<&crate::scenario::SubscriberDef> = s
         .subscribers
         .iter()
         .filter(|sub| s.expect.subscribers.is_empty() || s.expect.subscribers.contains(&sub.name))
+        .filter(|sub| !side.contains(&sub.name.as_str()))
         .collect();
+    // Dead letters, gap events and v5 properties: judged by `operator`, feeding the row accounting below.
+    let side_output = operator::judge(&s.expect, &judged, inp.delivered, inp.bridges);
+    failures.extend(side_output.failures.iter().cloned());
     let publish_qos = s
         .bridges
         .iter()
@@ -323,6 +347,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 }
             }
         }
+        let mut accounts = side_output.accounts.clone();
         for (key, rows) in &want {
             let n = got.get(key).copied().unwrap_or(0);
             for &i in rows.iter().skip(n) {
@@ -334,11 +359,35 @@ pub fn judge(inp: &Inputs) -> Verdict {
                     (false, Some(f)) if !f.acked => LossCause::NeverAcked,
                     (false, Some(_)) => LossCause::Broker,
                 };
+                if accounts.dead_letter(key, &inp.expected[i].table) {
+                    rep.dead_lettered.push(r);
+                    continue;
+                }
+                if cause != LossCause::NeverAcked && cause != LossCause::Broker && accounts.wal_gap() {
+                    rep.lost_to_wal_gap.push(r);
+                    continue;
+                }
                 losses.entry(cause).or_default().push(r.clone());
                 rep.missing.push(r);
             }
         }
         rep.missing.sort();
+        rep.dead_lettered.sort();
+        rep.lost_to_wal_gap.sort();
+        failures.extend(accounts.unmet(&rep.name));
+        for (what, rows) in [
+            ("arrived as dead letters", &rep.dead_lettered),
+            ("lost to the WAL gap, as expected", &rep.lost_to_wal_gap),
+        ] {
+            if !rows.is_empty() {
+                deviations.push(format!(
+                    "{}: {} row(s) {what}: {}",
+                    rep.name,
+                    rows.len(),
+                    list(rows)
+                ));
+            }
+        }
         subscribers.push(rep);
     }
     for rows in losses.values_mut() {

@@ -58,6 +58,7 @@ fn delivered(sub: &str, topic: &str, payload: Bytes, qos: u8, at_us: u64) -> Del
         dup: false,
         retain: false,
         at_us,
+        v5: None,
     }
 }
 
@@ -110,6 +111,7 @@ fn run(s: &Scenario, expected: &[ExpectedRow], delivered: &[Delivered], wire: Ve
         bridges: &[BridgeOutcome {
             name: "b".into(),
             error: None,
+            counters: None,
         }],
         ending: Ending::Quiescent,
         replay: "harness run t --seed 7".into(),
@@ -336,6 +338,7 @@ rows = 0
             bridges: &[BridgeOutcome {
                 name: "b".into(),
                 error: error.map(str::to_string),
+                counters: None,
             }],
             ending: Ending::Quiescent,
             replay: String::new(),
