@@ -112,6 +112,8 @@ fn run(s: &Scenario, expected: &[ExpectedRow], delivered: &[Delivered], wire: Ve
             error: None,
         }],
         ending: Ending::Quiescent,
+        faults: &FaultLog::default(),
+        committed: &[],
         replay: "harness run t --seed 7".into(),
     })
 }
@@ -338,6 +340,8 @@ rows = 0
                 error: error.map(str::to_string),
             }],
             ending: Ending::Quiescent,
+            faults: &FaultLog::default(),
+            committed: &[],
             replay: String::new(),
         })
     };
