@@ -152,15 +152,19 @@ impl PkidMap {
 /// Identifies one publish inside the ledger.
 pub type PubId = u64;
 
+/// A position to commit: `offset` (the position to resume from) for this topic's vgroup.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CommitPoint {
+    pub topic: Arc<str>,
+    pub vgroup_id: i32,
+    pub offset: i64,
+}
+
 /// What the ledger asks the caller to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Commit `offset` (the position to resume from) for this topic's vgroup.
-    Commit {
-        topic: Arc<str>,
-        vgroup_id: i32,
-        offset: i64,
-    },
+    /// Commit this position.
+    Commit(CommitPoint),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -447,11 +451,17 @@ impl<P> Ledger<P> {
     }
 
     /// The committed position per (topic, vgroup) as far as the ledger has asked for it.
-    pub fn committed(&self) -> Vec<(Arc<str>, i32, i64)> {
+    pub fn committed(&self) -> Vec<CommitPoint> {
         let mut v: Vec<_> = self
             .vgroups
             .iter()
-            .filter_map(|(k, s)| s.committed.map(|c| (k.topic.clone(), k.vgroup_id, c)))
+            .filter_map(|(k, s)| {
+                s.committed.map(|offset| CommitPoint {
+                    topic: k.topic.clone(),
+                    vgroup_id: k.vgroup_id,
+                    offset,
+                })
+            })
             .collect();
         v.sort();
         v
@@ -497,11 +507,11 @@ impl<P> Ledger<P> {
             // Redelivered messages (after a TMQ reconnect) may carry older offsets: never go backwards.
             Some(f) if state.committed.is_none_or(|c| f > c) => {
                 state.committed = Some(f);
-                vec![Action::Commit {
+                vec![Action::Commit(CommitPoint {
                     topic: vg.topic.clone(),
                     vgroup_id: vg.vgroup_id,
                     offset: f,
-                }]
+                })]
             }
             _ => Vec::new(),
         }
@@ -515,11 +525,11 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet, HashSet};
 
     fn commit(topic: &str, vg: i32, offset: i64) -> Action {
-        Action::Commit {
+        Action::Commit(CommitPoint {
             topic: topic.into(),
             vgroup_id: vg,
             offset,
-        }
+        })
     }
 
     #[test]
@@ -703,9 +713,9 @@ mod tests {
 
     impl World {
         fn check(&mut self, actions: Vec<Action>) -> Result<(), TestCaseError> {
-            for Action::Commit {
+            for Action::Commit(CommitPoint {
                 vgroup_id, offset, ..
-            } in actions
+            }) in actions
             {
                 // Every row of every message of this vgroup below the committed position was acked.
                 for (&(vg, commit_at), &rows) in &self.rows_of {

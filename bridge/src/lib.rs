@@ -2,9 +2,10 @@
 //! acknowledged.
 //!
 //! Layers, outermost first: [`run`] (the pipeline and its shutdown) drives [`source`] (the TMQ consumer)
-//! and [`sink`] (the MQTT client), with the sans-IO [`ledger`] deciding what to commit, [`encode`] making
-//! the taosx-compatible payloads and [`template`] rendering topics. [`dsn`] parses both DSNs; [`check`]
-//! validates a configuration against the live ends. [`tls`] and [`wss`] hold the TLS of both sides.
+//! and [`sink`] (the MQTT client), with the sans-IO [`ledger`] deciding what to commit and the sans-IO
+//! [`lifecycle`] when to stop, [`encode`] making the taosx-compatible payloads and [`template`]
+//! rendering topics. [`dsn`] parses both DSNs; [`check`] validates a configuration against the live
+//! ends. [`tls`] and [`wss`] hold the TLS of both sides.
 //!
 //! In-process use (as the harness does):
 //! ```no_run
@@ -25,9 +26,11 @@ pub mod check;
 pub mod dsn;
 pub mod encode;
 pub mod ledger;
+pub mod lifecycle;
 pub mod metrics;
 #[cfg(unix)]
 pub mod mqtt31;
+pub mod redact;
 pub mod run;
 pub mod sink;
 pub mod source;

@@ -6,7 +6,12 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use tmq2mqtt::{check::check, metrics, Bridge, BridgeConfig};
+use tmq2mqtt::{
+    check::check,
+    metrics,
+    redact::{RedactingWriter, Secrets},
+    Bridge, BridgeConfig,
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -27,7 +32,7 @@ Examples:
 
 Topic variables: {database} {tmq_topic} {vgroup_id} {stable} {table}; a message lacking one is skipped
 (counted). Offsets are committed only after the broker acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
-Every DSN parameter is described in README.md.";
+Every DSN parameter is described in docs/configuration.md.";
 
 #[derive(Parser)]
 #[command(name = "tmq2mqtt", version, about = "Publish TDengine TMQ subscriptions to MQTT (a drop-in for `taosx run -f tmq+ws://… -t mqtt://…`), committing offsets only after the broker acknowledged", after_help = EXAMPLES)]
@@ -92,15 +97,6 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
-
     let (dsns, action) = match &cli.command {
         Command::Run {
             dsns,
@@ -109,10 +105,20 @@ fn main() -> ExitCode {
         } => (dsns, Ok((*shutdown_timeout, *metrics_addr))),
         Command::Check { dsns, timeout } => (dsns, Err(*timeout)),
     };
-    let mut config = match BridgeConfig::from_dsns(&dsns.from, &dsns.to) {
+    let parsed = BridgeConfig::from_dsns(&dsns.from, &dsns.to);
+    // Every line leaving the process is masked: dependencies log what they send (the `taos` client its
+    // connect request, password included, at trace).
+    let secrets = parsed
+        .as_ref()
+        .map(Secrets::of)
+        .unwrap_or_default()
+        .with_typed(&dsns.from)
+        .with_typed(&dsns.to);
+    init_logs(&cli, secrets.clone());
+    let mut config = match parsed {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", secrets.redact(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -137,7 +143,7 @@ fn main() -> ExitCode {
                             tokio::spawn(server);
                         }
                         Err(e) => {
-                            eprintln!("error: {e}");
+                            eprintln!("error: {}", secrets.redact(&e));
                             return ExitCode::from(1);
                         }
                     }
@@ -156,7 +162,7 @@ fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        eprintln!("error: {}", secrets.redact(&e.to_string()));
                         ExitCode::from(1)
                     }
                 }
@@ -164,7 +170,7 @@ fn main() -> ExitCode {
             Err(timeout) => {
                 let report = check(&config, timeout).await;
                 for line in &report.lines {
-                    println!("{line}");
+                    println!("{}", secrets.redact(line));
                 }
                 if report.ok {
                     println!("ok");
@@ -175,6 +181,18 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Logs to stderr through the password mask, filtered by `--log`/`RUST_LOG`.
+fn init_logs(cli: &Cli, secrets: Secrets) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(RedactingWriter::new(std::io::stderr, secrets));
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

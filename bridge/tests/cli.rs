@@ -1,11 +1,20 @@
 //! The `tmq2mqtt` binary: exit codes, one-line errors without passwords, help, version, `check`.
 
 mod common;
-use common::StandIn;
+use common::{distinct_f1, wait_status, Running, StandIn, Subscriber};
 
-use std::process::{Command, Output};
+use std::{
+    collections::BTreeSet,
+    process::{Command, Output},
+    time::Duration,
+};
 
-use simulator::broker::{BrokerConfig, EmbeddedBroker};
+use simulator::{
+    broker::{BrokerConfig, EmbeddedBroker, MqttVersion},
+    mosquitto::Mosquitto,
+};
+
+const T: Duration = Duration::from_secs(30);
 
 fn bin(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
@@ -148,4 +157,54 @@ async fn check_connects_to_both_ends_and_reports() {
         stdout.contains("TDengine:") && !stdout.contains("subscribed"),
         "{stdout}"
     );
+}
+
+/// `tmq2mqtt check` beside a running bridge with the same DSNs: the check is its own MQTT client (a
+/// broker drops the older of two connections with one client id), so the bridge keeps its connection and
+/// its status, and goes on delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_beside_a_running_bridge_leaves_its_connection_and_status_alone() {
+    let td = StandIn::with_meters(1, "t").await;
+    let broker = Mosquitto::start().expect("mosquitto (ci/setup.sh installs it)");
+    let addr = broker.addr();
+    td.insert(2, 0..10);
+    let status = "bridges/plant/status";
+    let mut live = Subscriber::start(addr, MqttVersion::V311, status, 1).await;
+    let mut data = Subscriber::start(addr, MqttVersion::V311, "plant/#", 1).await;
+    let from = td.earliest_dsn("t", "plant");
+    let to = format!(
+        "mqtt://{addr}?version=3.1.1&qos=1&client_id=plant&clean_session=false&topic=plant/{{table}}&status_topic={status}"
+    );
+    let run = Running::start(&from, &to);
+    assert_eq!(data.collect(10, T).await.len(), 10);
+    wait_status(&mut live, "online").await;
+    run.wait_committed("the first 10 rows committed", |c| c.values().sum::<i64>() > 0)
+        .await;
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
+        .args(["check", "-f", &from, "-t", &to])
+        .env_remove("TMQ2MQTT_FROM")
+        .env_remove("TMQ2MQTT_TO")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(T, out).await.expect("check ends").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("as `plant-check`"), "{stdout}");
+
+    // Rows written after the check arrive through the same, never interrupted, connection.
+    td.insert(2, 10..20);
+    let got = data.collect(10, T).await;
+    assert_eq!(distinct_f1(&got), (10..20).collect::<BTreeSet<u32>>());
+    let s = run.stats.snapshot();
+    assert_eq!((s.mqtt_connects, s.mqtt_failures), (1, 0), "{s:?}");
+    assert!(
+        live.drain().iter().all(|m| m.payload != "offline"),
+        "the check must never announce the bridge offline"
+    );
+    run.stop().await;
 }

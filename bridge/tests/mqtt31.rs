@@ -1,6 +1,9 @@
 //! MQTT 3.1 through the shim, checked on the wire and against a real Mosquitto: the CONNECT bytes say
 //! `MQIsdp` level 3, Mosquitto logs the client as protocol 3.1 (`p1`), QoS 0/1/2 publishes arrive, CONNACK
-//! refusals and TLS failures surface. Requires `mosquitto` (ci/setup.sh installs it).
+//! refusals and TLS failures surface; and the bridge with `version=3.1` end to end. Requires `mosquitto`
+//! (ci/setup.sh installs it).
+
+mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -356,4 +359,44 @@ async fn a_vanished_client_triggers_its_last_will() {
         (will.topic.as_str(), &will.payload[..]),
         ("status/willing", &b"offline"[..])
     );
+}
+
+// ---- the bridge with `version=3.1` ---------------------------------------------------------------------
+
+/// Mosquitto logs each client's protocol as it read it from the wire: `p1` is MQTT 3.1 (`MQIsdp`/3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_3_1_speaks_mqisdp_level_3_on_the_wire() {
+    let td = common::StandIn::with_meters(1, "t").await;
+    td.insert(2, 0..10);
+    let broker = Mosquitto::builder().verbose_log(true).start().unwrap();
+    let mut sub =
+        common::Subscriber::start(broker.addr(), simulator::broker::MqttVersion::V311, "w/#", 1).await;
+    let run = common::Running::start(
+        &td.earliest_dsn("t", "wire"),
+        &format!(
+            "mqtt://{}?version=3.1&qos=2&client_id=wire31&topic=w/{{table}}",
+            broker.addr()
+        ),
+    );
+    let got = sub.collect(10, Duration::from_secs(30)).await;
+    assert_eq!(common::distinct_f1(&got), (0..10).collect());
+    run.stop().await;
+    let log = broker.log();
+    assert!(
+        log.contains("as wire31 (p1,"),
+        "Mosquitto saw no MQTT 3.1 client:\n{log}"
+    );
+}
+
+#[test]
+fn version_3_1_client_id_longer_than_23_bytes_is_refused_at_parse() {
+    let err =
+        tmq2mqtt::dsn::TargetDsn::parse("mqtt://h?version=3.1&client_id=a-client-id-of-24-bytes!&topic=x")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("1 to 23 bytes"), "{err}");
+    assert!(tmq2mqtt::dsn::TargetDsn::parse(
+        "mqtt://h?version=3.1.1&client_id=a-client-id-of-24-bytes!&topic=x"
+    )
+    .is_ok());
 }

@@ -50,7 +50,7 @@ fn message(vg: i32, offset: i64, blocks: Vec<RawBlock>) -> SourceEvent {
 
 struct Running {
     feed: mpsc::Sender<SourceEvent>,
-    commits: mpsc::UnboundedReceiver<(Arc<str>, i32, i64)>,
+    commits: mpsc::UnboundedReceiver<tmq2mqtt::ledger::CommitPoint>,
     stop: Option<oneshot::Sender<()>>,
     stats: Arc<Stats>,
     task: tokio::task::JoinHandle<Result<usize, tmq2mqtt::BridgeError>>,
@@ -89,7 +89,8 @@ impl Running {
     async fn wait_commit(&mut self, vg: i32, offset: i64) {
         tokio::time::timeout(T, async {
             while self.committed.get(&vg).copied().unwrap_or(-1) < offset {
-                let (_, v, o) = self.commits.recv().await.expect("commit channel open");
+                let point = self.commits.recv().await.expect("commit channel open");
+                let (v, o) = (point.vgroup_id, point.offset);
                 let prev = self.committed.insert(v, o);
                 assert!(
                     prev.is_none_or(|p| p < o),
@@ -218,7 +219,7 @@ async fn tables_whose_names_are_no_valid_topic_are_skipped_counted_and_the_rest_
         "mqtt://{addr}?version=3.1.1&qos=1&client_id=namer&topic=names/{{table}}"
     ));
     // Escaped TDengine names may hold MQTT's wildcards or a NUL; rumqttc refuses such a PUBLISH, which
-    // used to end the whole run.
+    // must cost only those rows, not the whole run.
     let blocks = vec![
         block("d+1", 0, 2),
         block("d#2", 10, 3),
@@ -357,8 +358,8 @@ async fn commit_before_ack_commits_at_poll_and_after_ack_waits() {
         // Commits are sent synchronously while the message is handled.
         let commit = run.commits.try_recv().ok();
         assert_eq!(commit.is_some(), expect_commit, "{mode}: {commit:?}");
-        if let Some((topic, vg, offset)) = commit {
-            assert_eq!((&*topic, vg, offset), ("topic_meters", 2, 42));
+        if let Some(c) = commit {
+            assert_eq!((&*c.topic, c.vgroup_id, c.offset), ("topic_meters", 2, 42));
         }
         assert_eq!(run.stats.snapshot().acked, 0);
         run.stop.take().unwrap().send(()).unwrap();

@@ -7,5 +7,6 @@ pub mod recorder;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod trace;
 pub mod verdict;
 pub mod wire;

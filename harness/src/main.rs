@@ -1,7 +1,8 @@
 //! `harness`: run scenario files against the embedded world and judge them.
 //!
-//! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE]`, `harness list`, `harness check`,
-//! `harness bench [--json FILE] [--rows N] [--quick]`.
+//! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE] [--report DIR] [--require mosquitto]`,
+//! `harness list`, `harness check`,
+//! `harness bench [--json FILE] [--rows N] [--quick] [--qos L] [--tables N,…] [--rows-per-table R,…] [--report DIR]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +41,12 @@ enum Command {
         /// Dump every bridge's wire records (NDJSON) into this directory.
         #[arg(long)]
         wire_dir: Option<PathBuf>,
+        /// Write an HTML report with charts to DIR/index.html.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// Fail scenarios that would be skipped for lack of this program instead of skipping them.
+        #[arg(long, value_delimiter = ',', env = "HARNESS_REQUIRE", value_parser = ["mosquitto"])]
+        require: Vec<String>,
     },
     /// List the scenarios with their descriptions.
     List {
@@ -65,6 +72,19 @@ enum Command {
         /// 1 with --quick.
         #[arg(long)]
         repeat: Option<u32>,
+        /// Write an HTML report with charts to DIR/index.html.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// Only the fleet-shape phase with these table counts (e.g. `--tables 10,1000,10000,100000`;
+        /// with --qos, those levels too). The full run measures 10, 1000, 10000 and 100000 tables.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+        tables: Vec<u64>,
+        /// Rows each table writes per round in the fleet phase (default 1,2).
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=5000))]
+        rows_per_table: Vec<u64>,
+        /// Each fleet shape's backlog holds at least this many rows (default 200,000; --quick: 20,000).
+        #[arg(long)]
+        fleet_rows: Option<u64>,
     },
     /// Validate scenario files without running them.
     Check {
@@ -97,6 +117,19 @@ fn resolve(dir: &Path, names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
             }
         })
         .collect()
+}
+
+/// The command line as typed, for the report.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// Writes `DIR/index.html` (creating DIR) and returns its path.
+fn write_report(dir: &Path, page: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let path = dir.join("index.html");
+    std::fs::write(&path, page).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 fn main() -> ExitCode {
@@ -136,11 +169,32 @@ fn real_main() -> anyhow::Result<ExitCode> {
             quick,
             qos,
             repeat,
+            report: report_dir,
+            tables,
+            rows_per_table,
+            fleet_rows,
         } => {
             let mut opts = harness::bench::BenchOptions::new(quick, rows);
-            if !qos.is_empty() {
+            if !qos.is_empty() || !tables.is_empty() {
                 opts.qos = qos;
                 opts.extras = false;
+                if tables.is_empty() {
+                    opts.fleet.clear();
+                }
+            }
+            if !tables.is_empty() || !rows_per_table.is_empty() {
+                let tables = match tables.is_empty() {
+                    true => harness::bench::DEFAULT_FLEET_TABLES.to_vec(),
+                    false => tables,
+                };
+                let per = match rows_per_table.is_empty() {
+                    true => vec![1, 2],
+                    false => rows_per_table,
+                };
+                opts.fleet = harness::bench::BenchOptions::fleet_shapes(&tables, &per);
+            }
+            if let Some(n) = fleet_rows {
+                opts.fleet_rows = n.max(1);
             }
             if let Some(n) = repeat {
                 opts.repeat = n.max(1);
@@ -153,6 +207,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
             print!("{}", harness::bench::table(&report));
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            }
+            if let Some(dir) = report_dir {
+                let page = report::html::bench_page(&command_line(), &report);
+                eprintln!("report: {}", write_report(&dir, &page)?.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -180,6 +238,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
             junit,
             dir,
             wire_dir,
+            report: report_dir,
+            require,
         } => {
             let files = resolve(&dir, &scenarios)?;
             let rt = tokio::runtime::Runtime::new()?;
@@ -189,6 +249,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             );
             let opts = RunOptions { seed, wire_dir };
             let mut outcomes: Vec<Outcome> = Vec::new();
+            let mut pages: Vec<(Option<harness::trace::Trace>, String)> = Vec::new();
             for file in &files {
                 bar.set_message(
                     file.file_stem()
@@ -200,9 +261,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     .strip_prefix(std::env::current_dir()?)
                     .unwrap_or(file)
                     .to_path_buf();
-                let result = rt.block_on(runner::run_file(&rel, &opts));
+                let mut result = rt.block_on(runner::run_file(&rel, &opts));
+                result.outcome.require(&require);
                 bar.suspend(|| eprint!("{}", report::details(&result.outcome)));
                 outcomes.push(result.outcome);
+                if report_dir.is_some() {
+                    let description = scenario::load(file).map(|s| s.description).unwrap_or_default();
+                    pages.push((result.trace, description));
+                }
                 bar.inc(1);
             }
             bar.finish_and_clear();
@@ -213,7 +279,24 @@ fn real_main() -> anyhow::Result<ExitCode> {
             if let Some(path) = junit {
                 std::fs::write(&path, report::junit(&outcomes))?;
             }
-            Ok(if outcomes.iter().all(Outcome::passed) {
+            if let Some(dir) = report_dir {
+                let scenarios: Vec<report::html::ScenarioPage> = outcomes
+                    .iter()
+                    .zip(&pages)
+                    .map(|(outcome, (trace, description))| report::html::ScenarioPage {
+                        outcome,
+                        trace: trace.as_ref(),
+                        description,
+                    })
+                    .collect();
+                let info = report::html::RunInfo {
+                    command: command_line(),
+                    seed,
+                };
+                let page = report::html::run_page(&info, &scenarios);
+                eprintln!("report: {}", write_report(&dir, &page)?.display());
+            }
+            Ok(if report::run_succeeded(&outcomes) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

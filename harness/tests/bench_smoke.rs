@@ -14,6 +14,8 @@ async fn tiny_bench_runs_every_phase() {
     opts.deadline = Duration::from_secs(60);
     // The child-process phase needs the binary; the test must not depend on a build order.
     opts.bridge_bin = None;
+    opts.fleet = BenchOptions::fleet_shapes(&[10, 3000], &[1]);
+    opts.fleet_rows = 3_000;
     let r = bench::run(&opts, |_| {}).await.expect("bench runs");
     assert_eq!(r.qos.len(), 3);
     for q in &r.qos {
@@ -30,6 +32,35 @@ async fn tiny_bench_runs_every_phase() {
     assert!(table.contains("| QoS 2 rows/s |"), "{table}");
     let json: serde_json::Value = serde_json::to_value(&r).unwrap();
     assert_eq!(json["rows"], 2_000);
+    // The fleet phase: every shape drained by the bridge and by the bare client, blocks counted.
+    assert_eq!(r.fleet.len(), 2);
+    let (small, big) = (&r.fleet[0], &r.fleet[1]);
+    assert_eq!((small.tables, small.rows), (10, 3_000));
+    assert_eq!((big.tables, big.rows), (3_000, 3_000));
+    assert_eq!(big.blocks, 3_000, "one row per table: one block per row");
+    assert!(small.blocks < 100, "10 tables: blocks of many rows ({small:?})");
+    for f in &r.fleet {
+        assert!(f.rows_per_s > 0.0 && f.client_rows_per_s > 0.0, "{f:?}");
+        assert!((f.ratio - f.rows_per_s / f.client_rows_per_s).abs() < 1e-9);
+        assert!((f.rows_per_block - f.rows as f64 / f.blocks as f64).abs() < 1e-9);
+        assert!(f.peak_rss_kb.is_none() && f.rewinds.is_some());
+    }
+    for key in [
+        "tables",
+        "rows",
+        "blocks",
+        "rows_per_block",
+        "rows_per_s",
+        "us_per_block",
+        "peak_rss_kb",
+    ] {
+        assert!(
+            json["fleet"][0].get(key).is_some(),
+            "fleet JSON lacks {key}: {}",
+            json["fleet"][0]
+        );
+    }
+    assert!(table.contains("| 3000 | 1 | 3000 | 3000 | 1.0 |"), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,6 +71,7 @@ async fn one_qos_level_repeated_reports_every_pair_and_their_median() {
     opts.qos = vec![1];
     opts.repeat = 3;
     opts.extras = false;
+    opts.fleet.clear();
     let r = bench::run(&opts, |_| {}).await.expect("bench runs");
     assert_eq!(r.qos.len(), 1);
     let q = &r.qos[0];

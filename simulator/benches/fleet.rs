@@ -1,12 +1,12 @@
 //! The fleet's own cost, without TDengine: generating the seeded script (chaos on) and rendering
-//! its SQL, and recording it in the ledger. Target: ≥ 500k rows/s, well above what the stand-in
+//! its SQL, and recording it in the write log. Target: ≥ 500k rows/s, well above what the stand-in
 //! ingests (its insert bench targets 200k rows/s), so the fleet is never a benchmark's bottleneck.
-//! Measured (2 shared cores): plan+sql ≈ 1.1M rows/s, plan+sql+ledger ≈ 0.98M rows/s.
+//! Measured (2 shared cores): plan+sql ≈ 1.1M rows/s, plan+sql+write_log ≈ 0.98M rows/s.
 //!
 //! Run: `cargo bench -p simulator --bench fleet`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use simulator::meters::{Chaos, FleetConfig, Ledger, Plan};
+use simulator::meters::{Chaos, FleetConfig, Plan, WriteLog};
 
 const ROWS: u64 = 100_000;
 
@@ -34,14 +34,14 @@ fn fleet(c: &mut Criterion) {
             bytes
         })
     });
-    group.bench_function("plan+sql+ledger", |b| {
+    group.bench_function("plan+sql+write_log", |b| {
         b.iter(|| {
-            let mut ledger = Ledger::new("power").without_entries();
+            let mut write_log = WriteLog::new("power").without_entries();
             for step in Plan::new(&config, Some(ROWS)) {
                 let _ = step.sql(&config.db);
-                ledger.record(&step, Ok(()), false).unwrap();
+                write_log.record(&step, Ok(()), false).unwrap();
             }
-            ledger.rows_written()
+            write_log.rows_written()
         })
     });
     group.finish();

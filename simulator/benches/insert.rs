@@ -31,8 +31,7 @@ async fn setup(version: &str) -> (TdServer, Taos) {
         .unwrap();
     taos.exec_many([
         "create database power vgroups 4",
-        "create stable power.meters (ts timestamp, current float, voltage int, phase float) \
-         tags (groupid int, location varchar(24))",
+        &simulator::meters::create_stable_sql("power"),
     ])
     .await
     .unwrap();

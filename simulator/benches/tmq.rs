@@ -22,10 +22,7 @@ fn setup(server: &TdServer) {
         store.execute(s, &mut None).unwrap_or_else(|e| panic!("{s}: {e}"));
     };
     sql("create database power vgroups 4");
-    sql(
-        "create stable power.meters (ts timestamp, current float, voltage int, phase float) \
-         tags (groupid int, location varchar(24))",
-    );
+    sql(&simulator::meters::create_stable_sql("power"));
     sql("create topic meters_topic as select ts, current, voltage, phase, groupid, location from power.meters");
     let base = 1_700_000_000_000i64;
     for chunk in 0..ROWS / PER_INSERT {

@@ -38,12 +38,16 @@ use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, Server
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// MQTT protocol version of a listener.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// MQTT protocol version of a listener or a client: the one type the simulator and the harness share.
+/// Spelled as an `mqtt://` DSN's `version` parameter (`3.1.1`, `5.0`) in text and in scenario files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum MqttVersion {
     /// MQTT 3.1.1 (rumqttd calls it v4).
+    #[default]
+    #[serde(rename = "3.1.1")]
     V311,
     /// MQTT 5.0.
+    #[serde(rename = "5.0")]
     V5,
 }
 
@@ -53,6 +57,21 @@ impl MqttVersion {
         match self {
             MqttVersion::V311 => "3.1.1",
             MqttVersion::V5 => "5.0",
+        }
+    }
+}
+
+impl std::str::FromStr for MqttVersion {
+    type Err = String;
+
+    /// `3.1.1` or `4`, `5.0` or `5`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "3.1.1" | "4" => Ok(MqttVersion::V311),
+            "5.0" | "5" => Ok(MqttVersion::V5),
+            other => Err(format!(
+                "`{other}` is not 3.1.1 or 5.0 (MQTT 3.1 is not supported by rumqttd)"
+            )),
         }
     }
 }
@@ -683,6 +702,24 @@ fn url_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mqtt_versions_read_and_write_as_dsn_values() {
+        for (text, v) in [
+            ("3.1.1", MqttVersion::V311),
+            ("4", MqttVersion::V311),
+            ("5", MqttVersion::V5),
+        ] {
+            assert_eq!(text.parse::<MqttVersion>(), Ok(v));
+        }
+        assert!("3.1"
+            .parse::<MqttVersion>()
+            .unwrap_err()
+            .contains("not supported"));
+        assert_eq!(serde_json::to_string(&MqttVersion::V5).unwrap(), "\"5.0\"");
+        let v: MqttVersion = serde_json::from_str("\"3.1.1\"").unwrap();
+        assert_eq!((v, v.dsn_value()), (MqttVersion::default(), "3.1.1"));
+    }
 
     #[test]
     fn url_escapes_credentials() {

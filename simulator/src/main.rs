@@ -25,8 +25,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:6041")]
         listen: SocketAddr,
-        /// Version reported to clients; >= 3.3.0.8 makes the official client use binary SQL.
-        #[arg(long, default_value = "3.3.0.0")]
+        /// Version reported to clients; >= 3.3.0.8 makes `taos` 0.12.3 use binary SQL, >= 3.3.2.0 makes the
+        /// newer client generation (taos-ws-py) fetch TMQ data with `fetch_raw_data`.
+        #[arg(long, default_value = simulator::tdengine::server::DEFAULT_SERVER_VERSION)]
         server_version: String,
         #[arg(long, default_value = "root")]
         user: String,

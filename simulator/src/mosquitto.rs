@@ -16,7 +16,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -192,7 +192,9 @@ impl MosquittoBuilder {
         // A free port can be taken between probing it and Mosquitto binding it: try a few.
         let mut attempts = 0;
         loop {
-            broker.port = free_port()?;
+            broker.port = crate::net::free_port()
+                .map_err(io_err("find a free port"))?
+                .port();
             attempts += 1;
             match broker.spawn_and_wait() {
                 Err(MosquittoError::Exited { output, .. })
@@ -457,20 +459,26 @@ fn write_password_file(path: &Path, users: &[(String, String)]) -> Result<(), Mo
     Ok(())
 }
 
-/// Finds a program in PATH or the sbin directories (Debian installs `mosquitto` in /usr/sbin, which is
-/// not in every user's PATH).
-fn find_program(name: &'static str) -> Result<PathBuf, MosquittoError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from))
+/// Where [`find_program`] looks instead of PATH and the sbin directories when set: a machine without
+/// Mosquitto can be played on one that has it (`SIMULATOR_MOSQUITTO_DIR=/nonexistent`).
+pub const DIR_ENV: &str = "SIMULATOR_MOSQUITTO_DIR";
+
+/// Finds `mosquitto` or `mosquitto_passwd` in PATH or the sbin directories (Debian installs `mosquitto` in
+/// /usr/sbin, which is not in every user's PATH), or only in `$SIMULATOR_MOSQUITTO_DIR` when that is set.
+pub fn find_program(name: &'static str) -> Result<PathBuf, MosquittoError> {
+    let dirs: Vec<PathBuf> = match std::env::var_os(DIR_ENV) {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .chain(["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from))
+                .collect()
+        }
+    };
+    dirs.into_iter()
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
         .ok_or(MosquittoError::NotInstalled { program: name })
-}
-
-fn free_port() -> Result<u16, MosquittoError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(io_err("find a free port"))?;
-    Ok(listener.local_addr().map_err(io_err("find a free port"))?.port())
 }
 
 #[cfg(test)]

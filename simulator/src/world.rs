@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::broker::{BrokerConfig, BrokerError, EmbeddedBroker, MqttVersion};
-use crate::meters::{Fleet, FleetConfig, FleetError, FleetReport, Ledger, Step};
+use crate::meters::{Fleet, FleetConfig, FleetError, FleetReport, Step, WriteLog};
 use crate::tdengine::{TdConfig, TdServer};
 
 /// TDengine's public default password: the only one the world prints in clear.
@@ -71,7 +71,7 @@ pub struct World {
 }
 
 struct RunningFleet {
-    ledger: Arc<Mutex<Ledger>>,
+    write_log: Arc<Mutex<WriteLog>>,
     /// Dropping it also stops the fleet (the receiver then resolves).
     stop: Option<oneshot::Sender<()>>,
     /// Taken by whoever awaits the fleet's end.
@@ -117,13 +117,13 @@ impl World {
             fleet_config.vgroups = world.config.vgroups;
             fleet_config.create = true;
             let fleet = Fleet::new(fleet_config)?;
-            let ledger = fleet.ledger();
+            let write_log = fleet.write_log();
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             let task = tokio::spawn(fleet.run(async move {
                 let _ = stop_rx.await;
             }));
             world.fleet = Some(RunningFleet {
-                ledger,
+                write_log,
                 stop: Some(stop_tx),
                 task: Some(task),
             });
@@ -147,9 +147,9 @@ impl World {
         &self.config
     }
 
-    /// The fleet's ledger, while a fleet runs or ran.
-    pub fn ledger(&self) -> Option<Arc<Mutex<Ledger>>> {
-        self.fleet.as_ref().map(|f| f.ledger.clone())
+    /// The fleet's write log, while a fleet runs or ran.
+    pub fn write_log(&self) -> Option<Arc<Mutex<WriteLog>>> {
+        self.fleet.as_ref().map(|f| f.write_log.clone())
     }
 
     /// `ws://user:password@host:port` of the stand-in.

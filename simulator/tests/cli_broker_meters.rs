@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use simulator::broker::{handshake, Credentials, MqttVersion};
 use simulator::meters::verify::{diff, select_rows};
-use simulator::meters::Ledger;
+use simulator::meters::WriteLog;
 use simulator::tdengine::{TdConfig, TdServer};
 use taos::{AsyncTBuilder, TaosBuilder};
 use tokio::time::timeout;
@@ -30,15 +30,15 @@ async fn output(mut command: Command) -> std::process::Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn meters_writes_the_rows_its_ledger_file_lists() {
+async fn meters_writes_the_rows_its_write_log_file_lists() {
     let server = TdServer::start(TdConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ledger_path = dir.path().join("ledger.ndjson");
+    let write_log_path = dir.path().join("write_log.ndjson");
     let mut command = simulator();
     command.args(["meters", "--dsn", &server.dsn(), "--db", "fleet", "--create"]);
     command.args(["--meters", "4", "--rows", "400", "--batch", "50", "--seed", "9"]);
     command.args(["--start-ms", "1700000000000", "--chaos"]);
-    command.arg("--ledger").arg(&ledger_path);
+    command.arg("--write-log").arg(&write_log_path);
     let out = output(command).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
@@ -46,16 +46,16 @@ async fn meters_writes_the_rows_its_ledger_file_lists() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("taosdata"), "password printed: {stderr}");
 
-    let file = BufReader::new(std::fs::File::open(&ledger_path).unwrap());
-    let ledger = Ledger::from_ndjson("fleet", file).unwrap();
-    assert_eq!(ledger.rows_written(), 400);
+    let file = BufReader::new(std::fs::File::open(&write_log_path).unwrap());
+    let write_log = WriteLog::from_ndjson("fleet", file).unwrap();
+    assert_eq!(write_log.rows_written(), 400);
     let taos = TaosBuilder::from_dsn(server.dsn())
         .unwrap()
         .build()
         .await
         .unwrap();
     let actual = select_rows(&taos, "fleet").await.unwrap();
-    assert_eq!(diff(&ledger.expected_rows(), &actual), Vec::<String>::new());
+    assert_eq!(diff(&write_log.expected_rows(), &actual), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,7 +37,7 @@ async fn client(server: &TdServer) -> Taos {
 async fn run_and_check(version: &str, seed: u64, chaos: Chaos) -> simulator::meters::verify::TableRows {
     let server = TdServer::start(TdConfig::with_version(version)).await.unwrap();
     let fleet = Fleet::new(config(server.dsn(), seed, chaos)).unwrap();
-    let ledger = fleet.ledger();
+    let write_log = fleet.write_log();
     let report = timeout(DEADLINE, fleet.run(std::future::pending()))
         .await
         .expect("fleet finished")
@@ -45,7 +45,7 @@ async fn run_and_check(version: &str, seed: u64, chaos: Chaos) -> simulator::met
     assert_eq!(report.rows_rejected, 0, "{report}");
     assert_eq!(report.rows_written, 3000, "{report}");
     let taos = client(&server).await;
-    let expected = ledger.lock().expected_rows();
+    let expected = write_log.lock().expected_rows();
     let actual = select_rows(&taos, "power").await.unwrap();
     assert_eq!(diff(&expected, &actual), Vec::<String>::new(), "seed {seed}");
     select_rows(&taos, "power").await.unwrap()
@@ -92,12 +92,12 @@ async fn dropped_connections_are_retried_without_losing_rows() {
     cfg.stop = StopAfter::Rows(6_000);
     cfg.batch = 50;
     let fleet = Fleet::new(cfg).unwrap();
-    let ledger = fleet.ledger();
+    let write_log = fleet.write_log();
     let run = tokio::spawn(fleet.run(std::future::pending()));
     // Kick every connection three times while the fleet is writing.
     for kick in 1..=3u64 {
         let deadline = Instant::now() + DEADLINE;
-        while ledger.lock().rows_written() < kick * 1500 {
+        while write_log.lock().rows_written() < kick * 1500 {
             assert!(Instant::now() < deadline, "fleet stalled");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -108,7 +108,7 @@ async fn dropped_connections_are_retried_without_losing_rows() {
     assert_eq!(report.rows_written, 6_000, "{report}");
     assert_eq!(report.rows_rejected, 0, "{report}");
     let taos = client(&server).await;
-    let expected = ledger.lock().expected_rows();
+    let expected = write_log.lock().expected_rows();
     let actual = select_rows(&taos, "power").await.unwrap();
     assert_eq!(diff(&expected, &actual), Vec::<String>::new());
 }
@@ -121,7 +121,7 @@ async fn rejected_writes_are_reported_with_their_rows() {
     cfg.create = false;
     cfg.stop = StopAfter::Rows(250);
     let fleet = Fleet::new(cfg).unwrap();
-    let ledger = fleet.ledger();
+    let write_log = fleet.write_log();
     let report = timeout(DEADLINE, fleet.run(std::future::pending()))
         .await
         .unwrap()
@@ -129,8 +129,8 @@ async fn rejected_writes_are_reported_with_their_rows() {
     assert_eq!(report.rows_written, 0);
     assert_eq!(report.rows_rejected, 250);
     assert_eq!(report.statements_rejected, report.statements);
-    let ledger = ledger.lock();
-    let rejected_rows: Vec<_> = ledger
+    let write_log = write_log.lock();
+    let rejected_rows: Vec<_> = write_log
         .entries()
         .iter()
         .filter(|e| matches!(e.what, Entry::Row { .. }))
@@ -140,7 +140,7 @@ async fn rejected_writes_are_reported_with_their_rows() {
         assert_eq!(e.outcome, Outcome::Rejected);
         assert!(e.error.as_deref().is_some_and(|m| m.contains("0x")), "{e:?}");
     }
-    assert!(ledger.expected_rows().values().all(|r| r.is_empty()));
+    assert!(write_log.expected_rows().values().all(|r| r.is_empty()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,24 +158,24 @@ async fn wrong_password_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ledger_file_replays_to_the_same_expected_rows() {
+async fn write_log_file_replays_to_the_same_expected_rows() {
     let server = TdServer::start(TdConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.ndjson");
+    let path = dir.path().join("write_log.ndjson");
     let mut cfg = config(server.dsn(), 11, Chaos::all());
-    cfg.ledger_path = Some(path.clone());
+    cfg.write_log_path = Some(path.clone());
     let fleet = Fleet::new(cfg).unwrap();
-    let ledger = fleet.ledger();
+    let write_log = fleet.write_log();
     timeout(DEADLINE, fleet.run(std::future::pending()))
         .await
         .unwrap()
         .unwrap();
     let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
-    let replayed = simulator::meters::Ledger::from_ndjson("power", file).unwrap();
+    let replayed = simulator::meters::WriteLog::from_ndjson("power", file).unwrap();
     {
-        let ledger = ledger.lock();
-        assert_eq!(replayed.entries(), ledger.entries());
-        assert_eq!(replayed.expected_rows(), ledger.expected_rows());
+        let write_log = write_log.lock();
+        assert_eq!(replayed.entries(), write_log.entries());
+        assert_eq!(replayed.expected_rows(), write_log.expected_rows());
     }
     let taos = client(&server).await;
     assert_eq!(check(&taos, &replayed).await.unwrap(), Vec::<String>::new());
@@ -189,21 +189,21 @@ async fn giving_up_on_a_lost_server_is_an_error_and_the_open_statement_is_unknow
     cfg.batch = 10;
     cfg.retry_for = Duration::from_millis(500);
     let fleet = Fleet::new(cfg).unwrap();
-    let ledger = fleet.ledger();
+    let write_log = fleet.write_log();
     let run = tokio::spawn(fleet.run(std::future::pending()));
     let deadline = Instant::now() + DEADLINE;
-    while ledger.lock().rows_written() < 100 {
+    while write_log.lock().rows_written() < 100 {
         assert!(Instant::now() < deadline, "fleet stalled");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.shutdown().await;
     let error = timeout(DEADLINE, run).await.unwrap().unwrap().unwrap_err();
     assert!(error.to_string().contains("unreachable"), "{error}");
-    let ledger = ledger.lock();
-    let last = ledger.entries().last().unwrap();
+    let write_log = write_log.lock();
+    let last = write_log.entries().last().unwrap();
     assert_eq!(last.outcome, Outcome::Unknown, "{last:?}");
     // Exactly the entries of the last statement are unknown.
-    for e in ledger.entries() {
+    for e in write_log.entries() {
         assert_eq!(e.outcome == Outcome::Unknown, e.step == last.step, "{e:?}");
     }
 }

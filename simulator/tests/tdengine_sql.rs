@@ -6,6 +6,7 @@ use std::time::Duration;
 use simulator::tdengine::{TdConfig, TdServer};
 use taos::taos_query::common::Timestamp;
 use taos::*;
+use tokio_tungstenite::tungstenite::Message;
 
 const JSON_PATH: &str = "3.3.0.0";
 const BINARY_PATH: &str = "3.3.1.0";
@@ -272,8 +273,7 @@ async fn smart_meter_schema_and_ddl() {
     taos.exec_many([
         "create database if not exists power vgroups 4 precision 'us' wal_retention_period 60",
         "use power",
-        "create stable meters (ts timestamp, current float, voltage int, phase float) \
-         tags (groupid int, location varchar(24))",
+        &simulator::meters::create_stable_sql("power"),
         "create table d0 using meters tags (1, 'California.SanFrancisco')",
         "create table d1 using meters (groupid) tags (2)",
     ])
@@ -374,10 +374,22 @@ async fn unknown_paths_get_404_and_shutdown_closes_clients() {
     assert!(taos.exec("show databases").await.is_err());
 }
 
+/// The next frame from the server (a test failure after 5 s).
+async fn next_reply<S>(ws: &mut S) -> Message
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a reply within 5 s")
+        .expect("the socket stays open")
+        .expect("a frame")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_actions_get_errors_pings_get_pongs() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
+    use futures_util::SinkExt;
     let server = TdServer::start(TdConfig::default()).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/rest/ws", server.addr()))
         .await
@@ -387,28 +399,16 @@ async fn unknown_actions_get_errors_pings_get_pongs() {
     ))
     .await
     .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let reply = next_reply(&mut ws).await;
     let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
     assert_eq!(reply["code"], 0xFFFF);
     assert_eq!(reply["req_id"], 42);
     assert_eq!(reply["action"], "no_such_action");
     ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let reply = next_reply(&mut ws).await;
     assert!(reply.is_text(), "short binary frame gets a JSON error");
     ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let reply = next_reply(&mut ws).await;
     assert_eq!(reply, Message::Pong(b"hi".to_vec().into()));
     // A query before `conn` is refused, and the socket stays usable.
     ws.send(Message::text(
@@ -416,11 +416,7 @@ async fn unknown_actions_get_errors_pings_get_pongs() {
     ))
     .await
     .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let reply = next_reply(&mut ws).await;
     let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
     assert_ne!(reply["code"], 0);
     // The server still serves the official client.

@@ -72,7 +72,7 @@ async fn newer_clients_get_version_blocking_polls_and_lost_messages_re_sent() {
     let v = reply(&mut ws).await;
     assert_eq!(
         (v["code"].as_i64(), v["version"].as_str()),
-        (Some(0), Some("3.3.0.0"))
+        (Some(0), Some(simulator::tdengine::server::DEFAULT_SERVER_VERSION))
     );
 
     send(&mut ws, "subscribe", subscribe_args("taosdata")).await;

@@ -136,7 +136,7 @@ async fn world_rows_reach_a_subscriber_through_the_bridge() {
         .unwrap()
         .unwrap();
     assert_eq!(report.rows_written, 200, "{report}");
-    let expected = world.ledger().unwrap().lock().expected_rows();
+    let expected = world.write_log().unwrap().lock().expected_rows();
     let got = collect(&mut rx, &expected).await;
     assert_rows_match(&expected, &got, "power");
 
@@ -227,7 +227,7 @@ async fn world_command_starts_serves_and_stops() {
     }));
 
     // The world's fleet is deterministic: the same script run locally tells which rows to expect.
-    let mut ledger = simulator::meters::Ledger::new("power");
+    let mut write_log = simulator::meters::WriteLog::new("power");
     let script = FleetConfig {
         meters: 3,
         create: true,
@@ -235,9 +235,9 @@ async fn world_command_starts_serves_and_stops() {
         ..FleetConfig::default()
     };
     for step in simulator::meters::Plan::new(&script, Some(60)) {
-        ledger.record(&step, Ok(()), false).unwrap();
+        write_log.record(&step, Ok(()), false).unwrap();
     }
-    let expected = ledger.expected_rows();
+    let expected = write_log.expected_rows();
     let got = collect(&mut rx, &expected).await;
     assert_rows_match(&expected, &got, "power");
 

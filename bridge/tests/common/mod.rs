@@ -3,6 +3,8 @@
 //! used by the harness's Docker tests against real TDengine (`harness/tests/docker.rs`).
 #![allow(dead_code)]
 
+pub mod brokers;
+
 use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 
 use simulator::broker::MqttVersion;
@@ -200,6 +202,21 @@ impl Subscriber {
     }
 }
 
+/// The first message a fresh subscriber to `topic` gets: what the broker retained there.
+pub async fn retained(addr: SocketAddr, version: MqttVersion, topic: &str) -> Received {
+    let mut sub = Subscriber::spawn(addr, version, topic, 1);
+    let got = sub.collect(1, RUNNING_WITHIN).await;
+    got.into_iter().next().unwrap()
+}
+
+/// Waits until `sub` receives `payload` (live or retained), e.g. the bridge's status; returns it.
+pub async fn wait_status(sub: &mut Subscriber, payload: &str) -> Received {
+    let got = sub
+        .collect_until(RUNNING_WITHIN, |g| g.iter().any(|m| m.payload == payload))
+        .await;
+    got.into_iter().find(|m| m.payload == payload).unwrap()
+}
+
 fn rand_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -263,6 +280,22 @@ impl Running {
     ) {
         let stats = self.stats.clone();
         wait_for(what, RUNNING_WITHIN, || done(&stats.snapshot().committed)).await;
+    }
+
+    /// Waits until `vgroups` vgroups committed, stops the bridge and checks the run was clean: `rows` rows
+    /// read and acknowledged, none left unacknowledged, and nothing more (no duplicate) at `sub`.
+    pub async fn stop_clean(self, sub: &mut Subscriber, tag: &str, vgroups: usize, rows: u64) {
+        self.wait_committed(&format!("{tag}: {vgroups} vgroups committed"), |c| {
+            c.len() == vgroups
+        })
+        .await;
+        let s = self.stop().await;
+        assert_eq!(
+            (s.rows, s.acked, s.unacked_at_exit),
+            (rows, rows, 0),
+            "{tag}: {s:?}"
+        );
+        assert!(sub.drain().is_empty(), "{tag}: no duplicates without faults");
     }
 
     /// Waits until the bridge's last recorded error contains `needle`; returns that error.
@@ -436,6 +469,11 @@ impl StandIn {
     /// number), ts = `fixture::BASE_TS` + id, f1 = id.
     pub fn insert(&self, tables: u32, ids: std::ops::Range<u32>) {
         self.sql(&simulator::tdengine::fixture::insert_sql(tables, ids));
+    }
+
+    /// The source DSN of `topic` for consumer group `group`, from the earliest offset.
+    pub fn earliest_dsn(&self, topic: &str, group: &str) -> String {
+        self.from(topic, &format!("group.id={group}&auto.offset.reset=earliest"))
     }
 
     /// The source DSN of `topic` with `params`.

@@ -15,10 +15,15 @@ use super::{world::BenchWorld, world::TOPIC, BenchError};
 
 /// Where a drain ends: the position after the last WAL entry of every vgroup of the bench database.
 pub fn end_positions(w: &BenchWorld) -> Result<BTreeMap<i32, i64>, BenchError> {
+    end_positions_of(w, "power")
+}
+
+/// Where a drain of database `db` ends: the position after the last WAL entry of each of its vgroups.
+pub fn end_positions_of(w: &BenchWorld, db: &str) -> Result<BTreeMap<i32, i64>, BenchError> {
     let db = w
         .store()
-        .database("power")
-        .map_err(|e| BenchError::Setup(format!("database power: {e}")))?;
+        .database(db)
+        .map_err(|e| BenchError::Setup(format!("database {db}: {e}")))?;
     let mut end = BTreeMap::new();
     for vg in db.vgroups {
         let wal = w
@@ -53,7 +58,22 @@ pub async fn in_process(
         &format!("bench/{label}/{{table}}"),
         extra,
     );
-    let config = BridgeConfig::from_dsns(&from, &to).map_err(|e| BenchError::Setup(e.to_string()))?;
+    run_in_process(&from, &to, &end, rows, label, deadline)
+        .await
+        .map(|(rps, _)| rps)
+}
+
+/// Runs an in-process bridge `from` → `to` until every vgroup is committed at `end`; rows/s from the
+/// bridge's start to the last commit, and its summary.
+pub async fn run_in_process(
+    from: &str,
+    to: &str,
+    end: &BTreeMap<i32, i64>,
+    rows: u64,
+    label: &str,
+    deadline: Duration,
+) -> Result<(f64, tmq2mqtt::RunSummary), BenchError> {
+    let config = BridgeConfig::from_dsns(from, to).map_err(|e| BenchError::Setup(e.to_string()))?;
     let bridge = Bridge::new(config);
     let stats = bridge.stats();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
@@ -68,7 +88,7 @@ pub async fn in_process(
             .into_iter()
             .map(|((_, vg), o)| (vg, o))
             .collect();
-        if reached(&committed, &end) {
+        if reached(&committed, end) {
             break;
         }
         if start.elapsed() > deadline || task.is_finished() {
@@ -94,7 +114,7 @@ pub async fn in_process(
             summary.rows
         )));
     }
-    Ok(rows as f64 / dt.as_secs_f64())
+    Ok((rows as f64 / dt.as_secs_f64(), summary))
 }
 
 /// What the child-process drain measured.
@@ -114,10 +134,28 @@ pub async fn child(
 ) -> Result<ChildDrain, BenchError> {
     let end = end_positions(w)?;
     let group = "bench-rss";
+    let from = w.tmq_dsn(group, "earliest");
+    let to = w.mqtt_dsn(1, group, "bench/rss/{table}", "");
+    child_with(w, bin, &from, &to, group, TOPIC, &end, rows, deadline).await
+}
+
+/// Runs `bin run` `from` → `to` until the stand-in shows `group` committed at `end` in `topic`.
+#[allow(clippy::too_many_arguments)]
+pub async fn child_with(
+    w: &BenchWorld,
+    bin: &Path,
+    from: &str,
+    to: &str,
+    group: &str,
+    topic: &str,
+    end: &BTreeMap<i32, i64>,
+    rows: u64,
+    deadline: Duration,
+) -> Result<ChildDrain, BenchError> {
     let mut cmd = tokio::process::Command::new(bin);
     cmd.arg("run")
-        .env("TMQ2MQTT_FROM", w.tmq_dsn(group, "earliest"))
-        .env("TMQ2MQTT_TO", w.mqtt_dsn(1, group, "bench/rss/{table}", ""))
+        .env("TMQ2MQTT_FROM", from)
+        .env("TMQ2MQTT_TO", to)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -137,10 +175,10 @@ pub async fn child(
             w.td.tmq()
                 .subscriptions()
                 .into_iter()
-                .filter(|s| s.group == group && s.topic == TOPIC)
+                .filter(|s| s.group == group && s.topic == topic)
                 .map(|s| (s.vgroup, s.committed))
                 .collect();
-        if reached(&committed, &end) {
+        if reached(&committed, end) {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {

@@ -25,6 +25,8 @@ pub struct Latency {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// (percentile, ms) at every 5th percentile, p99 and the maximum, for the report's latency curve.
+    pub percentiles: Vec<(f64, f64)>,
 }
 
 const TICK: Duration = Duration::from_millis(10);
@@ -139,5 +141,14 @@ pub async fn measure(w: &BenchWorld, rate: u64, duration: Duration) -> Result<La
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: lat.last().copied().unwrap_or(f64::NAN),
+        percentiles: if lat.is_empty() {
+            Vec::new()
+        } else {
+            (1..=19)
+                .map(|i| i as f64 * 5.0)
+                .chain([99.0, 100.0])
+                .map(|p| (p, pct(p / 100.0)))
+                .collect::<Vec<_>>()
+        },
     })
 }

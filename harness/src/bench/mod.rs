@@ -5,9 +5,12 @@
 //! - `bridge`: backlog drained from `earliest` at QoS 0/1/2, rows/s to the last commit ([`drain`]);
 //! - `latency`: insert → subscriber at a steady 5k rows/s ([`latency`]);
 //! - peak RSS of the bridge as a child process draining the backlog ([`drain::child`]);
-//! - `format=batch` rows/s.
+//! - `format=batch` rows/s;
+//! - `fleet`: many tables with a row or two each per message, bridge against the official client's own
+//!   limit ([`fleet`]).
 
 pub mod drain;
+pub mod fleet;
 pub mod latency;
 pub mod limit;
 pub mod world;
@@ -47,6 +50,10 @@ pub struct BenchOptions {
     pub repeat: u32,
     /// The batch, peak-RSS and latency phases.
     pub extras: bool,
+    /// Fleet shapes measured (none: no fleet phase).
+    pub fleet: Vec<fleet::Shape>,
+    /// Each fleet shape's backlog holds at least this many rows (whole rounds).
+    pub fleet_rows: u64,
 }
 
 impl BenchOptions {
@@ -64,9 +71,34 @@ impl BenchOptions {
             qos: vec![0, 1, 2],
             repeat: if quick { 1 } else { 3 },
             extras: true,
+            fleet: Self::fleet_shapes(
+                if quick {
+                    &[10, 1000, 10_000]
+                } else {
+                    &DEFAULT_FLEET_TABLES
+                },
+                &[1, 2],
+            ),
+            fleet_rows: if quick { 20_000 } else { 200_000 },
         }
     }
+
+    /// Every (tables, rows per table) pair.
+    pub fn fleet_shapes(tables: &[u64], rows_per_table: &[u64]) -> Vec<fleet::Shape> {
+        tables
+            .iter()
+            .flat_map(|&t| {
+                rows_per_table.iter().map(move |&r| fleet::Shape {
+                    tables: t.max(1),
+                    rows_per_table: r.max(1),
+                })
+            })
+            .collect()
+    }
 }
+
+/// The fleet phase's table counts in the full run.
+pub const DEFAULT_FLEET_TABLES: [u64; 4] = [10, 1000, 10_000, 100_000];
 
 /// The QoS 2 limit runs ~100k msg/s; more would only lengthen the bench.
 pub const QOS2_LIMIT_MESSAGES: u64 = 300_000;
@@ -119,14 +151,18 @@ pub struct BenchReport {
     /// Peak RSS of `tmq2mqtt run` (child process) while draining the backlog at QoS 1, kB.
     pub peak_rss_kb: Option<u64>,
     pub child_rows_per_s: Option<f64>,
+    /// The fleet-shape phase, one entry per shape.
+    pub fleet: Vec<fleet::FleetRow>,
     pub notes: Vec<String>,
 }
 
 /// Runs every phase; `progress` gets one line per phase.
 pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchReport, BenchError> {
     let w = BenchWorld::start().await?;
-    progress(&format!("loading {} backlog rows", opts.rows));
-    w.load_backlog(opts.rows)?;
+    if !opts.qos.is_empty() || opts.extras {
+        progress(&format!("loading {} backlog rows", opts.rows));
+        w.load_backlog(opts.rows)?;
+    }
     let end = drain::end_positions(&w)?;
     // Payloads as the bridge renders them (offsets of this backlog's size), cycled by the bare publisher.
     let offset = *end.values().next().unwrap_or(&1);
@@ -186,9 +222,29 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
         }
         (Some(batch), Some(latency), peak_rss_kb, child_rows_per_s)
     } else {
-        notes.push("batch, peak RSS and latency not measured (--qos)".into());
+        if !opts.qos.is_empty() {
+            notes.push("batch, peak RSS and latency not measured (--qos)".into());
+        }
         (None, None, None, None)
     };
+    let mut fleet_rows = Vec::new();
+    for &shape in &opts.fleet {
+        let row = fleet::measure(
+            &w,
+            shape,
+            opts.fleet_rows,
+            opts.bridge_bin.as_deref(),
+            opts.deadline,
+            &progress,
+        )
+        .await?;
+        fleet_rows.push(row);
+    }
+    if !opts.fleet.is_empty() && opts.bridge_bin.is_none() {
+        notes.push(
+            "fleet: tmq2mqtt binary not found: the bridge ran in-process, peak RSS not measured".into(),
+        );
+    }
     w.td.shutdown().await;
     Ok(BenchReport {
         machine: machine(),
@@ -200,6 +256,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
         latency,
         peak_rss_kb,
         child_rows_per_s,
+        fleet: fleet_rows,
         notes,
     })
 }
@@ -271,6 +328,41 @@ pub fn table(r: &BenchReport) -> String {
         _ if r.latency.is_none() => {}
         _ => {
             let _ = writeln!(s, "| peak RSS | | not measured | |");
+        }
+    }
+    if !r.fleet.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "fleet shapes (4 vgroups, INSERTs of {} rows, QoS 1, default parameters; client limit: as many bare `taos` consumers as the bridge runs)",
+            fleet::BATCH_ROWS
+        );
+        let _ = writeln!(
+            s,
+            "| tables | rows/table/round | rows | blocks | rows/block | bridge rows/s | µs/block | peak RSS | consumers | client rows/s | client µs/block | ratio |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for f in &r.fleet {
+            let rss = f
+                .peak_rss_kb
+                .map(|kb| format!("{:.1} MB", kb as f64 / 1024.0))
+                .unwrap_or_else(|| "—".into());
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {:.0} | {:.1} | {:.2} |",
+                f.tables,
+                f.rows_per_table,
+                f.rows,
+                f.blocks,
+                f.rows_per_block,
+                f.rows_per_s,
+                f.us_per_block,
+                rss,
+                f.consumers,
+                f.client_rows_per_s,
+                f.client_us_per_block,
+                f.ratio
+            );
         }
     }
     for n in &r.notes {

@@ -33,7 +33,7 @@ impl BenchWorld {
             .map_err(|e| BenchError::Setup(format!("broker: {e}")))?;
         let w = BenchWorld { td, broker };
         w.sql("create database power vgroups 4")?;
-        w.sql("create stable power.meters (ts timestamp, current float, voltage int, phase float) tags (groupid int, location varchar(24))")?;
+        w.sql(&simulator::meters::create_stable_sql("power"))?;
         w.sql(&format!("create topic {TOPIC} as select ts, current, voltage, phase, tbname, groupid, location from power.meters"))?;
         Ok(w)
     }
@@ -61,8 +61,12 @@ impl BenchWorld {
     }
 
     pub fn tmq_dsn(&self, group: &str, reset: &str) -> String {
+        self.tmq_dsn_for(TOPIC, group, reset)
+    }
+
+    pub fn tmq_dsn_for(&self, topic: &str, group: &str, reset: &str) -> String {
         format!(
-            "tmq+ws://root:taosdata@{}/{TOPIC}?group.id={group}&auto.offset.reset={reset}",
+            "tmq+ws://root:taosdata@{}/{topic}?group.id={group}&auto.offset.reset={reset}",
             self.td.addr()
         )
     }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
-use simulator::meters::{Entry, LedgerEntry, Outcome, Tags};
+use simulator::meters::{Entry, Outcome, Tags, WriteLogEntry};
 
 use crate::verdict::ExpectedRow;
 
@@ -92,7 +92,7 @@ fn f32_json(v: Option<f32>) -> Value {
 /// Expected rows of `topic` from the fleet's ledger entries; `written_at` stamps rows by ledger seq.
 pub fn from_ledger(
     topic: &TopicShape,
-    entries: &[LedgerEntry],
+    entries: &[WriteLogEntry],
     written_at: &HashMap<u64, u64>,
 ) -> Vec<ExpectedRow> {
     let mut tags: HashMap<&str, &Tags> = HashMap::new();

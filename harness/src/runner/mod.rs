@@ -5,6 +5,7 @@
 
 pub mod bridges;
 pub mod expected;
+pub mod needs;
 pub mod sql;
 mod timeline;
 pub mod world;
@@ -38,10 +39,11 @@ pub struct RunOptions {
     pub wire_dir: Option<std::path::PathBuf>,
 }
 
-/// A run's outcome plus the delivered stream (for snapshots).
+/// A run's outcome plus the delivered stream (for snapshots) and what happened over time (for the report).
 pub struct RunResult {
     pub outcome: Outcome,
     pub delivered: Vec<Delivered>,
+    pub trace: Option<crate::trace::Trace>,
 }
 
 /// Loads and runs one scenario file.
@@ -59,10 +61,12 @@ pub async fn run_file(path: &Path, opts: &RunOptions) -> RunResult {
                 seed: opts.seed.unwrap_or(0),
                 elapsed_ms: 0,
                 error: Some(e.to_string()),
+                skipped: None,
                 verdict: None,
                 replay: replay_command(&file, opts.seed.unwrap_or(0)),
             },
             delivered: Vec::new(),
+            trace: None,
         },
     }
 }
@@ -72,6 +76,22 @@ pub async fn run(s: &Scenario, file: &str, opts: &RunOptions) -> RunResult {
     let started = Instant::now();
     let seed = opts.seed.unwrap_or(s.seed);
     let replay = replay_command(file, seed);
+    if let Some(skip) = needs::missing(s) {
+        return RunResult {
+            outcome: Outcome {
+                scenario: s.name.clone(),
+                file: file.to_string(),
+                seed,
+                elapsed_ms: 0,
+                error: None,
+                skipped: Some(skip),
+                verdict: None,
+                replay,
+            },
+            delivered: Vec::new(),
+            trace: None,
+        };
+    }
     let (verdict, delivered, error) = match run_inner(s, seed, &replay, opts).await {
         Ok((v, d)) => (Some(v), d, None),
         Err(e) => (None, Vec::new(), Some(e)),
@@ -83,10 +103,12 @@ pub async fn run(s: &Scenario, file: &str, opts: &RunOptions) -> RunResult {
             seed,
             elapsed_ms: started.elapsed().as_millis() as u64,
             error,
+            skipped: None,
             verdict,
             replay,
         },
         delivered,
+        trace: None,
     }
 }
 
@@ -126,7 +148,7 @@ impl BridgeSlot {
 
 /// Data-phase state shared with the fleet task.
 struct FleetRun {
-    ledger: Arc<parking_lot::Mutex<simulator::meters::Ledger>>,
+    ledger: Arc<parking_lot::Mutex<simulator::meters::WriteLog>>,
     task: tokio::task::JoinHandle<Result<simulator::meters::FleetReport, simulator::meters::FleetError>>,
     stamps: Arc<parking_lot::Mutex<HashMap<u64, u64>>>,
     stamper: tokio::task::JoinHandle<()>,
@@ -214,13 +236,9 @@ async fn write_schema(s: &Scenario, sql: &sql::Sql) -> Result<Schema, String> {
             create.push_str(&format!(" wal_retention_period {r}"));
         }
         sql.exec(&create).await.map_err(|e| e.to_string())?;
-        sql.exec(&format!(
-            "create stable if not exists {}.meters (ts timestamp, current float, voltage int, phase float) \
-             tags (groupid int, location varchar(24))",
-            d.db
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+        sql.exec(&simulator::meters::create_stable_sql(&d.db))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     for stmt in &d.sql {
         sql.exec(stmt).await.map_err(|e| e.to_string())?;
@@ -610,7 +628,7 @@ fn start_fleet(s: &Scenario, seed: u64, td: &Tdengine) -> Result<FleetRun, Strin
         ..FleetConfig::default()
     };
     let fleet = Fleet::new(config).map_err(|e| format!("meter fleet: {e}"))?;
-    let ledger = fleet.ledger();
+    let ledger = fleet.write_log();
     let task = tokio::spawn(fleet.run(std::future::pending()));
     // Stamp each ledger row with the time it appeared: the insert → receipt latency's start.
     let stamps = Arc::new(parking_lot::Mutex::new(HashMap::new()));

@@ -333,7 +333,7 @@ pub struct SubscriberDef {
     #[serde(default = "default_sub_qos")]
     pub qos: u8,
     /// `"3.1.1"` (default) or `"5.0"`.
-    #[serde(default = "default_sub_version", with = "version_str")]
+    #[serde(default)]
     pub version: MqttVersion,
     #[serde(default = "yes")]
     pub clean_session: bool,
@@ -346,30 +346,6 @@ fn default_sub_qos() -> u8 {
     2
 }
 
-fn default_sub_version() -> MqttVersion {
-    MqttVersion::V311
-}
-
-/// MQTT versions as scenario files spell them (`"3.1.1"`, `"5.0"`: the DSN's `version=` values).
-pub(crate) mod version_str {
-    use super::*;
-
-    pub fn serialize<S: serde::Serializer>(v: &MqttVersion, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(v.dsn_value())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MqttVersion, D::Error> {
-        let text = String::deserialize(d)?;
-        [MqttVersion::V311, MqttVersion::V5]
-            .into_iter()
-            .find(|v| v.dsn_value() == text)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "unknown MQTT version {text:?}; expected \"3.1.1\" or \"5.0\""
-                ))
-            })
-    }
-}
 
 /// A fault and when it fires.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

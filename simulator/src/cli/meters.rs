@@ -50,9 +50,10 @@ pub struct MetersArgs {
     /// Reporting interval of each meter (timestamp step), e.g. 1s.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
-    /// Write the ledger (every statement and row, with replacements and deletions) as NDJSON here.
-    #[arg(long)]
-    pub ledger: Option<PathBuf>,
+    /// Write the write log (every statement and row, with replacements and deletions) as NDJSON here;
+    /// `--ledger` is accepted as another name.
+    #[arg(long, alias = "ledger")]
+    pub write_log: Option<PathBuf>,
     /// No progress bar (it is only drawn when stderr is a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
@@ -133,7 +134,7 @@ impl MetersArgs {
                 .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
             interval_ms: (self.interval.as_millis() as i64).max(1),
             chaos,
-            ledger_path: self.ledger.clone(),
+            write_log_path: self.write_log.clone(),
             keep_entries: false,
             progress: !self.no_progress,
             retry_for: self.retry_for,
@@ -164,4 +165,29 @@ pub async fn run(args: MetersArgs) -> Result<(), Exit> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        meters: MetersArgs,
+    }
+
+    #[test]
+    fn the_write_log_path_is_taken_from_write_log_or_its_other_name_ledger() {
+        for flag in ["--write-log", "--ledger"] {
+            let cli = Cli::try_parse_from(["meters", flag, "/tmp/w.ndjson"]).unwrap();
+            assert_eq!(
+                cli.meters.config().write_log_path,
+                Some(PathBuf::from("/tmp/w.ndjson")),
+                "{flag}"
+            );
+        }
+    }
 }

@@ -18,7 +18,7 @@ pub struct WorldArgs {
     #[arg(long, default_value = "127.0.0.1:6041")]
     pub tdengine_listen: SocketAddr,
     /// Version the stand-in reports.
-    #[arg(long, default_value = "3.3.0.0")]
+    #[arg(long, default_value = simulator::tdengine::server::DEFAULT_SERVER_VERSION)]
     pub server_version: String,
     #[arg(long, default_value = "root")]
     pub user: String,
@@ -59,7 +59,7 @@ pub struct WorldArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
     /// MQTT version of the suggested bridge command: 3.1.1 or 5.0.
-    #[arg(long, default_value = "5.0", value_parser = mqtt_version)]
+    #[arg(long, default_value = "5.0", value_parser = str::parse::<MqttVersion>)]
     pub mqtt_version: MqttVersion,
 
     /// Do not run the meter fleet (stand-in and broker only).
@@ -86,16 +86,6 @@ pub struct WorldArgs {
     /// Every chaos option of `simulator meters` at moderate rates.
     #[arg(long, help_heading = "Fleet")]
     pub chaos: bool,
-}
-
-fn mqtt_version(s: &str) -> Result<MqttVersion, String> {
-    match s {
-        "3.1.1" | "4" => Ok(MqttVersion::V311),
-        "5.0" | "5" => Ok(MqttVersion::V5),
-        other => Err(format!(
-            "`{other}` is not 3.1.1 or 5.0 (MQTT 3.1 is not supported by rumqttd)"
-        )),
-    }
 }
 
 impl WorldArgs {

@@ -1,6 +1,6 @@
 //! Executes the fleet's [`Plan`] against TDengine through the official `taos` client: holds the
 //! requested rate with a token bucket, retries connection errors with backoff (reporting each),
-//! records every statement's outcome in the [`Ledger`], and reports rejected rows one by one.
+//! records every statement's outcome in the [`WriteLog`], and reports rejected rows one by one.
 
 use std::future::Future;
 use std::io::{self, IsTerminal};
@@ -13,9 +13,9 @@ use parking_lot::Mutex;
 use taos::{AsyncQueryable, AsyncTBuilder, Taos, TaosBuilder};
 use tokio::time::Instant;
 
-use super::ledger::Ledger;
 use super::plan::{Plan, Step};
 use super::rate::TokenBucket;
+use super::write_log::WriteLog;
 use super::{FleetConfig, StopAfter};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +30,8 @@ pub enum FleetError {
         after: Duration,
         last: String,
     },
-    #[error("cannot write the ledger: {0}")]
-    Ledger(#[from] io::Error),
+    #[error("cannot write the write log: {0}")]
+    WriteLog(#[from] io::Error),
 }
 
 /// What a run did.
@@ -76,32 +76,32 @@ impl std::fmt::Display for FleetReport {
     }
 }
 
-/// A configured fleet. Its ledger is shared, so a harness can read it while the fleet runs.
+/// A configured fleet. Its write log is shared, so a harness can read it while the fleet runs.
 pub struct Fleet {
     config: FleetConfig,
-    ledger: Arc<Mutex<Ledger>>,
+    write_log: Arc<Mutex<WriteLog>>,
 }
 
 impl Fleet {
-    /// Opens the `--ledger` file if any.
+    /// Opens the `--write-log` file if any.
     pub fn new(config: FleetConfig) -> Result<Fleet, FleetError> {
-        let mut ledger = Ledger::new(config.db.clone());
+        let mut write_log = WriteLog::new(config.db.clone());
         if !config.keep_entries {
-            ledger = ledger.without_entries();
+            write_log = write_log.without_entries();
         }
-        if let Some(path) = &config.ledger_path {
+        if let Some(path) = &config.write_log_path {
             let file = std::fs::File::create(path)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            ledger = ledger.with_sink(Box::new(io::BufWriter::new(file)));
+            write_log = write_log.with_sink(Box::new(io::BufWriter::new(file)));
         }
         Ok(Fleet {
             config,
-            ledger: Arc::new(Mutex::new(ledger)),
+            write_log: Arc::new(Mutex::new(write_log)),
         })
     }
 
-    pub fn ledger(&self) -> Arc<Mutex<Ledger>> {
-        self.ledger.clone()
+    pub fn write_log(&self) -> Arc<Mutex<WriteLog>> {
+        self.write_log.clone()
     }
 
     /// Runs the script until its end, the configured duration, or `shutdown` resolves (checked
@@ -163,7 +163,7 @@ impl Fleet {
                 }
             }
             // Shutdown is honoured between statements only: a statement once sent is awaited, so
-            // its outcome is known and the ledger stays exact.
+            // its outcome is known and the write log stays exact.
             if shutdown.as_mut().now_or_never().is_some() {
                 report.interrupted = true;
                 break;
@@ -174,9 +174,9 @@ impl Fleet {
                 Err(error) => {
                     // Gave up: whether TDengine applied this statement is unknown; say so.
                     progress.finish_and_clear();
-                    let mut ledger = self.ledger.lock();
-                    ledger.record_unknown(&step, &error.to_string())?;
-                    ledger.flush()?;
+                    let mut write_log = self.write_log.lock();
+                    write_log.record_unknown(&step, &error.to_string())?;
+                    write_log.flush()?;
                     return Err(error);
                 }
             };
@@ -190,11 +190,11 @@ impl Fleet {
             } else {
                 report.rows_rejected += rows as u64;
             }
-            self.ledger.lock().record(&step, result, retried)?;
+            self.write_log.lock().record(&step, result, retried)?;
             progress.inc(rows as u64);
         }
         progress.finish_and_clear();
-        self.ledger.lock().flush()?;
+        self.write_log.lock().flush()?;
         report.connection_errors = conn.errors;
         report.elapsed = started.elapsed();
         tracing::info!(%report, "fleet done");

@@ -3,22 +3,22 @@
 //!
 //! Layers: [`reading`] (schema and realistic values) → [`plan`] (the seeded, sans-IO script of
 //! statements, chaos included) → [`fleet`] (executes it: rate limit, retries, progress) →
-//! [`ledger`] (what was written, so a verifier knows which rows must exist).
+//! [`write_log`] (what was written, so a verifier knows which rows must exist).
 
 pub mod fleet;
-pub mod ledger;
 pub mod plan;
 pub mod rate;
 pub mod reading;
 pub mod verify;
+pub mod write_log;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use fleet::{Fleet, FleetError, FleetReport};
-pub use ledger::{Entry, Ledger, LedgerEntry, Outcome};
 pub use plan::{Plan, RowKind, RowWrite, Step};
-pub use reading::{Reading, Tags};
+pub use reading::{create_stable_sql, Reading, Tags};
+pub use write_log::{Entry, Outcome, WriteLog, WriteLogEntry};
 
 /// When the fleet stops writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,9 +90,9 @@ pub struct FleetConfig {
     /// Each meter reports once per interval.
     pub interval_ms: i64,
     pub chaos: Chaos,
-    /// Write the ledger as NDJSON here.
-    pub ledger_path: Option<PathBuf>,
-    /// Keep every ledger entry in memory (the library's [`Ledger::entries`]); off for long runs.
+    /// Write the write log as NDJSON here.
+    pub write_log_path: Option<PathBuf>,
+    /// Keep every write log entry in memory (the library's [`WriteLog::entries`]); off for long runs.
     pub keep_entries: bool,
     /// Show a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
@@ -117,7 +117,7 @@ impl Default for FleetConfig {
             start_ms: 1_700_000_000_000,
             interval_ms: 1000,
             chaos: Chaos::default(),
-            ledger_path: None,
+            write_log_path: None,
             keep_entries: true,
             progress: false,
             retry_for: Duration::from_secs(60),

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::reading::{draw_tags, Profile, Reading, Tags, ADDED_COLUMN, BASE_COLUMNS, TAGS};
+use super::reading::{create_stable_sql, draw_tags, Profile, Reading, Tags, ADDED_COLUMN};
 use super::{Chaos, FleetConfig};
 
 /// How many recent timestamps per meter are candidates for an update (late correction).
@@ -81,9 +81,7 @@ impl Step {
             Step::CreateDatabase { vgroups } => {
                 format!("CREATE DATABASE IF NOT EXISTS {db} VGROUPS {vgroups} PRECISION 'ms'")
             }
-            Step::CreateStable => {
-                format!("CREATE STABLE IF NOT EXISTS {db}.meters ({BASE_COLUMNS}) TAGS ({TAGS})")
-            }
+            Step::CreateStable => create_stable_sql(db),
             Step::CreateTable { table, tags } => format!(
                 "CREATE TABLE IF NOT EXISTS {db}.{table} USING {db}.meters TAGS ({}, '{}')",
                 tags.groupid, tags.location

@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 pub const BASE_COLUMNS: &str = "ts TIMESTAMP, current FLOAT, voltage INT, phase FLOAT";
 /// Tags of the super table.
 pub const TAGS: &str = "groupid INT, location VARCHAR(24)";
+/// `CREATE STABLE IF NOT EXISTS {db}.meters (…) TAGS (…)`: the one definition of the meters super table
+/// for the fleet, the harness, the benches and the tests.
+pub fn create_stable_sql(db: &str) -> String {
+    format!("CREATE STABLE IF NOT EXISTS {db}.meters ({BASE_COLUMNS}) TAGS ({TAGS})")
+}
+
 /// Name and type of the column the `add_column` chaos option adds mid-run.
 pub const ADDED_COLUMN: (&str, &str) = ("power", "FLOAT");
 

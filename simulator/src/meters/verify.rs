@@ -1,18 +1,18 @@
-//! Checks a database against a [`Ledger`]: reads every child table back through the `taos` client
+//! Checks a database against a [`WriteLog`]: reads every child table back through the `taos` client
 //! and lists the differences from the rows that must exist.
 
 use std::collections::BTreeMap;
 
 use taos::{AsyncFetchable, AsyncQueryable, Taos};
 
-use super::ledger::Ledger;
 use super::reading::Reading;
+use super::write_log::WriteLog;
 
-/// Rows per table and timestamp, as [`Ledger::expected_rows`] returns them.
+/// Rows per table and timestamp, as [`WriteLog::expected_rows`] returns them.
 pub type TableRows = BTreeMap<String, BTreeMap<i64, Reading>>;
 
 /// Reads every table of `db` (`SHOW db.TABLES`, then `SELECT * FROM db.t` per table) into the
-/// ledger's shape. Columns beyond `ts, current, voltage, phase[, power]` are ignored.
+/// write log's shape. Columns beyond `ts, current, voltage, phase[, power]` are ignored.
 pub async fn select_rows(taos: &Taos, db: &str) -> Result<TableRows, taos::Error> {
     let mut tables = Vec::new();
     let mut rs = taos.query(format!("SHOW {db}.TABLES")).await?;
@@ -85,8 +85,8 @@ pub fn diff(expected: &TableRows, actual: &TableRows) -> Vec<String> {
     out
 }
 
-/// Reads `ledger.db()` back and diffs it against the ledger.
-pub async fn check(taos: &Taos, ledger: &Ledger) -> Result<Vec<String>, taos::Error> {
-    let actual = select_rows(taos, ledger.db()).await?;
-    Ok(diff(&ledger.expected_rows(), &actual))
+/// Reads `write log.db()` back and diffs it against the write log.
+pub async fn check(taos: &Taos, write_log: &WriteLog) -> Result<Vec<String>, taos::Error> {
+    let actual = select_rows(taos, write_log.db()).await?;
+    Ok(diff(&write_log.expected_rows(), &actual))
 }

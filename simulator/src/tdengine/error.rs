@@ -17,21 +17,29 @@ pub mod code {
     pub const TOPIC_NOT_EXIST: u32 = 0x03E1;
     pub const CONSUMER_NOT_EXIST: u32 = 0x03E6;
     pub const TOPIC_SUBSCRIBED: u32 = 0x03EB;
+    pub const TOPIC_MUST_BE_DROPPED: u32 = 0x03ED;
     pub const TABLE_NOT_EXIST_TDB: u32 = 0x0603;
     pub const TABLE_ALREADY_EXIST: u32 = 0x0604;
     pub const SYNTAX_ERROR: u32 = 0x2600;
     pub const INVALID_COLUMN: u32 = 0x2602;
     pub const TABLE_NOT_EXIST: u32 = 0x2603;
     pub const WRONG_VALUE_TYPE: u32 = 0x2605;
+    pub const NOT_SINGLE_GROUP: u32 = 0x260C;
     pub const TAGS_NOT_MATCHED: u32 = 0x260D;
     pub const INVALID_TAG_NAME: u32 = 0x260E;
     pub const VALUE_TOO_LONG: u32 = 0x2610;
     pub const DB_NOT_SPECIFIED: u32 = 0x2616;
+    pub const INVALID_IDENTIFIER_NAME: u32 = 0x2617;
+    pub const CORRESPONDING_STABLE_ERR: u32 = 0x2618;
+    pub const INVALID_DB_OPTION: u32 = 0x2619;
+    pub const ONLY_ONE_JSON_TAG: u32 = 0x2633;
+    pub const INCORRECT_TIMESTAMP_VAL: u32 = 0x2635;
     pub const INVALID_TOPIC_QUERY: u32 = 0x2639;
     pub const DUPLICATED_COLUMN: u32 = 0x263C;
     pub const INVALID_COLUMNS_NUM: u32 = 0x263F;
     pub const INVALID_FIRST_COLUMN: u32 = 0x2641;
     pub const INVALID_VAR_COLUMN_LEN: u32 = 0x2642;
+    pub const INVALID_FUNCTION: u32 = 0x2800;
     pub const ADAPTER: u32 = 0xFFFF;
 }
 
@@ -74,6 +82,9 @@ impl TdError {
     }
     pub fn stable_not_exist(table: &str) -> Self {
         Self::new(code::STB_NOT_EXIST, format!("STable not exist: {table}"))
+    }
+    pub fn topic_not_exist(topic: &str) -> Self {
+        Self::new(code::TOPIC_NOT_EXIST, format!("Topic not exist: {topic}"))
     }
     pub fn db_not_specified() -> Self {
         Self::new(code::DB_NOT_SPECIFIED, "Database not specified")

@@ -1,20 +1,22 @@
-//! The stand-in's in-memory state: databases with their vgroups and WALs, super tables, tables and rows,
-//! and topics. One [`Store`] is shared (as `Arc<Store>`) by every connection; SQL runs through
-//! [`Store::execute`], TMQ reads through the lookup methods below.
+//! The stand-in's shared state: one [`Store`] (as `Arc<Store>`) per stand-in, shared by every connection.
+//! It holds the [`Catalog`] behind a lock and answers the lookups TMQ needs; SQL runs through
+//! [`Store::execute`], which the executor ([`exec`](super::exec)) defines on top of the store, so the store
+//! itself never depends on the executor.
 //!
 //! Locking: the catalog sits behind one `RwLock`, held only for the duration of one statement. Each
 //! vgroup's [`Wal`] has its own mutex so TMQ can read logs without touching the catalog. Lock order is
 //! catalog → WAL: never take the catalog lock while holding a WAL lock.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::error::{code, TdError, TdResult};
+pub use super::catalog::now_ms;
+use super::catalog::{Catalog, DbInfo, StableInfo, TableInfo};
+use super::error::{TdError, TdResult};
 use super::topic::TopicDef;
 use super::types::{Field, Precision, Value};
-use super::wal::{TableRows, Wal, WalOp};
+use super::wal::{TableRows, Wal};
 
 /// The result of one statement: a result set (`fields` non-empty) or an update count.
 #[derive(Debug, Clone, Default)]
@@ -54,157 +56,6 @@ pub trait TmqInfo: Send + Sync {
     fn show_subscriptions(&self) -> QueryResult;
 }
 
-/// A database as TMQ needs it.
-#[derive(Debug, Clone)]
-pub struct DbInfo {
-    pub name: String,
-    pub precision: Precision,
-    /// Vgroup ids, ascending.
-    pub vgroups: Vec<i32>,
-    /// `WAL_RETENTION_PERIOD` in seconds (TDengine's default 3600; the stand-in accepts only >= 0).
-    pub wal_retention_period_s: i64,
-}
-
-/// A table's current schema and tags.
-#[derive(Debug, Clone)]
-pub struct TableInfo {
-    pub db: String,
-    pub name: String,
-    pub stable: Option<String>,
-    pub vgroup: i32,
-    pub columns: Arc<Vec<Field>>,
-    pub tags: Arc<Vec<(Field, Value)>>,
-}
-
-/// A super table's current schema.
-#[derive(Debug, Clone)]
-pub struct StableInfo {
-    pub db: String,
-    pub name: String,
-    pub columns: Arc<Vec<Field>>,
-    pub tags: Arc<Vec<Field>>,
-}
-
-#[derive(Debug, Default)]
-pub struct Catalog {
-    pub(crate) dbs: BTreeMap<String, Database>,
-    pub(crate) vgroups: BTreeMap<i32, Vgroup>,
-    pub(crate) next_vgroup_id: i32,
-    pub(crate) topics: BTreeMap<String, TopicEntry>,
-}
-
-#[derive(Debug)]
-pub(crate) struct TopicEntry {
-    pub def: TopicDef,
-    pub subscribers: usize,
-}
-
-#[derive(Debug)]
-pub(crate) struct Vgroup {
-    pub db: String,
-    pub wal: Arc<Mutex<Wal>>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Database {
-    pub name: String,
-    pub precision: Precision,
-    pub vgroups: Vec<i32>,
-    pub wal_retention_period_s: i64,
-    pub created_ms: i64,
-    pub stables: BTreeMap<String, Stable>,
-    pub tables: HashMap<String, Table>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Stable {
-    pub columns: Arc<Vec<Field>>,
-    pub tags: Arc<Vec<Field>>,
-    pub created_ms: i64,
-}
-
-#[derive(Debug)]
-pub(crate) struct Table {
-    pub vgroup: i32,
-    pub stable: Option<String>,
-    pub columns: Arc<Vec<Field>>,
-    pub tags: Arc<Vec<(Field, Value)>>,
-    /// Rows by timestamp; each row holds every column, the timestamp first.
-    pub rows: BTreeMap<i64, Vec<Value>>,
-    pub created_ms: i64,
-}
-
-impl Database {
-    /// The vgroup a table lives in: a stable hash (FNV-1a) of its name over the database's vgroups.
-    pub fn vgroup_for(&self, table: &str) -> i32 {
-        let mut h: u32 = 0x811c_9dc5;
-        for b in table.bytes() {
-            h ^= b as u32;
-            h = h.wrapping_mul(0x0100_0193);
-        }
-        self.vgroups[h as usize % self.vgroups.len()]
-    }
-
-    pub fn info(&self) -> DbInfo {
-        DbInfo {
-            name: self.name.clone(),
-            precision: self.precision,
-            vgroups: self.vgroups.clone(),
-            wal_retention_period_s: self.wal_retention_period_s,
-        }
-    }
-}
-
-impl Table {
-    pub fn info(&self, db: &str, name: &str) -> TableInfo {
-        TableInfo {
-            db: db.to_string(),
-            name: name.to_string(),
-            stable: self.stable.clone(),
-            vgroup: self.vgroup,
-            columns: self.columns.clone(),
-            tags: self.tags.clone(),
-        }
-    }
-}
-
-impl Catalog {
-    pub(crate) fn db(&self, name: &str) -> TdResult<&Database> {
-        self.dbs.get(name).ok_or_else(|| TdError::db_not_exist(name))
-    }
-
-    pub(crate) fn db_mut(&mut self, name: &str) -> TdResult<&mut Database> {
-        self.dbs.get_mut(name).ok_or_else(|| TdError::db_not_exist(name))
-    }
-
-    /// Appends `op` to vgroup `vgroup`'s WAL and returns its version.
-    pub(crate) fn append(&self, vgroup: i32, op: WalOp) -> i64 {
-        self.append_at(vgroup, op, now_ms())
-    }
-
-    /// [`Catalog::append`] at wall-clock time `now_ms`. Entries older than the database's
-    /// `WAL_RETENTION_PERIOD` are dropped here too, as TDengine trims its WAL whether or not anyone reads
-    /// it (TMQ reads trim as well, see the TMQ backend); retention 0 is left to the reads, which keep
-    /// nothing.
-    fn append_at(&self, vgroup: i32, op: WalOp, now_ms: i64) -> i64 {
-        let vg = self
-            .vgroups
-            .get(&vgroup)
-            .expect("every database vgroup is registered");
-        let retention_s = self.dbs.get(&vg.db).map_or(0, |d| d.wal_retention_period_s);
-        let mut wal = vg.wal.lock();
-        if retention_s > 0 {
-            wal.trim_before(now_ms - retention_s * 1000);
-        }
-        wal.append(now_ms, op)
-    }
-}
-
-/// Wall-clock milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    Precision::Millisecond.now()
-}
-
 /// The shared state of one stand-in.
 pub struct Store {
     pub(crate) catalog: RwLock<Catalog>,
@@ -215,12 +66,9 @@ pub struct Store {
 impl Default for Store {
     fn default() -> Self {
         Self {
-            catalog: RwLock::new(Catalog {
-                next_vgroup_id: 2,
-                ..Default::default()
-            }),
+            catalog: RwLock::new(Catalog::default()),
             tmq_info: RwLock::new(None),
-            server_version: RwLock::new("3.3.0.0".into()),
+            server_version: RwLock::new(crate::tdengine::server::DEFAULT_SERVER_VERSION.into()),
         }
     }
 }
@@ -234,17 +82,6 @@ impl std::fmt::Debug for Store {
 impl Store {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
-    }
-
-    /// Runs `sql` (one or more statements separated by `;`) for a session whose current database is
-    /// `current_db` (`USE db` changes it). Returns the last statement's result; stops at the first error.
-    pub fn execute(&self, sql: &str, current_db: &mut Option<String>) -> TdResult<QueryResult> {
-        let stmts = super::sql::parse(sql)?;
-        let mut last = QueryResult::default();
-        for stmt in stmts {
-            last = super::exec::execute(self, stmt, current_db)?;
-        }
-        Ok(last)
     }
 
     /// Installs the provider of `SHOW CONSUMERS` / `SHOW SUBSCRIPTIONS`.
@@ -293,12 +130,7 @@ impl Store {
         let d = cat.db(db)?;
         d.stables
             .get(stable)
-            .map(|s| StableInfo {
-                db: db.to_string(),
-                name: stable.to_string(),
-                columns: s.columns.clone(),
-                tags: s.tags.clone(),
-            })
+            .map(|s| s.info(db, stable))
             .ok_or_else(|| TdError::stable_not_exist(stable))
     }
 
@@ -345,7 +177,7 @@ impl Store {
             .topics
             .get(name)
             .map(|t| t.def.clone())
-            .ok_or_else(|| topic_not_exist(name))
+            .ok_or_else(|| TdError::topic_not_exist(name))
     }
 
     pub fn topics(&self) -> Vec<TopicDef> {
@@ -360,7 +192,10 @@ impl Store {
     /// Registers one more subscriber of `name` (DROP TOPIC then fails with 0x03EB) and returns the topic.
     pub fn acquire_topic(&self, name: &str) -> TdResult<TopicDef> {
         let mut cat = self.catalog.write();
-        let t = cat.topics.get_mut(name).ok_or_else(|| topic_not_exist(name))?;
+        let t = cat
+            .topics
+            .get_mut(name)
+            .ok_or_else(|| TdError::topic_not_exist(name))?;
         t.subscribers += 1;
         Ok(t.def.clone())
     }
@@ -370,36 +205,5 @@ impl Store {
         if let Some(t) = self.catalog.write().topics.get_mut(name) {
             t.subscribers = t.subscribers.saturating_sub(1);
         }
-    }
-}
-
-pub(crate) fn topic_not_exist(name: &str) -> TdError {
-    TdError::new(code::TOPIC_NOT_EXIST, format!("Topic not exist: {name}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tdengine::wal::Insert;
-
-    #[test]
-    fn appending_trims_entries_older_than_the_retention_without_any_reader() {
-        let store = Store::new();
-        store
-            .execute("create database d vgroups 1 wal_retention_period 10", &mut None)
-            .unwrap();
-        let vg = store.database("d").unwrap().vgroups[0];
-        let catalog = store.catalog.read();
-        let op = || WalOp::Insert(Insert::from(Vec::new()));
-        let t0 = 1_000_000;
-        catalog.append_at(vg, op(), t0);
-        catalog.append_at(vg, op(), t0 + 5_000);
-        let wal = store.wal(vg).unwrap();
-        assert_eq!(wal.lock().read_from(0).count(), 2, "both within 10 s");
-        // 10.5 s after the first: it falls out, the second stays.
-        let v3 = catalog.append_at(vg, op(), t0 + 10_500);
-        let versions: Vec<i64> = wal.lock().read_from(0).map(|e| e.version).collect();
-        assert_eq!(versions, [v3 - 1, v3]);
-        assert_eq!(wal.lock().last_version(), v3, "versions keep counting");
     }
 }

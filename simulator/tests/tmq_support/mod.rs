@@ -25,12 +25,20 @@ impl Server {
     }
 
     pub async fn with_config(tmq: TmqConfig) -> Self {
-        let server = TdServer::start(TdConfig {
+        Self::with_td_config(TdConfig {
             tmq,
             ..TdConfig::default()
         })
         .await
-        .expect("start");
+    }
+
+    /// A server reporting `version` (the default is a current release).
+    pub async fn at_version(version: &str) -> Self {
+        Self::with_td_config(TdConfig::with_version(version)).await
+    }
+
+    async fn with_td_config(config: TdConfig) -> Self {
+        let server = TdServer::start(config).await.expect("start");
         Self {
             store: server.store().clone(),
             tmq: server.tmq().clone(),

@@ -55,11 +55,17 @@ pub struct TdConfig {
     pub tls: Option<TdTls>,
 }
 
+/// The version the stand-in reports unless told otherwise: a current release, so clients take the code
+/// paths they take against today's TDengine (the newer generation fetches TMQ data with `fetch_raw_data`
+/// from 3.3.2.0 on; `taos` 0.12.3 uses binary SQL from 3.3.0.8 on). `3.3.0.0` keeps every client on the
+/// JSON and `fetch_block` paths.
+pub const DEFAULT_SERVER_VERSION: &str = "3.3.6.0";
+
 impl Default for TdConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            server_version: "3.3.0.0".into(),
+            server_version: DEFAULT_SERVER_VERSION.into(),
             user: "root".into(),
             password: "taosdata".into(),
             tmq: TmqConfig::default(),

@@ -83,8 +83,9 @@ pub struct Select {
     /// `None` for `SELECT SERVER_VERSION()` and friends.
     pub from: Option<QualName>,
     pub filter: Option<Expr>,
-    /// `ORDER BY <col> [DESC]`: (column, descending).
-    pub order_by: Option<(String, bool)>,
+    /// `ORDER BY <col> [ASC|DESC], …`: (column, descending) per key, most significant first; empty when
+    /// there is no `ORDER BY`.
+    pub order_by: Vec<(String, bool)>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
 }

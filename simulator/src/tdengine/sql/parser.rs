@@ -215,7 +215,7 @@ impl<'a> Parser<'a> {
                         let n = self.uint()?;
                         if !(1..=1024).contains(&n) {
                             return Err(TdError::new(
-                                0x2619,
+                                code::INVALID_DB_OPTION,
                                 format!("Invalid option vgroups: {n} valid range: [1, 1024]"),
                             ));
                         }
@@ -226,10 +226,9 @@ impl<'a> Parser<'a> {
                             return Err(self.error("expected 'ms', 'us' or 'ns'"));
                         }
                         let s = unquote_str(self.text());
-                        db.precision =
-                            Some(Precision::from_sql(&s).ok_or_else(|| {
-                                TdError::new(0x2619, format!("Invalid option precision: {s}"))
-                            })?);
+                        db.precision = Some(Precision::from_sql(&s).ok_or_else(|| {
+                            TdError::new(code::INVALID_DB_OPTION, format!("Invalid option precision: {s}"))
+                        })?);
                         self.advance()?;
                     }
                     "wal_retention_period" => db.wal_retention_period = Some(self.uint()? as i64),
@@ -795,7 +794,7 @@ impl<'a> Parser<'a> {
                 items,
                 from: None,
                 filter: None,
-                order_by: None,
+                order_by: Vec::new(),
                 limit: None,
                 offset: None,
             });
@@ -807,17 +806,22 @@ impl<'a> Parser<'a> {
         } else {
             None
         };
-        let mut order_by = None;
+        let mut order_by = Vec::new();
         if self.eat_kw("order")? {
             self.expect_kw("by")?;
-            let col = self.ident()?;
-            let desc = if self.eat_kw("desc")? {
-                true
-            } else {
-                self.eat_kw("asc")?;
-                false
-            };
-            order_by = Some((col, desc));
+            loop {
+                let col = self.ident()?;
+                let desc = if self.eat_kw("desc")? {
+                    true
+                } else {
+                    self.eat_kw("asc")?;
+                    false
+                };
+                order_by.push((col, desc));
+                if !self.eat_sym(",")? {
+                    break;
+                }
+            }
         }
         let (mut limit, mut offset) = (None, None);
         if self.eat_kw("limit")? {
@@ -860,7 +864,7 @@ impl<'a> Parser<'a> {
             let Some(from) = sel.from else {
                 return Err(TdError::new(code::INVALID_TOPIC_QUERY, "Invalid topic query"));
             };
-            if sel.order_by.is_some() || sel.limit.is_some() {
+            if !sel.order_by.is_empty() || sel.limit.is_some() {
                 return Err(TdError::new(code::INVALID_TOPIC_QUERY, "Invalid topic query"));
             }
             TopicSource::Query {
@@ -1032,9 +1036,13 @@ mod tests {
         let s = parse("select count(*) from `d`.`m` where ts >= now - 1h and groupid in (1, 2) order by ts desc limit 5").unwrap();
         let Statement::Select(sel) = &s[0] else { panic!() };
         assert_eq!(sel.items, vec![SelectItem::Count(None)]);
-        assert_eq!(sel.order_by, Some(("ts".into(), true)));
+        assert_eq!(sel.order_by, vec![("ts".into(), true)]);
         assert_eq!(sel.limit, Some(5));
         assert!(matches!(sel.filter, Some(Expr::And(..))));
+        let s = parse("select * from m order by tbname, ts desc limit 2").unwrap();
+        let Statement::Select(sel) = &s[0] else { panic!() };
+        assert_eq!(sel.order_by, vec![("tbname".into(), false), ("ts".into(), true)]);
+        assert!(parse("select * from m order by tbname,").is_err());
     }
 
     #[test]

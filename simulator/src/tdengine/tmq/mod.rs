@@ -1,5 +1,6 @@
 //! TMQ, the data subscription of the stand-in, served on `/rest/tmq`: consumer groups ([`group`]), message
-//! assembly from the vgroup logs ([`message`]), the wire format ([`proto`]), one connection ([`session`]),
+//! assembly from the vgroup logs ([`message`]), the wire format ([`proto`], and [`raw`] for `fetch_raw_data`),
+//! one connection ([`session`]),
 //! and the server-wide state ([`server`]) over what the store provides ([`backend`], implemented for the
 //! stand-in's store in [`store_backend`]).
 
@@ -7,11 +8,12 @@ pub mod backend;
 pub mod group;
 pub mod message;
 pub mod proto;
+pub mod raw;
 pub mod server;
 pub mod session;
 pub mod store_backend;
 
 pub use backend::TmqBackend;
-pub use server::{SubscriptionInfo, Tmq, TmqConfig};
+pub use server::{FetchCounts, SubscriptionInfo, Tmq, TmqConfig};
 pub use session::{serve, serve_connection};
 pub use store_backend::StoreBackend;

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value as Json;
 
+use crate::tdengine::error::TdError;
+
 /// One request, parsed from `{"action": …, "args": {…}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -222,10 +224,10 @@ pub struct Empty {}
 
 /// An error reply. It carries, per action, the fields the 0.12.3 client requires even on errors (its reply
 /// types have required fields; a missing one would kill its reader task).
-pub fn error(action: &str, req_id: u64, message_id: Option<u64>, code: i32, message: &str) -> String {
+pub fn error(action: &str, req_id: u64, message_id: Option<u64>, e: &TdError) -> String {
     let mut v = serde_json::json!({
-        "code": code & 0xFFFF,
-        "message": message,
+        "code": e.code & 0xFFFF,
+        "message": e.message,
         "action": action,
         "req_id": req_id,
         "timing": 0,
@@ -401,10 +403,11 @@ mod tests {
         assert_eq!(v["message"], "");
         assert_eq!(v["req_id"], 5);
         assert_eq!(v["offset"], 9);
-        let e: Json = serde_json::from_str(&error("committed", 3, None, 0x2603, "x")).unwrap();
+        let e: Json = serde_json::from_str(&error("committed", 3, None, &TdError::new(0x2603, "x"))).unwrap();
         assert_eq!(e["committed"], serde_json::json!([]));
         assert_eq!(e["code"], 0x2603);
-        let e: Json = serde_json::from_str(&error("fetch", 3, Some(8), 0x10003E1, "x")).unwrap();
+        let e: Json =
+            serde_json::from_str(&error("fetch", 3, Some(8), &TdError::new(0x10003E1, "x"))).unwrap();
         assert_eq!(e["code"], 0x03E1);
         assert_eq!(e["message_id"], 8);
         assert_eq!(parse_bool("b", Some("TRUE"), false), Ok(true));

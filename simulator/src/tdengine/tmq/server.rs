@@ -67,6 +67,41 @@ pub struct Tmq {
     started: Instant,
     started_wall_ms: i64,
     ticking: std::sync::Once,
+    pub(crate) fetches: FetchCounts,
+}
+
+/// How many data fetches of each kind the server answered: which path a client generation takes (`fetch` +
+/// `fetch_block` per block, or `fetch_raw_data` per message) is visible to tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct FetchCounts {
+    pub fetch: std::sync::atomic::AtomicU64,
+    pub fetch_block: std::sync::atomic::AtomicU64,
+    pub fetch_raw_data: std::sync::atomic::AtomicU64,
+    pub fetch_raw: std::sync::atomic::AtomicU64,
+}
+
+impl FetchCounts {
+    pub(crate) fn count(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// (`fetch`, `fetch_block`, `fetch_raw_data`, `fetch_raw`) answered so far.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.fetch.load(Relaxed),
+            self.fetch_block.load(Relaxed),
+            self.fetch_raw_data.load(Relaxed),
+            self.fetch_raw.load(Relaxed),
+        )
+    }
+}
+
+impl Tmq {
+    /// The data fetches answered so far, by kind.
+    pub fn fetch_counts(&self) -> &FetchCounts {
+        &self.fetches
+    }
 }
 
 impl std::fmt::Debug for Tmq {
@@ -104,6 +139,7 @@ impl Tmq {
             started: Instant::now(),
             started_wall_ms: crate::tdengine::store::now_ms(),
             ticking: std::sync::Once::new(),
+            fetches: FetchCounts::default(),
         })
     }
 
@@ -236,6 +272,11 @@ impl Tmq {
     /// How many live consumers subscribe to `topic`.
     pub fn subscribers(&self, topic: &str) -> usize {
         self.coordinator.lock().subscribers(topic)
+    }
+
+    /// Every group's committed offsets as (group, topic, vgroup, position).
+    pub fn committed_offsets(&self) -> Vec<(String, String, VgroupId, i64)> {
+        self.coordinator.lock().committed_offsets()
     }
 
     /// Forgets a dropped topic's committed offsets.

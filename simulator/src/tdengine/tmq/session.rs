@@ -21,13 +21,13 @@ use super::group::DEFAULT_AUTO_COMMIT_INTERVAL_MS;
 use super::group::{ConsumerId, ConsumerOptions, OffsetReset, Position, VgroupId};
 use super::message::{next_message, Message, Snapshot, TopicSpec};
 use super::proto::{self, Request};
-use super::server::{wire_position, Tmq};
+use super::raw::{self, RawContext};
+use super::server::{wire_position, FetchCounts, Tmq};
+use crate::tdengine::error::{code, TdError};
 use crate::tdengine::types::Precision;
 
-const CODE_AUTH: i32 = 0x0357;
-const CODE_INVALID_PARAM: i32 = 0x0118;
-const CODE_NO_COMMITTED: i32 = 0x0A0D;
-const CODE_ADAPTER: i32 = 0xFFFF;
+const CODE_NO_COMMITTED: u32 = 0x0A0D;
+const CODE_NOT_SUBSCRIBED: u32 = 0x4009;
 /// Log entries read per backend call while scanning for the next message.
 const READ_BATCH: usize = 8192;
 /// Backend reads per vgroup and poll before moving on (bounds the work of one poll).
@@ -60,6 +60,8 @@ struct Current {
     id: u64,
     message: Message,
     precision: Precision,
+    /// Where the poll that produced the message started in its vgroup (`reqOffset` of the raw form).
+    req_offset: i64,
     /// The poll reply, re-sent when a newer client reports it did not get it.
     poll_reply_body: (u8, i64),
     next_block: usize,
@@ -220,7 +222,12 @@ impl Session {
             Ok(env) => env,
             Err(e) => {
                 tracing::warn!(error = %e, "unparsable tmq request");
-                return vec![Out::Text(proto::error("", 0, None, CODE_ADAPTER, &e))];
+                return vec![Out::Text(proto::error(
+                    "",
+                    0,
+                    None,
+                    &TdError::new(code::ADAPTER, e),
+                ))];
             }
         };
         let req_id = env.req_id;
@@ -235,29 +242,29 @@ impl Session {
             ) => Some(a.message_id),
             _ => None,
         };
-        let err = |code: i32, msg: &str| {
-            vec![Out::Text(proto::error(
-                &env.action,
-                req_id,
-                message_id,
-                code,
-                msg,
-            ))]
+        // fetch_raw_data is answered in binary even when it fails: the clients wait for a binary reply.
+        let raw_data = matches!(env.request, Ok(Request::FetchRawData(_)));
+        let err = |e: TdError| {
+            if raw_data {
+                let message_id = message_id.unwrap_or_default();
+                return vec![Out::Binary(raw::fetch_raw_data_error(0, req_id, message_id, &e))];
+            }
+            vec![Out::Text(proto::error(&env.action, req_id, message_id, &e))]
         };
         let request = match env.request {
             Ok(r) => r,
-            Err(e) => return err(CODE_ADAPTER, &e),
+            Err(e) => return err(TdError::new(code::ADAPTER, e)),
         };
         // fetch_block must be answered in binary (a JSON reply kills the 0.12.3 reader), so faults skip it.
         if !matches!(request, Request::FetchBlock(_) | Request::Version) {
             if let Some(code) = self.tmq.faults.take_failure() {
-                return err(code, "injected failure");
+                return err(TdError::new(code as u32, "injected failure"));
             }
         }
         let result = self.handle(&env.action, req_id, request, started);
         match result {
             Ok(outs) => outs,
-            Err((code, msg)) => err(code, &msg),
+            Err(e) => err(e),
         }
     }
 
@@ -271,7 +278,7 @@ impl Session {
         req_id: u64,
         request: Request,
         started: Instant,
-    ) -> Result<Vec<Out>, (i32, String)> {
+    ) -> Result<Vec<Out>, TdError> {
         let text = |s: String| Ok(vec![Out::Text(s)]);
         match request {
             Request::Version => {
@@ -300,8 +307,14 @@ impl Session {
                 text(proto::ok(action, req_id, Self::timing(started), proto::Empty {}))
             }
             Request::Poll(args) => self.poll(req_id, args, started),
-            Request::Fetch(a) => self.fetch(req_id, a.message_id, started),
-            Request::FetchBlock(a) => self.fetch_block(req_id, a.message_id, started),
+            Request::Fetch(a) => {
+                FetchCounts::count(&self.tmq.fetches.fetch);
+                self.fetch(req_id, a.message_id, started)
+            }
+            Request::FetchBlock(a) => {
+                FetchCounts::count(&self.tmq.fetches.fetch_block);
+                self.fetch_block(req_id, a.message_id, started)
+            }
             Request::FetchJsonMeta(a) => {
                 let cur = self.current_message(a.message_id)?;
                 match cur.message.body.json_meta() {
@@ -314,13 +327,31 @@ impl Session {
                             data: &json,
                         },
                     )),
-                    None => Err((CODE_ADAPTER, "message is not a meta message".into())),
+                    None => Err(TdError::new(code::ADAPTER, "message is not a meta message")),
                 }
             }
-            Request::FetchRaw(_) | Request::FetchRawData(_) => Err((
-                CODE_ADAPTER,
-                "raw data messages are not supported by this server".into(),
-            )),
+            Request::FetchRawData(a) => {
+                FetchCounts::count(&self.tmq.fetches.fetch_raw_data);
+                let (raw_type, raw) = self.raw(a.message_id)?;
+                Ok(vec![Out::Binary(raw::fetch_raw_data_frame(
+                    Self::timing(started),
+                    req_id,
+                    a.message_id,
+                    raw_type,
+                    &raw,
+                ))])
+            }
+            Request::FetchRaw(a) => {
+                FetchCounts::count(&self.tmq.fetches.fetch_raw);
+                let (raw_type, raw) = self.raw(a.message_id)?;
+                Ok(vec![Out::Binary(raw::fetch_raw_frame(
+                    Self::timing(started),
+                    req_id,
+                    a.message_id,
+                    raw_type,
+                    &raw,
+                ))])
+            }
             Request::Commit(a) => {
                 let consumer = self.consumer()?;
                 self.tmq
@@ -375,12 +406,9 @@ impl Session {
                 let c = self.tmq.coordinator.lock();
                 for tv in &a.topic_vgroup_ids {
                     c.topics(consumer).map_err(group_err).and_then(|t| {
-                        t.contains(&tv.topic).then_some(()).ok_or_else(|| {
-                            (
-                                0x4009,
-                                format!("Topic does not belong to this consumer: {}", tv.topic),
-                            )
-                        })
+                        t.contains(&tv.topic)
+                            .then_some(())
+                            .ok_or_else(|| not_subscribed(&tv.topic))
                     })?;
                     committed.push(c.committed(&sub.group, &tv.topic, tv.vgroup_id));
                 }
@@ -440,19 +468,19 @@ impl Session {
         }
     }
 
-    fn subscribe(&mut self, args: proto::SubscribeArgs) -> Result<(), (i32, String)> {
+    fn subscribe(&mut self, args: proto::SubscribeArgs) -> Result<(), TdError> {
         if self.sub.is_some() {
-            return Err((
-                CODE_ADAPTER,
-                "consumer already subscribed; unsubscribe first".into(),
+            return Err(TdError::new(
+                code::ADAPTER,
+                "consumer already subscribed; unsubscribe first",
             ));
         }
         let user = args.user.as_deref().unwrap_or_default();
         let password = args.password.as_deref().unwrap_or_default();
         if !self.tmq.backend.authenticate(user, password) {
-            return Err((CODE_AUTH, "Authentication failure".into()));
+            return Err(TdError::auth());
         }
-        let bad = |m: String| (CODE_INVALID_PARAM, format!("Invalid parameter: {m}"));
+        let bad = |m: String| TdError::new(code::INVALID_PARA, format!("Invalid parameter: {m}"));
         let group = args
             .group_id
             .filter(|g| !g.is_empty())
@@ -505,12 +533,12 @@ impl Session {
 
     /// The live consumer of this connection; re-joins transparently when it expired while the socket lived
     /// on (as TDengine's client recovers after missed heartbeats).
-    fn consumer(&mut self) -> Result<ConsumerId, (i32, String)> {
+    fn consumer(&mut self) -> Result<ConsumerId, TdError> {
         let tmq = self.tmq.clone();
         let sub = self
             .sub
             .as_mut()
-            .ok_or_else(|| (CODE_ADAPTER, "tmq not init: subscribe first".to_string()))?;
+            .ok_or_else(|| TdError::new(code::ADAPTER, "tmq not init: subscribe first"))?;
         if tmq.coordinator.lock().contains(sub.consumer) {
             return Ok(sub.consumer);
         }
@@ -523,23 +551,38 @@ impl Session {
         Ok(id)
     }
 
-    fn spec(&self, topic: &str) -> Result<TopicSpec, (i32, String)> {
+    fn spec(&self, topic: &str) -> Result<TopicSpec, TdError> {
         self.sub
             .as_ref()
             .and_then(|s| s.specs.get(topic).cloned())
-            .ok_or_else(|| (0x4009, format!("Topic does not belong to this consumer: {topic}")))
+            .ok_or_else(|| not_subscribed(topic))
     }
 
-    fn current_message(&self, message_id: u64) -> Result<&Current, (i32, String)> {
+    fn current_message(&self, message_id: u64) -> Result<&Current, TdError> {
         self.current
             .as_ref()
             .filter(|c| c.id == message_id)
             .ok_or_else(|| {
-                (
-                    CODE_ADAPTER,
+                TdError::new(
+                    code::ADAPTER,
                     format!("message {message_id} is not the current message"),
                 )
             })
+    }
+
+    /// The current message in `tmq_get_raw`'s form, with its `raw_type`.
+    fn raw(&self, message_id: u64) -> Result<(u16, Vec<u8>), TdError> {
+        let cur = self.current_message(message_id)?;
+        let with_table_name = self.sub.as_ref().is_none_or(|s| s.with_table_name);
+        let kind = self.spec(&cur.message.topic)?.kind;
+        let ctx = RawContext {
+            precision: cur.precision,
+            with_table_name,
+            req_offset: cur.req_offset,
+            rsp_offset: cur.message.next(),
+            column_flags: RawContext::column_flags(&kind),
+        };
+        raw::encode(&cur.message.body, &ctx)
     }
 
     fn poll_reply(&self, req_id: u64, started: Instant) -> String {
@@ -567,12 +610,7 @@ impl Session {
         proto::ok("poll", req_id, 0, proto::PollReply::default())
     }
 
-    fn poll(
-        &mut self,
-        req_id: u64,
-        args: proto::PollArgs,
-        started: Instant,
-    ) -> Result<Vec<Out>, (i32, String)> {
+    fn poll(&mut self, req_id: u64, args: proto::PollArgs, started: Instant) -> Result<Vec<Out>, TdError> {
         let consumer = self.consumer()?;
         // A newer client tells which message it last received; if that is not our current one, its reply
         // was lost in flight: hand the same message out again.
@@ -608,7 +646,7 @@ impl Session {
         let started = Instant::now();
         let consumer = match self.consumer() {
             Ok(c) => c,
-            Err((code, msg)) => return vec![Out::Text(proto::error("poll", wait.req_id, None, code, &msg))],
+            Err(e) => return vec![Out::Text(poll_error(wait.req_id, &e))],
         };
         match self.next(consumer) {
             Ok(true) => vec![Out::Text(self.poll_reply(wait.req_id, started))],
@@ -616,7 +654,7 @@ impl Session {
                 vec![Out::Text(self.empty_poll(wait.req_id))]
             }
             Ok(false) => vec![Out::Wait(wait)],
-            Err((code, msg)) => vec![Out::Text(proto::error("poll", wait.req_id, None, code, &msg))],
+            Err(e) => vec![Out::Text(poll_error(wait.req_id, &e))],
         }
     }
 
@@ -645,7 +683,7 @@ impl Session {
     }
 
     /// Finds the next message over the consumer's vgroups and makes it current. `Ok(false)`: none yet.
-    fn next(&mut self, consumer: ConsumerId) -> Result<bool, (i32, String)> {
+    fn next(&mut self, consumer: ConsumerId) -> Result<bool, TdError> {
         let order = self
             .tmq
             .coordinator
@@ -654,7 +692,7 @@ impl Session {
             .map_err(group_err)?;
         for (topic, vg, pos) in order {
             let Position::At(pos) = pos else {
-                return Err((
+                return Err(TdError::new(
                     CODE_NO_COMMITTED,
                     format!("TQ no committed offset: topic {topic} vgroup {vg} with auto.offset.reset=none"),
                 ));
@@ -670,6 +708,7 @@ impl Session {
                     id,
                     message,
                     precision,
+                    req_offset: pos,
                     poll_reply_body: (message_type, offset),
                     next_block: 0,
                     encoded: vec![None; blocks],
@@ -748,7 +787,7 @@ impl Session {
         None
     }
 
-    fn fetch(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, (i32, String)> {
+    fn fetch(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, TdError> {
         self.current_message(message_id)?;
         let with_table_name = self.sub.as_ref().is_none_or(|s| s.with_table_name);
         let cur = self.current.as_mut().expect("checked above");
@@ -800,18 +839,16 @@ impl Session {
         Ok(vec![Out::Text(reply)])
     }
 
-    fn fetch_block(
-        &mut self,
-        req_id: u64,
-        message_id: u64,
-        started: Instant,
-    ) -> Result<Vec<Out>, (i32, String)> {
+    fn fetch_block(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, TdError> {
         let cur = self.current_message(message_id)?;
         let (staged_req, i) = cur
             .staged
-            .ok_or_else(|| (CODE_ADAPTER, "fetch_block without a preceding fetch".to_string()))?;
+            .ok_or_else(|| TdError::new(code::ADAPTER, "fetch_block without a preceding fetch"))?;
         if staged_req != req_id {
-            return Err((CODE_ADAPTER, "fetch_block does not follow its fetch".into()));
+            return Err(TdError::new(
+                code::ADAPTER,
+                "fetch_block does not follow its fetch",
+            ));
         }
         let block = cur.encoded[i].as_ref().expect("encoded at fetch");
         Ok(vec![Out::Binary(proto::fetch_block_frame(
@@ -823,6 +860,17 @@ impl Session {
     }
 }
 
-fn group_err(e: super::group::GroupError) -> (i32, String) {
-    (e.code(), e.to_string())
+fn not_subscribed(topic: &str) -> TdError {
+    TdError::new(
+        CODE_NOT_SUBSCRIBED,
+        format!("Topic does not belong to this consumer: {topic}"),
+    )
+}
+
+fn poll_error(req_id: u64, e: &TdError) -> String {
+    proto::error("poll", req_id, None, e)
+}
+
+fn group_err(e: super::group::GroupError) -> TdError {
+    TdError::new(e.code() as u32, e.to_string())
 }

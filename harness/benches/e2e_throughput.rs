@@ -1,9 +1,12 @@
 //! End-to-end throughput of the bridge: TDengine stand-in → tmq2mqtt (in-process) → embedded rumqttd,
 //! for QoS 0/1/2: the rate at which rows are polled, published and acknowledged to the bridge (from the
-//! bridge's start, so including subscribe). Run: `cargo bench -p tmq2mqtt --bench e2e_throughput`
+//! bridge's start, so including subscribe). Run: `cargo bench -p harness --bench e2e_throughput`
 //! (`ROWS=…` multiple of 1000, `TABLES=…` dividing 1000, `TLS=1`: `tmq+wss://` to a TLS stand-in through
-//! the bridge's tunnel, `crate::wss`; `VERSION=3.1|3.1.1|5.0`; `BROKER=mosquitto`: a real Mosquitto instead,
-//! needed for 3.1).
+//! the bridge's tunnel, `tmq2mqtt::wss`; `VERSION=3.1|3.1.1|5.0`; `BROKER=mosquitto`: a real Mosquitto
+//! instead, needed for 3.1). `-- --test` (as `cargo test --benches` passes): a smoke round of 1000 rows.
+//!
+//! It lives in the harness because it needs the test world (the stand-in, the brokers); the bridge's
+//! own benches measure its pure hot paths only.
 
 use std::{
     sync::atomic::Ordering::Relaxed,
@@ -17,10 +20,11 @@ use simulator::{
 use tmq2mqtt::{Bridge, BridgeConfig};
 
 fn main() {
+    let quick = std::env::args().any(|a| a == "--test");
     let rows: u32 = std::env::var("ROWS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(if quick { 1000 } else { 100_000 });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,7 +49,7 @@ fn main() {
             store.execute(s, &mut None).unwrap_or_else(|e| panic!("{s}: {e}"));
         };
         sql("create database power vgroups 4");
-        sql("create stable power.meters (ts timestamp, current float, voltage int, phase float) tags (groupid int, location varchar(24))");
+        sql(&simulator::meters::create_stable_sql("power"));
         sql("create topic topic_meters as select ts, current, voltage, phase, tbname, groupid, location from power.meters");
         let tables: u32 = std::env::var("TABLES").ok().and_then(|r| r.parse().ok()).unwrap_or(8);
         let per_batch = 1000u32;

@@ -1,7 +1,7 @@
-//! The fleet's ledger: every statement it executed and its outcome, row by row, with which earlier
+//! The fleet's write log: every statement it executed and its outcome, row by row, with which earlier
 //! write each row replaced and which rows a delete or drop removed. From it a verifier knows
-//! exactly which rows must exist ([`Ledger::expected_rows`]) and which writes a change stream
-//! (TMQ) carries. Written as NDJSON (one [`LedgerEntry`] per line) and replayable from that file.
+//! exactly which rows must exist ([`WriteLog::expected_rows`]) and which writes a change stream
+//! (TMQ) carries. Written as NDJSON (one [`WriteLogEntry`] per line) and replayable from that file.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::plan::{RowWrite, Step};
 use super::reading::{Reading, Tags};
 
-/// One line of the ledger.
+/// One line of the write log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    /// Position in the ledger, from 1.
+pub struct WriteLogEntry {
+    /// Position in the write log, from 1.
     pub seq: u64,
     /// Index of the statement (from 0); all rows of one INSERT share it.
     pub step: u64,
@@ -36,7 +36,7 @@ pub enum Outcome {
     Ok,
     Rejected,
     /// The fleet gave up on the connection while this statement was outstanding: it may or may
-    /// not have been applied (not counted in [`Ledger::expected_rows`]).
+    /// not have been applied (not counted in [`WriteLog::expected_rows`]).
     Unknown,
 }
 
@@ -82,10 +82,10 @@ pub enum Entry {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    #[error("ledger line {line}: {source}")]
+pub enum WriteLogError {
+    #[error("write log line {line}: {source}")]
     Parse { line: usize, source: serde_json::Error },
-    #[error("ledger I/O: {0}")]
+    #[error("write log I/O: {0}")]
     Io(#[from] io::Error),
 }
 
@@ -96,11 +96,11 @@ struct TableState {
     rows: BTreeMap<i64, (u64, Reading)>,
 }
 
-/// The ledger, its derived state, and an optional NDJSON sink.
-pub struct Ledger {
+/// The write log, its derived state, and an optional NDJSON sink.
+pub struct WriteLog {
     db: String,
     keep_entries: bool,
-    entries: Vec<LedgerEntry>,
+    entries: Vec<WriteLogEntry>,
     tables: BTreeMap<String, TableState>,
     added_column: bool,
     next_seq: u64,
@@ -111,9 +111,9 @@ pub struct Ledger {
     sink: Option<Box<dyn Write + Send>>,
 }
 
-impl std::fmt::Debug for Ledger {
+impl std::fmt::Debug for WriteLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger")
+        f.debug_struct("WriteLog")
             .field("db", &self.db)
             .field("entries", &self.next_seq.saturating_sub(1))
             .field("rows_ok", &self.rows_ok)
@@ -122,10 +122,10 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
-impl Ledger {
-    /// An empty ledger for database `db` that keeps its entries in memory.
-    pub fn new(db: impl Into<String>) -> Ledger {
-        Ledger {
+impl WriteLog {
+    /// An empty write log for database `db` that keeps its entries in memory.
+    pub fn new(db: impl Into<String>) -> WriteLog {
+        WriteLog {
             db: db.into(),
             keep_entries: true,
             entries: Vec::new(),
@@ -141,13 +141,13 @@ impl Ledger {
     }
 
     /// Keeps only the derived state (expected rows) in memory, not every entry (long runs).
-    pub fn without_entries(mut self) -> Ledger {
+    pub fn without_entries(mut self) -> WriteLog {
         self.keep_entries = false;
         self
     }
 
     /// Also writes every entry as one JSON line to `sink`.
-    pub fn with_sink(mut self, sink: Box<dyn Write + Send>) -> Ledger {
+    pub fn with_sink(mut self, sink: Box<dyn Write + Send>) -> WriteLog {
         self.sink = Some(sink);
         self
     }
@@ -226,7 +226,7 @@ impl Ledger {
             }],
         };
         for what in whats {
-            let mut entry = LedgerEntry {
+            let mut entry = WriteLogEntry {
                 seq: self.next_seq,
                 step: step_no,
                 what,
@@ -248,7 +248,7 @@ impl Ledger {
     }
 
     /// Updates the derived state; with `fill`, computes `replaces`/`removed` from it.
-    fn apply(&mut self, entry: &mut LedgerEntry, fill: bool) {
+    fn apply(&mut self, entry: &mut WriteLogEntry, fill: bool) {
         if entry.outcome != Outcome::Ok {
             return;
         }
@@ -293,8 +293,8 @@ impl Ledger {
         }
     }
 
-    /// Every entry recorded so far (empty after [`Ledger::without_entries`]).
-    pub fn entries(&self) -> &[LedgerEntry] {
+    /// Every entry recorded so far (empty after [`WriteLog::without_entries`]).
+    pub fn entries(&self) -> &[WriteLogEntry] {
         &self.entries
     }
 
@@ -356,30 +356,30 @@ impl Ledger {
         }
     }
 
-    /// Rebuilds a ledger (entries and expected state) from its NDJSON form.
-    pub fn from_ndjson(db: impl Into<String>, reader: impl BufRead) -> Result<Ledger, LedgerError> {
-        let mut ledger = Ledger::new(db);
+    /// Rebuilds a write log (entries and expected state) from its NDJSON form.
+    pub fn from_ndjson(db: impl Into<String>, reader: impl BufRead) -> Result<WriteLog, WriteLogError> {
+        let mut write_log = WriteLog::new(db);
         for (i, line) in reader.lines().enumerate() {
             let line = line?;
             if line.trim().is_empty() {
                 continue;
             }
-            let mut entry: LedgerEntry =
-                serde_json::from_str(&line).map_err(|source| LedgerError::Parse { line: i + 1, source })?;
+            let mut entry: WriteLogEntry =
+                serde_json::from_str(&line).map_err(|source| WriteLogError::Parse { line: i + 1, source })?;
             match (&entry.what, entry.outcome) {
-                (Entry::Row { .. }, Outcome::Ok) => ledger.rows_ok += 1,
-                (Entry::Row { .. }, Outcome::Rejected) => ledger.rows_rejected += 1,
+                (Entry::Row { .. }, Outcome::Ok) => write_log.rows_ok += 1,
+                (Entry::Row { .. }, Outcome::Rejected) => write_log.rows_rejected += 1,
                 _ => {}
             }
-            if entry.outcome == Outcome::Rejected && entry.step + 1 != ledger.next_step {
-                ledger.statements_rejected += 1;
+            if entry.outcome == Outcome::Rejected && entry.step + 1 != write_log.next_step {
+                write_log.statements_rejected += 1;
             }
-            ledger.next_seq = entry.seq + 1;
-            ledger.next_step = entry.step + 1;
-            ledger.apply(&mut entry, false);
-            ledger.entries.push(entry);
+            write_log.next_seq = entry.seq + 1;
+            write_log.next_step = entry.step + 1;
+            write_log.apply(&mut entry, false);
+            write_log.entries.push(entry);
         }
-        Ok(ledger)
+        Ok(write_log)
     }
 }
 
@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn replacements_deletions_drops_and_rejections_are_accounted() {
         let buf = Buf::default();
-        let mut l = Ledger::new("power").with_sink(Box::new(buf.clone()));
+        let mut l = WriteLog::new("power").with_sink(Box::new(buf.clone()));
         for t in ["d0", "d1"] {
             l.record(
                 &Step::CreateTable {
@@ -505,11 +505,11 @@ mod tests {
             .unwrap();
         assert!(matches!(&drop.what, Entry::DropTable { removed, .. } if removed == &vec![5]));
 
-        // The NDJSON form replays to the same ledger.
+        // The NDJSON form replays to the same write log.
         let text = String::from_utf8(buf.0.lock().clone()).unwrap();
         assert_eq!(text.lines().count(), e.len());
         assert!(text.lines().next().unwrap().contains(r#""event":"create_table""#));
-        let replayed = Ledger::from_ndjson("power", text.as_bytes()).unwrap();
+        let replayed = WriteLog::from_ndjson("power", text.as_bytes()).unwrap();
         assert_eq!(replayed.entries(), l.entries());
         assert_eq!(replayed.expected_rows(), expected);
         assert_eq!(replayed.rows_written(), 4);
@@ -519,7 +519,7 @@ mod tests {
 
     #[test]
     fn unknown_outcomes_are_recorded_but_not_expected() {
-        let mut l = Ledger::new("power");
+        let mut l = WriteLog::new("power");
         l.record_unknown(
             &Step::Insert {
                 rows: vec![row("d0", 1, 1.0)],
@@ -538,7 +538,7 @@ mod tests {
 
     #[test]
     fn a_bad_line_is_named() {
-        let err = Ledger::from_ndjson("db", "\n{not json}\n".as_bytes()).unwrap_err();
-        assert!(err.to_string().starts_with("ledger line 2:"), "{err}");
+        let err = WriteLog::from_ndjson("db", "\n{not json}\n".as_bytes()).unwrap_err();
+        assert!(err.to_string().starts_with("write log line 2:"), "{err}");
     }
 }

@@ -1,4 +1,8 @@
-//! Reports: the human summary table and failure details (with seed and replay command), JSON and JUnit XML.
+//! Reports: the human summary table and failure details (with seed and replay command), JSON and JUnit XML;
+//! the HTML report with pictures is in [`html`] (charts in [`charts`]).
+
+pub mod charts;
+pub mod html;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -8,7 +12,8 @@ use serde::Serialize;
 
 use crate::verdict::Verdict;
 
-/// One scenario's result: a verdict, or an error that kept it from running at all.
+/// One scenario's result: a verdict, an error that kept it from running at all, or a skip because the
+/// machine lacks a program the scenario's world needs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub scenario: String,
@@ -17,14 +22,63 @@ pub struct Outcome {
     pub elapsed_ms: u64,
     /// Set when the world could not be built or the run broke down (no verdict then).
     pub error: Option<String>,
+    /// Set when the scenario was not run because the machine lacks what its world needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skip>,
     pub verdict: Option<Verdict>,
     pub replay: String,
 }
 
-impl Outcome {
-    pub fn passed(&self) -> bool {
-        self.error.is_none() && self.verdict.as_ref().is_some_and(|v| v.passed)
+/// Why a scenario was not run: a program its world needs is not installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skip {
+    /// What `--require` names to turn this skip into a failure (`mosquitto`).
+    pub needs: String,
+    /// What is missing.
+    pub reason: String,
+    /// The one command that installs it.
+    pub install: String,
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (install: {})", self.reason, self.install)
     }
+}
+
+/// How a scenario ended, as the summary counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+impl Outcome {
+    /// Ran and passed. A skipped scenario did not pass: tests that run one scenario fail on a skip.
+    pub fn passed(&self) -> bool {
+        self.skipped.is_none() && self.error.is_none() && self.verdict.as_ref().is_some_and(|v| v.passed)
+    }
+
+    pub fn status(&self) -> Status {
+        match (&self.skipped, self.passed()) {
+            (Some(_), _) => Status::Skipped,
+            (None, true) => Status::Passed,
+            (None, false) => Status::Failed,
+        }
+    }
+
+    /// Turns a skip for something in `required` into a failure (`--require mosquitto`).
+    pub fn require(&mut self, required: &[String]) {
+        if let Some(skip) = self.skipped.take_if(|s| required.contains(&s.needs)) {
+            self.error = Some(format!("required {} is missing: {skip}", skip.needs));
+        }
+    }
+}
+
+/// Whether a run with these outcomes succeeded: nothing failed (skips do not fail a run).
+pub fn run_succeeded(outcomes: &[Outcome]) -> bool {
+    outcomes.iter().all(|o| o.status() != Status::Failed)
 }
 
 /// The command that replays one scenario with one seed.
@@ -52,6 +106,14 @@ pub fn summary(outcomes: &[Outcome]) -> String {
     );
     for o in outcomes {
         let result = if o.passed() { "pass" } else { "FAIL" };
+        if o.skipped.is_some() {
+            let _ = writeln!(
+                out,
+                "{:<w$}  {:<6}  {:>9}  {:>5}  {:>5}  {:>8}  {:>8}  {:>9}  {:>7}",
+                o.scenario, "skip", "-", "-", "-", "-", "-", "-", "-"
+            );
+            continue;
+        }
         match &o.verdict {
             Some(v) => {
                 let expected: usize = v.subscribers.iter().map(|s| s.expected).sum();
@@ -91,12 +153,26 @@ pub fn summary(outcomes: &[Outcome]) -> String {
             }
         }
     }
-    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    let count = |st: Status| outcomes.iter().filter(|o| o.status() == st).count();
+    let skipped = count(Status::Skipped);
+    let mut installs: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| o.skipped.as_ref().map(|s| s.install.as_str()))
+        .collect();
+    installs.sort_unstable();
+    installs.dedup();
+    for install in installs {
+        let _ = writeln!(
+            out,
+            "skipped for lack of a program: `{install}` installs it (`--require NAME` makes a skip fail)"
+        );
+    }
     let _ = writeln!(
         out,
-        "{} scenario(s): {} passed, {failed} failed",
+        "{} scenario(s): {} passed, {} failed, {skipped} skipped",
         outcomes.len(),
-        outcomes.len() - failed
+        count(Status::Passed),
+        count(Status::Failed),
     );
     out
 }
@@ -110,8 +186,16 @@ pub fn details(o: &Outcome) -> String {
         o.scenario,
         o.file,
         o.seed,
-        if o.passed() { "passed" } else { "FAILED" }
+        match o.status() {
+            Status::Passed => "passed",
+            Status::Failed => "FAILED",
+            Status::Skipped => "skipped",
+        }
     );
+    if let Some(skip) = &o.skipped {
+        let _ = writeln!(out, "  skipped: {skip}");
+        return out;
+    }
     if let Some(e) = &o.error {
         let _ = writeln!(out, "  error: {e}");
     }
@@ -169,6 +253,10 @@ pub fn junit(outcomes: &[Outcome]) -> String {
     for o in outcomes {
         let status = if o.passed() {
             TestCaseStatus::success()
+        } else if let Some(skip) = &o.skipped {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(skip.to_string());
+            s
         } else {
             let mut s = TestCaseStatus::non_success(if o.error.is_some() {
                 NonSuccessKind::Error
@@ -205,6 +293,7 @@ mod tests {
             seed: 42,
             elapsed_ms: 1500,
             error: error.map(str::to_string),
+            skipped: None,
             verdict: None,
             replay: replay_command(&format!("scenarios/{name}.toml"), 42),
         }
@@ -221,7 +310,45 @@ mod tests {
         );
         let s = summary(&[o]);
         assert!(s.contains("ERROR"));
-        assert!(s.contains("0 passed, 1 failed"));
+        assert!(s.contains("0 passed, 1 failed, 0 skipped"));
+    }
+
+    fn skipped(name: &str) -> Outcome {
+        let mut o = outcome(name, None);
+        o.skipped = Some(Skip {
+            needs: "mosquitto".into(),
+            reason: "`mosquitto` not found".into(),
+            install: "apt-get install mosquitto".into(),
+        });
+        o
+    }
+
+    #[test]
+    fn a_skip_names_its_install_command_and_fails_only_when_required() {
+        let outcomes = [outcome("a", None), skipped("m")];
+        assert!(!outcomes[0].passed(), "no verdict: failed");
+        let ok = [skipped("m"), skipped("n")];
+        assert!(run_succeeded(&ok));
+        let s = summary(&ok);
+        assert!(s.contains("2 scenario(s): 0 passed, 0 failed, 2 skipped"), "{s}");
+        assert_eq!(
+            s.matches("`apt-get install mosquitto` installs it").count(),
+            1,
+            "{s}"
+        );
+        assert!(
+            details(&ok[0]).contains("skipped: `mosquitto` not found (install: apt-get install mosquitto)")
+        );
+        let xml = junit(&ok);
+        assert!(xml.contains("<skipped"), "{xml}");
+
+        let mut required = skipped("m");
+        required.require(&["other".into()]);
+        assert_eq!(required.status(), Status::Skipped);
+        required.require(&["mosquitto".into()]);
+        assert_eq!(required.status(), Status::Failed);
+        assert!(!run_succeeded(&[required.clone()]));
+        assert!(required.error.unwrap().contains("apt-get install mosquitto"));
     }
 
     #[test]

@@ -1,0 +1,36 @@
+//! The commit task: receives the positions the pipeline may commit and commits them to TDengine,
+//! coalesced per vgroup, retrying what failed (e.g. while TDengine reconnects).
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+
+use super::Stats;
+use crate::{ledger::CommitPoint, source::Committer};
+
+/// Runs until `rx` is closed and everything it carried was tried once more.
+pub(super) async fn commit_loop(
+    mut rx: mpsc::UnboundedReceiver<CommitPoint>,
+    mut committer: Committer,
+    stats: Arc<Stats>,
+) {
+    let add = |committer: &mut Committer, p: CommitPoint| committer.add(p.topic, p.vgroup_id, p.offset);
+    let mut closed = false;
+    while !closed {
+        tokio::select! {
+            c = rx.recv() => match c {
+                Some(point) => add(&mut committer, point),
+                None => closed = true,
+            },
+            // Retry failed commits (e.g. while TDengine reconnects) now and then.
+            _ = tokio::time::sleep(Duration::from_millis(500)), if !committer.is_empty() => {}
+        }
+        while let Ok(point) = rx.try_recv() {
+            add(&mut committer, point);
+        }
+        for (topic, vg, offset) in committer.flush().await {
+            tracing::debug!(%topic, vg, offset, "committed");
+            stats.set_committed(&topic, vg, offset);
+        }
+    }
+}

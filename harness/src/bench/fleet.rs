@@ -1,0 +1,341 @@
+//! The fleet-shape phase: many tables with a row or two each per TMQ message, the shape of a smart-meter
+//! fleet (one block per table, so the per-block cost of the TMQ fetch decides throughput).
+//!
+//! Per shape: a database of its own (4 vgroups, the `meters` schema) with a backlog written like
+//! `simulator meters --batch 5000` writes it (each INSERT ≤ 5000 rows, `rows_per_table` rows per table
+//! per round), drained twice in the same sitting:
+//! - the **bridge** (the `tmq2mqtt` binary as a child process, QoS 1, default parameters: rows/s to the
+//!   last commit and peak RSS; in-process when the binary is not built);
+//! - the **client limit**: bare official `taos` consumers of one group (as many as the bridge runs), each
+//!   polling, fetching every block and dropping it — what the official client alone can fetch.
+//!
+//! Blocks are counted by the client run (both runs read the same backlog, cut the same way).
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use taos::{AsAsyncConsumer, AsyncTBuilder, IsAsyncData, MessageSet, Timeout};
+
+use super::{drain, world::BenchWorld, BenchError};
+
+/// One fleet shape: `tables` meters, each writing `rows_per_table` rows per round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shape {
+    pub tables: u64,
+    pub rows_per_table: u64,
+}
+
+/// Rows per INSERT, as `simulator meters --batch 5000`.
+pub const BATCH_ROWS: u64 = 5000;
+
+/// One measured shape (the JSON's `fleet` entries).
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetRow {
+    pub tables: u64,
+    pub rows_per_table: u64,
+    pub rows: u64,
+    /// Blocks the backlog is delivered in (counted by the client run).
+    pub blocks: u64,
+    pub rows_per_block: f64,
+    /// The bridge's rows/s (start to last commit).
+    pub rows_per_s: f64,
+    /// The bridge's time per block, µs.
+    pub us_per_block: f64,
+    /// Peak RSS of the bridge process, kB (`None`: measured in-process, no binary).
+    pub peak_rss_kb: Option<u64>,
+    /// TMQ consumers the bridge runs, and the client limit with as many bare consumers.
+    pub consumers: usize,
+    pub client_rows_per_s: f64,
+    pub client_us_per_block: f64,
+    /// Bridge / client limit.
+    pub ratio: f64,
+    /// Polls cut short that had to be sought back (in-process runs only).
+    pub rewinds: Option<u64>,
+}
+
+/// How many rows a shape's backlog holds: whole rounds, at least `min_rows`.
+pub fn backlog_rows(shape: Shape, min_rows: u64) -> u64 {
+    let round = shape.tables * shape.rows_per_table;
+    round * min_rows.div_ceil(round).max(1)
+}
+
+/// The INSERT statements of a shape's backlog in `db`: rounds of `rows_per_table` rows per table, cut
+/// into statements of at most [`BATCH_ROWS`] rows (a table appears once per statement).
+pub fn backlog_sql(db: &str, shape: Shape, rows: u64) -> impl Iterator<Item = String> + '_ {
+    const BASE_TS: i64 = 1_700_000_000_000;
+    let Shape {
+        tables,
+        rows_per_table,
+    } = shape;
+    let per_stmt_tables = (BATCH_ROWS / rows_per_table).max(1);
+    let rounds = rows / (tables * rows_per_table);
+    // (round, first table) of each statement; statements never span rounds when a round is big.
+    let mut next = (0u64, 0u64);
+    std::iter::from_fn(move || {
+        let (round, first) = next;
+        if round >= rounds {
+            return None;
+        }
+        let mut s = String::with_capacity(64 + BATCH_ROWS as usize * 48);
+        s.push_str("insert into");
+        if tables >= per_stmt_tables {
+            let last = (first + per_stmt_tables).min(tables);
+            for t in first..last {
+                push_table(&mut s, db, t, round, round + 1, rows_per_table, BASE_TS);
+            }
+            next = if last == tables {
+                (round + 1, 0)
+            } else {
+                (round, last)
+            };
+        } else {
+            // Small fleets: several rounds per statement, each table once with all its rows.
+            let per_stmt_rounds = (per_stmt_tables / tables).max(1);
+            let end = (round + per_stmt_rounds).min(rounds);
+            for t in 0..tables {
+                push_table(&mut s, db, t, round, end, rows_per_table, BASE_TS);
+            }
+            next = (end, 0);
+        }
+        Some(s)
+    })
+}
+
+fn push_table(s: &mut String, db: &str, t: u64, from_round: u64, to_round: u64, per: u64, base: i64) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        s,
+        " {db}.d{t} using {db}.meters tags ({}, 'California.SanFrancisco') values",
+        t % 10
+    );
+    for round in from_round..to_round {
+        for k in 0..per {
+            let id = round * per + k;
+            let _ = write!(
+                s,
+                " ({}, {:.2}, {}, 0.31)",
+                base + id as i64 * 1000,
+                10.0 + (id % 100) as f32 / 10.0,
+                220 + id % 10
+            );
+        }
+    }
+}
+
+/// Creates the shape's database, super table and topic (`fleet_{tables}_{rows_per_table}`) and writes its
+/// backlog; returns the topic.
+pub fn load(w: &BenchWorld, shape: Shape, rows: u64) -> Result<String, BenchError> {
+    let db = format!("fleet_{}_{}", shape.tables, shape.rows_per_table);
+    w.sql(&format!("create database {db} vgroups 4"))?;
+    w.sql(&format!("create stable {db}.meters (ts timestamp, current float, voltage int, phase float) tags (groupid int, location varchar(24))"))?;
+    w.sql(&format!(
+        "create topic {db} as select ts, current, voltage, phase, tbname, groupid, location from {db}.meters"
+    ))?;
+    for sql in backlog_sql(&db, shape, rows) {
+        w.sql(&sql)?;
+    }
+    Ok(db)
+}
+
+/// Drops what [`load`] created (the next shape should not pay for this one's memory), once the consumers
+/// of the runs have left (their sockets close asynchronously).
+pub async fn unload(w: &BenchWorld, db: &str) -> Result<(), BenchError> {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while w.td.tmq().subscribers(db) > 0 {
+        if Instant::now() > give_up {
+            return Err(BenchError::Stalled(format!("{db}: consumers did not leave")));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    w.sql(&format!("drop topic {db}"))?;
+    w.sql(&format!("drop database {db}"))
+}
+
+/// What the client-limit run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientRun {
+    pub rows_per_s: f64,
+    pub blocks: u64,
+}
+
+/// `consumers` bare official consumers of one fresh group drain `topic` from `earliest`: each polls
+/// (`recv_timeout(Never)`, the client's own loop), fetches every block and drops it. All of them subscribe
+/// before any polls, so the group's split is settled and no row is read twice. Rows/s from the first
+/// subscribe to the last row.
+pub async fn client_limit(
+    w: &BenchWorld,
+    topic: &str,
+    consumers: usize,
+    rows: u64,
+    deadline: Duration,
+) -> Result<ClientRun, BenchError> {
+    let dsn = format!(
+        "ws://root:taosdata@{}?group.id=limit-{topic}&enable.auto.commit=false&auto.offset.reset=earliest",
+        w.td.addr()
+    );
+    let start = Instant::now();
+    let mut built = Vec::new();
+    for _ in 0..consumers.max(1) {
+        let mut c = taos::TmqBuilder::from_dsn(&dsn)
+            .map_err(|e| BenchError::Setup(format!("client limit: {e}")))?
+            .build()
+            .await
+            .map_err(|e| BenchError::Setup(format!("client limit: {e}")))?;
+        c.subscribe([topic])
+            .await
+            .map_err(|e| BenchError::Setup(format!("client limit: subscribe {topic}: {e}")))?;
+        built.push(c);
+    }
+    let seen = Arc::new(AtomicU64::new(0));
+    let blocks = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = Vec::new();
+    for c in built {
+        let (seen, blocks, done) = (seen.clone(), blocks.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let (_, set) = c.recv_timeout(Timeout::Never).await?.expect("never times out");
+                let data = match set {
+                    MessageSet::Data(d) | MessageSet::MetaData(_, d) => d,
+                    MessageSet::Meta(_) => continue,
+                };
+                while let Some(block) = data.fetch_raw_block().await? {
+                    blocks.fetch_add(1, Relaxed);
+                    if seen.fetch_add(block.nrows() as u64, Relaxed) + block.nrows() as u64 >= rows {
+                        done.notify_one();
+                    }
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), taos::Error>(())
+        }));
+    }
+    let give_up = tokio::time::Instant::now() + deadline;
+    while seen.load(Relaxed) < rows {
+        if tasks.iter().any(|t| t.is_finished()) {
+            let failed = tasks.into_iter().find(|t| t.is_finished()).expect("one finished");
+            let why = match failed.await {
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(())) => "ended".into(),
+                Err(e) => e.to_string(),
+            };
+            return Err(BenchError::Setup(format!("client limit: consumer failed: {why}")));
+        }
+        if tokio::time::timeout_at(give_up, done.notified()).await.is_err() {
+            return Err(BenchError::Stalled(format!(
+                "client limit: {} of {rows} rows",
+                seen.load(Relaxed)
+            )));
+        }
+    }
+    let dt = start.elapsed();
+    for t in &tasks {
+        t.abort();
+    }
+    let got = seen.load(Relaxed);
+    if got != rows {
+        return Err(BenchError::Setup(format!(
+            "client limit: read {got} rows, expected {rows}"
+        )));
+    }
+    Ok(ClientRun {
+        rows_per_s: rows as f64 / dt.as_secs_f64(),
+        blocks: blocks.load(Relaxed),
+    })
+}
+
+/// Loads, measures (bridge, then client limit) and unloads one shape.
+pub async fn measure(
+    w: &BenchWorld,
+    shape: Shape,
+    min_rows: u64,
+    bridge_bin: Option<&std::path::Path>,
+    deadline: Duration,
+    progress: &impl Fn(&str),
+) -> Result<FleetRow, BenchError> {
+    let rows = backlog_rows(shape, min_rows);
+    progress(&format!(
+        "fleet {} tables × {} rows: loading {rows} rows",
+        shape.tables, shape.rows_per_table
+    ));
+    let topic = load(w, shape, rows)?;
+    let end = drain::end_positions_of(w, &topic)?;
+    let consumers = tmq2mqtt::source::default_consumers(end.len());
+    let group = format!("bench-{topic}");
+    let from = w.tmq_dsn_for(&topic, &group, "earliest");
+    let to = w.mqtt_dsn(1, &group, &format!("bench/{topic}/{{table}}"), "");
+    progress(&format!("fleet {topic}: bridge"));
+    let (rows_per_s, peak_rss_kb, rewinds) = match bridge_bin {
+        Some(bin) => {
+            let c = drain::child_with(w, bin, &from, &to, &group, &topic, &end, rows, deadline).await?;
+            (c.rows_per_s, Some(c.peak_rss_kb), None)
+        }
+        None => {
+            let (rps, summary) = drain::run_in_process(&from, &to, &end, rows, &topic, deadline).await?;
+            (rps, None, Some(summary.tmq_rewinds))
+        }
+    };
+    progress(&format!("fleet {topic}: client limit ({consumers} consumers)"));
+    let client = client_limit(w, &topic, consumers, rows, deadline).await?;
+    unload(w, &topic).await?;
+    let per_block = |rps: f64| 1e6 * rows as f64 / rps / client.blocks.max(1) as f64;
+    Ok(FleetRow {
+        tables: shape.tables,
+        rows_per_table: shape.rows_per_table,
+        rows,
+        blocks: client.blocks,
+        rows_per_block: rows as f64 / client.blocks.max(1) as f64,
+        rows_per_s,
+        us_per_block: per_block(rows_per_s),
+        peak_rss_kb,
+        consumers,
+        client_rows_per_s: client.rows_per_s,
+        client_us_per_block: per_block(client.rows_per_s),
+        ratio: rows_per_s / client.rows_per_s,
+        rewinds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_of(sql: &str) -> usize {
+        sql.matches(", 0.31)").count()
+    }
+
+    #[test]
+    fn big_fleets_write_one_round_in_statements_of_the_batch() {
+        let shape = Shape {
+            tables: 12_000,
+            rows_per_table: 2,
+        };
+        let rows = backlog_rows(shape, 10_000);
+        assert_eq!(rows, 24_000);
+        let stmts: Vec<String> = backlog_sql("f", shape, rows).collect();
+        assert_eq!(stmts.iter().map(|s| rows_of(s)).sum::<usize>(), 24_000);
+        assert!(stmts.iter().all(|s| rows_of(s) <= BATCH_ROWS as usize));
+        assert_eq!(stmts[0].matches(" using ").count(), 2500);
+        assert!(stmts.last().unwrap().contains("f.d11999 using"));
+    }
+
+    #[test]
+    fn small_fleets_write_several_rounds_per_statement() {
+        let shape = Shape {
+            tables: 10,
+            rows_per_table: 1,
+        };
+        let rows = backlog_rows(shape, 12_345);
+        assert_eq!(rows, 12_350);
+        let stmts: Vec<String> = backlog_sql("f", shape, rows).collect();
+        assert_eq!(stmts.iter().map(|s| rows_of(s)).sum::<usize>(), 12_350);
+        assert_eq!(stmts.len(), 3, "5000-row statements");
+        assert_eq!(stmts[0].matches(" using ").count(), 10);
+    }
+}

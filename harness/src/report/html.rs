@@ -1,0 +1,453 @@
+//! The HTML report of `harness run --report DIR` and `harness bench --report DIR`: one self-contained
+//! `index.html` (styles inline, charts as inline SVG from [`super::charts`], no script, nothing fetched), so
+//! it opens from disk and can be attached to a CI run as it is.
+//!
+//! A run's page starts with an overview (the summary table linking to each scenario, the seed, versions and
+//! the command), then one section per scenario: what it does, the verdict with every failure and deviation,
+//! the timeline, latency and rate charts, per-subscriber counts, the loss table with each missing row's
+//! attribution, and the replay command.
+
+use std::fmt::Write as _;
+
+use super::charts::{self, ChartError, Curve, QosBars};
+use super::{Outcome, Status};
+use crate::bench::BenchReport;
+use crate::scenario::LossCause;
+use crate::trace::Trace;
+
+/// One scenario on the page.
+pub struct ScenarioPage<'a> {
+    pub outcome: &'a Outcome,
+    pub trace: Option<&'a Trace>,
+    /// The scenario file's description (empty when the file could not be read).
+    pub description: &'a str,
+}
+
+/// What the page says about the run as a whole.
+pub struct RunInfo {
+    /// The command that produced the report.
+    pub command: String,
+    /// `--seed`, when every scenario ran with it.
+    pub seed: Option<u64>,
+}
+
+/// How many missing rows the loss table lists by name per cause.
+const LOSS_ROWS: usize = 50;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The anchor of a scenario's section.
+pub fn anchor(scenario: &str) -> String {
+    let id: String = scenario
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("s-{id}")
+}
+
+const STYLE: &str = r#"
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1010px;
+       padding: 16px 24px 48px; color: #1d1d1f; background: #fafafa; line-height: 1.45; }
+h1 { font-size: 24px; margin: 8px 0 4px; } h2 { font-size: 20px; margin: 0 0 6px; }
+h3 { font-size: 15px; margin: 18px 0 6px; color: #444; }
+section { background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: 16px 20px; margin: 22px 0; }
+table { border-collapse: collapse; margin: 6px 0; font-size: 14px; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: 4px 10px; text-align: right; vertical-align: top; }
+th:first-child, td:first-child, td.l, th.l { text-align: left; }
+th { background: #f2f2f2; }
+code, pre { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
+pre { background: #f4f4f4; padding: 8px 10px; border-radius: 6px; overflow-x: auto; white-space: pre-wrap; }
+.badge { display: inline-block; padding: 1px 9px; border-radius: 10px; font-weight: 600; font-size: 13px; color: #fff; }
+.pass { background: #2ca02c; } .fail { background: #d62728; } .skip { background: #8c8c8c; }
+.muted { color: #666; font-size: 13px; } .desc { white-space: pre-line; }
+ul.failures li { color: #b01d1e; } ul.deviations li { color: #8a5a00; }
+.chart svg { max-width: 100%; height: auto; display: block; margin: 6px 0; }
+.chart p.muted { margin: 0 0 10px; }
+"#;
+
+fn badge(status: Status) -> &'static str {
+    match status {
+        Status::Passed => r#"<span class="badge pass">pass</span>"#,
+        Status::Failed => r#"<span class="badge fail">FAIL</span>"#,
+        Status::Skipped => r#"<span class="badge skip">skipped</span>"#,
+    }
+}
+
+fn head(out: &mut String, title: &str) {
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>\n",
+        esc(title)
+    );
+}
+
+fn versions(out: &mut String) {
+    let _ = write!(
+        out,
+        "<p class=\"muted\">harness {} · tmq2mqtt {} · generated {}</p>\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_VERSION"),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    );
+}
+
+fn chart(out: &mut String, svg: Result<String, ChartError>, caption: &str) {
+    out.push_str("<div class=\"chart\">");
+    match svg {
+        Ok(svg) => out.push_str(&svg),
+        Err(e) => {
+            let _ = write!(out, "<p>{}</p>", esc(&e.to_string()));
+        }
+    }
+    if !caption.is_empty() {
+        let _ = write!(out, "<p class=\"muted\">{caption}</p>");
+    }
+    out.push_str("</div>\n");
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+}
+
+/// The page of a scenario run.
+pub fn run_page(info: &RunInfo, scenarios: &[ScenarioPage<'_>]) -> String {
+    let mut out = String::new();
+    head(&mut out, "tmq2mqtt scenario run");
+    let count = |st: Status| scenarios.iter().filter(|p| p.outcome.status() == st).count();
+    let _ = write!(
+        out,
+        "<h1>tmq2mqtt scenario run</h1>\n<p><b>{} scenario(s): {} passed, {} failed, {} skipped</b></p>\n",
+        scenarios.len(),
+        count(Status::Passed),
+        count(Status::Failed),
+        count(Status::Skipped)
+    );
+    versions(&mut out);
+    let _ = write!(
+        out,
+        "<p class=\"muted\">seed: {} · command: <code>{}</code></p>\n",
+        info.seed
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "each scenario's own (shown per scenario)".into()),
+        esc(&info.command)
+    );
+    overview(&mut out, scenarios);
+    for p in scenarios {
+        scenario_section(&mut out, p);
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn overview(out: &mut String, scenarios: &[ScenarioPage<'_>]) {
+    out.push_str(
+        "<section id=\"overview\"><h2>Overview</h2><table><tr><th>scenario</th><th>result</th>\
+         <th>rows</th><th>duplicates</th><th>lost</th><th>p50 ms</th><th>p99 ms</th><th>msg/s</th>\
+         <th>seed</th><th>time</th></tr>\n",
+    );
+    for p in scenarios {
+        let o = p.outcome;
+        let _ = write!(
+            out,
+            "<tr><td><a href=\"#{}\">{}</a></td><td class=\"l\">{}</td>",
+            anchor(&o.scenario),
+            esc(&o.scenario),
+            badge(o.status())
+        );
+        match &o.verdict {
+            Some(v) => {
+                let expected: usize = v.subscribers.iter().map(|s| s.expected).sum();
+                let distinct: usize = v.subscribers.iter().map(|s| s.distinct).sum();
+                let dups: u64 = v.subscribers.iter().map(|s| s.duplicates).sum();
+                let lost: usize = v.losses.values().map(Vec::len).sum();
+                let _ = write!(
+                    out,
+                    "<td>{distinct}/{expected}</td><td>{dups}</td><td>{lost}</td><td>{}</td><td>{}</td><td>{}</td>",
+                    ms(v.latency.map(|l| l.p50_ms)),
+                    ms(v.latency.map(|l| l.p99_ms)),
+                    v.throughput_msg_s
+                        .map(|t| format!("{t:.0}"))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+            None => out.push_str("<td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td>"),
+        }
+        let _ = writeln!(
+            out,
+            "<td>{}</td><td>{:.1} s</td></tr>",
+            o.seed,
+            o.elapsed_ms as f64 / 1000.0
+        );
+    }
+    out.push_str("</table></section>\n");
+}
+
+fn cause_text(c: LossCause) -> &'static str {
+    match c {
+        LossCause::NeverPublished => "never published by the bridge",
+        LossCause::NeverAcked => "published, never acknowledged by the broker",
+        LossCause::Broker => "acknowledged by the broker, never delivered: the broker's loss",
+        LossCause::Unknown => "lost (no wire recording to attribute it)",
+    }
+}
+
+fn scenario_section(out: &mut String, p: &ScenarioPage<'_>) {
+    let o = p.outcome;
+    let _ = write!(
+        out,
+        "<section id=\"{}\"><h2>{} {}</h2>\n<p class=\"muted\"><code>{}</code> · seed {} · {:.1} s{}</p>\n",
+        anchor(&o.scenario),
+        esc(&o.scenario),
+        badge(o.status()),
+        esc(&o.file),
+        o.seed,
+        o.elapsed_ms as f64 / 1000.0,
+        match &o.verdict {
+            Some(v) if v.ending == crate::recorder::Ending::Deadline => " · ended at the deadline",
+            Some(_) => " · ended when nothing more came",
+            None => "",
+        }
+    );
+    if !p.description.is_empty() {
+        let _ = writeln!(out, "<p class=\"desc\">{}</p>", esc(p.description.trim()));
+    }
+    if let Some(skip) = &o.skipped {
+        let _ = writeln!(
+            out,
+            "<p>Not run: {}. Install it with <code>{}</code> and run again.</p></section>",
+            esc(&skip.reason),
+            esc(&skip.install)
+        );
+        return;
+    }
+    if let Some(e) = &o.error {
+        let _ = writeln!(out, "<h3>Error</h3><pre>{}</pre>", esc(e));
+    }
+    if let Some(v) = &o.verdict {
+        list(out, "failures", "Why it failed", &v.failures);
+        list(
+            out,
+            "deviations",
+            "Deviations (seen, tolerated by the scenario)",
+            &v.deviations,
+        );
+    }
+    if let Some(t) = p.trace {
+        out.push_str("<h3>Timeline</h3>\n");
+        chart(
+            out,
+            charts::timeline(t),
+            "Each line counts from the start of the run. The gap between two lines is work in flight at that \
+             stage: written but not yet published, published but not acknowledged, acknowledged but not yet \
+             delivered. Red bands are faults (from the moment one fired until its effect ended); purple lines \
+             are the bridge opening a new broker connection.",
+        );
+        if let Some(svg) = charts::latency(t) {
+            chart(
+                out,
+                svg,
+                "Time from each row's INSERT to its first receipt by each subscriber.",
+            );
+        }
+        if let Some(svg) = charts::rate(t) {
+            chart(out, svg, "");
+        }
+    }
+    if let Some(v) = &o.verdict {
+        if !v.subscribers.is_empty() {
+            out.push_str(
+                "<h3>Subscribers</h3><table><tr><th>subscriber</th><th>expected</th><th>received (distinct)</th>\
+                 <th>messages</th><th>duplicates</th><th>missing</th><th>out of order</th><th>unexpected</th></tr>\n",
+            );
+            for s in &v.subscribers {
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&s.name),
+                    s.expected,
+                    s.distinct,
+                    s.received,
+                    s.duplicates,
+                    s.missing.len(),
+                    s.out_of_order.len(),
+                    s.extra
+                );
+            }
+            out.push_str("</table>\n");
+        }
+        out.push_str("<h3>Losses</h3>");
+        if v.losses.is_empty() {
+            out.push_str("<p>No expected row is missing.</p>\n");
+        } else {
+            out.push_str("<table><tr><th>attribution</th><th>rows</th><th class=\"l\">which (table@ts, ledger #)</th></tr>\n");
+            for (cause, rows) in &v.losses {
+                let mut names: Vec<String> =
+                    rows.iter().take(LOSS_ROWS).map(|r| esc(&r.to_string())).collect();
+                if rows.len() > LOSS_ROWS {
+                    names.push(format!("… and {} more", rows.len() - LOSS_ROWS));
+                }
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td class=\"l\"><code>{}</code></td></tr>",
+                    cause_text(*cause),
+                    rows.len(),
+                    names.join(", ")
+                );
+            }
+            out.push_str("</table>\n");
+        }
+        if !v.wire.is_empty() {
+            out.push_str(
+                "<h3>On the wire (bridge ↔ broker)</h3><table><tr><th>bridge</th><th>connections</th>\
+                 <th>PUBLISH</th><th>PUBACK</th><th>PUBCOMP</th><th>retransmits</th><th>dropped by faults</th></tr>\n",
+            );
+            for w in &v.wire {
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&w.bridge),
+                    w.connections,
+                    w.publishes,
+                    w.puback,
+                    w.pubcomp,
+                    w.retransmits,
+                    w.dropped_by_fault
+                );
+            }
+            out.push_str("</table>\n");
+        }
+    }
+    let _ = writeln!(out, "<h3>Replay</h3><pre>{}</pre></section>", esc(&o.replay));
+}
+
+fn list(out: &mut String, class: &str, title: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    if !title.is_empty() {
+        let _ = write!(out, "<h3>{title}</h3>");
+    }
+    let _ = write!(out, "<ul class=\"{class}\">");
+    for i in items {
+        let _ = write!(out, "<li>{}</li>", esc(i));
+    }
+    out.push_str("</ul>\n");
+}
+
+/// The page of a benchmark.
+pub fn bench_page(command: &str, r: &BenchReport) -> String {
+    let mut out = String::new();
+    head(&mut out, "tmq2mqtt benchmark");
+    out.push_str("<h1>tmq2mqtt benchmark</h1>\n");
+    versions(&mut out);
+    let _ = write!(
+        out,
+        "<p class=\"muted\">machine: {} · backlog {} rows · limit {} messages · payload {} bytes · command: <code>{}</code></p>\n",
+        esc(&r.machine),
+        r.rows,
+        r.limit_messages,
+        r.payload_bytes,
+        esc(command)
+    );
+    out.push_str("<section><h2>Throughput per QoS</h2>");
+    let bars: Vec<QosBars> = r
+        .qos
+        .iter()
+        .map(|q| QosBars {
+            qos: q.qos,
+            limit: q.limit,
+            bridge: q.bridge,
+        })
+        .collect();
+    chart(
+        &mut out,
+        charts::bench_bars(&bars),
+        "The limit is a bare rumqttc publisher against the same broker in the same run; the bridge drains a \
+         TDengine backlog of the same rows. Medians of the repeated pairs.",
+    );
+    out.push_str("<table><tr><th>QoS</th><th>limit msg/s</th><th>bridge rows/s</th><th>bridge / limit</th><th class=\"l\">every pair (limit, bridge)</th></tr>\n");
+    for q in &r.qos {
+        let pairs: Vec<String> = q.runs.iter().map(|(l, b)| format!("({l:.0}, {b:.0})")).collect();
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}</td><td class=\"l\">{}</td></tr>",
+            q.qos,
+            q.limit,
+            q.bridge,
+            q.ratio,
+            pairs.join(" ")
+        );
+    }
+    out.push_str("</table></section>\n");
+    if let Some(l) = &r.latency {
+        out.push_str("<section><h2>Latency</h2>");
+        if !l.percentiles.is_empty() {
+            chart(
+                &mut out,
+                charts::curves(
+                    "insert → receipt latency by percentile",
+                    "percentile",
+                    "ms",
+                    &[Curve {
+                        title: "",
+                        points: &l.percentiles,
+                    }],
+                ),
+                "",
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<p>{} rows/s offered, {} sent, {} received: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms.</p></section>",
+            l.rate, l.sent, l.received, l.p50_ms, l.p99_ms, l.max_ms
+        );
+    }
+    let mut other = Vec::new();
+    if let Some(b) = r.batch_rows_per_s {
+        other.push(format!("format=batch: {b:.0} rows/s"));
+    }
+    if let Some(c) = r.child_rows_per_s {
+        other.push(format!("tmq2mqtt as a child process: {c:.0} rows/s"));
+    }
+    if let Some(kb) = r.peak_rss_kb {
+        other.push(format!(
+            "peak RSS of the child process: {:.1} MiB",
+            kb as f64 / 1024.0
+        ));
+    }
+    other.extend(r.notes.iter().cloned());
+    if !other.is_empty() {
+        out.push_str("<section><h2>Other measurements</h2>");
+        list(&mut out, "", "", &other);
+        out.push_str("</section>\n");
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_and_anchors_are_plain() {
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(anchor("cut-mid qos1"), "s-cut-mid-qos1");
+    }
+}
