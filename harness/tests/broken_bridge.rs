@@ -40,7 +40,7 @@ fn commit_before_ack_plus_kill_loses_rows_and_the_verdict_names_them() {
     );
     let text = v.failures.join("\n");
     assert!(text.contains("never published by the bridge"), "{text}");
-    assert!(text.contains("(ledger #"), "failures name the rows: {text}");
+    assert!(text.contains("(write log #"), "failures name the rows: {text}");
     assert!(o.replay.contains("--seed 42"), "{}", o.replay);
 
     // The control: the same faults against the default commit-after-ack bridge lose nothing.

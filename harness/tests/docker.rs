@@ -270,7 +270,13 @@ fn is_port_taken(error: &str) -> bool {
 }
 
 /// A recording subscriber on `filter` (the harness's own, as scenarios use it); `activity` ticks per message.
-async fn record(addr: SocketAddr, version: MqttVersion, filter: &str, qos: u8, activity: &Activity) -> Recorder {
+async fn record(
+    addr: SocketAddr,
+    version: MqttVersion,
+    filter: &str,
+    qos: u8,
+    activity: &Activity,
+) -> Recorder {
     let def = SubscriberDef {
         name: filter.to_string(),
         filter: filter.to_string(),
@@ -318,8 +324,16 @@ fn distinct_f1(got: &[Delivered]) -> BTreeSet<u32> {
 /// Rows `0..total` over `tables` child tables (`d{id % tables}`) on `{prefix}/{table}`: each exactly once, and
 /// each table's rows in write order.
 fn assert_exactly_once_in_table_order(got: &[Delivered], prefix: &str, tables: u32, total: u32) {
-    assert_eq!(distinct_f1(got), (0..total).collect::<BTreeSet<u32>>(), "{prefix}");
-    assert_eq!(got.len(), total as usize, "{prefix}: no duplicates without faults");
+    assert_eq!(
+        distinct_f1(got),
+        (0..total).collect::<BTreeSet<u32>>(),
+        "{prefix}"
+    );
+    assert_eq!(
+        got.len(),
+        total as usize,
+        "{prefix}: no duplicates without faults"
+    );
     for t in 0..tables {
         let ids: Vec<u32> = got
             .iter()
@@ -390,7 +404,11 @@ async fn seed_example_against_real_tdengine_and_mosquitto() {
     wait_for("all 200 rows", || distinct_f1(&rec.messages()).len() == 200).await;
     wait_quiet(&activity).await;
     wait_for("offsets committed to real TDengine", || {
-        stats.snapshot().committed.keys().any(|(t, _)| t == "topic_meters")
+        stats
+            .snapshot()
+            .committed
+            .keys()
+            .any(|(t, _)| t == "topic_meters")
     })
     .await;
     let s = stats.snapshot();
@@ -456,7 +474,10 @@ async fn a_second_consumer_of_the_group_resumes_after_the_acknowledged_rows_only
 
     // Nothing can be acknowledged now: what is polled stays uncommitted.
     mq.stop().await;
-    wait_for("the bridge saw the broker go", || !stats.mqtt_connected.load(Relaxed)).await;
+    wait_for("the bridge saw the broker go", || {
+        !stats.mqtt_connected.load(Relaxed)
+    })
+    .await;
     td.insert(2, 100..150).await;
     wait_for("the new rows polled", || stats.rows.load(Relaxed) == 150).await;
     let committed = stats.snapshot().committed;
@@ -475,7 +496,10 @@ async fn a_second_consumer_of_the_group_resumes_after_the_acknowledged_rows_only
     );
     // Real TDengine hands the vgroup over once the first consumer's leave is processed (a rebalance).
     let want: BTreeSet<u32> = (100..150).collect();
-    wait_for("rows 100..150 again", || distinct_f1(&rec.messages()).is_superset(&want)).await;
+    wait_for("rows 100..150 again", || {
+        distinct_f1(&rec.messages()).is_superset(&want)
+    })
+    .await;
     wait_quiet(&activity).await;
     assert_eq!(
         distinct_f1(&rec.messages()),
@@ -497,7 +521,10 @@ async fn mosquitto_container_restart_mid_stream_loses_nothing_the_bridge_owns() 
     let proxy = Proxy::start(mq.addr).await.expect("proxy");
     let (run, stats) = bridge(
         &td.from("restart"),
-        &format!("mqtt://{}?version=5.0&qos=1&client_id=restart&topic=r/{{table}}", proxy.addr()),
+        &format!(
+            "mqtt://{}?version=5.0&qos=1&client_id=restart&topic=r/{{table}}",
+            proxy.addr()
+        ),
     );
     td.insert(2, 0..500).await;
     wait_for("the first 500 rows", || rec.count() >= 500).await;
@@ -532,7 +559,10 @@ async fn mosquitto_container_restart_mid_stream_loses_nothing_the_bridge_owns() 
         "rows lost that the broker never acknowledged: {unexcused:?}"
     );
     if !missing.is_empty() {
-        eprintln!("the stopped broker lost {} acknowledged row(s): {missing:?}", missing.len());
+        eprintln!(
+            "the stopped broker lost {} acknowledged row(s): {missing:?}",
+            missing.len()
+        );
     }
     proxy.shutdown().await;
 }

@@ -346,7 +346,6 @@ fn default_sub_qos() -> u8 {
     2
 }
 
-
 /// A fault and when it fires.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

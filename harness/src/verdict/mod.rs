@@ -26,7 +26,7 @@ use wire::{PayloadFate, WireReport};
 /// A row the bridge must deliver, in write order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpectedRow {
-    /// Position in the fleet's ledger (names the row in reports).
+    /// Position in the fleet's write log (names the row in reports).
     pub seq: u64,
     /// Position in the order TDengine stores the rows of one table (write order, rows of one INSERT sorted by
     /// timestamp): the per-table order check compares this.
@@ -103,7 +103,7 @@ pub struct RowRef {
 
 impl fmt::Display for RowRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{} (ledger #{})", self.table, self.ts, self.seq)
+        write!(f, "{}@{} (write log #{})", self.table, self.ts, self.seq)
     }
 }
 
@@ -300,7 +300,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 .push(i);
         }
         let mut got: HashMap<String, usize> = HashMap::new();
-        // Per table: the ledger position of the last first-delivery seen.
+        // Per table: the write-log position of the last first-delivery seen.
         let mut last_seq: HashMap<&str, u64> = HashMap::new();
         for d in inp.delivered.iter().filter(|d| d.subscriber == sub.name) {
             rep.received += 1;

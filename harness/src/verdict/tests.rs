@@ -155,7 +155,7 @@ fn every_loss_is_attributed_and_named() {
     assert_eq!(names(LossCause::NeverAcked), [3]);
     assert_eq!(names(LossCause::Broker), [4]);
     let text = v.failures.join("\n");
-    assert!(text.contains("d1@100 (ledger #2)"), "{text}");
+    assert!(text.contains("d1@100 (write log #2)"), "{text}");
     assert!(text.contains("the broker's loss"), "{text}");
     assert!(text.contains("never acknowledged"), "{text}");
 }
