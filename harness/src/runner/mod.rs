@@ -197,7 +197,7 @@ async fn run_inner(
     let ending = settle(s, &expected_rows, &recorders, &mut slots, &activity, deadline).await;
     let (outcomes, wire) = stop_bridges(s, slots, opts).await?;
     let delivered: Vec<Delivered> = recorders.into_iter().flat_map(|r| r.stop()).collect();
-    let committed = committed_offsets(s, &world.sql).await?;
+    let committed = committed_offsets(s, &world.td.sql_dsn()).await?;
     let v = verdict::judge(&Inputs {
         scenario: s,
         seed,
@@ -503,8 +503,10 @@ fn write_wire(path: &Path, records: &[WireRecord]) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Phase 10: the offsets the scenario's consumer groups committed, as TDengine reports them.
-async fn committed_offsets(s: &Scenario, sql: &sql::Sql) -> Result<Vec<CommittedOffset>, String> {
+/// Phase 10: the offsets the scenario's consumer groups committed, as TDengine reports them. Over a fresh
+/// connection: a fault (`standin-drop`) may have cut the one the setup used.
+async fn committed_offsets(s: &Scenario, dsn: &str) -> Result<Vec<CommittedOffset>, String> {
+    let sql = sql::Sql::connect(dsn).await.map_err(|e| e.to_string())?;
     let groups: Vec<String> = s
         .bridges
         .iter()
