@@ -295,7 +295,7 @@ fn scenario_section(out: &mut String, p: &ScenarioPage<'_>) {
         if v.losses.is_empty() {
             out.push_str("<p>No expected row is missing.</p>\n");
         } else {
-            out.push_str("<table><tr><th>attribution</th><th>rows</th><th class=\"l\">which (table@ts, ledger #)</th></tr>\n");
+            out.push_str("<table><tr><th>attribution</th><th>rows</th><th class=\"l\">which (table@ts, write log #)</th></tr>\n");
             for (cause, rows) in &v.losses {
                 let mut names: Vec<String> =
                     rows.iter().take(LOSS_ROWS).map(|r| esc(&r.to_string())).collect();

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
+pub use simulator::broker::MqttVersion;
+use tmq2mqtt::{DsnError, SourceDsn, TargetDsn};
 
 /// One scenario, as written in `scenarios/NAME.toml`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -14,7 +16,8 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    /// Seed for the meter fleet's rows and chaos; `harness run --seed` overrides it.
+    /// Seed of the meter fleet (its readings, chaos choices and timestamps); `harness run --seed` overrides it.
+    /// Faults are not random: they fire at the triggers the scenario names.
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// The run ends at this deadline even if the expected rows never arrive.
@@ -27,7 +30,7 @@ pub struct Scenario {
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]
-    pub world: World,
+    pub world: WorldDef,
     #[serde(default)]
     pub data: Data,
     /// TMQ topics created before the bridges start (`CREATE TOPIC …` statements).
@@ -54,10 +57,10 @@ fn default_quiet() -> Duration {
     Duration::from_millis(500)
 }
 
-/// Where TDengine and the broker come from.
+/// Where TDengine and the broker come from (the `[world]` table).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
-pub struct World {
+pub struct WorldDef {
     #[serde(default)]
     pub tdengine: TdengineKind,
     #[serde(default)]
@@ -289,6 +292,23 @@ pub struct BridgeDef {
     pub expect_error: Option<String>,
 }
 
+impl BridgeDef {
+    /// The source DSN as the bridge parses it (`{tdengine}` reads as a host name).
+    pub fn source(&self) -> Result<SourceDsn, DsnError> {
+        SourceDsn::parse(&self.from)
+    }
+
+    /// The target DSN as the bridge parses it (`{broker}` reads as a host name).
+    pub fn target(&self) -> Result<TargetDsn, DsnError> {
+        TargetDsn::parse(&self.to)
+    }
+
+    /// Whether this bridge consumes TMQ topic `topic`.
+    pub fn consumes(&self, topic: &str) -> bool {
+        self.source().is_ok_and(|d| d.topics.iter().any(|t| t == topic))
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -312,6 +332,7 @@ pub struct SubscriberDef {
     pub filter: String,
     #[serde(default = "default_sub_qos")]
     pub qos: u8,
+    /// `"3.1.1"` (default) or `"5.0"`.
     #[serde(default)]
     pub version: MqttVersion,
     #[serde(default = "yes")]
@@ -324,8 +345,6 @@ pub struct SubscriberDef {
 fn default_sub_qos() -> u8 {
     2
 }
-
-pub use simulator::broker::MqttVersion;
 
 /// A fault and when it fires.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -16,8 +16,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use tmq2mqtt::TargetDsn;
+
 use crate::recorder::{Delivered, Ending};
-use crate::scenario::dsn::TargetInfo;
 use crate::scenario::{Delivery, LossCause, Scenario, Severity};
 use crate::wire::WireRecord;
 use payload::Payload;
@@ -26,7 +27,7 @@ use wire::{PayloadFate, WireReport};
 /// A row the bridge must deliver, in write order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpectedRow {
-    /// Position in the fleet's ledger (names the row in reports).
+    /// Position in the fleet's write log (names the row in reports).
     pub seq: u64,
     /// Position in the order TDengine stores the rows of one table (write order, rows of one INSERT sorted by
     /// timestamp): the per-table order check compares this.
@@ -73,8 +74,36 @@ pub struct Inputs<'a> {
     pub wire: &'a [(String, Vec<WireRecord>)],
     pub bridges: &'a [BridgeOutcome],
     pub ending: Ending,
+    /// The fault timeline: what fired and what never did.
+    pub faults: &'a FaultLog,
+    /// Offsets the scenario's consumer groups committed, read from TDengine after the bridges stopped.
+    pub committed: &'a [CommittedOffset],
     /// The command that replays this run.
     pub replay: String,
+}
+
+/// The faults of a run: `"Action at time"` for each that fired, `"Action at trigger"` for each that did not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultLog {
+    pub fired: Vec<String>,
+    pub unfired: Vec<String>,
+}
+
+/// One row of `SHOW SUBSCRIPTIONS` of a scenario's consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub group: String,
+    pub topic: String,
+    pub vgroup_id: i32,
+    /// As TDengine shows it: `log:N` once committed, else the reset position.
+    pub offset: String,
+}
+
+impl CommittedOffset {
+    /// The committed log position, if one was committed.
+    pub fn committed(&self) -> Option<i64> {
+        self.offset.strip_prefix("log:")?.parse().ok()
+    }
 }
 
 /// A row named in a report.
@@ -87,7 +116,7 @@ pub struct RowRef {
 
 impl fmt::Display for RowRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{} (ledger #{})", self.table, self.ts, self.seq)
+        write!(f, "{}@{} (write log #{})", self.table, self.ts, self.seq)
     }
 }
 
@@ -166,17 +195,13 @@ impl ExpectedRow {
 }
 
 /// The target of the bridge that consumes `tmq_topic` (first bridge when none names it).
-fn target_for(s: &Scenario, tmq_topic: &str) -> Option<TargetInfo> {
+fn target_for(s: &Scenario, tmq_topic: &str) -> Option<TargetDsn> {
     let bridge = s
         .bridges
         .iter()
-        .find(|b| {
-            crate::scenario::dsn::path(&b.from)
-                .split(',')
-                .any(|t| t == tmq_topic)
-        })
+        .find(|b| b.consumes(tmq_topic))
         .or(s.bridges.first())?;
-    TargetInfo::from_dsn(&bridge.to).ok()
+    bridge.target().ok()
 }
 
 /// Judges one run.
@@ -244,7 +269,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 stable: None,
                 table: Some(&r.table),
             };
-            match topic::render(&target.topic, &vars) {
+            match topic::render(target.topic.as_str(), &vars) {
                 Ok(t) => Some(Some(t)),
                 Err(topic::Unrendered::Unknown(_)) => Some(None),
                 Err(topic::Unrendered::Missing(_)) => None,
@@ -270,7 +295,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
     let publish_qos = s
         .bridges
         .iter()
-        .filter_map(|b| TargetInfo::from_dsn(&b.to).ok())
+        .filter_map(|b| b.target().ok())
         .map(|t| t.qos)
         .max()
         .unwrap_or(0);
@@ -299,7 +324,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 .push(i);
         }
         let mut got: HashMap<String, usize> = HashMap::new();
-        // Per table: the ledger position of the last first-delivery seen.
+        // Per table: the write-log position of the last first-delivery seen.
         let mut last_seq: HashMap<&str, u64> = HashMap::new();
         for d in inp.delivered.iter().filter(|d| d.subscriber == sub.name) {
             rep.received += 1;
@@ -541,6 +566,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
             (None, None) => {}
         }
     }
+    judge_faults_and_commits(inp, &mut failures, &mut deviations);
     // A run that ended at its deadline is judged like any other: every row it lacks is already a named,
     // attributed loss above (the report notes the ending).
     Verdict {
@@ -558,6 +584,34 @@ pub fn judge(inp: &Inputs) -> Verdict {
         throughput_msg_s: stats::throughput(&receipts),
         bridges: inp.bridges.to_vec(),
         replay: inp.replay.clone(),
+    }
+}
+
+/// Faults that never fired fail the run (the scenario did not test what it says); offsets committed where
+/// nothing may be fail it too.
+fn judge_faults_and_commits(inp: &Inputs, failures: &mut Vec<String>, deviations: &mut Vec<String>) {
+    if !inp.faults.unfired.is_empty() {
+        failures.push(format!(
+            "fault(s) never fired (trigger not reached before the deadline): {}",
+            inp.faults.unfired.join(", ")
+        ));
+    }
+    if inp.scenario.expect.nothing_committed {
+        let committed: Vec<&str> = inp
+            .committed
+            .iter()
+            .filter(|c| c.committed().is_some())
+            .map(|c| c.offset.as_str())
+            .collect();
+        if !committed.is_empty() {
+            failures.push(format!(
+                "offsets were committed although nothing may be: {}",
+                committed.join(", ")
+            ));
+        }
+    }
+    if !inp.faults.fired.is_empty() {
+        deviations.push(format!("faults fired: {}", inp.faults.fired.join(", ")));
     }
 }
 

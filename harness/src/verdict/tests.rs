@@ -114,6 +114,8 @@ fn run(s: &Scenario, expected: &[ExpectedRow], delivered: &[Delivered], wire: Ve
             counters: None,
         }],
         ending: Ending::Quiescent,
+        faults: &FaultLog::default(),
+        committed: &[],
         replay: "harness run t --seed 7".into(),
     })
 }
@@ -155,7 +157,7 @@ fn every_loss_is_attributed_and_named() {
     assert_eq!(names(LossCause::NeverAcked), [3]);
     assert_eq!(names(LossCause::Broker), [4]);
     let text = v.failures.join("\n");
-    assert!(text.contains("d1@100 (ledger #2)"), "{text}");
+    assert!(text.contains("d1@100 (write log #2)"), "{text}");
     assert!(text.contains("the broker's loss"), "{text}");
     assert!(text.contains("never acknowledged"), "{text}");
 }
@@ -341,6 +343,8 @@ rows = 0
                 counters: None,
             }],
             ending: Ending::Quiescent,
+            faults: &FaultLog::default(),
+            committed: &[],
             replay: String::new(),
         })
     };
