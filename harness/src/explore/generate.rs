@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::scenario::{
     BridgeDef, BridgeMode, BrokerKind, Chaos, Data, Delivery, Expect, FaultAction, FaultDef, LossCause,
-    MqttVersion, Scenario, SubscriberDef, TopicDef, Trigger, World,
+    MqttVersion, Scenario, SubscriberDef, TopicDef, Trigger, WorldDef,
 };
 
 /// What the generator may use beyond the seed.
@@ -231,6 +231,7 @@ pub fn generate(seed: u64, n: u64, opts: &GenOptions) -> Scenario {
             duration: None,
             bytes_per_s: None,
             code: None,
+            sql: Vec::new(),
         };
         match action {
             FaultAction::DropAcks => f.count = Some(r.gen_range(1..=5)),
@@ -275,13 +276,13 @@ pub fn generate(seed: u64, n: u64, opts: &GenOptions) -> Scenario {
         deadline: Duration::from_secs(if dead > 0 { 30 } else { 15 }),
         quiet: Duration::from_millis(400),
         tags: vec!["explore".into()],
-        world: World {
+        world: WorldDef {
             broker: if mosquitto {
                 BrokerKind::Mosquitto
             } else {
                 BrokerKind::Embedded
             },
-            ..World::default()
+            ..WorldDef::default()
         },
         data,
         topics: vec![TopicDef {

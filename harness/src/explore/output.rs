@@ -92,13 +92,11 @@ impl Summary {
             format!("bridges:{}", s.bridges.len()),
         ];
         if let Some(b) = s.bridges.first() {
-            let p = scenario::dsn::query_params(&b.to);
-            keys.push(format!("qos:{}", p.get("qos").map(String::as_str).unwrap_or("0")));
-            keys.push(format!(
-                "version:{}",
-                p.get("version").map(String::as_str).unwrap_or("?")
-            ));
-            if scenario::dsn::query_params(&b.from).contains_key("with.meta") {
+            if let Ok(t) = b.target() {
+                keys.push(format!("qos:{}", t.qos));
+                keys.push(format!("version:{}", t.version.as_str()));
+            }
+            if b.source().is_ok_and(|d| d.with_meta) {
                 keys.push("topic:with-meta".into());
             }
         }

@@ -1,19 +1,15 @@
 //! Shrinking a failing run: drop faults, bridges, subscribers, rows, tables and chaos one step at a time, keep
 //! each step that still breaks the same invariant, stop when no step does (or the budget of runs is spent).
 
-use crate::scenario::dsn::query_params;
 use crate::scenario::{validate, Chaos, FaultAction, Scenario, Trigger};
 
 use super::generate::{contract, drop_acks_healed, pace_late_joiners};
 
 /// The contract's expectations again, after a change to faults or bridges.
 pub fn recontract(s: &mut Scenario) {
-    let params = s.bridges.first().map(|b| query_params(&b.to)).unwrap_or_default();
-    let qos = params.get("qos").and_then(|q| q.parse().ok()).unwrap_or(0);
-    let window = params
-        .get("window")
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(10_000);
+    let target = s.bridges.first().and_then(|b| b.target().ok());
+    let qos = target.as_ref().map_or(0, |t| t.qos);
+    let window = target.as_ref().map_or(10_000, |t| t.window as u64);
     s.expect = contract(s, qos, window);
 }
 

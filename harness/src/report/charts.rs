@@ -507,6 +507,7 @@ mod tests {
         let row = |tables: u64, rows_per_table: u64| FleetRow {
             tables,
             rows_per_table,
+            single: false,
             rows: tables * rows_per_table,
             blocks: tables,
             rows_per_block: rows_per_table as f64,

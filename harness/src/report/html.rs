@@ -98,9 +98,9 @@ fn head(out: &mut String, title: &str) {
 }
 
 fn versions(out: &mut String) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"muted\">harness {} · tmq2mqtt {} · generated {}</p>\n",
+        "<p class=\"muted\">harness {} · tmq2mqtt {} · generated {}</p>",
         env!("CARGO_PKG_VERSION"),
         env!("CARGO_PKG_VERSION"),
         humantime::format_rfc3339_seconds(std::time::SystemTime::now())
@@ -139,9 +139,9 @@ pub fn run_page(info: &RunInfo, scenarios: &[ScenarioPage<'_>]) -> String {
         count(Status::Skipped)
     );
     versions(&mut out);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"muted\">seed: {} · command: <code>{}</code></p>\n",
+        "<p class=\"muted\">seed: {} · command: <code>{}</code></p>",
         info.seed
             .map(|s| s.to_string())
             .unwrap_or_else(|| "each scenario's own (shown per scenario)".into()),
@@ -356,9 +356,9 @@ pub fn bench_page(command: &str, r: &BenchReport) -> String {
     head(&mut out, "tmq2mqtt benchmark");
     out.push_str("<h1>tmq2mqtt benchmark</h1>\n");
     versions(&mut out);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"muted\">machine: {} · backlog {} rows · limit {} messages · payload {} bytes · command: <code>{}</code></p>\n",
+        "<p class=\"muted\">machine: {} · backlog {} rows · limit {} messages · payload {} bytes · command: <code>{}</code></p>",
         esc(&r.machine),
         r.rows,
         r.limit_messages,

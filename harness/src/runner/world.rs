@@ -90,7 +90,7 @@ impl Tdengine {
 
 /// Broker side of the world.
 pub enum Broker {
-    Embedded(EmbeddedBroker),
+    Embedded(Box<EmbeddedBroker>),
     /// Shared with the blocking thread that starts, restarts and stops it.
     Mosquitto(Arc<Mutex<Mosquitto>>),
     External {
@@ -113,7 +113,7 @@ impl Broker {
                 };
                 EmbeddedBroker::start(config)
                     .await
-                    .map(Broker::Embedded)
+                    .map(|b| Broker::Embedded(Box::new(b)))
                     .map_err(|e| WorldError::Broker(e.to_string()))
             }
             BrokerKind::Mosquitto => {
