@@ -39,6 +39,7 @@ fn unsafe_options(out: &Path) -> ExploreOptions {
 }
 
 #[test]
+#[ignore = "opt-in (minutes; a replayed race can pass on a loaded machine): cargo test -p harness --test explore -- --ignored"]
 fn forced_commit_before_ack_is_found_shrunk_and_replayed() {
     build_bridge();
     let dir = tempfile::tempdir().unwrap();

@@ -386,8 +386,11 @@ mod tests {
         let stmts: Vec<String> = backlog_sql("f", shape, rows).collect();
         assert_eq!(stmts.len(), 12);
         assert!(stmts.iter().all(|s| rows_of(s) == 1));
-        let tables: Vec<&str> = stmts.iter().map(|s| &s[12..15]).collect();
-        assert_eq!(tables, [".d0", ".d0", ".d1", ".d1", ".d2", ".d2"].repeat(2));
+        let tables: Vec<&str> = stmts
+            .iter()
+            .map(|s| s.split_whitespace().nth(2).unwrap_or(""))
+            .collect();
+        assert_eq!(tables, ["f.d0", "f.d0", "f.d1", "f.d1", "f.d2", "f.d2"].repeat(2), "{stmts:?}");
         assert_eq!(shape.name(), "fleet_3_2_single");
     }
 }
