@@ -390,7 +390,11 @@ mod tests {
             .iter()
             .map(|s| s.split_whitespace().nth(2).unwrap_or(""))
             .collect();
-        assert_eq!(tables, ["f.d0", "f.d0", "f.d1", "f.d1", "f.d2", "f.d2"].repeat(2), "{stmts:?}");
+        assert_eq!(
+            tables,
+            ["f.d0", "f.d0", "f.d1", "f.d1", "f.d2", "f.d2"].repeat(2),
+            "{stmts:?}"
+        );
         assert_eq!(shape.name(), "fleet_3_2_single");
     }
 }
