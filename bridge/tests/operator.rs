@@ -280,7 +280,7 @@ async fn a_group_resuming_behind_wal_retention_reports_the_gap() {
         ),
         "{v}"
     );
-    assert!(last >= committed + 1, "the two trimmed writes: {v}");
+    assert!(last > committed, "the two trimmed writes: {v}");
     assert_eq!(v["versions"].as_i64(), Some(last - first + 1), "{v}");
     assert!(!ev[0].retain);
     // What was kept still flows.
