@@ -92,9 +92,9 @@ pub async fn run(s: &Scenario, file: &str, opts: &RunOptions) -> RunResult {
             trace: None,
         };
     }
-    let (verdict, delivered, error) = match run_inner(s, seed, &replay, opts).await {
-        Ok((v, d)) => (Some(v), d, None),
-        Err(e) => (None, Vec::new(), Some(e)),
+    let (verdict, delivered, trace, error) = match run_inner(s, seed, &replay, opts).await {
+        Ok((v, d, t)) => (Some(v), d, Some(t), None),
+        Err(e) => (None, Vec::new(), None, Some(e)),
     };
     RunResult {
         outcome: Outcome {
@@ -108,7 +108,7 @@ pub async fn run(s: &Scenario, file: &str, opts: &RunOptions) -> RunResult {
             replay,
         },
         delivered,
-        trace: None,
+        trace,
     }
 }
 
@@ -178,17 +178,19 @@ async fn run_inner(
     seed: u64,
     replay: &str,
     opts: &RunOptions,
-) -> Result<(verdict::Verdict, Vec<Delivered>), String> {
+) -> Result<(verdict::Verdict, Vec<Delivered>, crate::trace::Trace), String> {
     let started = Instant::now();
+    let start_us = now_us();
     let deadline = started + s.deadline;
     let mut world = start_services(s).await?;
     let schema = write_schema(s, &world.sql).await?;
     let activity = Activity::default();
     let recorders = start_recorders(s, seed, &world.broker, &activity).await?;
+    let proxies_started_us = now_us();
     let mut slots = start_bridges(s, &world).await?;
     wait_subscribed(&world.td, &mut slots, started, s.deadline).await?;
     let fleet = write_data(s, seed, &world).await?;
-    let faults = drive_faults(
+    let (faults, fault_spans) = drive_faults(
         s,
         &mut slots,
         &mut world,
@@ -215,11 +217,28 @@ async fn run_inner(
         committed: &committed,
         replay: replay.to_string(),
     });
+    let wire_traces: Vec<crate::trace::WireTrace> = wire
+        .iter()
+        .map(|(bridge, records)| crate::trace::WireTrace {
+            bridge,
+            proxy_started_us: proxies_started_us,
+            records,
+        })
+        .collect();
+    let trace = crate::trace::build(&crate::trace::TraceInputs {
+        start_us,
+        end_us: now_us(),
+        expected: &expected_rows,
+        delivered: &delivered,
+        wire: &wire_traces,
+        commits: &[],
+        faults: &fault_spans,
+    });
     let Services { td, broker, sql } = world;
     drop(sql);
     broker.shutdown().await;
     td.shutdown().await;
-    Ok((v, delivered))
+    Ok((v, delivered, trace))
 }
 
 /// Phase 1: TDengine, the broker and an SQL connection.
@@ -354,7 +373,7 @@ async fn drive_faults(
     recorders: &[Recorder],
     started: Instant,
     deadline: Instant,
-) -> Result<verdict::FaultLog, String> {
+) -> Result<(verdict::FaultLog, Vec<crate::trace::Span>), String> {
     let mut timeline = Timeline::new(s);
     let progress = Progress {
         fleet,

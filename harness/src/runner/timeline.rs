@@ -65,6 +65,8 @@ pub(super) struct Timeline<'a> {
     s: &'a Scenario,
     fired: Vec<bool>,
     log: Vec<String>,
+    /// The faults the timeline fired, as time spans for the report's pictures.
+    spans: Vec<crate::trace::Span>,
 }
 
 impl<'a> Timeline<'a> {
@@ -73,6 +75,7 @@ impl<'a> Timeline<'a> {
             s,
             fired: s.faults.iter().map(armed_in_proxy).collect(),
             log: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -118,14 +121,20 @@ impl<'a> Timeline<'a> {
             if due {
                 self.fired[i] = true;
                 self.log.push(format!("{:?} at {:?}", f.action, elapsed));
+                let from_s = elapsed.as_secs_f64();
+                self.spans.push(crate::trace::Span {
+                    label: format!("{:?}", f.action),
+                    from_s,
+                    to_s: from_s + f.duration.map_or(0.0, |d| d.as_secs_f64()),
+                });
                 fire(f, &mut slots[slot], broker, td, sql).await?;
             }
         }
         Ok(())
     }
 
-    /// What fired and what never did, for the verdict.
-    pub fn into_log(self) -> FaultLog {
+    /// What fired and what never did (for the verdict), and the fired faults' spans (for the report).
+    pub fn into_log(self) -> (FaultLog, Vec<crate::trace::Span>) {
         let unfired = self
             .s
             .faults
@@ -134,10 +143,13 @@ impl<'a> Timeline<'a> {
             .filter(|(_, fired)| !**fired)
             .map(|(f, _)| format!("{:?} at {:?}", f.action, f.at))
             .collect();
-        FaultLog {
-            fired: self.log,
-            unfired,
-        }
+        (
+            FaultLog {
+                fired: self.log,
+                unfired,
+            },
+            self.spans,
+        )
     }
 }
 
