@@ -251,20 +251,9 @@ async fn poll_loop(
                     let _ = tx.send(SourceEvent::Fatal(format!("TDengine: {e}"))).await;
                     return;
                 }
-                let retry_in = backoff(attempt);
-                attempt = attempt.saturating_add(1);
-                tracing::warn!(error = %e, ?retry_in, "cannot subscribe to TDengine");
-                if tx
-                    .send(SourceEvent::Lost {
-                        error: e.to_string(),
-                        retry_in,
-                    })
-                    .await
-                    .is_err()
-                {
+                if !lost(&tx, e.to_string(), &mut attempt, "cannot subscribe to TDengine").await {
                     return;
                 }
-                tokio::time::sleep(retry_in).await;
                 continue;
             }
         };
@@ -308,26 +297,28 @@ async fn poll_loop(
                 Ok(()) => {}
                 Err(None) => return,
                 Err(Some(e)) => {
-                    let retry_in = backoff(attempt);
-                    attempt = attempt.saturating_add(1);
-                    tracing::warn!(error = %e, ?retry_in, "TDengine connection lost");
                     current.send_replace(None);
-                    if tx
-                        .send(SourceEvent::Lost {
-                            error: e.to_string(),
-                            retry_in,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if !lost(&tx, e.to_string(), &mut attempt, "TDengine connection lost").await {
                         return;
                     }
-                    tokio::time::sleep(retry_in).await;
                     break;
                 }
             }
         }
     }
+}
+
+/// Reports a lost (or never made) TDengine connection and waits out the backoff before the next attempt;
+/// `false` when the bridge no longer listens.
+async fn lost(tx: &mpsc::Sender<SourceEvent>, error: String, attempt: &mut u32, what: &str) -> bool {
+    let retry_in = backoff(*attempt);
+    *attempt = attempt.saturating_add(1);
+    tracing::warn!(%error, ?retry_in, "{what}");
+    if tx.send(SourceEvent::Lost { error, retry_in }).await.is_err() {
+        return false;
+    }
+    tokio::time::sleep(retry_in).await;
+    true
 }
 
 /// What one poll gave.
