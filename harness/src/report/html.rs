@@ -172,10 +172,12 @@ fn overview(out: &mut String, scenarios: &[ScenarioPage<'_>]) {
         );
         match &o.verdict {
             Some(v) => {
-                let expected: usize = v.subscribers.iter().map(|s| s.expected).sum();
-                let distinct: usize = v.subscribers.iter().map(|s| s.distinct).sum();
-                let dups: u64 = v.subscribers.iter().map(|s| s.duplicates).sum();
-                let lost: usize = v.losses.values().map(Vec::len).sum();
+                let super::Totals {
+                    expected,
+                    distinct,
+                    dups,
+                    lost,
+                } = super::Totals::of(v);
                 let _ = write!(
                     out,
                     "<td>{distinct}/{expected}</td><td>{dups}</td><td>{lost}</td><td>{}</td><td>{}</td><td>{}</td>",
