@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
+use crate::proxy::Fired;
 use crate::recorder::Delivered;
 use crate::verdict::payload::{self, Payload};
 use crate::verdict::ExpectedRow;
@@ -95,11 +96,13 @@ pub struct CommitSample {
     pub positions: BTreeMap<(String, i32), i64>,
 }
 
-/// One bridge's wire records and when its proxy started (records count µs from there).
+/// One bridge's wire records and the faults its proxy fired, and when the proxy started (both count from
+/// there).
 pub struct WireTrace<'a> {
     pub bridge: &'a str,
     pub proxy_started_us: u64,
     pub records: &'a [WireRecord],
+    pub fired: &'a [Fired],
 }
 
 /// What a trace is built from.
@@ -111,6 +114,7 @@ pub struct TraceInputs<'a> {
     pub delivered: &'a [Delivered],
     pub wire: &'a [WireTrace<'a>],
     pub commits: &'a [CommitSample],
+    /// The faults the runner's timeline fired (the proxies' own come with [`WireTrace::fired`]).
     pub faults: &'a [Span],
 }
 
@@ -181,8 +185,16 @@ pub fn build(inp: &TraceInputs<'_>) -> Trace {
     }
 
     let mut reconnects = Vec::new();
+    let mut faults = inp.faults.to_vec();
     for w in inp.wire {
         let at = |r: &WireRecord| secs(inp.start_us, w.proxy_started_us + r.at_us);
+        let since = |d: std::time::Duration| secs(inp.start_us, w.proxy_started_us + d.as_micros() as u64);
+        faults.extend(w.fired.iter().map(|f| Span {
+            label: format!("{} ({})", f.fault.label(), w.bridge),
+            from_s: since(f.at),
+            // Still lasting when the run ended.
+            to_s: f.until.map_or(end, since),
+        }));
         let published = w
             .records
             .iter()
@@ -244,27 +256,34 @@ pub fn build(inp: &TraceInputs<'_>) -> Trace {
         .collect();
     receipts_s.sort_by(f64::total_cmp);
 
+    faults.sort_by(|a, b| a.from_s.total_cmp(&b.from_s));
     Trace {
         duration_s: end,
         series,
-        faults: inp.faults.to_vec(),
+        faults,
         reconnects,
         latency_ms: latencies(inp),
         receipts_s,
     }
 }
 
-/// Rows committed over time: a delivered row counts from the first sample whose position for its
-/// (topic, vgroup) is past the row's message offset.
+/// Rows committed over time: a row counts from the first sample whose position for its (topic, vgroup) is
+/// past the row's message offset (as the bridge published it, or else as a subscriber received it).
 fn committed(inp: &TraceInputs<'_>, end: f64) -> Option<Series> {
     if inp.commits.is_empty() {
         return None;
     }
-    // Each distinct row once, with the (topic, vgroup, offset) of its first delivery.
+    // Each distinct row once, with the (topic, vgroup, offset) of its first publish or delivery.
+    let published = inp.wire.iter().flat_map(|w| {
+        w.records
+            .iter()
+            .filter(|r| r.kind == Kind::Publish && r.dir == Direction::ToBroker)
+            .filter_map(|r| r.payload.as_ref())
+    });
     let mut seen = HashSet::new();
     let mut rows: Vec<((String, i32), i64)> = Vec::new();
-    for d in inp.delivered {
-        if let Ok(Payload::Row { data, offset }) = payload::parse(&d.payload) {
+    for p in published.chain(inp.delivered.iter().map(|d| &d.payload)) {
+        if let Ok(Payload::Row { data, offset }) = payload::parse(p) {
             if seen.insert(payload::row_key(&data)) {
                 rows.push(((offset.topic, offset.vgroup_id), offset.offset));
             }

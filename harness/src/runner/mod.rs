@@ -4,8 +4,10 @@
 //! bridges committed are inputs of [`verdict::judge`] like the deliveries.
 
 pub mod bridges;
+pub mod commits;
 pub mod expected;
 pub mod needs;
+mod settle;
 pub mod sql;
 mod timeline;
 pub mod world;
@@ -20,7 +22,7 @@ use simulator::meters::{Chaos, Fleet, FleetConfig, StopAfter};
 use tmq2mqtt::dsn::OffsetReset;
 
 use crate::proxy::Proxy;
-use crate::recorder::{now_us, wait_quiescent, Activity, Delivered, Ending, Login, Recorder};
+use crate::recorder::{now_us, Activity, Delivered, Login, Recorder};
 use crate::report::{replay_command, Outcome};
 use crate::scenario::{self, BridgeMode, MqttVersion, Scenario};
 use crate::verdict::{self, BridgeOutcome, CommittedOffset, ExpectedRow, Inputs};
@@ -186,7 +188,13 @@ async fn run_inner(
     let schema = write_schema(s, &world.sql).await?;
     let activity = Activity::default();
     let recorders = start_recorders(s, seed, &world.broker, &activity).await?;
-    let proxies_started_us = now_us();
+    let sampler = world.td.standin().map(|st| {
+        let groups = s
+            .bridges
+            .iter()
+            .filter_map(|b| b.source().ok().map(|d| d.group_id));
+        commits::CommitSampler::start(st.tmq().clone(), groups.collect())
+    });
     let mut slots = start_bridges(s, &world).await?;
     wait_subscribed(&world.td, &mut slots, started, s.deadline).await?;
     let fleet = write_data(s, seed, &world).await?;
@@ -201,8 +209,9 @@ async fn run_inner(
     )
     .await?;
     let expected_rows = expected_rows(s, &world, &schema, fleet).await?;
-    let ending = settle(s, &expected_rows, &recorders, &mut slots, &activity, deadline).await;
-    let (outcomes, wire) = stop_bridges(s, slots, opts).await?;
+    let ending = settle::settle(s, &expected_rows, &recorders, &mut slots, &activity, deadline).await;
+    let (outcomes, wire, fired) = stop_bridges(s, slots, opts).await?;
+    let commit_samples = sampler.map(commits::CommitSampler::stop).unwrap_or_default();
     let delivered: Vec<Delivered> = recorders.into_iter().flat_map(|r| r.stop()).collect();
     let committed = committed_offsets(s, &world.td.sql_dsn()).await?;
     let v = verdict::judge(&Inputs {
@@ -219,10 +228,12 @@ async fn run_inner(
     });
     let wire_traces: Vec<crate::trace::WireTrace> = wire
         .iter()
-        .map(|(bridge, records)| crate::trace::WireTrace {
+        .zip(&fired)
+        .map(|((bridge, records), w)| crate::trace::WireTrace {
             bridge,
-            proxy_started_us: proxies_started_us,
+            proxy_started_us: w.0,
             records,
+            fired: &w.1,
         })
         .collect();
     let trace = crate::trace::build(&crate::trace::TraceInputs {
@@ -231,7 +242,7 @@ async fn run_inner(
         expected: &expected_rows,
         delivered: &delivered,
         wire: &wire_traces,
-        commits: &[],
+        commits: &commit_samples,
         faults: &fault_spans,
     });
     let Services { td, broker, sql } = world;
@@ -459,53 +470,19 @@ async fn expected_from_select(
     Ok(rows)
 }
 
-/// Phase 8: waits until every subscriber saw what it expects (and every bridge expected to fail exited) and
-/// the stream stayed quiet, or the deadline.
-async fn settle(
-    s: &Scenario,
-    expected_rows: &[ExpectedRow],
-    recorders: &[Recorder],
-    slots: &mut [BridgeSlot],
-    activity: &Activity,
-    deadline: Instant,
-) -> Ending {
-    let per_sub: Vec<usize> = match s.expect.rows {
-        Some(n) => vec![n as usize; s.subscribers.len()],
-        None => expected_counts(s, expected_rows),
-    }
-    .into_iter()
-    .zip(&s.subscribers)
-    // A subscriber that never acknowledges is not waited for: its broker window stays full.
-    .map(|(n, sub)| {
-        if sub.withhold_acks {
-            0
-        } else {
-            s.expect.wait_for(&sub.name, n)
-        }
-    })
-    .collect();
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Ending::Deadline;
-    }
-    let mut done = || {
-        let errors_done = slots
-            .iter_mut()
-            .filter(|x| x.expect_error)
-            .all(|x| x.running.as_mut().is_some_and(|r| r.exited()));
-        errors_done && recorders.iter().zip(&per_sub).all(|(r, n)| r.count() >= *n)
-    };
-    wait_quiescent(activity, &mut done, s.quiet, left).await
-}
+/// Each proxy's start (µs since the Unix epoch) and the faults it fired, in the order of the wire records.
+type ProxyFaults = Vec<(u64, Vec<crate::proxy::Fired>)>;
 
-/// Phase 9: stops every bridge and proxy; returns how each bridge ended and what each proxy recorded.
+/// Phase 9: stops every bridge and proxy; returns how each bridge ended, what each proxy recorded and the
+/// faults each fired.
 async fn stop_bridges(
     s: &Scenario,
     slots: Vec<BridgeSlot>,
     opts: &RunOptions,
-) -> Result<(Vec<BridgeOutcome>, Vec<(String, Vec<WireRecord>)>), String> {
+) -> Result<(Vec<BridgeOutcome>, Vec<(String, Vec<WireRecord>)>, ProxyFaults), String> {
     let mut outcomes = Vec::new();
     let mut wire = Vec::new();
+    let mut fired = Vec::new();
     for slot in slots {
         let error = match slot.running {
             Some(_) if slot.killed_for_good => None,
@@ -532,10 +509,11 @@ async fn stop_bridges(
                 )?;
             }
             wire.push((slot.name.clone(), records));
+            fired.push((p.started_us(), p.fired()));
             p.shutdown().await;
         }
     }
-    Ok((outcomes, wire))
+    Ok((outcomes, wire, fired))
 }
 
 fn write_wire(path: &Path, records: &[WireRecord]) -> Result<(), String> {
@@ -576,33 +554,6 @@ fn reset_is_latest(s: &Scenario, topic: &str) -> bool {
     s.bridges.iter().filter_map(|b| b.source().ok()).any(|d| {
         d.topics.iter().any(|t| t == topic) && d.offset_reset.is_none_or(|r| r == OffsetReset::Latest)
     })
-}
-
-/// How many deliveries each subscriber waits for (rows whose topic matches its filter).
-fn expected_counts(s: &Scenario, rows: &[ExpectedRow]) -> Vec<usize> {
-    let target = s.bridges.first().and_then(|b| b.target().ok());
-    s.subscribers
-        .iter()
-        .map(|sub| {
-            rows.iter()
-                .filter(|r| {
-                    let Some(t) = &target else { return false };
-                    let vars = verdict::topic::Vars {
-                        database: Some(&r.database),
-                        tmq_topic: Some(&r.tmq_topic),
-                        vgroup_id: r.vgroup_id,
-                        stable: None,
-                        table: Some(&r.table),
-                    };
-                    match verdict::topic::render(t.topic.as_str(), &vars) {
-                        Ok(topic) => rumqttc::matches(&topic, &sub.filter),
-                        Err(verdict::topic::Unrendered::Unknown(_)) => true,
-                        Err(verdict::topic::Unrendered::Missing(_)) => false,
-                    }
-                })
-                .count()
-        })
-        .collect()
 }
 
 /// Waits until the stand-in shows the started bridges subscribed (bridges expected to fail are skipped).

@@ -218,15 +218,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
         .map(|(bridge, records)| wire::check(bridge, records, &mut fates))
         .collect();
     wire::settle_never_acked(&mut wire);
-    let mut fate_by_key: HashMap<String, PayloadFate> = HashMap::new();
-    for (raw, fate) in &fates {
-        if let Ok(Payload::Row { data, .. }) = payload::parse(raw) {
-            let e = fate_by_key.entry(payload::row_key(&data)).or_default();
-            e.published |= fate.published;
-            e.acked |= fate.acked;
-            e.qos = e.qos.max(fate.qos);
-        }
-    }
+    let fate_by_key = wire::by_row(&fates);
 
     // Vgroups learnt from deliveries, for expectations that depend on {vgroup_id}.
     let mut vgroup_of: HashMap<(String, String), i32> = HashMap::new();

@@ -163,6 +163,21 @@ pub fn check(bridge: &str, records: &[WireRecord], fates: &mut HashMap<Bytes, Pa
     rep
 }
 
+/// The payloads' fates per row (its [`super::payload::row_key`]): a row re-sent in a differently cut
+/// message is one row. Payloads that are not rows are left out.
+pub fn by_row(fates: &HashMap<Bytes, PayloadFate>) -> HashMap<String, PayloadFate> {
+    let mut out: HashMap<String, PayloadFate> = HashMap::new();
+    for (raw, fate) in fates {
+        if let Ok(super::payload::Payload::Row { data, .. }) = super::payload::parse(raw) {
+            let e = out.entry(super::payload::row_key(&data)).or_default();
+            e.published |= fate.published;
+            e.acked |= fate.acked;
+            e.qos = e.qos.max(fate.qos);
+        }
+    }
+    out
+}
+
 /// What makes two publishes "the same": the row they carry, or the raw bytes of anything else.
 fn identity(payload: &Bytes) -> String {
     match super::payload::parse(payload) {
