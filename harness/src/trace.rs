@@ -295,8 +295,11 @@ fn committed(inp: &TraceInputs<'_>, end: f64) -> Option<Series> {
             .iter()
             .filter(|(k, off)| c.positions.get(k).is_some_and(|p| off < p))
             .count() as u64;
-        if points.last().is_some_and(|p| p.1 != n) {
-            points.push((secs(inp.start_us, c.at_us), n));
+        let last = points.last().map_or(0, |p| p.1);
+        if last != n {
+            // A step: the count holds until the sample that moved it.
+            let at = secs(inp.start_us, c.at_us);
+            points.extend([(at, last), (at, n)]);
         }
     }
     let last = points.last().copied().unwrap_or((0.0, 0));
@@ -412,7 +415,10 @@ mod tests {
             faults: &[],
         });
         let committed = t.series.iter().find(|s| s.measure == Measure::Committed).unwrap();
-        assert_eq!(committed.points, vec![(0.0, 0), (0.2, 1), (0.5, 2), (1.0, 2)]);
+        assert_eq!(
+            committed.points,
+            vec![(0.0, 0), (0.2, 0), (0.2, 1), (0.5, 1), (0.5, 2), (1.0, 2)]
+        );
         let delivered = t.series.iter().find(|s| s.measure == Measure::Delivered).unwrap();
         assert_eq!(delivered.last(), 3, "duplicates count as deliveries");
         assert_eq!(
@@ -421,5 +427,76 @@ mod tests {
             "one latency per row and subscriber"
         );
         assert_eq!(t.receipts_s.len(), 3);
+    }
+
+    #[test]
+    fn proxy_faults_span_from_firing_to_their_end_and_published_rows_count_as_committed() {
+        use crate::proxy::{Fired, ProxyFault};
+        use std::time::Duration;
+        let start = 1_000_000;
+        let expected = [row(1, start + 100_000), row(2, start + 100_000)];
+        // Row 2 is published but never delivered (the broker's loss); its offset comes from the wire.
+        let mut publish = WireRecord::event(1, 150_000, Kind::Publish);
+        publish.payload = Some(delivery("s", 2, 11, 0).payload);
+        let records = [
+            WireRecord::event(1, 0, Kind::Opened),
+            publish,
+            WireRecord::event(2, 400_000, Kind::Opened),
+        ];
+        let ms = Duration::from_millis;
+        let fired = [
+            Fired {
+                fault: ProxyFault::Cut,
+                at: ms(300),
+                until: Some(ms(300)),
+            },
+            Fired {
+                fault: ProxyFault::DropAcks(5),
+                at: ms(350),
+                until: None,
+            },
+        ];
+        let wire = [WireTrace {
+            bridge: "b",
+            proxy_started_us: start + 50_000,
+            records: &records,
+            fired: &fired,
+        }];
+        let commits = [CommitSample {
+            at_us: start + 600_000,
+            positions: [(("t".to_string(), 2), 12)].into(),
+        }];
+        let delivered = [delivery("s", 1, 10, start + 200_000)];
+        let t = build(&TraceInputs {
+            start_us: start,
+            end_us: start + 1_000_000,
+            expected: &expected,
+            delivered: &delivered,
+            wire: &wire,
+            commits: &commits,
+            faults: &[Span {
+                label: "broker-restart".into(),
+                from_s: 0.32,
+                to_s: 0.33,
+            }],
+        });
+        let spans: Vec<(&str, f64, f64)> = t
+            .faults
+            .iter()
+            .map(|f| (f.label.as_str(), f.from_s, f.to_s))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                ("broker-restart", 0.32, 0.33),
+                ("cut (b)", 0.35, 0.35),
+                ("drop 5 ack(s) (b)", 0.4, 1.0),
+            ],
+            "sorted by start; a fault still lasting ends with the run"
+        );
+        let committed = t.series.iter().find(|s| s.measure == Measure::Committed).unwrap();
+        assert_eq!(committed.last(), 2, "the undelivered row is committed too");
+        assert_eq!(t.reconnects.len(), 1);
+        assert!((t.reconnects[0].at_s - 0.45).abs() < 1e-9);
     }
 }
