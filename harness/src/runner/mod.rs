@@ -1,7 +1,7 @@
 //! The runner: brings up a scenario's world on free loopback ports, starts recorders, proxies and bridges,
-//! writes the data, fires the fault timeline, waits for quiescence (or the deadline), stops everything and
-//! hands what it saw to the verdict. It never judges: the faults that never fired and the offsets the
-//! bridges committed are inputs of [`verdict::judge`] like the deliveries.
+//! writes the data, fires the fault timeline, waits for quiescence (or the deadline, see [`settle`]), stops
+//! everything and hands what it saw to the verdict. It never judges: the faults that never fired and the
+//! offsets the bridges committed are inputs of [`verdict::judge`] like the deliveries.
 
 pub mod bridges;
 pub mod commits;
