@@ -5,6 +5,7 @@
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::bench::fleet::FleetRow;
 use crate::trace::{Measure, Trace};
@@ -240,16 +241,19 @@ pub fn latency(t: &Trace) -> Option<Result<String, ChartError>> {
                 RGBColor(31, 119, 180).mix(0.75).filled(),
             )
         }))?;
-        for (name, p, c) in [("p50", 0.50, BLACK), ("p99", 0.99, FAULT)] {
+        for (name, p, c, y) in [("p50", 0.50, BLACK, 0.99), ("p99", 0.99, FAULT, 0.93)] {
             let v = percentile(sorted, p);
             chart.draw_series(std::iter::once(PathElement::new(
-                vec![(v, 0.0), (v, y_max * 0.92)],
+                vec![(v, 0.0), (v, y_max * 0.86)],
                 c.stroke_width(2),
             )))?;
+            // Named to the left of its line in the right half, so that it stays inside the chart.
+            let side = if v > x_max / 2.0 { HPos::Right } else { HPos::Left };
+            let style = (FONT, 13).into_font().color(&c).pos(Pos::new(side, VPos::Top));
             chart.draw_series(std::iter::once(Text::new(
                 format!("{name} {v:.1} ms"),
-                (v, y_max * 0.95),
-                (FONT, 13).into_font().color(&c),
+                (v, y_max * y),
+                style,
             )))?;
         }
         Ok(())
