@@ -27,7 +27,7 @@ pub struct ChartError {
 
 fn draw(
     chart: &'static str,
-    f: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), Box<dyn std::error::Error>>,
+    f: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Drawn<()>,
 ) -> Result<String, ChartError> {
     let mut svg = String::new();
     {
@@ -51,16 +51,23 @@ struct Frame<'s> {
     y_labels: u32,
 }
 
+/// What drawing into a chart returns.
+type Drawn<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// A chart over the coordinates `X` × `Y`.
+type Framed<'a, 'b, X, Y> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
 /// The chart of `f` over `x` × `y`: caption, axes and major grid lines drawn.
 fn frame<'a, 'b, X, Y>(
     root: &'a DrawingArea<SVGBackend<'b>, Shift>,
     f: &Frame<'_>,
     x: X,
     y: Y,
-) -> Result<
-    ChartContext<'a, SVGBackend<'b>, Cartesian2d<X::CoordDescType, Y::CoordDescType>>,
-    Box<dyn std::error::Error>,
->
+) -> Drawn<Framed<'a, 'b, X, Y>>
 where
     X: AsRangedCoord,
     Y: AsRangedCoord,
@@ -86,7 +93,7 @@ where
 fn legend<'a, 'b: 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
     at: SeriesLabelPosition,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Drawn<()> {
     chart
         .configure_series_labels()
         .position(at)
@@ -163,7 +170,7 @@ type Chart<'a, 'b> = ChartContext<
 >;
 
 /// Fault spans (shaded, named at the top, staggered so neighbours stay readable) and reconnect lines.
-fn draw_faults(chart: &mut Chart<'_, '_>, t: &Trace, y_max: f64) -> Result<(), Box<dyn std::error::Error>> {
+fn draw_faults(chart: &mut Chart<'_, '_>, t: &Trace, y_max: f64) -> Drawn<()> {
     // A fault that takes no time still gets a visible band.
     let min_width = t.duration_s.max(0.1) * 0.004;
     chart.draw_series(t.faults.iter().map(|f| {

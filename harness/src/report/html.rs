@@ -284,7 +284,7 @@ fn scenario_section(out: &mut String, p: &ScenarioPage<'_>) {
                 ],
             );
             for s in &v.subscribers {
-                let counts = [s.expected, s.distinct, s.received as usize, s.duplicates as usize];
+                let counts = [s.expected, s.distinct, s.received, s.duplicates as usize];
                 let more = [s.missing.len(), s.out_of_order.len(), s.extra as usize];
                 row(out, esc(&s.name), counts.iter().chain(&more));
             }
