@@ -325,6 +325,9 @@ async fn run(
 pub enum Ending {
     /// Everything expected arrived and nothing new came for the quiet period.
     Quiescent,
+    /// Every row still missing was acknowledged by the broker (its loss, which the scenario allows) and
+    /// nothing moved for the quiet period: waiting longer could not bring those rows.
+    Accounted,
     /// The deadline passed first.
     Deadline,
 }

@@ -230,3 +230,18 @@ fn the_loss_table_attributes_every_missing_row_and_each_section_has_its_replay_c
         "the broker restart loses rows the broker acknowledged"
     );
 }
+
+#[test]
+fn a_run_missing_only_the_brokers_losses_ends_without_waiting_for_its_deadline() {
+    let all = sections();
+    let (section, outcome, _) = all["broker-restart"];
+    assert_eq!(outcome["verdict"]["ending"], "accounted");
+    assert!(section.contains("ended when every missing row was the broker's loss and nothing moved"));
+    // Its deadline is 60 s.
+    assert!(
+        outcome["elapsed_ms"].as_u64().unwrap() < 30_000,
+        "{}",
+        outcome["elapsed_ms"]
+    );
+    assert_eq!(all["cut-mid-qos1"].1["verdict"]["ending"], "quiescent");
+}

@@ -217,8 +217,13 @@ fn scenario_section(out: &mut String, p: &ScenarioPage<'_>) {
         o.seed,
         o.elapsed_ms as f64 / 1000.0,
         match &o.verdict {
-            Some(v) if v.ending == crate::recorder::Ending::Deadline => " · ended at the deadline",
-            Some(_) => " · ended when nothing more came",
+            Some(v) => match v.ending {
+                crate::recorder::Ending::Deadline => " · ended at the deadline",
+                crate::recorder::Ending::Accounted => {
+                    " · ended when every missing row was the broker's loss and nothing moved"
+                }
+                crate::recorder::Ending::Quiescent => " · ended when nothing more came",
+            },
             None => "",
         }
     );

@@ -233,8 +233,17 @@ pub fn details(o: &Outcome) -> String {
         for d in &v.deviations {
             let _ = writeln!(out, "  ! {d}");
         }
-        if v.ending == crate::recorder::Ending::Deadline {
-            let _ = writeln!(out, "  ended at the deadline, not at quiescence");
+        match v.ending {
+            crate::recorder::Ending::Deadline => {
+                let _ = writeln!(out, "  ended at the deadline, not at quiescence");
+            }
+            crate::recorder::Ending::Accounted => {
+                let _ = writeln!(
+                    out,
+                    "  ended once every missing row was the broker's loss and nothing moved"
+                );
+            }
+            crate::recorder::Ending::Quiescent => {}
         }
         for w in &v.wire {
             let _ = writeln!(

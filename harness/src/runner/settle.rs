@@ -100,7 +100,9 @@ pub(super) async fn settle(
     }
     // What the bridges had published at the last check: "nothing moved" spans two checks.
     let mut last_published: Option<u64> = None;
+    let mut accounted = false;
     let mut done = || {
+        accounted = false;
         let errors_done = slots
             .iter_mut()
             .filter(|x| x.expect_error)
@@ -126,15 +128,19 @@ pub(super) async fn settle(
             return false;
         }
         let acked = acked_rows(slots);
-        short.iter().all(|&i| {
+        accounted = short.iter().all(|&i| {
             accounted_for(
                 keys[i].iter().map(String::as_str),
                 &delivered_rows(&recorders[i]),
                 &acked,
             )
-        })
+        });
+        accounted
     };
-    wait_quiescent(activity, &mut done, s.quiet, left).await
+    match wait_quiescent(activity, &mut done, s.quiet, left).await {
+        Ending::Quiescent if accounted => Ending::Accounted,
+        ending => ending,
+    }
 }
 
 /// The expected rows each subscriber waits for (indices into `rows`: those whose topic matches its filter).
