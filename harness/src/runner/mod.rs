@@ -183,6 +183,9 @@ async fn run_inner(
     let start_us = now_us();
     let deadline = started + s.deadline;
     let mut world = start_services(s).await?;
+    if let Some(td) = world.td.standin() {
+        td.tmq().record_served();
+    }
     let schema = write_schema(s, &world.sql).await?;
     let activity = Activity::default();
     let recorders = start_recorders(s, seed, &world.broker, &activity).await?;
@@ -205,6 +208,7 @@ async fn run_inner(
     let (outcomes, wire) = stop_bridges(s, slots, opts).await?;
     let delivered: Vec<Delivered> = recorders.into_iter().flat_map(|r| r.stop()).collect();
     let committed = committed_offsets(s, &world.td.sql_dsn()).await?;
+    let served = world.td.standin().map(|td| td.tmq().served());
     let v = verdict::judge(&Inputs {
         scenario: s,
         seed,
@@ -215,6 +219,7 @@ async fn run_inner(
         ending,
         faults: &faults,
         committed: &committed,
+        served: served.as_deref(),
         replay: replay.to_string(),
     });
     let wire_traces: Vec<crate::trace::WireTrace> = wire
@@ -493,7 +498,25 @@ async fn settle(
             .iter_mut()
             .filter(|x| x.expect_error)
             .all(|x| x.running.as_mut().is_some_and(|r| r.exited()));
-        errors_done && recorders.iter().zip(&per_sub).all(|(r, n)| r.count() >= *n)
+        // `[expect] skipped`: the bridges must have read (and skipped) the rows before the run may end.
+        let skips_done = s.expect.skipped.is_empty() || {
+            let counters: Vec<verdict::BridgeCounters> = slots
+                .iter()
+                .filter_map(|x| x.stats.as_ref())
+                .map(|st| verdict::BridgeCounters {
+                    skipped: st.snapshot().skipped,
+                    ..Default::default()
+                })
+                .collect();
+            let sum = verdict::skipped_sum(counters.iter());
+            s.expect
+                .skipped
+                .iter()
+                .all(|(reason, n)| sum.get(reason).copied().unwrap_or(0) >= *n)
+        };
+        errors_done
+            && skips_done
+            && recorders.iter().zip(&per_sub).all(|(r, n)| r.count() >= *n)
     };
     wait_quiescent(activity, &mut done, s.quiet, left).await
 }
@@ -520,6 +543,7 @@ async fn stop_bridges(
                 verdict::BridgeCounters {
                     dead_lettered: sum.dead_lettered,
                     wal_gap_versions: sum.wal_gap_versions.values().sum(),
+                    skipped: sum.skipped,
                 }
             }),
         });

@@ -116,6 +116,7 @@ fn run(s: &Scenario, expected: &[ExpectedRow], delivered: &[Delivered], wire: Ve
         ending: Ending::Quiescent,
         faults: &FaultLog::default(),
         committed: &[],
+        served: None,
         replay: "harness run t --seed 7".into(),
     })
 }
@@ -345,6 +346,7 @@ rows = 0
             ending: Ending::Quiescent,
             faults: &FaultLog::default(),
             committed: &[],
+            served: None,
             replay: String::new(),
         })
     };
