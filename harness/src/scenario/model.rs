@@ -605,8 +605,8 @@ pub struct WireExpect {
     /// An acknowledgement for a packet id with no open flow on its connection.
     #[serde(default = "fail")]
     pub unsolicited_acks: Severity,
-    /// QoS 1/2 flows open when a connection closed, in a run where no fault fired and no bridge was expected
-    /// to fail (with a fault they are reported: the cut or restart left them open).
+    /// QoS 1/2 flows open when a connection closed, in a scenario without faults whose bridges are not
+    /// expected to fail (with faults they are reported: the cut or restart left them open).
     #[serde(default = "fail")]
     pub open_at_close: Severity,
 }
