@@ -135,9 +135,16 @@ async fn cut_after_publish_closes_before_the_ack_and_the_client_reconnects() {
     let proxy = Proxy::start(v4).await.unwrap();
     proxy.arm_at_publish(3, ProxyFault::CutAfterPublish);
     // rumqttc (clean session) drops its unacked publishes on reconnect: only the first two are acked.
+    // The first two acks may or may not reach the client before the cut; the third is never sent.
     let acked = publish_through(&proxy, "c/1", 3, |_, connacks| connacks >= 2).await;
-    assert_eq!(acked, Ok(2), "the third PUBLISH must not be acked");
+    let acked = acked.expect("reconnected within 10 s");
+    assert!(acked < 3, "the third PUBLISH must not be acked, got {acked} acks");
     let records = proxy.records();
+    let forwarded = records
+        .iter()
+        .filter(|r| r.kind == Kind::PubAck && r.dir == Direction::ToClient && r.fate == Fate::Forwarded)
+        .count();
+    assert_eq!(acked, forwarded, "every ack the proxy forwarded reached the client, no other");
     let conn1: Vec<&WireRecord> = records.iter().filter(|r| r.conn == 1).collect();
     let third = conn1
         .iter()
