@@ -258,13 +258,16 @@ async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
     }
     let mut got = sub.collect(500, T).await;
     run.wait_commit(2, 10).await;
-    // Phase 2: published while the broker goes away (some in flight, some not yet sent).
+    // Phase 2: published while the broker goes away (some in flight — written to its socket and never
+    // read — some not yet sent).
+    proxy.blackhole(true);
     for i in 10..20i64 {
         run.feed
             .send(message(2, i, vec![block("d0", i * 100, 50)]))
             .await
             .unwrap();
     }
+    common::wait_for("rows in flight", T, || proxy.swallowed() >= 10).await;
     broker.stop().await;
     // Phase 3: polled while the broker is down.
     for i in 20..30i64 {
@@ -290,6 +293,7 @@ async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
         let (i, r) = ((n / 50) as i64, (n % 50) as i32);
         expected("d0", i * 100 + r as i64, r, 2, i)
     };
+    proxy.blackhole(false);
     broker.restart().await.unwrap();
     sub.wait_subscribed(T).await;
     let earlier = got.clone();

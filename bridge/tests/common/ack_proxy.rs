@@ -5,9 +5,13 @@
 //!
 //! The suites judge what a stopped broker may have lost from this — what the broker itself said — never
 //! from the bridge's own `acked` counter, which a bridge that over-counts would inflate.
+//!
+//! [`AckProxy::blackhole`] makes it swallow whole packets on their way to the broker, as if the broker died
+//! with them unread in its socket: the rows in flight at an outage, made certain instead of left to timing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +21,15 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct AckProxy {
     pub addr: SocketAddr,
     acked: Arc<Mutex<Vec<String>>>,
+    hole: Arc<Hole>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Whether packets to the broker are swallowed, and how many PUBLISHes were.
+#[derive(Default)]
+struct Hole {
+    on: AtomicBool,
+    swallowed: AtomicU64,
 }
 
 impl Drop for AckProxy {
@@ -32,19 +44,35 @@ impl AckProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().unwrap();
         let acked = Arc::new(Mutex::new(Vec::new()));
-        let acks = acked.clone();
+        let hole = Arc::new(Hole::default());
+        let (acks, h) = (acked.clone(), hole.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let acks = acks.clone();
+                let (acks, h) = (acks.clone(), h.clone());
                 tokio::spawn(async move {
                     // Broker down: the client sees its connection close, as without the proxy.
                     if let Ok(broker) = TcpStream::connect(upstream).await {
-                        relay(client, broker, acks).await;
+                        relay(client, broker, acks, h).await;
                     }
                 });
             }
         });
-        AckProxy { addr, acked, task }
+        AckProxy {
+            addr,
+            acked,
+            hole,
+            task,
+        }
+    }
+
+    /// From now on (`true`) every packet on its way to the broker is swallowed whole, until `false`.
+    pub fn blackhole(&self, on: bool) {
+        self.hole.on.store(on, Ordering::SeqCst);
+    }
+
+    /// How many PUBLISH packets were swallowed.
+    pub fn swallowed(&self) -> u64 {
+        self.hole.swallowed.load(Ordering::SeqCst)
     }
 
     /// The payloads the broker acknowledged so far, in acknowledgement order (a payload re-sent and
@@ -63,7 +91,7 @@ struct Conn {
     open: HashMap<u16, String>,
 }
 
-async fn relay(client: TcpStream, broker: TcpStream, acked: Arc<Mutex<Vec<String>>>) {
+async fn relay(client: TcpStream, broker: TcpStream, acked: Arc<Mutex<Vec<String>>>, hole: Arc<Hole>) {
     let _ = client.set_nodelay(true);
     let _ = broker.set_nodelay(true);
     let conn = Arc::new(Mutex::new(Conn::default()));
@@ -71,10 +99,20 @@ async fn relay(client: TcpStream, broker: TcpStream, acked: Arc<Mutex<Vec<String
     let (br, bw) = broker.into_split();
     let up = {
         let conn = conn.clone();
-        pump(cr, bw, move |frame| to_broker(&mut conn.lock().unwrap(), frame))
+        pump(cr, bw, move |frame| {
+            if hole.on.load(Ordering::SeqCst) {
+                if frame[0] >> 4 == 3 {
+                    hole.swallowed.fetch_add(1, Ordering::SeqCst);
+                }
+                return false;
+            }
+            to_broker(&mut conn.lock().unwrap(), frame);
+            true
+        })
     };
     let down = pump(br, cw, move |frame| {
-        to_client(&mut conn.lock().unwrap(), frame, &acked)
+        to_client(&mut conn.lock().unwrap(), frame, &acked);
+        true
     });
     // Either side ending ends the connection (its other half is dropped with it).
     tokio::select! {
@@ -83,14 +121,15 @@ async fn relay(client: TcpStream, broker: TcpStream, acked: Arc<Mutex<Vec<String
     }
 }
 
-/// Copies `from` to `to`, calling `seen` on every complete MQTT packet before forwarding the bytes that
-/// carried it.
+/// Copies whole MQTT packets from `from` to `to`, calling `seen` on each before forwarding it (`false`:
+/// swallow it).
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut seen: impl FnMut(&[u8]),
+    mut seen: impl FnMut(&[u8]) -> bool,
 ) {
     let mut buf = Vec::new();
+    let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut chunk).await {
@@ -98,13 +137,18 @@ async fn pump(
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
-        while let Some(len) = frame_len(&buf) {
-            seen(&buf[..len]);
-            buf.drain(..len);
+        let mut at = 0;
+        while let Some(len) = frame_len(&buf[at..]) {
+            if seen(&buf[at..at + len]) {
+                out.extend_from_slice(&buf[at..at + len]);
+            }
+            at += len;
         }
-        if to.write_all(&chunk[..n]).await.is_err() {
+        buf.drain(..at);
+        if to.write_all(&out).await.is_err() {
             break;
         }
+        out.clear();
     }
     let _ = to.shutdown().await;
 }
