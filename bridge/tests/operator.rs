@@ -170,7 +170,8 @@ async fn rows_that_cannot_be_published_go_to_the_dead_letter_topic_and_the_rest_
         "{s:?}"
     );
     assert!(s.skipped.is_empty(), "nothing skipped: {s:?}");
-    assert!(rows.drain().is_empty() && dead.drain().is_empty());
+    rows.assert_nothing_more("rows").await;
+    dead.assert_nothing_more("dead letters").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +195,7 @@ async fn without_a_dead_letter_topic_unpublishable_rows_are_only_counted() {
     let s = run.stop().await;
     assert_eq!(s.skipped.get("invalid_topic"), Some(&1), "{s:?}");
     assert!(s.dead_lettered.is_empty(), "{s:?}");
-    assert!(all.drain().is_empty());
+    all.assert_nothing_more("nothing but the good row").await;
 }
 
 /// The topic template lacks a variable for every row (`{stable}`, as taosx): each row is dead-lettered

@@ -185,6 +185,9 @@ async fn run_inner(
     let start_us = now_us();
     let deadline = started + s.deadline;
     let mut world = start_services(s).await?;
+    if let Some(td) = world.td.standin() {
+        td.tmq().record_served();
+    }
     let schema = write_schema(s, &world.sql).await?;
     let activity = Activity::default();
     let recorders = start_recorders(s, seed, &world.broker, &activity).await?;
@@ -214,6 +217,7 @@ async fn run_inner(
     let commit_samples = sampler.map(commits::CommitSampler::stop).unwrap_or_default();
     let delivered: Vec<Delivered> = recorders.into_iter().flat_map(|r| r.stop()).collect();
     let committed = committed_offsets(s, &world.td.sql_dsn()).await?;
+    let served = world.td.standin().map(|td| td.tmq().served());
     let v = verdict::judge(&Inputs {
         scenario: s,
         seed,
@@ -224,6 +228,7 @@ async fn run_inner(
         ending,
         faults: &faults,
         committed: &committed,
+        served: served.as_deref(),
         replay: replay.to_string(),
     });
     let wire_traces: Vec<crate::trace::WireTrace> = wire
@@ -497,6 +502,7 @@ async fn stop_bridges(
                 verdict::BridgeCounters {
                     dead_lettered: sum.dead_lettered,
                     wal_gap_versions: sum.wal_gap_versions.values().sum(),
+                    skipped: sum.skipped,
                 }
             }),
         });

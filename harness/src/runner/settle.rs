@@ -107,7 +107,7 @@ pub(super) async fn settle(
             .iter_mut()
             .filter(|x| x.expect_error)
             .all(|x| x.running.as_mut().is_some_and(|r| r.exited()));
-        if !errors_done {
+        if !errors_done || !skips_done(s, slots) {
             return false;
         }
         let short: Vec<usize> = (0..recorders.len())
@@ -191,4 +191,24 @@ mod tests {
         // Nothing arrived, nothing acknowledged.
         assert!(!accounted_for(expected, &set(&[]), &set(&[])));
     }
+}
+
+/// `[expect] skipped`: the bridges must have read (and skipped) the rows before the run may end.
+fn skips_done(s: &Scenario, slots: &[BridgeSlot]) -> bool {
+    if s.expect.skipped.is_empty() {
+        return true;
+    }
+    let counters: Vec<verdict::BridgeCounters> = slots
+        .iter()
+        .filter_map(|x| x.stats.as_ref())
+        .map(|st| verdict::BridgeCounters {
+            skipped: st.snapshot().skipped,
+            ..Default::default()
+        })
+        .collect();
+    let sum = verdict::skipped_sum(counters.iter());
+    s.expect
+        .skipped
+        .iter()
+        .all(|(reason, n)| sum.get(reason).copied().unwrap_or(0) >= *n)
 }

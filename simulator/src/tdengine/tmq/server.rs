@@ -70,6 +70,22 @@ pub struct Tmq {
     pub(crate) fetches: FetchCounts,
     /// Each subscription's scan state per vgroup, by (group, topic, vgroup).
     pub(crate) cursors: Mutex<HashMap<(String, String, VgroupId), super::session::Cursor>>,
+    /// Every message handed out, once [`Tmq::record_served`] was called (the harness judges payload offsets
+    /// against it; off by default, so a long benchmark does not grow it).
+    served: Mutex<Option<Vec<ServedMessage>>>,
+}
+
+/// One TMQ message the server handed to a consumer: where it came from, its offset (the version of the last
+/// log entry it covers) and the rows it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedMessage {
+    pub group: String,
+    pub topic: String,
+    pub db: String,
+    pub vgroup: VgroupId,
+    pub offset: i64,
+    /// (table, timestamp as stored) of every row, in message order; empty for a meta event.
+    pub rows: Vec<(String, i64)>,
 }
 
 /// How many data fetches of each kind the server answered: which path a client generation takes (`fetch` +
@@ -143,7 +159,37 @@ impl Tmq {
             ticking: std::sync::Once::new(),
             fetches: FetchCounts::default(),
             cursors: Mutex::new(HashMap::new()),
+            served: Mutex::new(None),
         })
+    }
+
+    /// Starts recording every message handed out (see [`Tmq::served`]).
+    pub fn record_served(&self) {
+        self.served.lock().get_or_insert_with(Vec::new);
+    }
+
+    /// The messages handed out since [`Tmq::record_served`], in order (empty when not recording).
+    pub fn served(&self) -> Vec<ServedMessage> {
+        self.served.lock().clone().unwrap_or_default()
+    }
+
+    /// Records a message handed out, when recording.
+    pub(crate) fn note_served(&self, group: &str, message: &super::message::Message) {
+        let mut served = self.served.lock();
+        let Some(log) = served.as_mut() else { return };
+        log.push(ServedMessage {
+            group: group.to_string(),
+            topic: message.topic.clone(),
+            db: message.db.clone(),
+            vgroup: message.vgroup,
+            offset: message.offset,
+            rows: message
+                .body
+                .blocks()
+                .iter()
+                .flat_map(|b| b.timestamps().map(move |ts| (b.table.clone(), ts)))
+                .collect(),
+        });
     }
 
     pub fn config(&self) -> &TmqConfig {

@@ -743,6 +743,9 @@ impl Session {
                 ));
             };
             if let Some(message) = self.next_in_vgroup(consumer, &topic, vg, pos) {
+                if let Some(sub) = &self.sub {
+                    self.tmq.note_served(&sub.group, &message);
+                }
                 let precision = self.tmq.backend.precision(&message.db);
                 let message_type = message.body.message_type();
                 let blocks = message.body.blocks().len();
