@@ -212,55 +212,66 @@ impl AnyLoop {
     fn clean(&mut self, max_pkid: u16) {
         match self {
             AnyLoop::V4(el) => {
-                use rumqttc::Request as R;
                 let collided = el.state.collision.take();
                 el.clean();
-                el.pending.extend(collided.map(unbound).map(R::Publish));
-                resend_in_order(&mut el.pending, max_pkid, |r| match r {
-                    R::PubRel(p) => Resend::Release(p.pkid),
-                    R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
-                    _ => Resend::Other,
-                });
+                requeue(&mut el.pending, collided, max_pkid);
             }
             AnyLoop::V5(el) => {
-                use rumqttc::v5::Request as R;
                 let collided = el.state.collision.take();
                 el.clean();
-                el.pending.extend(collided.map(unbound).map(R::Publish));
-                resend_in_order(&mut el.pending, max_pkid, |r| match r {
-                    R::PubRel(p) => Resend::Release(p.pkid),
-                    R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
-                    _ => Resend::Other,
-                });
+                requeue(&mut el.pending, collided, max_pkid);
             }
         }
     }
 }
+
+/// After rumqttc's `clean()`: the collided PUBLISH goes last (see [`unbound`]), then the re-sends are put in
+/// the order they first went out.
+fn requeue<R: Queued>(pending: &mut VecDeque<R>, collided: Option<R::Message>, max_pkid: u16) {
+    pending.extend(collided.map(unbound::<R>).map(R::publish));
+    resend_in_order(pending, max_pkid, R::resend);
+}
+
+/// A request in rumqttc's pending queue (v4 or v5), as [`requeue`] sees it.
+trait Queued {
+    type Message;
+    fn publish(p: Self::Message) -> Self;
+    fn clear_pkid(p: &mut Self::Message);
+    fn resend(&self) -> Resend;
+}
+
+/// The v4 and v5 requests differ in type only.
+macro_rules! queued {
+    ($request:ty, $publish:ty) => {
+        impl Queued for $request {
+            type Message = $publish;
+            fn publish(p: $publish) -> Self {
+                Self::Publish(p)
+            }
+            fn clear_pkid(p: &mut $publish) {
+                p.pkid = 0;
+            }
+            fn resend(&self) -> Resend {
+                match self {
+                    Self::PubRel(p) => Resend::Release(p.pkid),
+                    Self::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
+                    _ => Resend::Other,
+                }
+            }
+        }
+    };
+}
+queued!(rumqttc::Request, rumqttc::Publish);
+queued!(rumqttc::v5::Request, rumqttc::v5::mqttbytes::v5::Publish);
 
 /// A PUBLISH rumqttc held back because its packet id was still in flight (a "collision": the broker has not
 /// acknowledged an older flow). rumqttc 0.25's `clean()` keeps it in `state.collision`, and while that is set
 /// its event loop reads no new request — on the next connection too, where the old flow is never acknowledged:
 /// the bridge would stall for good after one lost acknowledgement and a reconnect. It never went out, so it is
 /// re-queued after everything else without its packet id (rumqttc assigns a fresh one).
-fn unbound<P: HasPkid>(mut p: P) -> P {
-    p.clear_pkid();
+fn unbound<R: Queued>(mut p: R::Message) -> R::Message {
+    R::clear_pkid(&mut p);
     p
-}
-
-trait HasPkid {
-    fn clear_pkid(&mut self);
-}
-
-impl HasPkid for rumqttc::Publish {
-    fn clear_pkid(&mut self) {
-        self.pkid = 0;
-    }
-}
-
-impl HasPkid for rumqttc::v5::mqttbytes::v5::Publish {
-    fn clear_pkid(&mut self) {
-        self.pkid = 0;
-    }
 }
 
 /// Reorders a resumed session's re-sends so that QoS 2 messages keep their order. rumqttc 0.25's `clean()`
@@ -353,16 +364,22 @@ fn one_line(text: &str) -> String {
     }
 }
 
+/// What the 3.1/3.1.1 return codes and the 5.0 reason codes share, said one way.
+const ID_REJECTED: &str = "identifier rejected: the broker does not accept this `client_id`";
+const SERVER_UNAVAILABLE: &str = "server unavailable: the broker cannot accept connections now";
+const BAD_LOGIN: &str = "bad user name or password";
+const NOT_AUTHORIZED: &str = "not authorized: check the user name and password (and the broker's ACL)";
+
 /// A 3.1/3.1.1 CONNACK return code as the operator should read it.
 pub fn describe_refusal_v4(code: rumqttc::ConnectReturnCode) -> String {
     use rumqttc::ConnectReturnCode as C;
     let (n, what) = match code {
         C::Success => (0, "accepted (not a refusal)"),
         C::RefusedProtocolVersion => (1, "unacceptable protocol version: the broker does not speak this MQTT version (try another `version=`)"),
-        C::BadClientId => (2, "identifier rejected: the broker does not accept this `client_id`"),
-        C::ServiceUnavailable => (3, "server unavailable: the broker cannot accept connections now"),
-        C::BadUserNamePassword => (4, "bad user name or password"),
-        C::NotAuthorized => (5, "not authorized: check the user name and password (and the broker's ACL)"),
+        C::BadClientId => (2, ID_REJECTED),
+        C::ServiceUnavailable => (3, SERVER_UNAVAILABLE),
+        C::BadUserNamePassword => (4, BAD_LOGIN),
+        C::NotAuthorized => (5, NOT_AUTHORIZED),
     };
     format!("CONNACK return code {n}, {what}")
 }
@@ -377,26 +394,17 @@ pub fn describe_refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) 
             0x01,
             "unacceptable protocol version: the broker does not speak MQTT 5 (try `version=3.1.1`)",
         ),
-        C::BadClientId => (
-            0x02,
-            "identifier rejected: the broker does not accept this `client_id`",
-        ),
-        C::ServiceUnavailable => (0x03, "server unavailable"),
+        C::BadClientId => (0x02, ID_REJECTED),
+        C::ServiceUnavailable => (0x03, SERVER_UNAVAILABLE),
         C::UnspecifiedError => (0x80, "unspecified error"),
         C::MalformedPacket => (0x81, "malformed packet"),
         C::ProtocolError => (0x82, "protocol error"),
         C::ImplementationSpecificError => (0x83, "implementation specific error"),
         C::UnsupportedProtocolVersion => (0x84, "unsupported protocol version (try another `version=`)"),
-        C::ClientIdentifierNotValid => (
-            0x85,
-            "client identifier not valid: the broker does not accept this `client_id`",
-        ),
-        C::BadUserNamePassword => (0x86, "bad user name or password"),
-        C::NotAuthorized => (
-            0x87,
-            "not authorized: check the user name and password (and the broker's ACL)",
-        ),
-        C::ServerUnavailable => (0x88, "server unavailable"),
+        C::ClientIdentifierNotValid => (0x85, ID_REJECTED),
+        C::BadUserNamePassword => (0x86, BAD_LOGIN),
+        C::NotAuthorized => (0x87, NOT_AUTHORIZED),
+        C::ServerUnavailable => (0x88, SERVER_UNAVAILABLE),
         C::ServerBusy => (0x89, "server busy"),
         C::Banned => (0x8A, "banned"),
         C::BadAuthenticationMethod => (0x8C, "bad authentication method"),
@@ -922,6 +930,22 @@ mod tests {
                 Polled::Outgoing(4)
             ]
         );
+    }
+
+    #[test]
+    fn a_collided_publish_is_requeued_last_without_its_packet_id() {
+        use rumqttc::{Publish, QoS, Request};
+        let publish = |pkid| {
+            let mut p = Publish::new("t", QoS::AtLeastOnce, "x");
+            p.pkid = pkid;
+            p
+        };
+        // Window of 3: 2 and 3 unacknowledged, 1's ack lost; the next PUBLISH took id 1 and collided.
+        let mut pending: VecDeque<Request> = [3, 2].map(|i| Request::Publish(publish(i))).into();
+        requeue(&mut pending, Some(publish(1)), 3);
+        let queued: Vec<Resend> = pending.iter().map(Queued::resend).collect();
+        assert_eq!(queued, [Resend::Publish(2), Resend::Publish(3), Resend::Other]);
+        assert!(matches!(&pending[2], Request::Publish(p) if p.pkid == 0));
     }
 
     #[test]
