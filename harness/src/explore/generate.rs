@@ -410,6 +410,9 @@ pub fn contract(s: &Scenario, qos: u8, window: u64) -> Expect {
         .faults
         .iter()
         .any(|f| matches!(f.action, FaultAction::StandinDrop | FaultAction::StandinFailCalls));
+    // A broker hands a QoS 2 message on when it gets the PUBREL: a dropped PUBREC holds its row back until the
+    // reconnect re-sends it, while the later flows of its table complete (docs/delivery.md).
+    let drops_acks = s.faults.iter().any(|f| f.action == FaultAction::DropAcks);
     Expect {
         delivery: if exactly_once {
             Delivery::ExactlyOnce
@@ -418,7 +421,7 @@ pub fn contract(s: &Scenario, qos: u8, window: u64) -> Expect {
         },
         // Each event that re-sends re-sends at most one window.
         max_duplicates: (!exactly_once && !resubscribes).then_some(window * redelivery),
-        per_table_order: true,
+        per_table_order: !(qos == 2 && drops_acks),
         allowed_losses,
         ..Expect::default()
     }
