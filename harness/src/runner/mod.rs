@@ -493,7 +493,7 @@ async fn settle(
             .iter_mut()
             .filter(|x| x.expect_error)
             .all(|x| x.running.as_mut().is_some_and(|r| r.exited()));
-        errors_done && recorders.iter().zip(&per_sub).all(|(r, n)| r.count() >= *n)
+        errors_done && recorders.iter().zip(&per_sub).all(|(r, n)| r.distinct() >= *n)
     };
     wait_quiescent(activity, &mut done, s.quiet, left).await
 }
