@@ -547,17 +547,9 @@ impl Sink {
         let gate = Arc::new(Mutex::new(Gate::default()));
         let (tx, events) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
-        // 3.1 has no session-present flag (rumqttc reads 0): with a persistent session, assume it was kept
-        // (re-sending everything would duplicate what rumqttc itself retransmits).
-        let assume_session_kept = target.version == MqttVersion::V31 && !target.clean_session;
-        let task = tokio::spawn(drive(
-            eventloop,
-            gate.clone(),
-            tx,
-            stop_rx,
-            shim.clone(),
-            assume_session_kept,
-        ));
+        // 3.1 has no session-present flag: for a persistent session the shim reports it present
+        // (`mqtt31::mark_session_present`), so rumqttc re-sends its own flows and the ledger does not.
+        let task = tokio::spawn(drive(eventloop, gate.clone(), tx, stop_rx, shim.clone()));
         Ok(Sink {
             client,
             gate,
@@ -714,7 +706,6 @@ async fn drive(
     tx: mpsc::UnboundedSender<SinkEvent>,
     mut stop: watch::Receiver<bool>,
     shim: Option<Arc<Mqtt31Shim>>,
-    assume_session_kept: bool,
 ) {
     let mut attempt = 0u32;
     let mut session = 0u64;
@@ -723,7 +714,6 @@ async fn drive(
     loop {
         let ev = match el.poll().await {
             Ok(Polled::ConnAck { session_present }) => {
-                let session_present = session_present || assume_session_kept;
                 connected = true;
                 attempt = 0;
                 session += 1;

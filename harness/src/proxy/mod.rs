@@ -116,6 +116,12 @@ impl Proxy {
         self.shared.records.lock().expect("records lock").clone()
     }
 
+    /// Whether acks it holds back (`delay-acks`) or a throttle may still be holding traffic back.
+    pub fn busy(&self) -> bool {
+        let now = self.shared.now();
+        self.shared.engine.lock().expect("engine lock").busy(now)
+    }
+
     /// Faults that fired, with the time since the proxy started.
     pub fn fired(&self) -> Vec<(Duration, ProxyFault)> {
         self.shared.engine.lock().expect("engine lock").fired().to_vec()

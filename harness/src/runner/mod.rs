@@ -493,7 +493,9 @@ async fn settle(
             .iter_mut()
             .filter(|x| x.expect_error)
             .all(|x| x.running.as_mut().is_some_and(|r| r.exited()));
-        errors_done && recorders.iter().zip(&per_sub).all(|(r, n)| r.distinct() >= *n)
+        // Every row arrived, and no proxy still holds acks back (their flows would count as never acknowledged).
+        let released = slots.iter().all(|x| x.proxy.as_ref().is_none_or(|p| !p.busy()));
+        errors_done && released && recorders.iter().zip(&per_sub).all(|(r, n)| r.distinct() >= *n)
     };
     wait_quiescent(activity, &mut done, s.quiet, left).await
 }
