@@ -209,17 +209,17 @@ impl AnyLoop {
     /// Moves everything the client still holds into rumqttc's pending queue (which a clean-session
     /// reconnect clears), so nothing handed before the gate closed can leak into the next session; the
     /// re-sends are put in the order they first went out (see [`resend_in_order`]).
-    fn clean(&mut self, max_pkid: u16) {
+    fn clean(&mut self, sent: Sent) {
         match self {
             AnyLoop::V4(el) => {
                 let collided = el.state.collision.take();
                 el.clean();
-                requeue(&mut el.pending, collided, max_pkid);
+                requeue(&mut el.pending, collided, sent);
             }
             AnyLoop::V5(el) => {
                 let collided = el.state.collision.take();
                 el.clean();
-                requeue(&mut el.pending, collided, max_pkid);
+                requeue(&mut el.pending, collided, sent);
             }
         }
     }
@@ -227,9 +227,9 @@ impl AnyLoop {
 
 /// After rumqttc's `clean()`: the collided PUBLISH goes last (see [`unbound`]), then the re-sends are put in
 /// the order they first went out.
-fn requeue<R: Queued>(pending: &mut VecDeque<R>, collided: Option<R::Message>, max_pkid: u16) {
+fn requeue<R: Queued>(pending: &mut VecDeque<R>, collided: Option<R::Message>, sent: Sent) {
     pending.extend(collided.map(unbound::<R>).map(R::publish));
-    resend_in_order(pending, max_pkid, R::resend);
+    resend_in_order(pending, sent, R::resend);
 }
 
 /// A request in rumqttc's pending queue (v4 or v5), as [`requeue`] sees it.
@@ -274,37 +274,47 @@ fn unbound<R: Queued>(mut p: R::Message) -> R::Message {
     p
 }
 
+/// The packet ids the client has sent PUBLISHes with: the highest (rumqttc wraps to 1 after its inflight
+/// limit) and the newest. rumqttc hands packet ids out in turn, so the oldest flow still open is the first
+/// one after the newest id, round the circle.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    max: u16,
+    newest: Option<u16>,
+}
+
+impl Sent {
+    /// A PUBLISH left with `pkid` (0: QoS 0, no id).
+    fn saw(&mut self, pkid: u16) {
+        if pkid != 0 {
+            self.max = self.max.max(pkid);
+            self.newest = Some(pkid);
+        }
+    }
+
+    /// How many ids after the oldest possible flow `pkid` was sent: older flows are smaller.
+    fn age(&self, pkid: u16) -> i32 {
+        let max = i32::from(self.max.max(1));
+        let oldest = self.newest.map_or(1, |n| i32::from(n) % max + 1);
+        (i32::from(pkid) - oldest).rem_euclid(max)
+    }
+}
+
 /// Reorders a resumed session's re-sends so that QoS 2 messages keep their order. rumqttc 0.25's `clean()`
 /// queues the unacknowledged PUBLISHes before the PUBRELs of messages the broker already PUBREC'd, both by
 /// packet id rather than in sending order (it rotates the PUBLISHes at the last PUBACK, which QoS 2 never
 /// moves). A broker that hands a QoS 2 message to subscribers when it gets the PUBREL (Mosquitto) then
 /// delivers newer rows before older ones. Older flows go first: the PUBRELs, then the PUBLISHes, each oldest
-/// first, then everything else in its order. Packet ids wrap at `max_pkid` (the highest one used); the
-/// outstanding ones form one run, so the oldest is the one after the largest gap.
-fn resend_in_order<R>(pending: &mut VecDeque<R>, max_pkid: u16, kind: impl Fn(&R) -> Resend) {
-    // The PUBREC'd flows are older than the others, and the window may be full (no gap among all ids).
-    let ids = |release: bool| -> Vec<u16> {
-        pending
-            .iter()
-            .filter_map(|r| match kind(r) {
-                Resend::Release(p) if release => Some(p),
-                Resend::Publish(p) if !release => Some(p),
-                _ => None,
-            })
-            .collect()
-    };
-    let Some(oldest) = oldest_of_run(&ids(true), max_pkid).or_else(|| oldest_of_run(&ids(false), max_pkid))
-    else {
-        return;
-    };
-    let age = |p: u16| (i32::from(p) - i32::from(oldest)).rem_euclid(i32::from(max_pkid.max(1)));
+/// first (by [`Sent::age`]: with the whole window open there is no gap among the ids to tell where the run
+/// starts), then everything else in its order.
+fn resend_in_order<R>(pending: &mut VecDeque<R>, sent: Sent, kind: impl Fn(&R) -> Resend) {
     let mut rels = Vec::new();
     let mut pubs = Vec::new();
     let mut rest = Vec::new();
     for r in pending.drain(..) {
         match kind(&r) {
-            Resend::Release(p) => rels.push((age(p), r)),
-            Resend::Publish(p) => pubs.push((age(p), r)),
+            Resend::Release(p) => rels.push((sent.age(p), r)),
+            Resend::Publish(p) => pubs.push((sent.age(p), r)),
             Resend::Other => rest.push(r),
         }
     }
@@ -323,24 +333,6 @@ enum Resend {
     /// A PUBLISH that already has this packet id (a re-send).
     Publish(u16),
     Other,
-}
-
-/// The oldest of packet ids in use that wrap after `max_pkid`: the one after the largest gap on the circle.
-fn oldest_of_run(ids: &[u16], max_pkid: u16) -> Option<u16> {
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let (&first, &last) = (sorted.first()?, sorted.last()?);
-    let n = i32::from(max_pkid.max(last));
-    // The gap across the wrap, from the highest id round to the lowest.
-    let mut best = (i32::from(first) + n - i32::from(last), first);
-    for w in sorted.windows(2) {
-        let gap = i32::from(w[1]) - i32::from(w[0]);
-        if gap > best.0 {
-            best = (gap, w[1]);
-        }
-    }
-    Some(best.1)
 }
 
 fn describe_v4(e: &rumqttc::ConnectionError) -> String {
@@ -710,7 +702,7 @@ async fn drive(
     let mut attempt = 0u32;
     let mut session = 0u64;
     let mut connected = false;
-    let mut max_pkid = 0u16;
+    let mut sent = Sent::default();
     loop {
         let ev = match el.poll().await {
             Ok(Polled::ConnAck { session_present }) => {
@@ -736,7 +728,7 @@ async fn drive(
             Ok(Polled::SentDisconnect) => break,
             Ok(polled) => {
                 if let Polled::Outgoing(pkid) = polled {
-                    max_pkid = max_pkid.max(pkid);
+                    sent.saw(pkid);
                 }
                 match polled.into_packet_event() {
                     Some(ev) => ev,
@@ -745,17 +737,17 @@ async fn drive(
             }
             Err(PollError::Done) => break,
             Err(err) => {
-                // Taken first: a PUBLISH among them counts for the packet-id wrap of the re-sends.
+                // Taken first: a PUBLISH among them counts for the order of the re-sends.
                 let stale = el.take_stale_events();
                 for p in &stale {
                     if let Polled::Outgoing(pkid) = p {
-                        max_pkid = max_pkid.max(*pkid);
+                        sent.saw(*pkid);
                     }
                 }
                 {
                     let mut g = gate.lock().expect("gate lock");
                     g.open = false;
-                    el.clean(max_pkid);
+                    el.clean(sent);
                 }
                 for ev in stale.into_iter().filter_map(Polled::into_packet_event) {
                     let _ = tx.send(ev);
@@ -822,9 +814,13 @@ mod tests {
         New,
     }
 
-    fn reorder(pending: &[Req], max_pkid: u16) -> Vec<Req> {
+    fn reorder(pending: &[Req], max: u16, newest: u16) -> Vec<Req> {
         let mut q: VecDeque<Req> = pending.iter().copied().collect();
-        resend_in_order(&mut q, max_pkid, |r| match r {
+        let sent = Sent {
+            max,
+            newest: Some(newest),
+        };
+        resend_in_order(&mut q, sent, |r| match r {
             Req::PubRel(p) => Resend::Release(*p),
             Req::Publish(p) => Resend::Publish(*p),
             Req::New => Resend::Other,
@@ -850,7 +846,7 @@ mod tests {
             New,
         ];
         assert_eq!(
-            reorder(&queued, 20),
+            reorder(&queued, 20, 5),
             [
                 PubRel(17),
                 PubRel(18),
@@ -866,15 +862,15 @@ mod tests {
         );
         // PUBLISHes alone, wrapped: 19, 20, 1, 2 (rumqttc queues 1, 2, 19, 20).
         assert_eq!(
-            reorder(&[Publish(1), Publish(2), Publish(19), Publish(20)], 20),
+            reorder(&[Publish(1), Publish(2), Publish(19), Publish(20)], 20, 2),
             [Publish(19), Publish(20), Publish(1), Publish(2)]
         );
         // No wrap: PUBRELs before PUBLISHes, otherwise kept.
         assert_eq!(
-            reorder(&[Publish(9), PubRel(7), PubRel(8), New], 20),
+            reorder(&[Publish(9), PubRel(7), PubRel(8), New], 20, 9),
             [PubRel(7), PubRel(8), Publish(9), New]
         );
-        assert_eq!(reorder(&[New, New], 20), [New, New]);
+        assert_eq!(reorder(&[New, New], 20, 3), [New, New]);
         // The whole window outstanding, sent 11..=20 then 1..=10, 11..=14 PUBREC'd.
         let mut queued: Vec<Req> = (1..=10).chain(15..=20).map(Publish).collect();
         queued.extend((11..=14).map(PubRel));
@@ -882,7 +878,19 @@ mod tests {
             .map(PubRel)
             .chain((15..=20).chain(1..=10).map(Publish))
             .collect();
-        assert_eq!(reorder(&queued, 20), expected);
+        assert_eq!(reorder(&queued, 20, 10), expected);
+        // The whole window outstanding, sent 3..=20 then 1, 2 (a cut with a full window, found by `harness
+        // explore`): no gap among the ids, only the newest tells that 1 and 2 go last.
+        let queued: Vec<Req> = (1..=20).map(Publish).collect();
+        let expected: Vec<Req> = (3..=20).chain(1..=2).map(Publish).collect();
+        assert_eq!(reorder(&queued, 20, 2), expected);
+        // Nothing wrapped yet: the highest id seen is the newest, the run starts at 1.
+        let sent = Sent::default();
+        assert_eq!(sent.age(1), 0);
+        let mut sent = Sent::default();
+        [1, 2, 3, 0].into_iter().for_each(|p| sent.saw(p));
+        assert_eq!((sent.max, sent.newest), (3, Some(3)));
+        assert!(sent.age(1) < sent.age(2) && sent.age(2) < sent.age(3));
     }
 
     #[test]
@@ -932,20 +940,14 @@ mod tests {
         };
         // Window of 3: 2 and 3 unacknowledged, 1's ack lost; the next PUBLISH took id 1 and collided.
         let mut pending: VecDeque<Request> = [3, 2].map(|i| Request::Publish(publish(i))).into();
-        requeue(&mut pending, Some(publish(1)), 3);
+        let sent = Sent {
+            max: 3,
+            newest: Some(3),
+        };
+        requeue(&mut pending, Some(publish(1)), sent);
         let queued: Vec<Resend> = pending.iter().map(Queued::resend).collect();
         assert_eq!(queued, [Resend::Publish(2), Resend::Publish(3), Resend::Other]);
         assert!(matches!(&pending[2], Request::Publish(p) if p.pkid == 0));
-    }
-
-    #[test]
-    fn the_oldest_packet_id_follows_the_largest_gap() {
-        assert_eq!(oldest_of_run(&[], 20), None);
-        assert_eq!(oldest_of_run(&[5, 6, 7, 8], 20), Some(5));
-        assert_eq!(oldest_of_run(&[1, 2, 19, 20], 20), Some(19));
-        assert_eq!(oldest_of_run(&[20, 1], 20), Some(20));
-        // The whole window outstanding: any rotation is a guess; the lowest id is rumqttc's own.
-        assert_eq!(oldest_of_run(&[1, 2, 3], 3), Some(1));
     }
 
     #[test]

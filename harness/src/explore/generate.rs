@@ -384,9 +384,7 @@ fn schedule_heals(faults: &mut [FaultDef]) -> Duration {
             .cloned()
             .collect();
         let extra = whole_seconds(hold(&held));
-        let heals = faults
-            .iter_mut()
-            .filter(|f| f.bridge == bridge && is_heal(f));
+        let heals = faults.iter_mut().filter(|f| f.bridge == bridge && is_heal(f));
         for (k, f) in heals.enumerate() {
             let at = HEAL_AFTER * (k as u32 + 1) + extra;
             latest = latest.max(at);
@@ -408,7 +406,11 @@ pub fn drop_acks_healed(s: &Scenario) -> bool {
         .filter(|f| f.action == FaultAction::DropAcks)
         .all(|d| {
             let on = |f: &&FaultDef| f.bridge == d.bridge;
-            let drops = s.faults.iter().filter(on).filter(|f| f.action == FaultAction::DropAcks);
+            let drops = s
+                .faults
+                .iter()
+                .filter(on)
+                .filter(|f| f.action == FaultAction::DropAcks);
             s.faults.iter().filter(on).filter(|f| is_heal(f)).count() >= drops.count()
         })
 }
