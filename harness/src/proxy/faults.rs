@@ -79,6 +79,9 @@ pub struct FaultEngine {
     throttle: Option<Throttle>,
     /// Faults that fired, with when their effect started and ended (for the report).
     fired: Vec<Fired>,
+    /// When the acks held and the throttle fired so far are through at the latest (held acks queue behind
+    /// each other: a run must not end while the proxy still holds some back).
+    busy_until: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +124,10 @@ impl FaultEngine {
                 }
             }
             ProxyFault::DropAcks(n) => self.drop_acks.push_back((i, n)),
-            ProxyFault::DelayAcks { n, delay } => self.delay_acks.push_back((i, n, delay)),
+            ProxyFault::DelayAcks { n, delay } => {
+                self.delay_acks.push_back((i, n, delay));
+                self.busy_until = self.busy_until.max(now) + delay * n;
+            }
             ProxyFault::Throttle {
                 bytes_per_s,
                 duration,
@@ -131,6 +137,7 @@ impl FaultEngine {
                     *end = (*end).min(now);
                 }
                 self.fired[i].until = Some(now + duration);
+                self.busy_until = self.busy_until.max(now + duration);
                 self.throttle = Some(Throttle {
                     fired: i,
                     bytes_per_s: bytes_per_s.max(1),
@@ -155,6 +162,11 @@ impl FaultEngine {
 
     pub fn fired(&self) -> &[Fired] {
         &self.fired
+    }
+
+    /// Whether acks held or a throttle fired so far may still be holding traffic back at `now`.
+    pub fn busy(&self, now: Duration) -> bool {
+        now < self.busy_until
     }
 
     /// Decides the fate of one packet of `len` bytes.
@@ -292,6 +304,17 @@ mod tests {
         assert_eq!(e.on_packet(T0, c, Kind::PubAck, 4), Decision::Drop);
         assert_eq!(e.on_packet(T0, c, Kind::PubRec, 4), Decision::Drop);
         assert_eq!(e.on_packet(T0, c, Kind::PubComp, 4), Decision::Forward);
+    }
+
+    #[test]
+    fn held_acks_keep_the_proxy_busy_one_after_the_other() {
+        let mut e = FaultEngine::new();
+        let delay = Duration::from_millis(300);
+        assert!(!e.busy(T0));
+        e.fire(T0, ProxyFault::DelayAcks { n: 2, delay });
+        e.fire(Duration::from_millis(100), ProxyFault::DelayAcks { n: 1, delay });
+        assert!(e.busy(Duration::from_millis(899)));
+        assert!(!e.busy(Duration::from_millis(900)));
     }
 
     #[test]

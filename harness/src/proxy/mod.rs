@@ -119,6 +119,12 @@ impl Proxy {
         self.shared.records.lock().expect("records lock").clone()
     }
 
+    /// Whether acks it holds back (`delay-acks`) or a throttle may still be holding traffic back.
+    pub fn busy(&self) -> bool {
+        let now = self.shared.now();
+        self.shared.engine.lock().expect("engine lock").busy(now)
+    }
+
     /// When the proxy started, µs since the Unix epoch: wire record and fired-fault times count from here.
     pub fn started_us(&self) -> u64 {
         self.shared.start_unix_us

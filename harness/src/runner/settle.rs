@@ -107,11 +107,13 @@ pub(super) async fn settle(
             .iter_mut()
             .filter(|x| x.expect_error)
             .all(|x| x.running.as_mut().is_some_and(|r| r.exited()));
-        if !errors_done || !skips_done(s, slots) {
+        // No proxy may still hold acks back: their flows would count as never acknowledged.
+        let released = slots.iter().all(|x| x.proxy.as_ref().is_none_or(|p| !p.busy()));
+        if !errors_done || !released || !skips_done(s, slots) {
             return false;
         }
         let short: Vec<usize> = (0..recorders.len())
-            .filter(|&i| recorders[i].count() < per_sub[i])
+            .filter(|&i| recorders[i].distinct() < per_sub[i])
             .collect();
         if short.is_empty() {
             return true;
