@@ -37,7 +37,7 @@ const READS_PER_POLL: usize = 16;
 const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(1000);
 
 /// What a handler wants sent.
-enum Out {
+enum Reply {
     Text(String),
     Binary(Vec<u8>),
     /// A poll found nothing and may wait for new log entries until `deadline`.
@@ -119,7 +119,7 @@ where
     let mut session = Session::new(tmq.clone());
     let mut waiting: Option<PollWait> = None;
     loop {
-        let outs: Vec<Out> = tokio::select! {
+        let outs: Vec<Reply> = tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(WsMessage::Text(text))) => {
                     session.heartbeat();
@@ -169,9 +169,9 @@ where
         let mut failed = false;
         for out in outs {
             let frame = match out {
-                Out::Text(t) => WsMessage::text(t),
-                Out::Binary(b) => WsMessage::binary(b),
-                Out::Wait(w) => {
+                Reply::Text(t) => WsMessage::text(t),
+                Reply::Binary(b) => WsMessage::binary(b),
+                Reply::Wait(w) => {
                     if let Some(old) = waiting.replace(w) {
                         // A new poll supersedes one still waiting: answer the old one empty.
                         let empty = session.empty_poll(old.req_id);
@@ -236,13 +236,13 @@ impl Session {
         }
     }
 
-    fn handle_text(&mut self, text: &str) -> Vec<Out> {
+    fn handle_text(&mut self, text: &str) -> Vec<Reply> {
         let started = Instant::now();
         let env = match proto::parse(text) {
             Ok(env) => env,
             Err(e) => {
                 tracing::warn!(error = %e, "unparsable tmq request");
-                return vec![Out::Text(proto::error(
+                return vec![Reply::Text(proto::error(
                     "",
                     0,
                     None,
@@ -267,9 +267,11 @@ impl Session {
         let err = |e: TdError| {
             if raw_data {
                 let message_id = message_id.unwrap_or_default();
-                return vec![Out::Binary(raw::fetch_raw_data_error(0, req_id, message_id, &e))];
+                return vec![Reply::Binary(raw::fetch_raw_data_error(
+                    0, req_id, message_id, &e,
+                ))];
             }
-            vec![Out::Text(proto::error(&env.action, req_id, message_id, &e))]
+            vec![Reply::Text(proto::error(&env.action, req_id, message_id, &e))]
         };
         let request = match env.request {
             Ok(r) => r,
@@ -298,8 +300,8 @@ impl Session {
         req_id: u64,
         request: Request,
         started: Instant,
-    ) -> Result<Vec<Out>, TdError> {
-        let text = |s: String| Ok(vec![Out::Text(s)]);
+    ) -> Result<Vec<Reply>, TdError> {
+        let text = |s: String| Ok(vec![Reply::Text(s)]);
         match request {
             Request::Version => {
                 let version = self.tmq.backend.server_version();
@@ -353,7 +355,7 @@ impl Session {
             Request::FetchRawData(a) => {
                 FetchCounts::count(&self.tmq.fetches.fetch_raw_data);
                 let (raw_type, raw) = self.raw(a.message_id)?;
-                Ok(vec![Out::Binary(raw::fetch_raw_data_frame(
+                Ok(vec![Reply::Binary(raw::fetch_raw_data_frame(
                     Self::timing(started),
                     req_id,
                     a.message_id,
@@ -364,7 +366,7 @@ impl Session {
             Request::FetchRaw(a) => {
                 FetchCounts::count(&self.tmq.fetches.fetch_raw);
                 let (raw_type, raw) = self.raw(a.message_id)?;
-                Ok(vec![Out::Binary(raw::fetch_raw_frame(
+                Ok(vec![Reply::Binary(raw::fetch_raw_frame(
                     Self::timing(started),
                     req_id,
                     a.message_id,
@@ -391,11 +393,11 @@ impl Session {
             }
             Request::CommitOffset(a) => {
                 let consumer = self.consumer()?;
-                let world = self.tmq.world(std::slice::from_ref(&a.topic));
+                let logs = self.tmq.log_snapshot(std::slice::from_ref(&a.topic));
                 self.tmq
                     .coordinator
                     .lock()
-                    .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset, &world)
+                    .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset, &logs)
                     .map_err(group_err)?;
                 self.tmq.flush_writes();
                 text(proto::ok(
@@ -655,7 +657,7 @@ impl Session {
         proto::ok("poll", req_id, 0, proto::PollReply::default())
     }
 
-    fn poll(&mut self, req_id: u64, args: proto::PollArgs, started: Instant) -> Result<Vec<Out>, TdError> {
+    fn poll(&mut self, req_id: u64, args: proto::PollArgs, started: Instant) -> Result<Vec<Reply>, TdError> {
         let consumer = self.consumer()?;
         // A newer client tells which message it last received; if that is not our current one, its reply
         // was lost in flight: hand the same message out again.
@@ -663,7 +665,7 @@ impl Session {
             if seen != cur.id {
                 cur.next_block = 0;
                 cur.staged = None;
-                return Ok(vec![Out::Text(self.poll_reply(req_id, started))]);
+                return Ok(vec![Reply::Text(self.poll_reply(req_id, started))]);
             }
         }
         self.current = None;
@@ -673,33 +675,33 @@ impl Session {
             Vec::new()
         };
         if self.next(consumer)? {
-            return Ok(vec![Out::Text(self.poll_reply(req_id, started))]);
+            return Ok(vec![Reply::Text(self.poll_reply(req_id, started))]);
         }
         if args.blocking_time > 0 {
             let blocking = Duration::from_millis(args.blocking_time as u64).min(self.tmq.config.max_blocking);
-            return Ok(vec![Out::Wait(PollWait {
+            return Ok(vec![Reply::Wait(PollWait {
                 req_id,
                 deadline: started + blocking,
                 receivers,
             })]);
         }
-        Ok(vec![Out::Text(self.empty_poll(req_id))])
+        Ok(vec![Reply::Text(self.empty_poll(req_id))])
     }
 
     /// After a blocking poll woke up: try again; reply, or keep waiting until the deadline.
-    fn retry_poll(&mut self, wait: PollWait, timed_out: bool) -> Vec<Out> {
+    fn retry_poll(&mut self, wait: PollWait, timed_out: bool) -> Vec<Reply> {
         let started = Instant::now();
         let consumer = match self.consumer() {
             Ok(c) => c,
-            Err(e) => return vec![Out::Text(poll_error(wait.req_id, &e))],
+            Err(e) => return vec![Reply::Text(poll_error(wait.req_id, &e))],
         };
         match self.next(consumer) {
-            Ok(true) => vec![Out::Text(self.poll_reply(wait.req_id, started))],
+            Ok(true) => vec![Reply::Text(self.poll_reply(wait.req_id, started))],
             Ok(false) if timed_out || Instant::now() >= wait.deadline => {
-                vec![Out::Text(self.empty_poll(wait.req_id))]
+                vec![Reply::Text(self.empty_poll(wait.req_id))]
             }
-            Ok(false) => vec![Out::Wait(wait)],
-            Err(e) => vec![Out::Text(poll_error(wait.req_id, &e))],
+            Ok(false) => vec![Reply::Wait(wait)],
+            Err(e) => vec![Reply::Text(poll_error(wait.req_id, &e))],
         }
     }
 
@@ -894,7 +896,7 @@ impl Session {
         }
     }
 
-    fn fetch(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, TdError> {
+    fn fetch(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Reply>, TdError> {
         self.current_message(message_id)?;
         let with_table_name = self.sub.as_ref().is_none_or(|s| s.with_table_name);
         let cur = self.current.as_mut().expect("checked above");
@@ -902,7 +904,7 @@ impl Session {
             blocks if cur.next_block < blocks.len() => blocks,
             _ => {
                 cur.staged = None;
-                return Ok(vec![Out::Text(proto::ok(
+                return Ok(vec![Reply::Text(proto::ok(
                     "fetch",
                     req_id,
                     Self::timing(started),
@@ -943,10 +945,10 @@ impl Session {
                 precision: cur.precision as u8,
             },
         );
-        Ok(vec![Out::Text(reply)])
+        Ok(vec![Reply::Text(reply)])
     }
 
-    fn fetch_block(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, TdError> {
+    fn fetch_block(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Reply>, TdError> {
         let cur = self.current_message(message_id)?;
         let (staged_req, i) = cur
             .staged
@@ -958,7 +960,7 @@ impl Session {
             ));
         }
         let block = cur.encoded[i].as_ref().expect("encoded at fetch");
-        Ok(vec![Out::Binary(proto::fetch_block_frame(
+        Ok(vec![Reply::Binary(proto::fetch_block_frame(
             Self::timing(started),
             req_id,
             message_id,
