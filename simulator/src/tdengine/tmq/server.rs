@@ -212,6 +212,31 @@ impl Tmq {
         }
     }
 
+    /// Commits the positions of every vgroup assigned to `id` (`commit` of the current message); the commit
+    /// takes a version in each vgroup's log.
+    pub(crate) fn commit_positions(&self, id: ConsumerId) -> Result<(), GroupError> {
+        let committed = self.coordinator.lock().commit_positions(id);
+        self.flush_writes();
+        committed
+    }
+
+    /// Commits `offset` for `topic` in `vgroup` (`commit_offset`), within the log's bounds.
+    pub(crate) fn commit_offset(
+        &self,
+        id: ConsumerId,
+        topic: &str,
+        vgroup: VgroupId,
+        offset: i64,
+    ) -> Result<(), GroupError> {
+        let logs = self.log_snapshot(&[topic.to_string()]);
+        let committed = self
+            .coordinator
+            .lock()
+            .commit_offset(id, topic, vgroup, offset, &logs);
+        self.flush_writes();
+        committed
+    }
+
     /// Appends the vnode writes the coordinator caused (subscribes, commits) to their vgroups' logs; the
     /// coordinator lock is released before the backend is called.
     pub(crate) fn flush_writes(&self) {

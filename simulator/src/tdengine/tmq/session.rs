@@ -36,6 +36,21 @@ const READS_PER_POLL: usize = 16;
 /// How long a response may take to fill (`fetch.max.wait.ms`'s default; TDengine's fixed bound before 3.3.6).
 const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(1000);
 
+/// A successful JSON reply to `action`, carrying `body`.
+fn ok<T: serde::Serialize>(
+    action: &str,
+    req_id: u64,
+    started: Instant,
+    body: T,
+) -> Result<Vec<Reply>, TdError> {
+    Ok(vec![Reply::Text(proto::ok(
+        action,
+        req_id,
+        Session::timing(started),
+        body,
+    ))])
+}
+
 /// What a handler wants sent.
 enum Reply {
     Text(String),
@@ -301,32 +316,21 @@ impl Session {
         request: Request,
         started: Instant,
     ) -> Result<Vec<Reply>, TdError> {
-        let text = |s: String| Ok(vec![Reply::Text(s)]);
         match request {
             Request::Version => {
                 let version = self.tmq.backend.server_version();
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::VersionReply { version: &version },
-                ))
+                ok(action, req_id, started, proto::VersionReply { version: &version })
             }
             Request::Subscribe(args) => {
                 self.subscribe(*args)?;
                 let version = self.tmq.backend.server_version();
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::VersionReply { version: &version },
-                ))
+                ok(action, req_id, started, proto::VersionReply { version: &version })
             }
             Request::Unsubscribe => {
                 self.close();
                 self.current = None;
                 self.snapshots.clear();
-                text(proto::ok(action, req_id, Self::timing(started), proto::Empty {}))
+                ok(action, req_id, started, proto::Empty {})
             }
             Request::Poll(args) => self.poll(req_id, args, started),
             Request::Fetch(a) => {
@@ -340,76 +344,53 @@ impl Session {
             Request::FetchJsonMeta(a) => {
                 let cur = self.current_message(a.message_id)?;
                 match cur.message.body.json_meta() {
-                    Some(json) => text(proto::ok(
+                    Some(json) => ok(
                         action,
                         req_id,
-                        Self::timing(started),
+                        started,
                         proto::MetaReply {
                             message_id: a.message_id,
                             data: &json,
                         },
-                    )),
+                    ),
                     None => Err(TdError::new(code::ADAPTER, "message is not a meta message")),
                 }
             }
             Request::FetchRawData(a) => {
                 FetchCounts::count(&self.tmq.fetches.fetch_raw_data);
-                let (raw_type, raw) = self.raw(a.message_id)?;
-                Ok(vec![Reply::Binary(raw::fetch_raw_data_frame(
-                    Self::timing(started),
-                    req_id,
-                    a.message_id,
-                    raw_type,
-                    &raw,
-                ))])
+                self.raw(req_id, a.message_id, started, raw::fetch_raw_data_frame)
             }
             Request::FetchRaw(a) => {
                 FetchCounts::count(&self.tmq.fetches.fetch_raw);
-                let (raw_type, raw) = self.raw(a.message_id)?;
-                Ok(vec![Reply::Binary(raw::fetch_raw_frame(
-                    Self::timing(started),
-                    req_id,
-                    a.message_id,
-                    raw_type,
-                    &raw,
-                ))])
+                self.raw(req_id, a.message_id, started, raw::fetch_raw_frame)
             }
             Request::Commit(a) => {
                 let consumer = self.consumer()?;
-                self.tmq
-                    .coordinator
-                    .lock()
-                    .commit_positions(consumer)
-                    .map_err(group_err)?;
-                self.tmq.flush_writes();
-                text(proto::ok(
+                self.tmq.commit_positions(consumer).map_err(group_err)?;
+                ok(
                     action,
                     req_id,
-                    Self::timing(started),
+                    started,
                     proto::MessageIdReply {
                         message_id: a.message_id,
                     },
-                ))
+                )
             }
             Request::CommitOffset(a) => {
                 let consumer = self.consumer()?;
-                let logs = self.tmq.log_snapshot(std::slice::from_ref(&a.topic));
                 self.tmq
-                    .coordinator
-                    .lock()
-                    .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset, &logs)
+                    .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset)
                     .map_err(group_err)?;
-                self.tmq.flush_writes();
-                text(proto::ok(
+                ok(
                     action,
                     req_id,
-                    Self::timing(started),
+                    started,
                     proto::CommitOffsetReply {
                         topic: &a.topic,
                         vgroup_id: a.vgroup_id,
                         offset: a.offset,
                     },
-                ))
+                )
             }
             Request::Seek(a) => {
                 let consumer = self.consumer()?;
@@ -421,7 +402,7 @@ impl Session {
                     .seek(consumer, &a.topic, a.vgroup_id, a.offset, bounds)
                     .map_err(group_err)?;
                 self.snapshots.remove(&(a.topic.clone(), a.vgroup_id));
-                text(proto::ok(action, req_id, Self::timing(started), proto::Empty {}))
+                ok(action, req_id, started, proto::Empty {})
             }
             Request::Committed(a) => {
                 let consumer = self.consumer()?;
@@ -437,12 +418,7 @@ impl Session {
                     committed.push(c.committed(&sub.group, &tv.topic, tv.vgroup_id));
                 }
                 drop(c);
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::CommittedReply { committed },
-                ))
+                ok(action, req_id, started, proto::CommittedReply { committed })
             }
             Request::Position(a) => {
                 let consumer = self.consumer()?;
@@ -454,12 +430,7 @@ impl Session {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(group_err)?;
                 drop(c);
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::PositionReply { position },
-                ))
+                ok(action, req_id, started, proto::PositionReply { position })
             }
             Request::Assignment(a) => {
                 let consumer = self.consumer()?;
@@ -482,12 +453,7 @@ impl Session {
                         }
                     })
                     .collect();
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::AssignmentReply { assignment },
-                ))
+                ok(action, req_id, started, proto::AssignmentReply { assignment })
             }
         }
     }
@@ -617,8 +583,15 @@ impl Session {
             })
     }
 
-    /// The current message in `tmq_get_raw`'s form, with its `raw_type`.
-    fn raw(&self, message_id: u64) -> Result<(u16, Vec<u8>), TdError> {
+    /// The current message in `tmq_get_raw`'s form, sent in the binary `frame` of the fetch that asked
+    /// (`fetch_raw_data` or `fetch_raw`).
+    fn raw(
+        &self,
+        req_id: u64,
+        message_id: u64,
+        started: Instant,
+        frame: fn(u64, u64, u64, u16, &[u8]) -> Vec<u8>,
+    ) -> Result<Vec<Reply>, TdError> {
         let cur = self.current_message(message_id)?;
         let with_table_name = self.sub.as_ref().is_none_or(|s| s.with_table_name);
         let kind = self.spec(&cur.message.topic)?.kind;
@@ -629,7 +602,9 @@ impl Session {
             rsp_offset: cur.message.next(),
             column_flags: RawContext::column_flags(&kind),
         };
-        raw::encode(&cur.message.body, &ctx)
+        let (raw_type, raw) = raw::encode(&cur.message.body, &ctx)?;
+        let frame = frame(Self::timing(started), req_id, message_id, raw_type, &raw);
+        Ok(vec![Reply::Binary(frame)])
     }
 
     fn poll_reply(&self, req_id: u64, started: Instant) -> String {
