@@ -70,7 +70,7 @@ pub struct Tmq {
     ticking: std::sync::Once,
     pub(crate) fetches: FetchCounts,
     /// Each subscription's scan state per vgroup, by (group, topic, vgroup).
-    pub(crate) cursors: Mutex<HashMap<(String, String, VgroupId), super::session::Cursor>>,
+    pub(crate) cursors: Mutex<HashMap<(String, String, VgroupId), super::cut::Cursor>>,
 }
 
 /// How many data fetches of each kind the server answered: which path a client generation takes (`fetch` +

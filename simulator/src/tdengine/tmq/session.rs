@@ -17,14 +17,14 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use super::cut::{next_message, Limits, Resume, VersionModel};
+use super::cut::{next_message, Cursor, Limits, VersionModel};
 use super::group::DEFAULT_AUTO_COMMIT_INTERVAL_MS;
 use super::group::{ConsumerId, ConsumerOptions, OffsetReset, Position, VgroupId};
 use super::message::{Message, Snapshot, TopicSpec};
 use super::proto::{self, Request};
 use super::raw::{self, RawContext};
 use super::server::{wire_position, FetchCounts, Tmq};
-use crate::tdengine::error::{code, TdError};
+use crate::tdengine::error::{code, refusal, TdError};
 use crate::tdengine::types::Precision;
 
 const CODE_NO_COMMITTED: u32 = 0x0A0D;
@@ -78,17 +78,6 @@ struct Subscription {
     max_wait: Option<Duration>,
 }
 
-/// Where a group's scan of a topic in a vgroup stands while its position is `at`: TDengine keeps one scan
-/// task per subscription (group and topic) in each vnode, across consumers of the group, and continues it
-/// when a poll starts where the last response ended, so the rest of an entry a response stopped inside
-/// still comes next, and log entries already found to hold nothing for the topic are not read again.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Cursor {
-    at: i64,
-    scan_from: i64,
-    resume: Option<Resume>,
-}
-
 struct Current {
     id: u64,
     message: Message,
@@ -113,11 +102,6 @@ pub struct Session {
     /// In-progress snapshot reads, by (topic, vgroup), with the position they started at.
     snapshots: HashMap<(String, VgroupId), (i64, Snapshot)>,
     model: VersionModel,
-}
-
-/// Serves one `/rest/tmq` connection of the stand-in's server.
-pub async fn serve(ws: crate::tdengine::server::WsStream, ctx: crate::tdengine::server::ServerCtx) {
-    serve_connection(ws, ctx.tmq, ctx.shutdown).await
 }
 
 /// Serves one `/rest/tmq` WebSocket connection until the client closes it, the connection fails, the
@@ -152,7 +136,7 @@ where
                 Some(Ok(WsMessage::Close(_))) | None => break,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "tmq connection failed");
-                    if let Some(frame) = crate::tdengine::server::refusal(&e) {
+                    if let Some(frame) = refusal(&e) {
                         let _ = sink.send(WsMessage::Close(Some(frame))).await;
                     }
                     break;
