@@ -10,8 +10,9 @@
 //! Shapes: `fleet` — 100k child tables with 1–2 rows each (a fleet of devices that report rarely: one block
 //! per table, so per-block round trips dominate), and `dense` — 100 tables with 1,500 rows each.
 //!
-//! Run: `cargo bench -p simulator --bench fetch_raw` (`-- fleet` or `-- dense` for one shape; `-- --test`
-//! checks that both paths work on 100 tables of each shape, one round).
+//! Run: `cargo bench -p simulator --bench fetch_raw` (`-- fleet` or `-- dense` for one shape). Run
+//! without `--bench` (`cargo test --benches`) or with `-- --test`, it only checks that both paths work, on
+//! 100 tables of each shape, one round.
 
 mod common;
 
@@ -271,8 +272,8 @@ async fn drain_raw(port: u16, group: &str, want: usize) -> (usize, usize) {
 
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    // `--test` (as `cargo bench -- --test` passes it to every bench): prove the paths, measure nothing.
-    let quick = std::env::args().any(|a| a == "--test");
+    // `--test`, or run without `--bench` (`cargo test --benches`): prove the paths, measure nothing.
+    let quick = std::env::args().any(|a| a == "--test") || !std::env::args().any(|a| a == "--bench");
     let rt = common::runtime();
     println!("shape  tables  rows     path                    messages  seconds  rows/s");
     for shape in SHAPES
