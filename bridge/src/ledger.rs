@@ -795,7 +795,7 @@ mod tests {
     }
 
     /// A model of rumqttc + broker: a request queue, packet ids 1..=inflight in use, acks in any order.
-    struct World {
+    struct ClientModel {
         qos0: bool,
         ledger: Ledger<(i32, i64, usize)>,
         client_queue: VecDeque<(i32, i64, usize)>,
@@ -807,7 +807,7 @@ mod tests {
         next_offset: i64,
     }
 
-    impl World {
+    impl ClientModel {
         fn check(&mut self, actions: Vec<Action>) -> Result<(), TestCaseError> {
             for Action::Commit(CommitPoint {
                 vgroup_id, offset, ..
@@ -890,7 +890,7 @@ mod tests {
     }
 
     fn run(ops: Vec<Op>, qos0: bool) -> Result<(), TestCaseError> {
-        let mut w = World {
+        let mut w = ClientModel {
             qos0,
             ledger: Ledger::new(),
             client_queue: VecDeque::new(),

@@ -155,14 +155,14 @@ impl BridgeSlot {
 
 /// Data-phase state shared with the fleet task.
 struct FleetRun {
-    ledger: Arc<parking_lot::Mutex<simulator::meters::WriteLog>>,
+    write_log: Arc<parking_lot::Mutex<simulator::meters::WriteLog>>,
     task: tokio::task::JoinHandle<Result<simulator::meters::FleetReport, simulator::meters::FleetError>>,
     stamps: Arc<parking_lot::Mutex<HashMap<u64, u64>>>,
     stamper: tokio::task::JoinHandle<()>,
 }
 
-/// The services a run starts: TDengine, the broker, and the harness's own SQL connection.
-struct Services {
+/// The world a run starts: TDengine, the broker, and the harness's own SQL connection.
+struct World {
     td: Tdengine,
     broker: Broker,
     sql: sql::Sql,
@@ -184,7 +184,7 @@ async fn run_inner(
     let started = Instant::now();
     let start_us = now_us();
     let deadline = started + s.deadline;
-    let mut world = start_services(s).await?;
+    let mut world = start_world(s).await?;
     if let Some(td) = world.td.standin() {
         td.tmq().record_served();
     }
@@ -250,7 +250,7 @@ async fn run_inner(
         commits: &commit_samples,
         faults: &fault_spans,
     });
-    let Services { td, broker, sql } = world;
+    let World { td, broker, sql } = world;
     drop(sql);
     broker.shutdown().await;
     td.shutdown().await;
@@ -258,13 +258,13 @@ async fn run_inner(
 }
 
 /// Phase 1: TDengine, the broker and an SQL connection.
-async fn start_services(s: &Scenario) -> Result<Services, String> {
+async fn start_world(s: &Scenario) -> Result<World, String> {
     let td = Tdengine::start(s).await.map_err(|e| e.to_string())?;
     let broker = Broker::start(s).await.map_err(|e| e.to_string())?;
     let sql = sql::Sql::connect(&td.sql_dsn())
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Services { td, broker, sql })
+    Ok(World { td, broker, sql })
 }
 
 /// Phase 2: the database and meters schema, the literal SQL and the TMQ topics.
@@ -332,7 +332,7 @@ async fn start_recorders(
 
 /// Phase 4: a proxy per bridge that uses one (its packet-count faults armed), then the bridges that start
 /// at once.
-async fn start_bridges(s: &Scenario, world: &Services) -> Result<Vec<BridgeSlot>, String> {
+async fn start_bridges(s: &Scenario, world: &World) -> Result<Vec<BridgeSlot>, String> {
     let mut slots = Vec::new();
     for b in &s.bridges {
         let upstream = world.broker.addr(version_of(&b.to));
@@ -369,7 +369,7 @@ async fn start_bridges(s: &Scenario, world: &Services) -> Result<Vec<BridgeSlot>
 }
 
 /// Phase 5: the data written after the bridges subscribed (literal SQL, then the fleet in the background).
-async fn write_data(s: &Scenario, seed: u64, world: &Services) -> Result<Option<FleetRun>, String> {
+async fn write_data(s: &Scenario, seed: u64, world: &World) -> Result<Option<FleetRun>, String> {
     for stmt in &s.data.sql_after_start {
         world.sql.exec(stmt).await.map_err(|e| e.to_string())?;
     }
@@ -384,7 +384,7 @@ async fn write_data(s: &Scenario, seed: u64, world: &Services) -> Result<Option<
 async fn drive_faults(
     s: &Scenario,
     slots: &mut [BridgeSlot],
-    world: &mut Services,
+    world: &mut World,
     fleet: Option<&FleetRun>,
     recorders: &[Recorder],
     started: Instant,
@@ -415,7 +415,7 @@ async fn drive_faults(
 /// Phase 7: the rows every subscriber must see, now that all data is written.
 async fn expected_rows(
     s: &Scenario,
-    world: &Services,
+    world: &World,
     schema: &Schema,
     fleet: Option<FleetRun>,
 ) -> Result<Vec<ExpectedRow>, String> {
@@ -442,10 +442,10 @@ async fn expected_from_fleet(f: FleetRun, shapes: &[TopicShape]) -> Result<Vec<E
         .map_err(|e| format!("meter fleet: {e}"))?;
     f.stamper.abort();
     let stamps = f.stamps.lock().clone();
-    let ledger = f.ledger.lock();
+    let write_log = f.write_log.lock();
     Ok(shapes
         .iter()
-        .flat_map(|shape| expected::from_ledger(shape, ledger.entries(), &stamps))
+        .flat_map(|shape| expected::from_write_log(shape, write_log.entries(), &stamps))
         .collect())
 }
 
@@ -630,18 +630,18 @@ fn start_fleet(s: &Scenario, seed: u64, td: &Tdengine) -> Result<FleetRun, Strin
         ..FleetConfig::default()
     };
     let fleet = Fleet::new(config).map_err(|e| format!("meter fleet: {e}"))?;
-    let ledger = fleet.write_log();
+    let write_log = fleet.write_log();
     let task = tokio::spawn(fleet.run(std::future::pending()));
-    // Stamp each ledger row with the time it appeared: the insert → receipt latency's start.
+    // Stamp each written row with the time it appeared: the insert → receipt latency's start.
     let stamps = Arc::new(parking_lot::Mutex::new(HashMap::new()));
     let stamper = {
-        let ledger = ledger.clone();
+        let write_log = write_log.clone();
         let stamps = stamps.clone();
         tokio::spawn(async move {
             let mut seen = 0usize;
             loop {
                 {
-                    let l = ledger.lock();
+                    let l = write_log.lock();
                     let entries = l.entries();
                     let now = now_us();
                     let mut st = stamps.lock();
@@ -655,7 +655,7 @@ fn start_fleet(s: &Scenario, seed: u64, td: &Tdengine) -> Result<FleetRun, Strin
         })
     };
     Ok(FleetRun {
-        ledger,
+        write_log,
         task,
         stamps,
         stamper,

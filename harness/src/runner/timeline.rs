@@ -109,7 +109,7 @@ impl<'a> Timeline<'a> {
         }
         let written = progress
             .fleet
-            .map(|f| f.ledger.lock().rows_written())
+            .map(|f| f.write_log.lock().rows_written())
             .unwrap_or(0);
         let delivered = progress.recorders.first().map(|r| r.count() as u64).unwrap_or(0);
         for (i, f) in self.s.faults.iter().enumerate() {

@@ -16,5 +16,5 @@ pub mod store_backend;
 
 pub use backend::TmqBackend;
 pub use server::{FetchCounts, ServedMessage, SubscriptionInfo, Tmq, TmqConfig};
-pub use session::{serve, serve_connection};
+pub use session::serve_connection;
 pub use store_backend::StoreBackend;

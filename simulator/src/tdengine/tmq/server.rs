@@ -2,8 +2,9 @@
 //! periodic task that expires silent consumers and runs auto-commits, and the views `SHOW CONSUMERS`,
 //! `SHOW SUBSCRIPTIONS` and `DROP TOPIC` use.
 //!
-//! Lock order: the coordinator lock is never held while calling the backend (the world the coordinator
-//! needs is read first, see [`World`]), so the SQL side may call [`Tmq::subscribers`] under its own locks.
+//! Lock order: the coordinator lock is never held while calling the backend (the topics' vgroups and log
+//! bounds it needs are read first, see [`LogSnapshot`]), so the SQL side may call [`Tmq::subscribers`] under
+//! its own locks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -69,7 +70,7 @@ pub struct Tmq {
     ticking: std::sync::Once,
     pub(crate) fetches: FetchCounts,
     /// Each subscription's scan state per vgroup, by (group, topic, vgroup).
-    pub(crate) cursors: Mutex<HashMap<(String, String, VgroupId), super::session::Cursor>>,
+    pub(crate) cursors: Mutex<HashMap<(String, String, VgroupId), super::cut::Cursor>>,
     /// Every message handed out, once [`Tmq::record_served`] was called (the harness judges payload offsets
     /// against it; off by default, so a long benchmark does not grow it).
     served: Mutex<Option<Vec<ServedMessage>>>,
@@ -128,13 +129,13 @@ impl std::fmt::Debug for Tmq {
     }
 }
 
-/// The part of the world the coordinator needs, read from the backend before taking its lock.
-pub(crate) struct World {
+/// The topics' vgroups and log bounds the coordinator needs, read from the backend before taking its lock.
+pub(crate) struct LogSnapshot {
     vgroups: HashMap<String, Option<Vec<VgroupId>>>,
     bounds: HashMap<(String, VgroupId), Bounds>,
 }
 
-impl LogBounds for World {
+impl LogBounds for LogSnapshot {
     fn vgroups(&self, topic: &str) -> Option<Vec<VgroupId>> {
         self.vgroups.get(topic).cloned().flatten()
     }
@@ -232,9 +233,9 @@ impl Tmq {
         // A rebalance touches every topic of the group, not only the joiner's.
         let mut known = self.all_topics();
         known.extend(topics.iter().cloned());
-        let world = self.world(&known);
+        let logs = self.log_snapshot(&known);
         let now = self.now_ms();
-        let joined = self.coordinator.lock().join(group, topics, options, &world, now);
+        let joined = self.coordinator.lock().join(group, topics, options, &logs, now);
         self.flush_writes();
         match joined {
             Ok(id) => Ok((id, specs)),
@@ -249,12 +250,37 @@ impl Tmq {
     pub(crate) fn leave(&self, id: ConsumerId, topics: &[String]) {
         let mut known = self.all_topics();
         known.extend(topics.iter().cloned());
-        let world = self.world(&known);
-        let left = self.coordinator.lock().leave(id, &world);
+        let logs = self.log_snapshot(&known);
+        let left = self.coordinator.lock().leave(id, &logs);
         self.flush_writes();
         if left.is_ok() {
             topics.iter().for_each(|t| self.backend.release_topic(t));
         }
+    }
+
+    /// Commits the positions of every vgroup assigned to `id` (`commit` of the current message); the commit
+    /// takes a version in each vgroup's log.
+    pub(crate) fn commit_positions(&self, id: ConsumerId) -> Result<(), GroupError> {
+        let committed = self.coordinator.lock().commit_positions(id);
+        self.flush_writes();
+        committed
+    }
+
+    /// Commits `offset` for `topic` in `vgroup` (`commit_offset`), within the log's bounds.
+    pub(crate) fn commit_offset(
+        &self,
+        id: ConsumerId,
+        topic: &str,
+        vgroup: VgroupId,
+        offset: i64,
+    ) -> Result<(), GroupError> {
+        let logs = self.log_snapshot(&[topic.to_string()]);
+        let committed = self
+            .coordinator
+            .lock()
+            .commit_offset(id, topic, vgroup, offset, &logs);
+        self.flush_writes();
+        committed
     }
 
     /// Appends the vnode writes the coordinator caused (subscribes, commits) to their vgroups' logs; the
@@ -269,8 +295,8 @@ impl Tmq {
     }
 
     /// Reads topics' vgroups and log bounds from the backend.
-    pub(crate) fn world(&self, topics: &[String]) -> World {
-        let mut world = World {
+    pub(crate) fn log_snapshot(&self, topics: &[String]) -> LogSnapshot {
+        let mut logs = LogSnapshot {
             vgroups: HashMap::new(),
             bounds: HashMap::new(),
         };
@@ -279,14 +305,13 @@ impl Tmq {
             let vgs = spec.as_ref().and_then(|s| self.backend.vgroups(&s.db));
             if let (Some(spec), Some(vgs)) = (&spec, &vgs) {
                 for vg in vgs {
-                    world
-                        .bounds
+                    logs.bounds
                         .insert((topic.clone(), *vg), self.backend.wal_bounds(&spec.db, *vg));
                 }
             }
-            world.vgroups.insert(topic.clone(), vgs);
+            logs.vgroups.insert(topic.clone(), vgs);
         }
-        world
+        logs
     }
 
     /// Every topic some live consumer subscribes to.
@@ -322,9 +347,9 @@ impl Tmq {
 
     /// One round of expiry and auto-commit.
     pub fn tick(&self) {
-        let world = self.world(&self.all_topics());
+        let logs = self.log_snapshot(&self.all_topics());
         let now = self.now_ms();
-        let expired = self.coordinator.lock().tick(now, &world);
+        let expired = self.coordinator.lock().tick(now, &logs);
         self.flush_writes();
         for (id, topics) in expired {
             tracing::info!(consumer = id, "consumer missed its heartbeats; left its group");
