@@ -353,11 +353,7 @@ async fn broker_restart_mid_stream_at_qos1_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_before_ack_commits_at_poll_and_after_ack_waits() {
     // Nothing listens here: no publish can ever be acknowledged.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = simulator::net::free_port().unwrap().port();
     for (mode, expect_commit) in [("before-ack", true), ("after-ack", false)] {
         let mut run = Running::start(&format!(
             "mqtt://127.0.0.1:{port}?version=5.0&qos=1&client_id=c&topic=t&commit={mode}"

@@ -195,10 +195,7 @@ impl RealMosquitto {
         let mut last = String::new();
         // A port found free may be taken before Docker binds it: then try another.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port")
-                .port();
+            let port = simulator::net::free_port().expect("a free loopback port").port();
             let image = GenericImage::new("eclipse-mosquitto", &tag("MOSQUITTO_IMAGE_TAG", "2"))
                 .with_wait_for(WaitFor::message_on_either_std("running"))
                 .with_mapped_port(port, 1883.tcp())

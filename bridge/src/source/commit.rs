@@ -5,6 +5,7 @@ use std::sync::Arc;
 use taos::AsAsyncConsumer;
 
 use super::CurrentConsumer;
+use crate::ledger::CommitPoint;
 
 /// Commits offsets through whichever consumer is current; coalesces to the newest per vgroup and keeps
 /// what failed for the next round.
@@ -21,9 +22,9 @@ impl Committer {
         }
     }
 
-    pub fn add(&mut self, topic: Arc<str>, vgroup_id: i32, offset: i64) {
-        let e = self.pending.entry((topic, vgroup_id)).or_insert(offset);
-        *e = (*e).max(offset);
+    pub fn add(&mut self, point: CommitPoint) {
+        let e = self.pending.entry((point.topic, point.vgroup_id)).or_insert(point.offset);
+        *e = (*e).max(point.offset);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -31,20 +32,24 @@ impl Committer {
     }
 
     /// Sends every pending commit; returns the ones that went through.
-    pub async fn flush(&mut self) -> Vec<(Arc<str>, i32, i64)> {
+    pub async fn flush(&mut self) -> Vec<CommitPoint> {
         let Some(consumer) = self.consumer.borrow().clone() else {
             return Vec::new();
         };
         let mut done = Vec::new();
         let skip = crate::test_knobs::skip_commits();
         for ((topic, vg), offset) in std::mem::take(&mut self.pending) {
-            if skip {
-                done.push((topic, vg, offset));
-                continue;
-            }
-            let result = consumer.read().await.commit_offset(&topic, vg, offset).await;
+            let result = if skip {
+                Ok(())
+            } else {
+                consumer.read().await.commit_offset(&topic, vg, offset).await
+            };
             match result {
-                Ok(()) => done.push((topic, vg, offset)),
+                Ok(()) => done.push(CommitPoint {
+                    topic,
+                    vgroup_id: vg,
+                    offset,
+                }),
                 Err(e) => {
                     tracing::warn!(error = %e, %topic, vg, offset, "commit failed; will retry");
                     self.pending.insert((topic, vg), offset);

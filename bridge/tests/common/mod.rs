@@ -1,6 +1,5 @@
 //! Test helpers: an MQTT subscriber that reconnects and resubscribes, waiting with deadlines, an in-process
-//! bridge, and the delivery assertions the end-to-end suites share (rows carry their id in `f1`). Also
-//! used by the harness's Docker tests against real TDengine (`harness/tests/docker.rs`).
+//! bridge, and the delivery assertions the end-to-end suites share (rows carry their id in `f1`).
 #![allow(dead_code)]
 
 pub mod ack_proxy;
