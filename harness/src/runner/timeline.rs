@@ -128,7 +128,7 @@ impl<'a> Timeline<'a> {
             };
             if due {
                 self.fired[i] = true;
-                self.log.push(format!("{:?} at {:?}", f.action, elapsed));
+                self.log.push(format!("{} at {elapsed:?}", action_name(f.action)));
                 let from = progress.started.elapsed();
                 fire(f, &mut slots[slot], broker, td, sql).await?;
                 // The proxy records its own faults with the moments it acted; the rest last until
@@ -157,7 +157,7 @@ impl<'a> Timeline<'a> {
             .iter()
             .zip(&self.fired)
             .filter(|(_, fired)| !**fired)
-            .map(|(f, _)| format!("{:?} at {:?}", f.action, f.at))
+            .map(|(f, _)| format!("{} at {:?}", action_name(f.action), f.at))
             .collect();
         (
             FaultLog {
