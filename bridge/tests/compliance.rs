@@ -70,8 +70,7 @@ async fn broker_restart_mid_stream_loses_nothing(mut broker: TestBroker, version
     proxy.blackhole(false);
     broker.start_again().await;
     sub.wait_subscribed(T).await;
-    common::collect_all_after_outage(&mut sub, &mut got, 1500, &may_lose, &run.stats, &proxy)
-        .await;
+    common::collect_all_after_outage(&mut sub, &mut got, 1500, &may_lose, &run.stats, &proxy).await;
     let s = run.stop().await;
     assert!(s.mqtt_connects >= 2, "{s:?}");
     assert_eq!(s.unacked_at_exit, 0, "{s:?}");

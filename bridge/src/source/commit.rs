@@ -23,7 +23,10 @@ impl Committer {
     }
 
     pub fn add(&mut self, point: CommitPoint) {
-        let e = self.pending.entry((point.topic, point.vgroup_id)).or_insert(point.offset);
+        let e = self
+            .pending
+            .entry((point.topic, point.vgroup_id))
+            .or_insert(point.offset);
         *e = (*e).max(point.offset);
     }
 
@@ -59,4 +62,3 @@ impl Committer {
         done
     }
 }
-

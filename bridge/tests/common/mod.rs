@@ -364,7 +364,8 @@ pub fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
 /// `{prefix}/{table}`: every row arrived, and each table's rows once each in the order they were written.
 pub fn assert_every_row_in_table_order(got: &[Received], prefix: &str, tables: u32, total: u32) {
     let msgs = got.iter().map(|m| (m.topic.as_str(), m.payload.as_bytes()));
-    if let Err(e) = simulator::tdengine::fixture::check_every_row_in_table_order(msgs, prefix, tables, total) {
+    if let Err(e) = simulator::tdengine::fixture::check_every_row_in_table_order(msgs, prefix, tables, total)
+    {
         panic!("{e}");
     }
 }
