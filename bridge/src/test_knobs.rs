@@ -40,5 +40,9 @@ pub fn ack_on_write() -> bool {
 /// See the module documentation.
 pub fn offset_plus_one() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    knob(&ON, "TMQ2MQTT_TEST_OFFSET_PLUS_ONE", "payload offsets are one too high")
+    knob(
+        &ON,
+        "TMQ2MQTT_TEST_OFFSET_PLUS_ONE",
+        "payload offsets are one too high",
+    )
 }

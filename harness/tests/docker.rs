@@ -325,7 +325,8 @@ fn distinct_f1(got: &[Delivered]) -> BTreeSet<u32> {
 /// each table's rows in write order (the check `bridge/tests` uses too).
 fn assert_exactly_once_in_table_order(got: &[Delivered], prefix: &str, tables: u32, total: u32) {
     let msgs = got.iter().map(|m| (m.topic.as_str(), &m.payload[..]));
-    if let Err(e) = simulator::tdengine::fixture::check_every_row_in_table_order(msgs, prefix, tables, total) {
+    if let Err(e) = simulator::tdengine::fixture::check_every_row_in_table_order(msgs, prefix, tables, total)
+    {
         panic!("{e}");
     }
 }

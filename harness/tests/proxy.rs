@@ -40,7 +40,8 @@ async fn publish_through(
             .unwrap();
     }
     let (mut got, mut connected) = (0, 0);
-    let step = |ev: &Result<Event, rumqttc::ConnectionError>, got: &mut usize, connected: &mut usize| match ev {
+    let step = |ev: &Result<Event, rumqttc::ConnectionError>, got: &mut usize, connected: &mut usize| match ev
+    {
         Ok(Event::Incoming(Packet::PubAck(_))) => *got += 1,
         Ok(Event::Incoming(Packet::ConnAck(_))) => *connected += 1,
         _ => {}
@@ -89,7 +90,10 @@ async fn records_every_packet_both_ways_and_forwards_unchanged() {
     .await
     .unwrap();
     let proxy = Proxy::start(v4).await.unwrap();
-    assert_eq!(publish_through(&proxy, "p/1", 5, |acks, _| acks >= 5).await, Ok(5));
+    assert_eq!(
+        publish_through(&proxy, "p/1", 5, |acks, _| acks >= 5).await,
+        Ok(5)
+    );
     let ending = wait_quiescent(
         &activity,
         || sub.count() >= 5,
@@ -144,7 +148,10 @@ async fn cut_after_publish_closes_before_the_ack_and_the_client_reconnects() {
         .iter()
         .filter(|r| r.kind == Kind::PubAck && r.dir == Direction::ToClient && r.fate == Fate::Forwarded)
         .count();
-    assert_eq!(acked, forwarded, "every ack the proxy forwarded reached the client, no other");
+    assert_eq!(
+        acked, forwarded,
+        "every ack the proxy forwarded reached the client, no other"
+    );
     let conn1: Vec<&WireRecord> = records.iter().filter(|r| r.conn == 1).collect();
     let third = conn1
         .iter()
@@ -174,7 +181,11 @@ async fn dropped_acks_never_reach_the_client() {
     let proxy = Proxy::start(v4).await.unwrap();
     proxy.fire(ProxyFault::DropAcks(2));
     let acked = publish_through(&proxy, "d/1", 4, |acks, _| acks >= 2).await;
-    assert_eq!(acked, Ok(2), "the two dropped acknowledgements never reach the client");
+    assert_eq!(
+        acked,
+        Ok(2),
+        "the two dropped acknowledgements never reach the client"
+    );
     let records = proxy.records();
     let dropped: Vec<&WireRecord> = records.iter().filter(|r| r.fate == Fate::Dropped).collect();
     assert_eq!(dropped.len(), 2);

@@ -84,10 +84,8 @@ pub fn judge(
     fates: &HashMap<String, PayloadFate>,
 ) -> OffsetReport {
     let mut rep = OffsetReport::default();
-    let by_key: HashMap<String, &ExpectedRow> = expected
-        .iter()
-        .map(|r| (payload::row_key(&r.data), r))
-        .collect();
+    let by_key: HashMap<String, &ExpectedRow> =
+        expected.iter().map(|r| (payload::row_key(&r.data), r)).collect();
     // (topic, vgroup, table, ts) → offsets of the messages that carried the row; (topic, vgroup) → meta offsets.
     let mut row_offsets: HashMap<(&str, i32, &str, i64), BTreeSet<i64>> = HashMap::new();
     let mut meta_offsets: HashMap<(&str, i32), BTreeSet<i64>> = HashMap::new();
@@ -126,7 +124,12 @@ pub fn judge(
                 let known = match (&p, row) {
                     (Payload::Row { .. }, Some(row)) => Some(
                         row_offsets
-                            .get(&(offset.topic.as_str(), offset.vgroup_id, row.table.as_str(), row.ts))
+                            .get(&(
+                                offset.topic.as_str(),
+                                offset.vgroup_id,
+                                row.table.as_str(),
+                                row.ts,
+                            ))
                             .is_some_and(|o| o.contains(&offset.offset)),
                     ),
                     // A row matching no expected row is judged (as extra) by the subscribers' reports.

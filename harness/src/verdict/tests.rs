@@ -309,7 +309,10 @@ fn qos_upgrades_and_missing_dup_are_deviations_unless_the_scenario_fails_them() 
     let v = run(&s, &rows, &deliver_all(&rows, 2), wire.clone());
     assert!(v.passed, "{:?}", v.failures);
     assert_eq!(v.deviations.len(), 3, "{:?}", v.deviations);
-    assert!(v.deviations.iter().any(|d| d.contains("open when their connection closed")));
+    assert!(v
+        .deviations
+        .iter()
+        .any(|d| d.contains("open when their connection closed")));
     assert!(v.deviations.iter().any(|d| d.contains("subscription's QoS")));
     assert!(v.deviations.iter().any(|d| d.contains("without DUP=1")));
 
@@ -413,7 +416,10 @@ fn payload_offsets_must_be_those_of_the_served_messages() {
     let v = judge_offsets(shifted, &served, &[]);
     assert!(!v.passed);
     assert_eq!(v.offsets.not_served.len(), 4, "{:?}", v.offsets);
-    assert!(v.failures.iter().any(|f| f.contains("d0@100") && f.contains("carries offset 0")));
+    assert!(v
+        .failures
+        .iter()
+        .any(|f| f.contains("d0@100") && f.contains("carries offset 0")));
 }
 
 #[test]
@@ -428,10 +434,15 @@ fn first_publications_going_backwards_on_one_connection_fail_but_re_sends_do_not
     assert_eq!(v.offsets.backwards.len(), 3, "{:?}", v.offsets);
     // All four, then the first two again (re-sent after TMQ resumed from the commit): fine.
     let mut again = wire_for(&rows, 1, &|_| true);
-    again.extend(wire_for(&rows[..2], 1, &|_| true).into_iter().skip(1).map(|mut r| {
-        r.pkid += 10;
-        r
-    }));
+    again.extend(
+        wire_for(&rows[..2], 1, &|_| true)
+            .into_iter()
+            .skip(1)
+            .map(|mut r| {
+                r.pkid += 10;
+                r
+            }),
+    );
     let v = judge_offsets(again, &served, &[]);
     assert!(v.offsets.backwards.is_empty(), "{:?}", v.offsets);
 }
@@ -523,6 +534,10 @@ fn unsolicited_acks_refused_connacks_and_flows_open_at_close_fail_a_fault_free_r
         "CONNACK refused with code(s) [5]",
         "1 QoS 1/2 flow(s) open when their connection closed",
     ] {
-        assert!(v.failures.iter().any(|f| f.contains(want)), "{want}: {:?}", v.failures);
+        assert!(
+            v.failures.iter().any(|f| f.contains(want)),
+            "{want}: {:?}",
+            v.failures
+        );
     }
 }

@@ -75,7 +75,8 @@ mod tests {
     fn the_table_order_check_finds_gaps_duplicates_and_reordering() {
         let p = |id: u32| format!(r#"{{"data":{{"f1":{id}}}}}"#);
         let run = |ids: &[u32]| {
-            let msgs: Vec<(String, String)> = ids.iter().map(|&id| (format!("x/d{}", id % 2), p(id))).collect();
+            let msgs: Vec<(String, String)> =
+                ids.iter().map(|&id| (format!("x/d{}", id % 2), p(id))).collect();
             check_every_row_in_table_order(msgs.iter().map(|(t, m)| (t.as_str(), m.as_bytes())), "x", 2, 4)
         };
         assert_eq!(run(&[0, 1, 2, 3]), Ok(()));

@@ -37,7 +37,12 @@ impl Session {
         proto::ok("poll", req_id, 0, proto::PollReply::default())
     }
 
-    pub(super) fn poll(&mut self, req_id: u64, args: proto::PollArgs, started: Instant) -> Result<Vec<Reply>, TdError> {
+    pub(super) fn poll(
+        &mut self,
+        req_id: u64,
+        args: proto::PollArgs,
+        started: Instant,
+    ) -> Result<Vec<Reply>, TdError> {
         let consumer = self.consumer()?;
         // A newer client tells which message it last received; if that is not our current one, its reply
         // was lost in flight: hand the same message out again.
