@@ -1,6 +1,5 @@
 //! Test helpers: an MQTT subscriber that reconnects and resubscribes, waiting with deadlines, an in-process
-//! bridge, and the delivery assertions the end-to-end suites share (rows carry their id in `f1`). Also
-//! used by the harness's Docker tests against real TDengine (`harness/tests/docker.rs`).
+//! bridge, and the delivery assertions the end-to-end suites share (rows carry their id in `f1`).
 #![allow(dead_code)]
 
 pub mod ack_proxy;
@@ -361,11 +360,42 @@ pub fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
     got.iter().map(f1_of).collect()
 }
 
+/// The (vgroup, offset) of the TMQ message a row came in, from its payload's `offset`.
+pub fn message_of(m: &Received) -> (i32, i64) {
+    let v: serde_json::Value = serde_json::from_str(&m.payload).expect("a JSON payload");
+    let o = &v["offset"];
+    let vg = o["vgroupId"].as_i64().expect("offset.vgroupId") as i32;
+    (vg, o["offset"].as_i64().expect("offset.offset"))
+}
+
+/// How many of `got` (rows of TMQ topic `topic`) came in messages that `committed` (the bridge's commits:
+/// the next offset to read per vgroup) does not cover: what a resubscribe may send again.
+pub fn uncommitted(
+    got: &[Received],
+    topic: &str,
+    committed: &std::collections::BTreeMap<(String, i32), i64>,
+) -> usize {
+    got.iter()
+        .filter(|m| {
+            let (vg, offset) = message_of(m);
+            committed
+                .get(&(topic.to_string(), vg))
+                .is_none_or(|next| offset >= *next)
+        })
+        .count()
+}
+
+/// Received copies beyond the first of each row (by `f1`).
+pub fn duplicates(got: &[Received]) -> usize {
+    got.len() - distinct_f1(got).len()
+}
+
 /// Rows `0..total` were written over `tables` child tables (`d{id % tables}`) and published to
 /// `{prefix}/{table}`: every row arrived, and each table's rows once each in the order they were written.
 pub fn assert_every_row_in_table_order(got: &[Received], prefix: &str, tables: u32, total: u32) {
     let msgs = got.iter().map(|m| (m.topic.as_str(), m.payload.as_bytes()));
-    if let Err(e) = simulator::tdengine::fixture::check_every_row_in_table_order(msgs, prefix, tables, total) {
+    if let Err(e) = simulator::tdengine::fixture::check_every_row_in_table_order(msgs, prefix, tables, total)
+    {
         panic!("{e}");
     }
 }
