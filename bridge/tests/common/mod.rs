@@ -498,6 +498,38 @@ pub async fn collect_all_after_outage(
     }
 }
 
+/// Judges the duplicates after a broker outage from the wire: a copy beyond the first of a payload in `got`
+/// needs a PUBLISH of it that `proxy` forwarded to the broker and never saw acknowledged (in flight at the
+/// outage) — only such a PUBLISH may be re-sent, and a broker without persistence delivers what it received
+/// once. A bridge that re-sent what the broker had acknowledged fails, whatever its own counters say. Call
+/// after the subscriber settled (late copies count).
+pub fn assert_duplicates_were_in_flight(got: &[Received], proxy: &ack_proxy::AckProxy) {
+    let mut copies: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for m in got {
+        *copies.entry(m.payload.as_str()).or_default() += 1;
+    }
+    let mut in_flight: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for p in proxy.unacked() {
+        *in_flight.entry(p).or_default() += 1;
+    }
+    let beyond: Vec<(&str, usize, usize)> = copies
+        .iter()
+        .filter_map(|(p, n)| {
+            let allowed = in_flight.get(*p).copied().unwrap_or(0);
+            (n - 1 > allowed).then_some((*p, *n, allowed))
+        })
+        .collect();
+    let dups: usize = copies.values().map(|n| n - 1).sum();
+    assert!(
+        beyond.is_empty(),
+        "{dups} duplicate(s); {} row(s) arrived more often than the wire allows (payload, copies, PUBLISHes \
+         of it in flight unacknowledged), first {:?}; {} in flight in all",
+        beyond.len(),
+        beyond.first(),
+        in_flight.values().sum::<usize>()
+    );
+}
+
 /// The rows (by `f1`) `proxy` saw the broker acknowledge.
 pub fn acked_f1(proxy: &ack_proxy::AckProxy) -> BTreeSet<u32> {
     proxy
