@@ -59,6 +59,29 @@ impl Subscriber {
     /// Like [`Subscriber::start`] without waiting for the SUBACK, so nothing that arrives is dropped
     /// (retained messages follow the SUBACK closely).
     pub fn spawn(addr: SocketAddr, version: MqttVersion, filter: &str, qos: u8) -> Subscriber {
+        Self::spawn_over(addr, version, filter, qos, None)
+    }
+
+    /// [`Subscriber::start`] over `transport` (e.g. `rumqttc::Transport::tls(ca, client, None)`).
+    pub async fn start_over(
+        addr: SocketAddr,
+        version: MqttVersion,
+        filter: &str,
+        qos: u8,
+        transport: rumqttc::Transport,
+    ) -> Subscriber {
+        let mut sub = Self::spawn_over(addr, version, filter, qos, Some(transport));
+        sub.wait_subscribed(Duration::from_secs(10)).await;
+        sub
+    }
+
+    fn spawn_over(
+        addr: SocketAddr,
+        version: MqttVersion,
+        filter: &str,
+        qos: u8,
+        transport: Option<rumqttc::Transport>,
+    ) -> Subscriber {
         let (tx, rx) = mpsc::unbounded_channel();
         let filter = filter.to_string();
         let id = format!("sub-{}", rand_id());
@@ -67,6 +90,9 @@ impl Subscriber {
                 let mut o = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
                 o.set_max_packet_size(1 << 20, 1 << 20)
                     .set_keep_alive(Duration::from_secs(5));
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
                 let (client, mut el) = rumqttc::AsyncClient::new(o, 1000);
                 let q = match qos {
                     0 => rumqttc::QoS::AtMostOnce,
@@ -106,6 +132,9 @@ impl Subscriber {
                 let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
                 o.set_max_packet_size(Some(1 << 20))
                     .set_keep_alive(Duration::from_secs(5));
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
                 let (client, mut el) = AsyncClient::new(o, 1000);
                 let q = match qos {
                     0 => QoS::AtMostOnce,
