@@ -150,6 +150,8 @@ async fn every_qos_and_version_delivers_every_row_and_commits_after_acks() {
                 "{version:?} qos {qos}: {s:?}"
             );
             assert_eq!(run.stop().await, 0, "nothing unacknowledged at the end");
+            sub.assert_nothing_more(&format!("{version:?} qos {qos}: no duplicates"))
+                .await;
             // Exact payloads and topics; per-table order kept.
             let mut by_table: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for m in &got {
