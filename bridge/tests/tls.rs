@@ -6,8 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Running, StandIn};
+use common::{Running, StandIn, Subscriber};
 use simulator::{
+    broker::MqttVersion,
     mosquitto::{Mosquitto, TlsListener},
     tls::TestPki,
 };
@@ -51,6 +52,17 @@ impl TlsWorld {
         std::fs::write(&path, pem).unwrap();
         format!("@{}", path.display())
     }
+
+    /// A subscriber to `broker` on `filter` over TLS (trusting this CA; with a client certificate when the
+    /// broker requires one), so the tests judge what arrived, not only what the bridge counted.
+    async fn subscriber(&self, broker: &Mosquitto, filter: &str, client_cert: bool) -> Subscriber {
+        let client = client_cert.then(|| {
+            let c = self.pki.client_cert("subscriber").unwrap();
+            (c.cert_pem.into_bytes(), c.key_pem.into_bytes())
+        });
+        let tls = rumqttc::Transport::tls(self.pki.ca_pem().into_bytes(), client, None);
+        Subscriber::start_over(broker.addr(), MqttVersion::V311, filter, 1, tls).await
+    }
 }
 
 fn enc(s: &str) -> String {
@@ -68,19 +80,17 @@ async fn mqtts_with_the_right_ca_delivers_over_every_version() {
     let from_file = w.file("ca.pem", &w.pki.ca_pem());
     for (version, ca) in [("3.1", &from_file), ("3.1.1", &inline), ("5.0", &from_file)] {
         let tag = format!("tls{}", version.replace('.', ""));
+        let mut sub = w.subscriber(&broker, &format!("{tag}/#"), false).await;
         let run = Running::start(
             &td.earliest_dsn("t", &tag),
             &format!(
-                "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id={tag}&topic={tag}/x&ca={ca}",
+                "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id={tag}&topic={tag}/{{table}}&ca={ca}",
                 broker.port()
             ),
         );
-        let stats = run.stats.clone();
-        common::wait_for(&format!("{tag}: 20 rows acknowledged over TLS"), T, || {
-            stats.snapshot().acked == 20
-        })
-        .await;
-        run.stop().await;
+        let got = sub.collect(20, T).await;
+        common::assert_every_row_in_table_order(&got, &tag, 2, 20);
+        run.stop_clean(&mut sub, &tag, 1, 20).await;
     }
 }
 
@@ -191,19 +201,17 @@ async fn mqtts_client_certificate_is_presented_when_the_broker_requires_one() {
     let key = w.file("client.key", &client.key_pem);
     for version in ["3.1", "3.1.1", "5.0"] {
         let tag = format!("cc{}", version.replace('.', ""));
+        let mut sub = w.subscriber(&broker, &format!("{tag}/#"), true).await;
         let run = Running::start(
             &td.earliest_dsn("t", &tag),
             &format!(
-                "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id={tag}&topic=x&ca={ca}&cert={cert}&cert_key={key}",
+                "mqtts://127.0.0.1:{}?version={version}&qos=1&client_id={tag}&topic={tag}/{{table}}&ca={ca}&cert={cert}&cert_key={key}",
                 broker.port()
             ),
         );
-        let stats = run.stats.clone();
-        common::wait_for(&format!("{tag}: rows acknowledged"), T, || {
-            stats.snapshot().acked == 5
-        })
-        .await;
-        run.stop().await;
+        let got = sub.collect(5, T).await;
+        common::assert_every_row_in_table_order(&got, &tag, 2, 5);
+        run.stop_clean(&mut sub, &tag, 1, 5).await;
     }
     // Without a certificate the broker ends the handshake.
     let run = Running::start(

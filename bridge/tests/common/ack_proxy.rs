@@ -4,7 +4,9 @@
 //! connection whose other side ends is closed on both sides, after everything read was forwarded.
 //!
 //! The suites judge what a stopped broker may have lost from this — what the broker itself said — never
-//! from the bridge's own `acked` counter, which a bridge that over-counts would inflate.
+//! from the bridge's own `acked` counter, which a bridge that over-counts would inflate. Likewise the
+//! duplicates an outage may cause: only a PUBLISH the broker received and never acknowledged
+//! ([`AckProxy::unacked`]) may be re-sent and reach a subscriber twice.
 //!
 //! [`AckProxy::blackhole`] makes it swallow whole packets on their way to the broker, as if the broker died
 //! with them unread in its socket: the rows in flight at an outage, made certain instead of left to timing.
@@ -21,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct AckProxy {
     pub addr: SocketAddr,
     acked: Arc<Mutex<Vec<String>>>,
+    conns: Arc<Mutex<Vec<Arc<Mutex<Conn>>>>>,
     hole: Arc<Hole>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -44,15 +47,18 @@ impl AckProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().unwrap();
         let acked = Arc::new(Mutex::new(Vec::new()));
+        let conns = Arc::new(Mutex::new(Vec::new()));
         let hole = Arc::new(Hole::default());
-        let (acks, h) = (acked.clone(), hole.clone());
+        let (acks, all, h) = (acked.clone(), conns.clone(), hole.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (acks, h) = (acks.clone(), h.clone());
+                let conn = Arc::new(Mutex::new(Conn::default()));
+                all.lock().unwrap().push(conn.clone());
                 tokio::spawn(async move {
                     // Broker down: the client sees its connection close, as without the proxy.
                     if let Ok(broker) = TcpStream::connect(upstream).await {
-                        relay(client, broker, acks, h).await;
+                        relay(client, broker, conn, acks, h).await;
                     }
                 });
             }
@@ -60,6 +66,7 @@ impl AckProxy {
         AckProxy {
             addr,
             acked,
+            conns,
             hole,
             task,
         }
@@ -80,6 +87,16 @@ impl AckProxy {
     pub fn acked(&self) -> Vec<String> {
         self.acked.lock().unwrap().clone()
     }
+
+    /// The payloads of QoS 1/2 PUBLISHes forwarded to the broker that it has not acknowledged on their
+    /// connection (still open, or never: the connection ended first) — what was in flight at an outage.
+    pub fn unacked(&self) -> Vec<String> {
+        let conns = self.conns.lock().unwrap();
+        conns
+            .iter()
+            .flat_map(|c| c.lock().unwrap().open.values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
 }
 
 /// The state of one connection, shared by its two directions.
@@ -91,10 +108,15 @@ struct Conn {
     open: HashMap<u16, String>,
 }
 
-async fn relay(client: TcpStream, broker: TcpStream, acked: Arc<Mutex<Vec<String>>>, hole: Arc<Hole>) {
+async fn relay(
+    client: TcpStream,
+    broker: TcpStream,
+    conn: Arc<Mutex<Conn>>,
+    acked: Arc<Mutex<Vec<String>>>,
+    hole: Arc<Hole>,
+) {
     let _ = client.set_nodelay(true);
     let _ = broker.set_nodelay(true);
-    let conn = Arc::new(Mutex::new(Conn::default()));
     let (cr, cw) = client.into_split();
     let (br, bw) = broker.into_split();
     let up = {

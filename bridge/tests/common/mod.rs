@@ -59,6 +59,29 @@ impl Subscriber {
     /// Like [`Subscriber::start`] without waiting for the SUBACK, so nothing that arrives is dropped
     /// (retained messages follow the SUBACK closely).
     pub fn spawn(addr: SocketAddr, version: MqttVersion, filter: &str, qos: u8) -> Subscriber {
+        Self::spawn_over(addr, version, filter, qos, None)
+    }
+
+    /// [`Subscriber::start`] over `transport` (e.g. `rumqttc::Transport::tls(ca, client, None)`).
+    pub async fn start_over(
+        addr: SocketAddr,
+        version: MqttVersion,
+        filter: &str,
+        qos: u8,
+        transport: rumqttc::Transport,
+    ) -> Subscriber {
+        let mut sub = Self::spawn_over(addr, version, filter, qos, Some(transport));
+        sub.wait_subscribed(Duration::from_secs(10)).await;
+        sub
+    }
+
+    fn spawn_over(
+        addr: SocketAddr,
+        version: MqttVersion,
+        filter: &str,
+        qos: u8,
+        transport: Option<rumqttc::Transport>,
+    ) -> Subscriber {
         let (tx, rx) = mpsc::unbounded_channel();
         let filter = filter.to_string();
         let id = format!("sub-{}", rand_id());
@@ -67,6 +90,9 @@ impl Subscriber {
                 let mut o = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
                 o.set_max_packet_size(1 << 20, 1 << 20)
                     .set_keep_alive(Duration::from_secs(5));
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
                 let (client, mut el) = rumqttc::AsyncClient::new(o, 1000);
                 let q = match qos {
                     0 => rumqttc::QoS::AtMostOnce,
@@ -106,6 +132,9 @@ impl Subscriber {
                 let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
                 o.set_max_packet_size(Some(1 << 20))
                     .set_keep_alive(Duration::from_secs(5));
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
                 let (client, mut el) = AsyncClient::new(o, 1000);
                 let q = match qos {
                     0 => QoS::AtMostOnce,
@@ -360,6 +389,36 @@ pub fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
     got.iter().map(f1_of).collect()
 }
 
+/// The (vgroup, offset) of the TMQ message a row came in, from its payload's `offset`.
+pub fn message_of(m: &Received) -> (i32, i64) {
+    let v: serde_json::Value = serde_json::from_str(&m.payload).expect("a JSON payload");
+    let o = &v["offset"];
+    let vg = o["vgroupId"].as_i64().expect("offset.vgroupId") as i32;
+    (vg, o["offset"].as_i64().expect("offset.offset"))
+}
+
+/// How many of `got` (rows of TMQ topic `topic`) came in messages that `committed` (the bridge's commits:
+/// the next offset to read per vgroup) does not cover: what a resubscribe may send again.
+pub fn uncommitted(
+    got: &[Received],
+    topic: &str,
+    committed: &std::collections::BTreeMap<(String, i32), i64>,
+) -> usize {
+    got.iter()
+        .filter(|m| {
+            let (vg, offset) = message_of(m);
+            committed
+                .get(&(topic.to_string(), vg))
+                .is_none_or(|next| offset >= *next)
+        })
+        .count()
+}
+
+/// Received copies beyond the first of each row (by `f1`).
+pub fn duplicates(got: &[Received]) -> usize {
+    got.len() - distinct_f1(got).len()
+}
+
 /// Rows `0..total` were written over `tables` child tables (`d{id % tables}`) and published to
 /// `{prefix}/{table}`: every row arrived, and each table's rows once each in the order they were written.
 pub fn assert_every_row_in_table_order(got: &[Received], prefix: &str, tables: u32, total: u32) {
@@ -466,6 +525,38 @@ pub async fn collect_all_after_outage(
             missing.len()
         );
     }
+}
+
+/// Judges the duplicates after a broker outage from the wire: a copy beyond the first of a payload in `got`
+/// needs a PUBLISH of it that `proxy` forwarded to the broker and never saw acknowledged (in flight at the
+/// outage) — only such a PUBLISH may be re-sent, and a broker without persistence delivers what it received
+/// once. A bridge that re-sent what the broker had acknowledged fails, whatever its own counters say. Call
+/// after the subscriber settled (late copies count).
+pub fn assert_duplicates_were_in_flight(got: &[Received], proxy: &ack_proxy::AckProxy) {
+    let mut copies: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for m in got {
+        *copies.entry(m.payload.as_str()).or_default() += 1;
+    }
+    let mut in_flight: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for p in proxy.unacked() {
+        *in_flight.entry(p).or_default() += 1;
+    }
+    let beyond: Vec<(&str, usize, usize)> = copies
+        .iter()
+        .filter_map(|(p, n)| {
+            let allowed = in_flight.get(*p).copied().unwrap_or(0);
+            (n - 1 > allowed).then_some((*p, *n, allowed))
+        })
+        .collect();
+    let dups: usize = copies.values().map(|n| n - 1).sum();
+    assert!(
+        beyond.is_empty(),
+        "{dups} duplicate(s); {} row(s) arrived more often than the wire allows (payload, copies, PUBLISHes \
+         of it in flight unacknowledged), first {:?}; {} in flight in all",
+        beyond.len(),
+        beyond.first(),
+        in_flight.values().sum::<usize>()
+    );
 }
 
 /// The rows (by `f1`) `proxy` saw the broker acknowledge.
