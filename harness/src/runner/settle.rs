@@ -173,6 +173,26 @@ fn expected_for(s: &Scenario, rows: &[ExpectedRow]) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// `[expect] skipped`: the bridges must have read (and skipped) the rows before the run may end.
+fn skips_done(s: &Scenario, slots: &[BridgeSlot]) -> bool {
+    if s.expect.skipped.is_empty() {
+        return true;
+    }
+    let counters: Vec<verdict::BridgeCounters> = slots
+        .iter()
+        .filter_map(|x| x.stats.as_ref())
+        .map(|st| verdict::BridgeCounters {
+            skipped: st.snapshot().skipped,
+            ..Default::default()
+        })
+        .collect();
+    let sum = verdict::skipped_sum(counters.iter());
+    s.expect
+        .skipped
+        .iter()
+        .all(|(reason, n)| sum.get(reason).copied().unwrap_or(0) >= *n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,24 +213,4 @@ mod tests {
         // Nothing arrived, nothing acknowledged.
         assert!(!accounted_for(expected, &set(&[]), &set(&[])));
     }
-}
-
-/// `[expect] skipped`: the bridges must have read (and skipped) the rows before the run may end.
-fn skips_done(s: &Scenario, slots: &[BridgeSlot]) -> bool {
-    if s.expect.skipped.is_empty() {
-        return true;
-    }
-    let counters: Vec<verdict::BridgeCounters> = slots
-        .iter()
-        .filter_map(|x| x.stats.as_ref())
-        .map(|st| verdict::BridgeCounters {
-            skipped: st.snapshot().skipped,
-            ..Default::default()
-        })
-        .collect();
-    let sum = verdict::skipped_sum(counters.iter());
-    s.expect
-        .skipped
-        .iter()
-        .all(|(reason, n)| sum.get(reason).copied().unwrap_or(0) >= *n)
 }
