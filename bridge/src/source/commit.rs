@@ -6,8 +6,8 @@ use taos::AsAsyncConsumer;
 
 use super::CurrentConsumer;
 
-/// Commits offsets through whichever consumer is current; coalesces to the newest per vgroup and keeps
-/// what failed for the next round.
+/// Commits offsets through the bridge's live consumers (the vgroup's owner first, see [`super::Consumers`]);
+/// coalesces to the newest per vgroup and keeps what failed for the next round.
 pub struct Committer {
     consumer: CurrentConsumer,
     pending: std::collections::BTreeMap<(Arc<str>, i32), i64>,
@@ -32,19 +32,30 @@ impl Committer {
 
     /// Sends every pending commit; returns the ones that went through.
     pub async fn flush(&mut self) -> Vec<(Arc<str>, i32, i64)> {
-        let Some(consumer) = self.consumer.borrow().clone() else {
+        if self.consumer.live() == 0 {
             return Vec::new();
-        };
+        }
         let mut done = Vec::new();
         for ((topic, vg), offset) in std::mem::take(&mut self.pending) {
-            let result = consumer.read().await.commit_offset(&topic, vg, offset).await;
-            match result {
-                Ok(()) => done.push((topic, vg, offset)),
-                Err(e) => {
-                    tracing::warn!(error = %e, %topic, vg, offset, "commit failed; will retry");
-                    self.pending.insert((topic, vg), offset);
+            let mut error = None;
+            let mut committed = false;
+            for consumer in self.consumer.for_vgroup(&topic, vg) {
+                match consumer.read().await.commit_offset(&topic, vg, offset).await {
+                    Ok(()) => {
+                        committed = true;
+                        break;
+                    }
+                    Err(e) => error = Some(e),
                 }
             }
+            if committed {
+                done.push((topic, vg, offset));
+                continue;
+            }
+            if let Some(e) = error {
+                tracing::warn!(error = %e, %topic, vg, offset, "commit failed; will retry");
+            }
+            self.pending.insert((topic, vg), offset);
         }
         done
     }
