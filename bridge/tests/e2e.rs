@@ -301,11 +301,22 @@ fn spawn_bin(from: &str, to: &str) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_restart_resumes_from_the_commit_with_nothing_lost() {
+    // Automatic consumers: one per vgroup (2).
+    kill_9_then_restart("group.id=kill&auto.offset.reset=earliest").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_more_consumers_than_vgroups_loses_nothing() {
+    // Three consumers on two vgroups: one idles, the group rebalances as they join.
+    kill_9_then_restart("group.id=kill3&auto.offset.reset=earliest&consumers=3").await;
+}
+
+async fn kill_9_then_restart(params: &str) {
     let w = World::start().await;
     w.td.create_meters(2, "t");
     let addr = w.broker.v4_addr().unwrap();
     let mut sub = Subscriber::start(addr, MqttVersion::V311, "k/#", 1).await;
-    let from = w.td.from("t", "group.id=kill&auto.offset.reset=earliest");
+    let from = w.td.from("t", params);
     let to = w.to(MqttVersion::V311, "qos=1&client_id=kill&topic=k/{table}");
     let mut child = spawn_bin(&from, &to);
     w.td.insert(4, 0..400);
