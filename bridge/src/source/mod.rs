@@ -196,8 +196,9 @@ impl Connector {
     }
 }
 
-/// The most consumers the automatic default runs.
-pub const AUTO_MAX_CONSUMERS: usize = 4;
+/// The most consumers the automatic default runs. 1 until `kill_9_then_restart` passes with several
+/// (rows of one table went missing after a restart with 2–3 consumers; not yet understood).
+pub const AUTO_MAX_CONSUMERS: usize = 1;
 
 /// How many TMQ consumers the bridge runs when its first consumer was assigned `vgroups` vgroups and
 /// `consumers=` is not given: one per assigned vgroup, at most [`AUTO_MAX_CONSUMERS`], at least one.
