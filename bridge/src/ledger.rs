@@ -196,6 +196,13 @@ enum State {
 
 /// The `msg` of a control publish: it belongs to no TMQ message.
 const CONTROL: u64 = u64::MAX;
+/// The `msg` of an event publish ([`Ledger::push_event`]): a control publish no status supersedes.
+const EVENT: u64 = u64::MAX - 1;
+
+/// Whether an entry's `msg` marks a control publish (a status or an event).
+fn is_control(msg: u64) -> bool {
+    msg >= EVENT
+}
 
 #[derive(Debug)]
 struct Entry<P> {
@@ -370,6 +377,24 @@ impl<P> Ledger<P> {
         id
     }
 
+    /// Queues an event (a control publish that no status supersedes) behind everything queued. Like a
+    /// status, it commits nothing and a lost session drops it.
+    pub fn push_event(&mut self, payload: P) -> PubId {
+        let id = self.next_pub;
+        self.next_pub += 1;
+        self.entries.insert(
+            id,
+            Entry {
+                msg: EVENT,
+                payload,
+                state: State::Queued,
+            },
+        );
+        self.controls += 1;
+        self.to_send.push_back(id);
+        id
+    }
+
     /// Control publishes not yet acknowledged (queued, handed or on the wire).
     pub fn control_unacked(&self) -> usize {
         self.controls
@@ -379,7 +404,7 @@ impl<P> Ledger<P> {
     pub fn is_control(&self, pkid: u16) -> bool {
         self.by_pkid
             .get(pkid)
-            .is_some_and(|id| self.entries.get(id).is_some_and(|e| e.msg == CONTROL))
+            .is_some_and(|id| self.entries.get(id).is_some_and(|e| is_control(e.msg)))
     }
 
     /// TMQ messages not yet behind their vgroup's commit frontier.
@@ -422,6 +447,29 @@ impl<P> Ledger<P> {
         }
     }
 
+    /// The broker rejected `pkid` (an MQTT 5 failure reason code): `replace` may give a publish to send
+    /// in its place (its dead letter), which stays part of the same message — the message's offset then
+    /// commits only once the replacement is acknowledged. Without a replacement (or for a control
+    /// publish) the rejection settles the publish like an ack.
+    pub fn on_rejected(&mut self, pkid: u16, replace: impl FnOnce(&P) -> Option<P>) -> Vec<Action> {
+        let Some(id) = self.by_pkid.remove(pkid) else {
+            self.counters.unmatched += 1;
+            return Vec::new();
+        };
+        let Some(entry) = self.entries.get_mut(id).filter(|e| !is_control(e.msg)) else {
+            return self.ack(id);
+        };
+        match replace(&entry.payload) {
+            Some(replacement) => {
+                entry.payload = replacement;
+                entry.state = State::Queued;
+                self.to_send.push_back(id);
+                Vec::new()
+            }
+            None => self.ack(id),
+        }
+    }
+
     /// The MQTT session is gone (reconnected without a session): nothing handed to the client or on
     /// the wire will be acknowledged any more. Re-queues all of it, oldest first; returns how many.
     /// Control publishes handed or on the wire are dropped, not re-sent (not counted either).
@@ -431,7 +479,7 @@ impl<P> Ledger<P> {
             .handed
             .drain(..)
             .chain(self.by_pkid.drain())
-            .partition(|&id| entries.get(id).is_some_and(|e| e.msg == CONTROL));
+            .partition(|&id| entries.get(id).is_some_and(|e| is_control(e.msg)));
         for id in controls {
             self.entries.remove(id);
             self.controls -= 1;
@@ -472,7 +520,7 @@ impl<P> Ledger<P> {
             self.counters.unmatched += 1;
             return Vec::new();
         };
-        if entry.msg == CONTROL {
+        if is_control(entry.msg) {
             self.controls -= 1;
             self.counters.control_acked += 1;
             return Vec::new();
@@ -530,6 +578,54 @@ mod tests {
             vgroup_id: vg,
             offset,
         })
+    }
+
+    #[test]
+    fn an_event_is_a_control_publish_no_status_supersedes() {
+        let mut l: Ledger<&str> = Ledger::new();
+        let t: Arc<str> = "t".into();
+        l.push_event("gap");
+        l.on_message(&t, 1, 10, ["row"]);
+        l.push_control("online");
+        l.push_control("online again");
+        assert_eq!(l.control_unacked(), 2, "the event survives, one status");
+        assert_eq!(l.unacked(), 1);
+        let sent: Vec<&str> = std::iter::from_fn(|| l.next_to_send().map(|(_, p)| *p)).collect();
+        assert_eq!(sent, ["online again", "gap", "row"]);
+        for pkid in 1..=3 {
+            l.on_outgoing(pkid);
+        }
+        assert!(l.is_control(2));
+        assert!(l.on_ack(2).is_empty());
+        assert_eq!(l.on_ack(3), [commit("t", 1, 10)]);
+        assert_eq!(l.control_unacked(), 1);
+    }
+
+    #[test]
+    fn a_rejected_publish_replaced_by_its_dead_letter_commits_only_after_that_is_acked() {
+        let mut l: Ledger<&str> = Ledger::new();
+        let t: Arc<str> = "t".into();
+        assert!(l.on_message(&t, 1, 10, ["a", "b"]).is_empty());
+        for pkid in [1, 2] {
+            l.next_to_send().unwrap();
+            assert!(l.on_outgoing(pkid).is_empty());
+        }
+        // "a" rejected: its dead letter takes its place in the same message.
+        assert!(l
+            .on_rejected(1, |p| Some(if *p == "a" { "dead-a" } else { "?" }))
+            .is_empty());
+        assert!(l.on_ack(2).is_empty(), "the dead letter is not acknowledged yet");
+        assert_eq!(l.unacked(), 1);
+        assert_eq!(l.next_to_send().map(|(_, p)| *p), Some("dead-a"));
+        assert!(l.on_outgoing(3).is_empty());
+        assert_eq!(l.on_ack(3), [commit("t", 1, 10)]);
+        // Without a replacement a rejection settles the publish.
+        l.on_message(&t, 1, 20, ["c"]);
+        l.next_to_send().unwrap();
+        l.on_outgoing(4);
+        assert_eq!(l.on_rejected(4, |_| None), [commit("t", 1, 20)]);
+        assert_eq!(l.on_rejected(9, |_| None), []);
+        assert_eq!(l.counters().unmatched, 1);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod check;
+pub mod dead_letter;
 pub mod dsn;
 pub mod encode;
 pub mod ledger;

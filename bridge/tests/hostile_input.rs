@@ -202,6 +202,49 @@ fn hostile_dsns_give_one_clear_line_and_never_the_password() {
             to_with(&format!("max_packet_size=1024&status_topic={}", "s".repeat(1000))),
             "do not fit `max_packet_size`",
         ),
+        // Dead-letter topic and MQTT 5 publish properties.
+        dst(
+            to_with("dead_letter_topic="),
+            "parameter `dead_letter_topic`: empty topic",
+        ),
+        dst(
+            to_with("dead_letter_topic=dead/{table}"),
+            "parameter `dead_letter_topic`: `{table}` is not in every message",
+        ),
+        dst(
+            to_with("dead_letter_topic=dead/%23"),
+            "wildcards `+` and `#` are not allowed",
+        ),
+        dst(
+            to_with(&format!("dead_letter_topic={huge}")),
+            "parameter `dead_letter_topic`: longer than MQTT's 65535-byte topic limit",
+        ),
+        dst(
+            TO.replace("version=5.0", "version=3.1.1") + "&user_properties=true",
+            "parameter `user_properties`: is an MQTT 5 publish property; this target speaks MQTT 3.1.1",
+        ),
+        dst(
+            TO.replace("version=5.0", "version=3.1") + "&message_expiry=60",
+            "parameter `message_expiry`: is an MQTT 5 publish property; this target speaks MQTT 3.1",
+        ),
+        dst(to_with("user_properties=%FF"), "parameter `user_properties`"),
+        dst(
+            to_with("message_expiry=0"),
+            "parameter `message_expiry`: bad value `0`",
+        ),
+        dst(
+            to_with("message_expiry=-5s"),
+            "parameter `message_expiry`: bad value `-5s`",
+        ),
+        dst(to_with("message_expiry=0.5s"), "parameter `message_expiry`"),
+        dst(
+            to_with("message_expiry=200years"),
+            "parameter `message_expiry`: bad value `200years`",
+        ),
+        dst(
+            to_with(&format!("message_expiry={huge}")),
+            "parameter `message_expiry`",
+        ),
         dst(
             to_with("status_online=up"),
             "missing required parameter `status_topic`",

@@ -42,6 +42,7 @@ fn message(vg: i32, offset: i64, blocks: Vec<RawBlock>) -> SourceEvent {
         vgroup_id: vg,
         offset,
         position: offset + 1,
+        commit_at: offset + 1,
         has_meta: false,
         meta: None,
         blocks,

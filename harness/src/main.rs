@@ -1,6 +1,7 @@
 //! `harness`: run scenario files against the embedded world and judge them.
 //!
 //! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE] [--report DIR] [--require mosquitto]`,
+//! `harness explore [--seed S] [--runs N | --duration 10m] [--out DIR] [--jobs J] [--json FILE] [--bridge-param K=V]`,
 //! `harness list`, `harness check`,
 //! `harness bench [--json FILE] [--rows N] [--quick] [--qos L] [--tables N,…] [--rows-per-table R,…] [--report DIR]`.
 
@@ -47,6 +48,40 @@ enum Command {
         /// Fail scenarios that would be skipped for lack of this program instead of skipping them.
         #[arg(long, value_delimiter = ',', env = "HARNESS_REQUIRE", value_parser = ["mosquitto"])]
         require: Vec<String>,
+    },
+    /// Generate random scenarios from a seed, run and judge each against the delivery contract, shrink and
+    /// write every failing one as a scenario file that `harness run` replays.
+    Explore {
+        /// The exploration's seed (default: from the clock, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Number of runs (default 100 unless --duration).
+        #[arg(long, conflicts_with = "duration")]
+        runs: Option<u64>,
+        /// Explore for this long (e.g. `10m`, `2h`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Where failing runs are written as `explore-<seed>-<n>.toml`.
+        #[arg(long, default_value = "explore-out")]
+        out: PathBuf,
+        /// Runs at once.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+        jobs: u64,
+        /// Write the summary (and every failure) as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Set K=V on every bridge's target DSN (e.g. `commit=before-ack`, to prove explore finds losses).
+        #[arg(long = "bridge-param", value_name = "K=V", value_parser = parse_param)]
+        bridge_params: Vec<(String, String)>,
+        /// Runs spent shrinking one failure at most.
+        #[arg(long, default_value_t = 12)]
+        shrink_runs: u32,
+        /// Start no new run after this many failures.
+        #[arg(long)]
+        max_failures: Option<u64>,
+        /// Never use Mosquitto (by default worlds use it when it is installed).
+        #[arg(long)]
+        no_mosquitto: bool,
     },
     /// List the scenarios with their descriptions.
     List {
@@ -117,6 +152,15 @@ fn resolve(dir: &Path, names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
             }
         })
         .collect()
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains(['&', '?']) && !v.contains(['&', '?']) => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!("{s:?} is not K=V")),
+    }
 }
 
 /// The command line as typed, for the report.
@@ -214,6 +258,33 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Explore {
+            seed,
+            runs,
+            duration,
+            out,
+            jobs,
+            json,
+            bridge_params,
+            shrink_runs,
+            max_failures,
+            no_mosquitto,
+        } => explore(
+            harness::explore::ExploreOptions {
+                seed: seed.unwrap_or_else(clock_seed),
+                runs,
+                duration,
+                out,
+                jobs: jobs as usize,
+                gen: harness::explore::generate::GenOptions {
+                    mosquitto: !no_mosquitto && simulator::mosquitto::find_program("mosquitto").is_ok(),
+                    bridge_params,
+                },
+                shrink_runs,
+                max_failures,
+            },
+            json,
+        ),
         Command::Check { scenarios, dir } => {
             let mut bad = 0;
             for path in resolve(&dir, &scenarios)? {
@@ -303,4 +374,74 @@ fn real_main() -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn explore(opts: harness::explore::ExploreOptions, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use harness::explore::Event;
+    if runner::bridges::bridge_binary().is_none() {
+        anyhow::bail!(
+            "tmq2mqtt binary not found (build it with `cargo build -p tmq2mqtt` or set TMQ2MQTT_BIN)"
+        );
+    }
+    eprintln!(
+        "explore --seed {} ({}; Mosquitto {}; failing runs go to {})",
+        opts.seed,
+        match (opts.runs, opts.duration) {
+            (_, Some(d)) => format!("for {}", humantime::format_duration(d)),
+            (n, None) => format!("{} runs", n.unwrap_or(100)),
+        },
+        if opts.gen.mosquitto { "used" } else { "not used" },
+        opts.out.display()
+    );
+    let bar = match opts.runs {
+        Some(n) => ProgressBar::new(n),
+        None if opts.duration.is_none() => ProgressBar::new(100),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}").expect("template"));
+    let failed = std::sync::atomic::AtomicU64::new(0);
+    let on = |e: Event| match e {
+        Event::Finished { run, failure } => {
+            bar.inc(1);
+            if let Some(f) = failure {
+                let n = failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let inv: Vec<&str> = f.invariants.iter().map(|i| i.name()).collect();
+                bar.suspend(|| {
+                    eprintln!(
+                        "✗ run {run}: {} → {}",
+                        inv.join(", "),
+                        f.file.as_deref().unwrap_or("(not written)")
+                    )
+                });
+                bar.set_message(format!("{n} failed"));
+            }
+        }
+        Event::Shrinking { run, note } => bar.set_message(format!("shrinking run {run}: {note}")),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let summary = rt.block_on(harness::explore::explore(&opts, &on));
+    bar.finish_and_clear();
+    print!("{}", summary.text());
+    if let Some(path) = json {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    // Only the bridge's violations fail: the broker's losses (the bridge cannot see them) and the harness's
+    // own misses (a generated trigger the run never reached) are listed with their files.
+    let ours = summary.failures.iter().any(|f| f.blame.contains(&"bridge"));
+    Ok(if !ours {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

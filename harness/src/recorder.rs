@@ -24,6 +24,17 @@ pub struct Delivered {
     pub retain: bool,
     /// Receive time, microseconds since the Unix epoch.
     pub at_us: u64,
+    /// The MQTT 5 properties the verdict judges (`None` under 3.1.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v5: Option<V5Props>,
+}
+
+/// MQTT 5 publish properties as a subscriber received them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct V5Props {
+    pub user_properties: Vec<(String, String)>,
+    /// The Message Expiry Interval as delivered (the broker counts it down), seconds.
+    pub message_expiry: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +222,7 @@ impl Client {
     }
 
     async fn poll(&mut self, subscriber: &str) -> Result<Seen, String> {
-        let delivered = |topic: String, payload: &Bytes, qos: u8, dup: bool, retain: bool| {
+        let delivered = |topic: String, payload: &Bytes, qos: u8, dup: bool, retain: bool, v5| {
             Seen::Publish(Box::new(Delivered {
                 subscriber: subscriber.to_string(),
                 topic,
@@ -220,6 +231,7 @@ impl Client {
                 dup,
                 retain,
                 at_us: now_us(),
+                v5,
             }))
         };
         match self {
@@ -231,7 +243,7 @@ impl Client {
                     },
                     Event::Incoming(Packet::SubAck(_)) => Seen::SubAck,
                     Event::Incoming(Packet::Publish(p)) => {
-                        delivered(p.topic.clone(), &p.payload, p.qos as u8, p.dup, p.retain)
+                        delivered(p.topic.clone(), &p.payload, p.qos as u8, p.dup, p.retain, None)
                     }
                     _ => Seen::Other,
                 })
@@ -249,6 +261,14 @@ impl Client {
                         p.qos as u8,
                         p.dup,
                         p.retain,
+                        Some(V5Props {
+                            user_properties: p
+                                .properties
+                                .as_ref()
+                                .map(|pr| pr.user_properties.clone())
+                                .unwrap_or_default(),
+                            message_expiry: p.properties.as_ref().and_then(|pr| pr.message_expiry_interval),
+                        }),
                     ),
                     _ => Seen::Other,
                 })

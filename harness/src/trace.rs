@@ -353,6 +353,7 @@ mod tests {
             dup: false,
             retain: false,
             at_us,
+            v5: None,
         }
     }
 

@@ -5,18 +5,11 @@
 use harness::runner::{self, RunOptions};
 use harness::scenario::{self, LossCause};
 
-fn build_bridge() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "tmq2mqtt", "--bin", "tmq2mqtt"])
-        .status()
-        .expect("cargo build tmq2mqtt");
-    assert!(status.success(), "building tmq2mqtt failed");
-}
+mod support;
 
 #[test]
 fn commit_before_ack_plus_kill_loses_rows_and_the_verdict_names_them() {
-    build_bridge();
+    support::ensure_bridge_binary();
     let path = scenario::default_dir().join("broken/before-ack-kill.toml");
     let broken = scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(broken.bridges[0].to.contains("commit=before-ack"));
@@ -47,7 +40,7 @@ fn commit_before_ack_plus_kill_loses_rows_and_the_verdict_names_them() {
     );
     let text = v.failures.join("\n");
     assert!(text.contains("never published by the bridge"), "{text}");
-    assert!(text.contains("(ledger #"), "failures name the rows: {text}");
+    assert!(text.contains("(write log #"), "failures name the rows: {text}");
     assert!(o.replay.contains("--seed 42"), "{}", o.replay);
 
     // The control: the same faults against the default commit-after-ack bridge lose nothing.

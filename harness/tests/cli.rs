@@ -22,7 +22,7 @@ fn check_names_file_line_and_key_and_exits_1() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        "[[bridges]]\nname = \"b\"\nfrom = \"tmq+ws://h/t?group.id=g\"\nto = \"mqtt://h?topic=m&qos=1\"\n\
+        "[[bridges]]\nname = \"b\"\nfrom = \"tmq+ws://h/t?group.id=g\"\nto = \"mqtt://h?topic=m&qos=1&version=3.1.1&client_id=c\"\n\
          [[subscribers]]\nname = \"s\"\nfilter = \"m/#/x\"\n",
     )
     .unwrap();

@@ -60,7 +60,8 @@ fn kinds(records: &[WireRecord], conn: u32) -> Vec<(Direction, Kind)> {
 
 #[tokio::test]
 async fn records_every_packet_both_ways_and_forwards_unchanged() {
-    let (v4, _) = support::start_broker();
+    let broker = support::start_broker().await;
+    let v4 = broker.addr(MqttVersion::V311).expect("3.1.1 listener");
     let activity = Activity::default();
     let sub = Recorder::start(
         v4,
@@ -113,7 +114,8 @@ async fn records_every_packet_both_ways_and_forwards_unchanged() {
 
 #[tokio::test]
 async fn cut_after_publish_closes_before_the_ack_and_the_client_reconnects() {
-    let (v4, _) = support::start_broker();
+    let broker = support::start_broker().await;
+    let v4 = broker.addr(MqttVersion::V311).expect("3.1.1 listener");
     let proxy = Proxy::start(v4).await.unwrap();
     proxy.arm_at_publish(3, ProxyFault::CutAfterPublish);
     // rumqttc (clean session) drops its unacked publishes on reconnect: only the first two are acked.
@@ -144,7 +146,8 @@ async fn cut_after_publish_closes_before_the_ack_and_the_client_reconnects() {
 
 #[tokio::test]
 async fn dropped_acks_never_reach_the_client() {
-    let (v4, _) = support::start_broker();
+    let broker = support::start_broker().await;
+    let v4 = broker.addr(MqttVersion::V311).expect("3.1.1 listener");
     let proxy = Proxy::start(v4).await.unwrap();
     proxy.fire(ProxyFault::DropAcks(2));
     let acked = publish_through(&proxy, "d/1", 4, 2, usize::MAX).await;
@@ -159,7 +162,8 @@ async fn dropped_acks_never_reach_the_client() {
 
 #[tokio::test]
 async fn frames_mqtt5_and_cuts_on_demand() {
-    let (_, v5) = support::start_broker();
+    let broker = support::start_broker().await;
+    let v5 = broker.addr(MqttVersion::V5).expect("5.0 listener");
     let activity = Activity::default();
     let sub = Recorder::start(
         v5,

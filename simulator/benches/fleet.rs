@@ -1,7 +1,6 @@
 //! The fleet's own cost, without TDengine: generating the seeded script (chaos on) and rendering
 //! its SQL, and recording it in the write log. Target: ≥ 500k rows/s, well above what the stand-in
 //! ingests (its insert bench targets 200k rows/s), so the fleet is never a benchmark's bottleneck.
-//! Measured (2 shared cores): plan+sql ≈ 1.1M rows/s, plan+sql+write_log ≈ 0.98M rows/s.
 //!
 //! Run: `cargo bench -p simulator --bench fleet`
 

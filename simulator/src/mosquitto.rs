@@ -9,7 +9,7 @@
 //! Mosquitto's defaults lose acknowledged messages in a test bench (it drops messages for a subscriber
 //! whose queue exceeds `max_queued_messages`, default 1000), so [`MosquittoBuilder`] raises that limit to
 //! [`DEFAULT_MAX_QUEUED_MESSAGES`]. Its incoming QoS 2 window is `max_inflight_messages` (default 20):
-//! publishers must keep their QoS 2 window at or below it (see ARCHITECTURE.md).
+//! publishers must keep their QoS 2 window at or below it (see docs/compatibility.md).
 //!
 //! Starting blocks the calling thread until the broker accepts connections (bounded by [`READY_TIMEOUT`]).
 

@@ -1,6 +1,6 @@
 //! The stand-in's TLS listener (`wss://`): SQL and TMQ over TLS with a client trusting the test CA;
 //! the unchanged official client refusing it (taos-ws 0.12.3 trusts only its compiled-in webpki roots
-//! and takes no CA, see ARCHITECTURE.md); abusive clients on the TLS port (plain HTTP, garbage, a
+//! and takes no CA, see docs/security.md); abusive clients on the TLS port (plain HTTP, garbage, a
 //! stalled TLS handshake, an oversized frame) never hurting the server; `simulator tdengine --tls-cert`.
 
 mod support;

@@ -291,9 +291,10 @@ async fn an_auto_creating_insert_is_one_meta_data_message_for_with_meta_topics()
         .filter_map(Got::row_values)
         .collect();
     assert_eq!(rows.len(), 3, "{}", summary(&got));
-    // One log version per write: create stable (1), the auto-creating insert (2), the plain insert (3).
+    // One log version per write: the sync no-op (0), create stable (1), the two subscribes (2, 3: each
+    // consumer took a vgroup), the auto-creating insert (4), the plain insert (5).
     assert_eq!(got[0].position, 2);
-    assert_eq!(got.last().expect("messages").position, 4);
+    assert_eq!(got.last().expect("messages").position, 6);
 
     let got = recv_until(&data_only, WAIT, |r| row_count(r) >= 3).await;
     assert!(recv_rest(&data_only, QUIET).await.is_empty());

@@ -3,7 +3,9 @@
 //! `mqtt://[user:pass@]host[:port]?version=3.1.1|5.0&qos=0|1|2&client_id=…&topic=…&meta_topic=…`
 //! plus `retain`, `keep_alive`, `clean_session`, and the options taosx does not have: `inflight`,
 //! `tcp_nodelay`, `window`, `max_packet_size`, `commit`, `format`, and the bridge's own status topic
-//! (`status_topic`, `status_online`, `status_offline`). Dotted spellings (`client.id`) are accepted too.
+//! (`status_topic`, `status_online`, `status_offline`), the dead-letter topic (`dead_letter_topic`) and the
+//! MQTT 5 publish properties (`user_properties`, `message_expiry`). Dotted spellings (`client.id`) are
+//! accepted too.
 
 use std::{fmt, time::Duration};
 
@@ -13,10 +15,11 @@ use crate::template::Template;
 const SIDE: Side = Side::Target;
 const ACCEPTED: &str = "version, qos, client_id, topic, meta_topic, retain, keep_alive, clean_session, \
                         inflight, tcp_nodelay, window, max_packet_size, commit, format, \
-                        status_topic, status_online, status_offline, ca, cert, cert_key (mqtts only)";
+                        status_topic, status_online, status_offline, dead_letter_topic, \
+                        user_properties, message_expiry, ca, cert, cert_key (mqtts only)";
 
 /// Mosquitto's default `max_inflight_messages`: a 3.1/3.1.1 QoS 2 window above it loses acknowledged
-/// messages there (see ARCHITECTURE.md), and 3.1/3.1.1 cannot learn the broker's limit.
+/// messages there (see docs/compatibility.md), and 3.1/3.1.1 cannot learn the broker's limit.
 pub const DEFAULT_QOS2_INFLIGHT_V3: u16 = 20;
 
 /// TLS settings of an `mqtts://` target; PEM text, already read from `@file` values.
@@ -112,6 +115,14 @@ pub struct TargetDsn {
     pub tls: Option<TlsOptions>,
     /// `status_topic=`: the bridge's retained online/offline status and Last Will.
     pub status: Option<StatusOptions>,
+    /// `dead_letter_topic=`: where rows and meta events that cannot be published go instead (a template
+    /// using only `{database}`, `{tmq_topic}`, `{vgroup_id}`, which every message has).
+    pub dead_letter_topic: Option<Template>,
+    /// `user_properties=true` (MQTT 5 only): every row and meta publish carries its origin as user
+    /// properties (`database`, `topic`, `vgroup_id`, `offset`, and `table` for rows).
+    pub user_properties: bool,
+    /// `message_expiry=` (MQTT 5 only): the Message Expiry Interval of row and meta publishes, whole seconds.
+    pub message_expiry: Option<u32>,
 }
 
 /// Payload shape (`format=`): taosx's one message per row, or one message per TMQ message (and topic)
@@ -156,6 +167,8 @@ impl TargetDsn {
             });
         }
         let mut seen: Vec<String> = Vec::new();
+        // Parameters only MQTT 5 can carry out, as spelled: checked once the version is known.
+        let mut v5_only: Vec<String> = Vec::new();
         let mut version = None;
         let mut qos = 0u8;
         let mut client_id = None;
@@ -173,6 +186,9 @@ impl TargetDsn {
         let mut status_topic = None;
         let mut status_online = None;
         let mut status_offline = None;
+        let mut dead_letter_topic = None;
+        let mut user_properties = false;
+        let mut message_expiry = None;
         for (key, value) in raw.params {
             let name = key.replace(['.', '-'], "_");
             if seen.contains(&name) {
@@ -273,6 +289,15 @@ impl TargetDsn {
                 "status_topic" => status_topic = Some(parse_status_topic(&key, value)?),
                 "status_online" => status_online = Some(parse_status_payload(&key, value)?),
                 "status_offline" => status_offline = Some(parse_status_payload(&key, value)?),
+                "dead_letter_topic" => dead_letter_topic = Some(parse_dead_letter_topic(&key, &value)?),
+                "user_properties" => {
+                    user_properties = parse_bool(SIDE, &key, &value)?;
+                    v5_only.push(key.clone());
+                }
+                "message_expiry" => {
+                    message_expiry = Some(parse_expiry(&key, &value)?);
+                    v5_only.push(key.clone());
+                }
                 "ca" | "cert" | "cert_key" => {
                     let Some(tls) = tls.as_mut() else {
                         return Err(DsnError::Invalid {
@@ -313,6 +338,16 @@ impl TargetDsn {
             hint: "the MQTT topic (template) to publish to",
         })?;
         let meta_topic = meta_topic.unwrap_or_else(|| topic.clone());
+        if let Some(name) = v5_only.first().filter(|_| version != MqttVersion::V5) {
+            return Err(DsnError::Invalid {
+                side: SIDE,
+                name: name.clone(),
+                message: format!(
+                    "is an MQTT 5 publish property; this target speaks MQTT {} (use `version=5.0`)",
+                    version.as_str()
+                ),
+            });
+        }
         if version == MqttVersion::V31 {
             crate::mqtt31::validate_client_id(&client_id).map_err(|e| DsnError::Invalid {
                 side: SIDE,
@@ -393,6 +428,9 @@ impl TargetDsn {
             format,
             tls,
             status,
+            dead_letter_topic,
+            user_properties,
+            message_expiry,
         })
     }
 }
@@ -412,6 +450,40 @@ fn parse_status_topic(key: &str, value: String) -> Result<String, DsnError> {
     };
     crate::template::check_topic(&value).map_err(|e| invalid(&e.to_string()))?;
     Ok(value)
+}
+
+/// `dead_letter_topic`: a topic template that every message can render — only the variables every
+/// message has (`{database}`, `{tmq_topic}`, `{vgroup_id}`); a dead letter must never need a dead letter.
+fn parse_dead_letter_topic(key: &str, value: &str) -> Result<Template, DsnError> {
+    use crate::template::Var;
+    let template = parse_template(key, value)?;
+    if let Some(var) = [Var::Stable, Var::Table].into_iter().find(|v| template.uses(*v)) {
+        return Err(DsnError::Invalid {
+            side: SIDE,
+            name: key.into(),
+            message: format!(
+                "`{{{}}}` is not in every message; a dead-letter topic may use only {{database}}, \
+                 {{tmq_topic}}, {{vgroup_id}}",
+                var.name()
+            ),
+        });
+    }
+    Ok(template)
+}
+
+/// `message_expiry`: MQTT 5's Message Expiry Interval, 1 to 4294967295 whole seconds.
+fn parse_expiry(key: &str, value: &str) -> Result<u32, DsnError> {
+    let d = parse_duration(SIDE, key, value)?;
+    let bad = || DsnError::BadValue {
+        side: SIDE,
+        name: key.into(),
+        value: value.into(),
+        accepted: "whole seconds, 1 to 4294967295 (e.g. `60`, `10m`, `1h`)".into(),
+    };
+    if d.subsec_nanos() != 0 {
+        return Err(bad());
+    }
+    u32::try_from(d.as_secs()).ok().filter(|s| *s > 0).ok_or_else(bad)
 }
 
 /// `status_online`/`status_offline`: non-empty (an empty retained message deletes the retained status).
@@ -469,6 +541,15 @@ impl fmt::Display for TargetDsn {
         }
         if let Some(s) = &self.status {
             p.push(("status_topic".into(), s.topic.clone()));
+        }
+        if let Some(t) = &self.dead_letter_topic {
+            p.push(("dead_letter_topic".into(), t.as_str().into()));
+        }
+        if self.user_properties {
+            p.push(("user_properties".into(), "true".into()));
+        }
+        if let Some(secs) = self.message_expiry {
+            p.push(("message_expiry".into(), secs.to_string()));
         }
         fmt_redacted(
             f,
@@ -545,5 +626,87 @@ mod format_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("format") && e.contains("row (default), batch"), "{e}");
+    }
+
+    #[test]
+    fn mqtt5_properties_need_version_5_and_sane_values() {
+        let v5 = "mqtt://h?version=5.0&client_id=c&topic=t";
+        let t = TargetDsn::parse(v5).unwrap();
+        assert!(!t.user_properties);
+        assert_eq!(t.message_expiry, None);
+        let t = TargetDsn::parse(&format!("{v5}&user_properties=true&message_expiry=10m")).unwrap();
+        assert!(t.user_properties);
+        assert_eq!(t.message_expiry, Some(600));
+        assert!(
+            t.to_string().contains("user_properties=true&message_expiry=600"),
+            "{t}"
+        );
+        assert_eq!(
+            TargetDsn::parse(&format!("{v5}&message.expiry=4294967295"))
+                .unwrap()
+                .message_expiry,
+            Some(u32::MAX)
+        );
+        for version in ["3.1.1", "3.1"] {
+            for extra in ["user_properties=true", "message_expiry=60"] {
+                let e = TargetDsn::parse(&format!("mqtt://h?version={version}&client_id=c&topic=t&{extra}"))
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains("MQTT 5") && e.contains(&format!("speaks MQTT {version}")),
+                    "{extra}: {e}"
+                );
+            }
+        }
+        for (extra, want) in [
+            ("message_expiry=0", "1 to 4294967295"),
+            ("message_expiry=-1", "seconds"),
+            ("message_expiry=1500ms", "whole seconds"),
+            ("message_expiry=4294967296", "1 to 4294967295"),
+            ("message_expiry=99999999999999999999", "seconds"),
+            ("message_expiry=", "seconds"),
+            ("user_properties=maybe", "user_properties"),
+            ("user_properties=true&user_properties=false", "given twice"),
+        ] {
+            let e = TargetDsn::parse(&format!("{v5}&{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want) && !e.contains('\n'), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn dead_letter_topic_uses_only_variables_every_message_has() {
+        let base = "mqtt://h?version=3.1.1&client_id=c&topic=t";
+        assert!(TargetDsn::parse(base).unwrap().dead_letter_topic.is_none());
+        let t = TargetDsn::parse(&format!(
+            "{base}&dead_letter_topic=dead/%7Bdatabase%7D/%7Btmq_topic%7D/%7Bvgroup_id%7D"
+        ))
+        .unwrap();
+        assert_eq!(
+            t.dead_letter_topic.as_ref().map(|t| t.as_str()),
+            Some("dead/{database}/{tmq_topic}/{vgroup_id}")
+        );
+        assert!(t.to_string().contains("dead_letter_topic=dead/"), "{t}");
+        let long = "d".repeat(70_000);
+        for (value, want) in [
+            ("", "empty topic"),
+            ("dead/%7Btable%7D", "`{table}` is not in every message"),
+            ("dead/%7Bstable%7D", "`{stable}` is not in every message"),
+            ("dead/%7Bnope%7D", "unknown variable"),
+            ("dead/%7Bdatabase", "unterminated"),
+            ("dead/%2B", "wildcards"),
+            ("dead/%23", "wildcards"),
+            ("dead%00x", "NUL"),
+            (long.as_str(), "65535-byte"),
+        ] {
+            let e = TargetDsn::parse(&format!("{base}&dead_letter_topic={value}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("dead_letter_topic") && e.contains(want) && !e.contains('\n') && e.len() < 300,
+                "{value:.20}: {e:.300}"
+            );
+        }
     }
 }

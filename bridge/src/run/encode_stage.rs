@@ -1,6 +1,6 @@
 //! The encode stage: a task between the source and the MQTT thread that turns each TMQ message into its
-//! publishes (taosx JSON payloads, rendered topics, skips counted), so that work runs beside the MQTT
-//! thread instead of on it.
+//! publishes (taosx JSON payloads, rendered topics, skips counted or, with `dead_letter_topic`, dead
+//! letters queued instead), so that work runs beside the MQTT thread instead of on it.
 
 use std::sync::{atomic::Ordering::Relaxed, Arc};
 
@@ -10,8 +10,10 @@ use tokio::sync::mpsc;
 
 use super::{BridgeConfig, Skip, Stats};
 use crate::{
+    dead_letter::{Route, PUBLISH_OVERHEAD},
     dsn::PayloadFormat,
     encode::{Encoder, OffsetSuffix},
+    sink::Origin,
     source::{SourceEvent, TmqMessage},
     template::{RenderError, Vars},
 };
@@ -21,24 +23,51 @@ use crate::{
 pub(super) struct Publish {
     pub(super) topic: Arc<str>,
     pub(super) payload: Bytes,
-    /// The bridge's status (QoS 1, retained), not a row.
-    pub(super) status: bool,
+    pub(super) kind: Kind,
+    /// Where the row or meta event came from (MQTT 5 user properties; only with `user_properties=true`).
+    pub(super) origin: Option<Arc<Origin>>,
+    /// With `dead_letter_topic`: where it goes if the broker rejects it (`None` for dead letters).
+    pub(super) dead_letter: Option<Arc<Route>>,
+}
+
+/// What a publish is, which decides how it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A row, meta event or dead letter: the target's QoS and retain flag.
+    Row,
+    /// The bridge's status: QoS 1, retained.
+    Status,
+    /// An event of the bridge on `<status_topic>/events`: QoS 1, not retained.
+    Event,
 }
 
 impl Publish {
-    fn row(topic: Arc<str>, payload: Bytes) -> Publish {
+    pub(super) fn row(
+        topic: Arc<str>,
+        payload: Bytes,
+        origin: &Option<Arc<Origin>>,
+        route: &Option<Arc<Route>>,
+    ) -> Publish {
         Publish {
             topic,
             payload,
-            status: false,
+            kind: Kind::Row,
+            origin: origin.clone(),
+            dead_letter: route.clone(),
         }
     }
 
     pub(super) fn status(topic: &str, payload: &str) -> Publish {
+        Publish::control(Kind::Status, topic, payload)
+    }
+
+    pub(super) fn control(kind: Kind, topic: &str, payload: &str) -> Publish {
         Publish {
             topic: topic.into(),
             payload: Bytes::copy_from_slice(payload.as_bytes()),
-            status: true,
+            kind,
+            origin: None,
+            dead_letter: None,
         }
     }
 }
@@ -75,10 +104,10 @@ pub fn encode_stage(
                 encoding.metas(&msg);
                 encoding.blocks(&msg);
                 EncodedMessage {
-                    publishes: encoding.publishes,
+                    publishes: encoding.out.publishes,
                     topic: msg.topic,
                     vgroup_id: msg.vgroup_id,
-                    position: msg.position,
+                    position: msg.commit_at,
                 }
             });
             if tx.send(staged).await.is_err() {
@@ -89,15 +118,17 @@ pub fn encode_stage(
     rx
 }
 
-/// One message being encoded: its meta units, then its blocks (skips counted on the way).
+/// One message being encoded: its meta units, then its blocks (skips counted, or with
+/// `dead_letter_topic` dead letters queued, on the way).
 struct Encoding<'a> {
     config: &'a BridgeConfig,
-    stats: &'a Stats,
     encoder: &'a mut Encoder,
+    msg: &'a TmqMessage,
     suffix: OffsetSuffix,
     base: Vars<'a>,
-    offset: i64,
-    publishes: Vec<Publish>,
+    /// `dead_letter_topic` rendered for this message (it uses only variables every message has).
+    dead_letter_topic: Option<Arc<str>>,
+    out: Outbox<'a>,
 }
 
 impl<'a> Encoding<'a> {
@@ -108,28 +139,68 @@ impl<'a> Encoding<'a> {
         msg: &'a TmqMessage,
     ) -> Self {
         stats.messages.fetch_add(1, Relaxed);
+        let base = Vars {
+            database: &msg.database,
+            tmq_topic: &msg.topic,
+            vgroup_id: msg.vgroup_id,
+            stable: None,
+            table: None,
+        };
+        let target = &config.target;
+        let dead_letter_topic = target
+            .dead_letter_topic
+            .as_ref()
+            .and_then(|t| match t.render(&base) {
+                Ok(topic) => Some(topic.into()),
+                Err(e) => {
+                    tracing::warn!(%e, "no dead-letter topic for this message");
+                    None
+                }
+            });
         Encoding {
             config,
-            stats,
             encoder,
+            msg,
             suffix: OffsetSuffix::new(&msg.database, &msg.topic, msg.vgroup_id, msg.offset),
-            base: Vars {
-                database: &msg.database,
-                tmq_topic: &msg.topic,
-                vgroup_id: msg.vgroup_id,
-                stable: None,
-                table: None,
+            base,
+            dead_letter_topic,
+            out: Outbox {
+                stats,
+                max_packet_size: target.max_packet_size,
+                publishes: Vec::new(),
             },
-            offset: msg.offset,
-            publishes: Vec::new(),
         }
+    }
+
+    /// MQTT 5 `user_properties=true`: the origin of the message's meta events (`table` = `None`) or of
+    /// a block's rows.
+    fn origin(&self, table: Option<&str>) -> Option<Arc<Origin>> {
+        self.config.target.user_properties.then(|| {
+            Arc::new(Origin {
+                database: self.msg.database.clone(),
+                topic: self.msg.topic.clone(),
+                vgroup_id: self.msg.vgroup_id,
+                offset: self.msg.offset,
+                table: table.map(Arc::from),
+            })
+        })
+    }
+
+    /// With `dead_letter_topic`: where what cannot be published of `table` goes.
+    fn route(&self, table: Option<&str>) -> Option<Arc<Route>> {
+        self.dead_letter_topic.as_ref().map(|topic| {
+            Arc::new(Route {
+                topic: topic.clone(),
+                table: table.map(Arc::from),
+            })
+        })
     }
 
     /// The message's meta: a batch of metas (`{"tmq_meta_version":…,"metas":[…]}`) is published one unit
     /// at a time, so filters and topic variables apply to each.
     fn metas(&mut self, msg: &TmqMessage) {
         if msg.has_meta && msg.meta.is_none() {
-            self.stats.skip(Skip::MetaDisabled, 1);
+            self.out.stats.skip(Skip::MetaDisabled, 1);
         }
         let Some(meta) = &msg.meta else { return };
         match meta.get("metas").and_then(|m| m.as_array()) {
@@ -142,7 +213,7 @@ impl<'a> Encoding<'a> {
         let source = &self.config.source;
         let kind = unit.get("type").and_then(|t| t.as_str()).unwrap_or("");
         if (kind == "delete" && !source.with_meta_delete) || (kind == "drop" && !source.with_meta_drop) {
-            self.stats.skip(Skip::MetaFiltered, 1);
+            self.out.stats.skip(Skip::MetaFiltered, 1);
             return;
         }
         let (stable, table) = meta_vars(unit);
@@ -151,23 +222,31 @@ impl<'a> Encoding<'a> {
             table: table.as_deref(),
             ..self.base
         };
+        let origin = self.origin(None);
+        let route = self.route(table.as_deref());
         match self.config.target.meta_topic.render(&vars) {
-            Err(e @ RenderError::Invalid { .. }) => {
-                tracing::warn!(%e, "meta event skipped");
-                self.stats.skip(Skip::InvalidTopic, 1);
-            }
             Ok(topic) => {
                 let payload = self.encoder.encode_meta(unit, &self.suffix);
-                if self.fits(&topic, &payload) {
-                    self.publishes.push(Publish::row(topic.into(), payload));
+                if self.out.fits(&topic, &payload, &origin) {
+                    self.out
+                        .publishes
+                        .push(Publish::row(topic.into(), payload, &origin, &route));
                 } else {
-                    tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size; skipped");
-                    self.stats.skip(Skip::TooLarge, 1);
+                    tracing::warn!(%topic, bytes = payload.len(), "meta event exceeds max_packet_size");
+                    let lost = Lost::new(Skip::TooLarge, Some(&topic), &origin, &route);
+                    self.out.unpublishable(&lost, &payload, 1);
                 }
             }
-            Err(missing @ RenderError::Missing(_)) => {
-                tracing::debug!(%missing, offset = self.offset, "meta event skipped");
-                self.stats.skip(Skip::MissingVariable, 1);
+            Err(e) => {
+                let (reason, would_be) = unrendered(&e);
+                log_unrendered(&e, 1, self.msg.offset);
+                if route.is_some() {
+                    let payload = self.encoder.encode_meta(unit, &self.suffix);
+                    let lost = Lost::new(reason, would_be, &origin, &route);
+                    self.out.unpublishable(&lost, &payload, 1);
+                } else {
+                    self.out.stats.skip(reason, 1);
+                }
             }
         }
     }
@@ -179,16 +258,12 @@ impl<'a> Encoding<'a> {
         let mut batches: Vec<(Arc<str>, Vec<&RawBlock>)> = Vec::new();
         for block in &msg.blocks {
             let rows = block.nrows() as u64;
-            self.stats.rows.fetch_add(rows, Relaxed);
+            self.out.stats.rows.fetch_add(rows, Relaxed);
             let vars = Vars {
                 table: block.table_name(),
                 ..self.base
             };
             match target.topic.render(&vars) {
-                Err(e @ RenderError::Invalid { .. }) => {
-                    tracing::warn!(%e, rows, "rows skipped");
-                    self.stats.skip(Skip::InvalidTopic, rows);
-                }
                 Ok(topic) if target.format == PayloadFormat::Batch => {
                     match batches.iter_mut().find(|(t, _)| **t == *topic) {
                         Some((_, blocks)) => blocks.push(block),
@@ -196,10 +271,7 @@ impl<'a> Encoding<'a> {
                     }
                 }
                 Ok(topic) => self.rows(block, topic.into()),
-                Err(missing @ RenderError::Missing(_)) => {
-                    tracing::debug!(%missing, rows, offset = self.offset, "rows skipped");
-                    self.stats.skip(Skip::MissingVariable, rows);
-                }
+                Err(e) => self.unrendered_block(block, &e),
             }
         }
         for (topic, blocks) in batches {
@@ -209,39 +281,155 @@ impl<'a> Encoding<'a> {
 
     /// One publish per row of `block`.
     fn rows(&mut self, block: &RawBlock, topic: Arc<str>) {
-        let max = self.config.target.max_packet_size;
-        let (stats, publishes) = (self.stats, &mut self.publishes);
+        let origin = self.origin(block.table_name());
+        let route = self.route(block.table_name());
+        let out = &mut self.out;
         self.encoder.encode_block(block, &self.suffix, |row, payload| {
-            if fits(max, &topic, &payload) {
-                publishes.push(Publish::row(topic.clone(), payload));
+            if out.fits(&topic, &payload, &origin) {
+                out.publishes
+                    .push(Publish::row(topic.clone(), payload, &origin, &route));
             } else {
-                tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size; skipped");
-                stats.skip(Skip::TooLarge, 1);
+                tracing::warn!(%topic, row, bytes = payload.len(), "row exceeds max_packet_size");
+                let lost = Lost::new(Skip::TooLarge, Some(&topic), &origin, &route);
+                out.unpublishable(&lost, &payload, 1);
             }
         });
+    }
+
+    /// A block whose topic could not be rendered: its rows' dead letters (one per row, or one for the
+    /// block with `format=batch`), else counted as skipped.
+    fn unrendered_block(&mut self, block: &RawBlock, e: &RenderError) {
+        let rows = block.nrows() as u64;
+        let (reason, would_be) = unrendered(e);
+        log_unrendered(e, rows, self.msg.offset);
+        let route = self.route(block.table_name());
+        if route.is_none() {
+            self.out.stats.skip(reason, rows);
+        } else if self.config.target.format == PayloadFormat::Batch {
+            let origin = self.origin(None);
+            let payload = self.encoder.encode_batch([block], &self.suffix);
+            self.out
+                .unpublishable(&Lost::new(reason, would_be, &origin, &route), &payload, rows);
+        } else {
+            let origin = self.origin(block.table_name());
+            let lost = Lost::new(reason, would_be, &origin, &route);
+            let out = &mut self.out;
+            self.encoder.encode_block(block, &self.suffix, |_, payload| {
+                out.unpublishable(&lost, &payload, 1);
+            });
+        }
     }
 
     /// One publish of `blocks`' rows (`format=batch`).
     fn batch(&mut self, topic: Arc<str>, blocks: Vec<&RawBlock>) {
         let rows: u64 = blocks.iter().map(|b| b.nrows() as u64).sum();
+        let table = match blocks.as_slice() {
+            [one] => one.table_name(),
+            _ => None,
+        };
+        let origin = self.origin(None);
+        let route = self.route(table);
         let payload = self.encoder.encode_batch(blocks, &self.suffix);
-        if self.fits(&topic, &payload) {
-            self.publishes.push(Publish::row(topic, payload));
+        if self.out.fits(&topic, &payload, &origin) {
+            self.out
+                .publishes
+                .push(Publish::row(topic, payload, &origin, &route));
         } else {
-            tracing::warn!(%topic, rows, bytes = payload.len(), "batch exceeds max_packet_size; skipped");
-            self.stats.skip(Skip::TooLarge, rows);
+            tracing::warn!(%topic, rows, bytes = payload.len(), "batch exceeds max_packet_size");
+            let lost = Lost::new(Skip::TooLarge, Some(&topic), &origin, &route);
+            self.out.unpublishable(&lost, &payload, rows);
         }
     }
+}
 
-    fn fits(&self, topic: &str, payload: &[u8]) -> bool {
-        fits(self.config.target.max_packet_size, topic, payload)
+/// The skip reason of a topic that could not be rendered, and the would-be topic (an invalid one).
+fn unrendered(e: &RenderError) -> (Skip, Option<&str>) {
+    match e {
+        RenderError::Invalid { topic, .. } => (Skip::InvalidTopic, Some(topic.as_str())),
+        RenderError::Missing(_) => (Skip::MissingVariable, None),
+    }
+}
+
+/// A missing variable is taosx's rule, at debug (a `{stable}` template would log every row); an invalid
+/// topic is a surprise, at warn.
+fn log_unrendered(e: &RenderError, rows: u64, offset: i64) {
+    match e {
+        RenderError::Missing(_) => tracing::debug!(%e, rows, offset, "no topic; skipped"),
+        RenderError::Invalid { .. } => tracing::warn!(%e, rows, offset, "no valid topic"),
+    }
+}
+
+/// A row, batch or meta event that cannot be published: why, the topic it would have had, its origin
+/// and (with `dead_letter_topic`) where its dead letter goes.
+struct Lost<'l> {
+    reason: Skip,
+    would_be: Option<&'l str>,
+    origin: &'l Option<Arc<Origin>>,
+    route: &'l Option<Arc<Route>>,
+}
+
+impl<'l> Lost<'l> {
+    fn new(
+        reason: Skip,
+        would_be: Option<&'l str>,
+        origin: &'l Option<Arc<Origin>>,
+        route: &'l Option<Arc<Route>>,
+    ) -> Self {
+        Lost {
+            reason,
+            would_be,
+            origin,
+            route,
+        }
+    }
+}
+
+/// The publishes of one message as the encode stage collects them.
+struct Outbox<'a> {
+    stats: &'a Stats,
+    max_packet_size: usize,
+    publishes: Vec<Publish>,
+}
+
+impl Outbox<'_> {
+    fn fits(&self, topic: &str, payload: &[u8], origin: &Option<Arc<Origin>>) -> bool {
+        fits(self.max_packet_size, topic, payload, origin.as_deref())
+    }
+
+    /// `payload` (of `rows` rows, or one meta event) cannot be published: its dead letter goes out
+    /// instead (with a route), else it is counted as skipped.
+    fn unpublishable(&mut self, lost: &Lost<'_>, payload: &[u8], rows: u64) {
+        let extra = lost.origin.as_deref().map_or(0, Origin::wire_len);
+        let letter = lost.route.as_ref().and_then(|r| {
+            let letter = r.letter(
+                lost.reason.as_str(),
+                lost.would_be,
+                payload,
+                self.max_packet_size,
+                extra,
+            )?;
+            Some(Publish::row(r.topic.clone(), letter, lost.origin, &None))
+        });
+        match letter {
+            Some(p) => {
+                self.publishes.push(p);
+                self.stats.dead_letter(lost.reason, rows);
+            }
+            None => {
+                if lost.route.is_some() {
+                    tracing::warn!(reason = %lost.reason, "the dead letter does not fit max_packet_size either; skipped");
+                }
+                self.stats.skip(lost.reason, rows);
+            }
+        }
     }
 }
 
 /// Whether a PUBLISH of `payload` to `topic` stays within `max` bytes (fixed header ≤ 5, topic length
-/// prefix 2, packet id 2, MQTT 5 properties: content type and format indicator, with room to spare).
-fn fits(max: usize, topic: &str, payload: &[u8]) -> bool {
-    5 + 2 + topic.len() + 2 + 32 + payload.len() <= max
+/// prefix 2, packet id 2, MQTT 5 properties: content type, format indicator and expiry with room to
+/// spare, plus the user properties of `origin`).
+pub(super) fn fits(max: usize, topic: &str, payload: &[u8], origin: Option<&Origin>) -> bool {
+    PUBLISH_OVERHEAD + topic.len() + origin.map_or(0, Origin::wire_len) + payload.len() <= max
 }
 
 /// `{stable}` and `{table}` of a meta event, as taosx defines them: stable for create super/child and

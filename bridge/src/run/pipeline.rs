@@ -10,13 +10,16 @@ use std::{future::Future, pin::Pin, sync::atomic::Ordering::Relaxed, time::Durat
 
 use tokio::{sync::mpsc, time::Sleep};
 
-use super::{encode_stage::Publish, BridgeConfig, BridgeError, Skip, Staged, Stats};
+use super::{
+    encode_stage::{fits, Kind, Publish},
+    BridgeConfig, BridgeError, Skip, Staged, Stats,
+};
 use crate::{
     dsn::CommitMode,
     ledger::{self, CommitPoint, Ledger},
     lifecycle::{self, Exit, Lifecycle},
-    sink::{Sink, SinkEvent},
-    source::SourceEvent,
+    sink::{Origin, Sink, SinkEvent},
+    source::{SourceEvent, WalGap},
 };
 
 /// Sink events handled per wake-up of the run loop at most (acks arrive in bursts).
@@ -144,17 +147,17 @@ impl Pipeline<'_> {
             let Some(p) = self.ledger.peek_to_send() else {
                 break;
             };
-            let status = p.status;
-            let handed = if status {
-                handoff.publish_status(&p.topic, &p.payload)
-            } else {
-                handoff.publish(&p.topic, &p.payload)
+            let kind = p.kind;
+            let handed = match kind {
+                Kind::Row => handoff.publish(&p.topic, &p.payload, p.origin.as_deref()),
+                Kind::Status => handoff.publish_status(&p.topic, &p.payload),
+                Kind::Event => handoff.publish_event(&p.topic, &p.payload),
             };
             if handed.is_err() {
                 return Err(BridgeError::SinkStopped);
             }
             self.ledger.mark_handed();
-            if !status {
+            if kind == Kind::Row {
                 self.stats.published.fetch_add(1, Relaxed);
             }
         }
@@ -247,6 +250,7 @@ impl Pipeline<'_> {
             Some(SourceEvent::Rewound { .. }) => {
                 stats.tmq_rewinds.fetch_add(1, Relaxed);
             }
+            Some(SourceEvent::WalGap(gap)) => self.on_wal_gap(&gap),
             Some(SourceEvent::Fatal(e)) => return Err(BridgeError::Tdengine(e)),
             None => return Err(BridgeError::Tdengine("the TMQ source ended".into())),
         }
@@ -307,15 +311,47 @@ impl Pipeline<'_> {
         self.commit(actions);
     }
 
-    /// MQTT 5: the broker rejected a publish; it will not be delivered (its row counts as skipped).
+    /// The group resumed a vgroup behind its WAL's begin (the source warned already): counted and,
+    /// with `status_topic`, announced on `<status_topic>/events`.
+    fn on_wal_gap(&mut self, gap: &WalGap) {
+        self.stats.wal_gap(gap);
+        if let Some(status) = &self.config.target.status {
+            let topic = format!("{}/events", status.topic);
+            let event = gap.event_json();
+            if fits(self.config.target.max_packet_size, &topic, event.as_bytes(), None) {
+                self.ledger
+                    .push_event(Publish::control(Kind::Event, &topic, &event));
+            }
+        }
+    }
+
+    /// MQTT 5: the broker rejected a publish. With `dead_letter_topic` its dead letter takes its place
+    /// in the ledger (the message commits once that is acknowledged); otherwise it will not be delivered
+    /// (its row counts as skipped).
     fn on_rejected(&mut self, pkid: u16, reason: &str) {
         if self.ledger.is_control(pkid) {
             tracing::warn!(pkid, %reason, "broker rejected the status publish (check the ACL of `status_topic`)");
+            let actions = self.ledger.on_ack(pkid);
+            self.commit(actions);
+            return;
+        }
+        let max = self.config.target.max_packet_size;
+        let mut lettered = false;
+        let actions = self.ledger.on_rejected(pkid, |p| {
+            let route = p.dead_letter.as_ref()?;
+            let extra = p.origin.as_deref().map_or(0, Origin::wire_len);
+            let reason = Skip::BrokerRejected.as_str();
+            let letter = route.letter(reason, Some(&p.topic), &p.payload, max, extra)?;
+            lettered = true;
+            Some(Publish::row(route.topic.clone(), letter, &p.origin, &None))
+        });
+        if lettered {
+            tracing::warn!(pkid, %reason, "broker rejected a publish; sending its dead letter");
+            self.stats.dead_letter(Skip::BrokerRejected, 1);
         } else {
             tracing::warn!(pkid, %reason, "broker rejected a publish; it will not be delivered");
             self.stats.skip(Skip::BrokerRejected, 1);
         }
-        let actions = self.ledger.on_ack(pkid);
         self.commit(actions);
     }
 }

@@ -11,7 +11,8 @@ use std::{
 
 use crate::source;
 
-/// Why a row or meta event was not published (each counted; [`Skip::as_str`] is the metric label).
+/// Why a row or meta event was not published (each counted; [`Skip::as_str`] is the metric label of
+/// `tmq2mqtt_skipped_total`, and of `tmq2mqtt_dead_lettered_total` when its dead letter went out instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Skip {
     /// The topic template uses a variable the message does not have (taosx's rule).
@@ -74,6 +75,8 @@ pub struct Stats {
     /// Each vgroup's WAL end as the source last saw it (`tmq2mqtt_lag`).
     pub wal_ends: Arc<source::WalEnds>,
     skipped: Mutex<BTreeMap<Skip, u64>>,
+    dead_lettered: Mutex<BTreeMap<Skip, u64>>,
+    wal_gap_versions: Mutex<BTreeMap<(String, i32), u64>>,
     committed: Mutex<BTreeMap<(String, i32), i64>>,
     last_error: Mutex<Option<String>>,
 }
@@ -88,6 +91,26 @@ impl Stats {
                 .entry(reason)
                 .or_default() += n;
         }
+    }
+
+    pub(super) fn dead_letter(&self, reason: Skip, n: u64) {
+        if n > 0 {
+            *self
+                .dead_lettered
+                .lock()
+                .expect("stats lock")
+                .entry(reason)
+                .or_default() += n;
+        }
+    }
+
+    pub(super) fn wal_gap(&self, gap: &source::WalGap) {
+        *self
+            .wal_gap_versions
+            .lock()
+            .expect("stats lock")
+            .entry((gap.topic.to_string(), gap.vgroup_id))
+            .or_default() += gap.versions();
     }
 
     /// The last connection error (MQTT or TDengine), for reports; `None` while all went well.
@@ -126,6 +149,14 @@ impl Stats {
                 .iter()
                 .map(|(k, v)| (k.as_str().to_string(), *v))
                 .collect(),
+            dead_lettered: self
+                .dead_lettered
+                .lock()
+                .expect("stats lock")
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), *v))
+                .collect(),
+            wal_gap_versions: self.wal_gap_versions.lock().expect("stats lock").clone(),
             committed: self.committed.lock().expect("stats lock").clone(),
             unacked_at_exit: 0,
         }
@@ -158,6 +189,11 @@ pub struct RunSummary {
     pub tmq_rewinds: u64,
     /// Rows/meta events not published, by reason ([`Skip::as_str`]).
     pub skipped: BTreeMap<String, u64>,
+    /// Rows/meta events published to the dead-letter topic instead, by reason ([`Skip::as_str`]).
+    pub dead_lettered: BTreeMap<String, u64>,
+    /// WAL versions trimmed before the group read them, per (topic, vgroup) (see
+    /// [`WalGap`](crate::source::WalGap)).
+    pub wal_gap_versions: BTreeMap<(String, i32), u64>,
     /// Offsets committed to TDengine, per (topic, vgroup): the position a restart resumes from.
     pub committed: BTreeMap<(String, i32), i64>,
     /// Publishes still unacknowledged when the run ended (shutdown deadline passed).

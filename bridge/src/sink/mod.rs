@@ -32,6 +32,9 @@ use tokio::sync::{mpsc, watch};
 use crate::dsn::{MqttVersion, TargetDsn};
 use crate::mqtt31::{Mqtt31Error, Mqtt31Shim, Upstream};
 
+mod props;
+pub use props::Origin;
+
 /// The shim's bound on TCP connect + TLS handshake to the broker.
 const SHIM_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// rumqttc's bound on connect + CONNECT/CONNACK; through the shim it must exceed the shim's own bound,
@@ -210,7 +213,9 @@ impl AnyLoop {
         match self {
             AnyLoop::V4(el) => {
                 use rumqttc::Request as R;
+                let collided = el.state.collision.take();
                 el.clean();
+                el.pending.extend(collided.map(unbound).map(R::Publish));
                 resend_in_order(&mut el.pending, max_pkid, |r| match r {
                     R::PubRel(p) => Resend::Release(p.pkid),
                     R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
@@ -219,7 +224,9 @@ impl AnyLoop {
             }
             AnyLoop::V5(el) => {
                 use rumqttc::v5::Request as R;
+                let collided = el.state.collision.take();
                 el.clean();
+                el.pending.extend(collided.map(unbound).map(R::Publish));
                 resend_in_order(&mut el.pending, max_pkid, |r| match r {
                     R::PubRel(p) => Resend::Release(p.pkid),
                     R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
@@ -227,6 +234,32 @@ impl AnyLoop {
                 });
             }
         }
+    }
+}
+
+/// A PUBLISH rumqttc held back because its packet id was still in flight (a "collision": the broker has not
+/// acknowledged an older flow). rumqttc 0.25's `clean()` keeps it in `state.collision`, and while that is set
+/// its event loop reads no new request — on the next connection too, where the old flow is never acknowledged:
+/// the bridge would stall for good after one lost acknowledgement and a reconnect. It never went out, so it is
+/// re-queued after everything else without its packet id (rumqttc assigns a fresh one).
+fn unbound<P: HasPkid>(mut p: P) -> P {
+    p.clear_pkid();
+    p
+}
+
+trait HasPkid {
+    fn clear_pkid(&mut self);
+}
+
+impl HasPkid for rumqttc::Publish {
+    fn clear_pkid(&mut self) {
+        self.pkid = 0;
+    }
+}
+
+impl HasPkid for rumqttc::v5::mqttbytes::v5::Publish {
+    fn clear_pkid(&mut self) {
+        self.pkid = 0;
     }
 }
 
@@ -414,6 +447,10 @@ pub struct Sink {
     task: tokio::task::JoinHandle<()>,
     qos: u8,
     retain: bool,
+    /// MQTT 5: `user_properties=true`.
+    user_properties: bool,
+    /// MQTT 5: `message_expiry=` in seconds.
+    message_expiry: Option<u32>,
     capacity: usize,
     /// Kept alive as long as the client (3.1 only).
     _shim: Option<Arc<Mqtt31Shim>>,
@@ -521,6 +558,8 @@ impl Sink {
             task,
             qos: target.qos,
             retain: target.retain,
+            user_properties: target.user_properties,
+            message_expiry: target.message_expiry,
             capacity,
             _shim: shim,
         })
@@ -593,15 +632,31 @@ pub struct Handoff<'a> {
 }
 
 impl Handoff<'_> {
-    /// Hands a row's publish to the client (the target's QoS and retain flag).
-    pub fn publish(&self, topic: &str, payload: &Bytes) -> Result<(), SinkError> {
+    /// Hands a row's (meta event's, dead letter's) publish to the client: the target's QoS and retain
+    /// flag; under MQTT 5 a JSON payload with the target's expiry and, with `user_properties=true`, the
+    /// `origin` as user properties.
+    pub fn publish(&self, topic: &str, payload: &Bytes, origin: Option<&Origin>) -> Result<(), SinkError> {
         let s = self.sink;
-        self.send(topic, payload, s.qos, s.retain, Some("application/json"))
+        self.send(topic, payload, s.qos, s.retain, || {
+            props::row_properties(origin, s.user_properties, s.message_expiry)
+        })
     }
 
     /// Hands the bridge's status to the client: QoS 1 and retained, whatever the rows use.
     pub fn publish_status(&self, topic: &str, payload: &Bytes) -> Result<(), SinkError> {
-        self.send(topic, payload, 1, true, None)
+        self.send(topic, payload, 1, true, || {
+            rumqttc::v5::mqttbytes::v5::PublishProperties {
+                payload_format_indicator: Some(1),
+                ..Default::default()
+            }
+        })
+    }
+
+    /// Hands an event of the bridge (`<status_topic>/events`) to the client: QoS 1, not retained.
+    pub fn publish_event(&self, topic: &str, payload: &Bytes) -> Result<(), SinkError> {
+        self.send(topic, payload, 1, false, || {
+            props::row_properties(None, false, None)
+        })
     }
 
     fn send(
@@ -610,7 +665,7 @@ impl Handoff<'_> {
         payload: &Bytes,
         qos: u8,
         retain: bool,
-        content_type: Option<&str>,
+        v5_properties: impl FnOnce() -> rumqttc::v5::mqttbytes::v5::PublishProperties,
     ) -> Result<(), SinkError> {
         let qos = match qos {
             0 => rumqttc::QoS::AtMostOnce,
@@ -626,18 +681,13 @@ impl Handoff<'_> {
                 .now_or_never()
                 .is_some_and(|r| r.is_ok()),
             Client::V5(c) => {
-                use rumqttc::v5::mqttbytes::{v5::PublishProperties, QoS as Q5};
+                use rumqttc::v5::mqttbytes::QoS as Q5;
                 let qos = match qos {
                     rumqttc::QoS::AtMostOnce => Q5::AtMostOnce,
                     rumqttc::QoS::AtLeastOnce => Q5::AtLeastOnce,
                     rumqttc::QoS::ExactlyOnce => Q5::ExactlyOnce,
                 };
-                let props = PublishProperties {
-                    payload_format_indicator: Some(1),
-                    content_type: content_type.map(String::from),
-                    ..Default::default()
-                };
-                c.try_publish_with_properties(topic, qos, retain, payload.clone(), props)
+                c.try_publish_with_properties(topic, qos, retain, payload.clone(), v5_properties())
                     .is_ok()
             }
         };

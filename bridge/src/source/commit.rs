@@ -36,7 +36,12 @@ impl Committer {
             return Vec::new();
         }
         let mut done = Vec::new();
+        let skip = skip_commits_for_tests();
         for ((topic, vg), offset) in std::mem::take(&mut self.pending) {
+            if skip {
+                done.push((topic, vg, offset));
+                continue;
+            }
             let mut error = None;
             let mut committed = false;
             for consumer in self.consumer.for_vgroup(&topic, vg) {
@@ -59,4 +64,20 @@ impl Committer {
         }
         done
     }
+}
+
+/// `TMQ2MQTT_TEST_SKIP_COMMITS=1` makes a deliberately broken bridge that reports its commits done without
+/// sending them, so a restart replays from the group's start. Exists only to prove that the tests bounding
+/// duplicates can fail (docs/testing.md); not a user setting.
+fn skip_commits_for_tests() -> bool {
+    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SKIP.get_or_init(|| {
+        let on = std::env::var_os("TMQ2MQTT_TEST_SKIP_COMMITS").is_some_and(|v| v == "1");
+        if on {
+            tracing::warn!(
+                "TMQ2MQTT_TEST_SKIP_COMMITS=1: offsets are never committed (a test-only broken bridge)"
+            );
+        }
+        on
+    })
 }

@@ -35,6 +35,7 @@ mod consumers;
 mod position;
 mod wait;
 mod wal_ends;
+mod wal_gap;
 
 use std::{
     sync::Arc,
@@ -46,6 +47,7 @@ pub use consumers::Consumers;
 pub use position::{floor, PositionGuard, Verdict};
 pub use wait::PollWait;
 pub use wal_ends::WalEnds;
+pub use wal_gap::WalGap;
 
 use taos::{
     AsAsyncConsumer, AsyncTBuilder, IsAsyncData, IsAsyncMeta, IsOffset, MessageSet, RawBlock, Timeout,
@@ -66,8 +68,11 @@ pub struct TmqMessage {
     pub vgroup_id: i32,
     /// The message's own offset: the WAL version of its last entry.
     pub offset: i64,
-    /// Where the vgroup resumes after this message: the offset to commit once it is delivered.
+    /// Where the server's position is after this message (what the position guard compares).
     pub position: i64,
+    /// The offset to commit once the message is delivered: `position`, or `position - 1` when the
+    /// message may have stopped inside a multi-table insert (see [`commit_point`]).
+    pub commit_at: i64,
     /// Whether the message carried meta (create/alter/drop/delete).
     pub has_meta: bool,
     /// The meta JSON, read only when the source DSN asks for meta (`with.meta`).
@@ -100,6 +105,8 @@ pub enum SourceEvent<M = TmqMessage> {
         from: i64,
         to: i64,
     },
+    /// The group resumed a vgroup behind the begin of its WAL: these versions were trimmed unread.
+    WalGap(WalGap),
 }
 
 impl<M> SourceEvent<M> {
@@ -121,6 +128,7 @@ impl<M> SourceEvent<M> {
                 from,
                 to,
             },
+            SourceEvent::WalGap(gap) => SourceEvent::WalGap(gap),
         }
     }
 }
@@ -295,20 +303,9 @@ async fn poll_loop(
                     let _ = tx.send(SourceEvent::Fatal(format!("TDengine: {e}"))).await;
                     return;
                 }
-                let retry_in = backoff(attempt);
-                attempt = attempt.saturating_add(1);
-                tracing::warn!(error = %e, ?retry_in, "cannot subscribe to TDengine");
-                if tx
-                    .send(SourceEvent::Lost {
-                        error: e.to_string(),
-                        retry_in,
-                    })
-                    .await
-                    .is_err()
-                {
+                if !lost(&tx, e.to_string(), &mut attempt, "cannot subscribe to TDengine").await {
                     return;
                 }
-                tokio::time::sleep(retry_in).await;
                 continue;
             }
         };
@@ -329,6 +326,17 @@ async fn poll_loop(
         reconnect = true;
         let mut guard = PositionGuard::default();
         let mut wait = PollWait::new(dsn.poll_interval);
+        // Where each vgroup resumes, before the first poll moves it: a gap to the WAL's begin shows here.
+        match guard.check(&consumer, &dsn, &ends).await {
+            Ok(events) => {
+                for ev in events {
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "no positions before the first poll"),
+        }
         loop {
             let polled = poll_once(&consumer, &dsn, &mut guard, &mut wait, &ends).await;
             let outcome = match polled {
@@ -351,26 +359,28 @@ async fn poll_loop(
                 Ok(()) => {}
                 Err(None) => return,
                 Err(Some(e)) => {
-                    let retry_in = backoff(attempt);
-                    attempt = attempt.saturating_add(1);
-                    tracing::warn!(error = %e, ?retry_in, "TDengine connection lost");
                     current.set(index, None);
-                    if tx
-                        .send(SourceEvent::Lost {
-                            error: e.to_string(),
-                            retry_in,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if !lost(&tx, e.to_string(), &mut attempt, "TDengine connection lost").await {
                         return;
                     }
-                    tokio::time::sleep(retry_in).await;
                     break;
                 }
             }
         }
     }
+}
+
+/// Reports a lost (or never made) TDengine connection and waits out the backoff before the next attempt;
+/// `false` when the bridge no longer listens.
+async fn lost(tx: &mpsc::Sender<SourceEvent>, error: String, attempt: &mut u32, what: &str) -> bool {
+    let retry_in = backoff(*attempt);
+    *attempt = attempt.saturating_add(1);
+    tracing::warn!(%error, ?retry_in, "{what}");
+    if tx.send(SourceEvent::Lost { error, retry_in }).await.is_err() {
+        return false;
+    }
+    tokio::time::sleep(retry_in).await;
+    true
 }
 
 /// What one poll gave.
@@ -420,6 +430,23 @@ async fn poll_once(
     }
 }
 
+/// TDengine's default `min.poll.rows`: a response closes after the block that reaches it.
+const MIN_POLL_ROWS: usize = 4096;
+
+/// The offset to commit after a message of `rows` rows that left the server at `position`. Up to 3.3.x a
+/// query topic's response closes after the block that reaches `min.poll.rows` even inside a log entry,
+/// and the position is then that entry's version + 1 while the entry's other tables are still to come;
+/// a consumer that resumes from a committed `position` after a restart would skip them. So a message
+/// that reached the limit commits `position - 1`: a restart re-reads that one entry (duplicates, never a
+/// loss). A message below the limit read on to the end of the log and commits its position.
+pub fn commit_point(position: i64, rows: usize) -> i64 {
+    if rows >= MIN_POLL_ROWS {
+        position - 1
+    } else {
+        position
+    }
+}
+
 /// Reads a polled message completely.
 async fn read_message(
     consumer: &taos::Consumer,
@@ -450,12 +477,14 @@ async fn read_message(
             blocks.push(block);
         }
     }
+    let rows: usize = blocks.iter().map(|b| b.nrows()).sum();
     Ok(TmqMessage {
         topic,
         database,
         vgroup_id,
         offset: position - 1,
         position,
+        commit_at: commit_point(position, rows),
         has_meta,
         meta,
         blocks,

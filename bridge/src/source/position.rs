@@ -7,7 +7,7 @@ use taos::AsAsyncConsumer;
 
 use crate::dsn::{OffsetReset, SourceDsn};
 
-use super::{SharedConsumer, SourceEvent, WalEnds};
+use super::{SharedConsumer, SourceEvent, WalEnds, WalGap};
 
 /// Where each vgroup should be on the server: the position after the last message the bridge received
 /// from it, or, for a vgroup not yet seen (or one the server moved back, e.g. reassigned in a
@@ -90,6 +90,7 @@ impl PositionGuard {
         ends: &WalEnds,
     ) -> Result<Vec<SourceEvent>, taos::Error> {
         let mut seeks = Vec::new();
+        let mut gaps = Vec::new();
         {
             let c = consumer.read().await;
             for topic in &dsn.topics {
@@ -118,10 +119,18 @@ impl PositionGuard {
                         Verdict::SeekTo(to) => Some(to),
                         Verdict::AskFloor => {
                             let committed = c.committed(&topic, vg).await?;
-                            let floor = floor(committed, dsn.offset_reset, current, wal);
+                            let mut floor = floor(committed, dsn.offset_reset, current, wal);
+                            if let Some(gap) = wal_gap(&topic, vg, &mut floor, wal) {
+                                gaps.push(gap);
+                            }
                             if let Some(f) = floor {
                                 ends.set_resume(&topic, vg, f);
                             }
+                            // Behind the WAL's begin the server continues at the begin, not where it is.
+                            let current = match wal {
+                                Some((begin, _)) if (0..begin).contains(&current) => begin,
+                                _ => current,
+                            };
                             self.settle_with_floor(&topic, vg, current, floor)
                         }
                     };
@@ -131,7 +140,7 @@ impl PositionGuard {
                 }
             }
         }
-        let mut events = Vec::new();
+        let mut events: Vec<SourceEvent> = gaps.into_iter().map(SourceEvent::WalGap).collect();
         if !seeks.is_empty() {
             let mut c = consumer.write().await;
             for (topic, vg, from, to) in seeks {
@@ -152,6 +161,31 @@ impl PositionGuard {
 
 /// A vgroup's WAL as `assignment` reports it: first version, last + 1.
 type WalRange = (i64, i64);
+
+/// A resume point (`floor`) behind the WAL's begin: the gap, warned about here, with the floor moved to
+/// the begin, where TDengine continues (seeking below it would go nowhere).
+fn wal_gap(
+    topic: &Arc<str>,
+    vgroup_id: i32,
+    floor: &mut Option<i64>,
+    wal: Option<WalRange>,
+) -> Option<WalGap> {
+    let (begin, _) = wal?;
+    let gap = WalGap::between(topic, vgroup_id, (*floor)?, begin)?;
+    tracing::warn!(
+        %topic,
+        vgroup = vgroup_id,
+        first = gap.first,
+        last = gap.last,
+        versions = gap.versions(),
+        "WAL versions {}..={} of vgroup {vgroup_id} (topic {topic}) were trimmed (WAL_RETENTION_PERIOD) \
+         before this group read them: their rows are lost",
+        gap.first,
+        gap.last,
+    );
+    *floor = Some(begin);
+    Some(gap)
+}
 
 /// Where a vgroup without a trustworthy expectation must be at least: the group's commit, else the
 /// start `auto.offset.reset` gives (the WAL's begin, or its end when not positioned yet under

@@ -20,6 +20,10 @@ pub struct Received {
     pub retain: bool,
     pub content_type: Option<String>,
     pub payload_format: Option<u8>,
+    /// MQTT 5 user properties, in order.
+    pub user_properties: Vec<(String, String)>,
+    /// MQTT 5 Message Expiry Interval as the broker forwarded it (what is left of it).
+    pub message_expiry: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -86,6 +90,8 @@ impl Subscriber {
                                     retain: p.retain,
                                     content_type: None,
                                     payload_format: None,
+                                    user_properties: Vec::new(),
+                                    message_expiry: None,
                                 }));
                             }
                             Ok(_) => {}
@@ -124,6 +130,8 @@ impl Subscriber {
                                     retain: p.retain,
                                     content_type: props.content_type,
                                     payload_format: props.payload_format_indicator,
+                                    user_properties: props.user_properties,
+                                    message_expiry: props.message_expiry_interval,
                                 }));
                             }
                             Ok(_) => {}

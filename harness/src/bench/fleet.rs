@@ -10,6 +10,10 @@
 //!   polling, fetching every block and dropping it — what the official client alone can fetch.
 //!
 //! Blocks are counted by the client run (both runs read the same backlog, cut the same way).
+//!
+//! A shape may also be written **one row per INSERT** (`single`: devices reporting one reading at a time).
+//! The stand-in cuts by TDengine ≤ 3.3.x (its default reported version is 3.3.6.0): one block per table
+//! per INSERT, never merged, so every such row is a block of its own whatever the table count.
 
 use std::{
     sync::{
@@ -29,6 +33,16 @@ use super::{drain, world::BenchWorld, BenchError};
 pub struct Shape {
     pub tables: u64,
     pub rows_per_table: u64,
+    /// Every row its own INSERT statement (else statements of up to [`BATCH_ROWS`] rows).
+    pub single: bool,
+}
+
+impl Shape {
+    /// The shape's database and topic name.
+    pub fn name(&self) -> String {
+        let single = if self.single { "_single" } else { "" };
+        format!("fleet_{}_{}{single}", self.tables, self.rows_per_table)
+    }
 }
 
 /// Rows per INSERT, as `simulator meters --batch 5000`.
@@ -39,6 +53,8 @@ pub const BATCH_ROWS: u64 = 5000;
 pub struct FleetRow {
     pub tables: u64,
     pub rows_per_table: u64,
+    /// One row per INSERT.
+    pub single: bool,
     pub rows: u64,
     /// Blocks the backlog is delivered in (counted by the client run).
     pub blocks: u64,
@@ -72,6 +88,7 @@ pub fn backlog_sql(db: &str, shape: Shape, rows: u64) -> impl Iterator<Item = St
     let Shape {
         tables,
         rows_per_table,
+        single,
     } = shape;
     let per_stmt_tables = (BATCH_ROWS / rows_per_table).max(1);
     let rounds = rows / (tables * rows_per_table);
@@ -84,7 +101,16 @@ pub fn backlog_sql(db: &str, shape: Shape, rows: u64) -> impl Iterator<Item = St
         }
         let mut s = String::with_capacity(64 + BATCH_ROWS as usize * 48);
         s.push_str("insert into");
-        if tables >= per_stmt_tables {
+        if single {
+            // Round by round, table by table, row by row: (round, table * rows_per_table + row).
+            let (t, k) = (first / rows_per_table, first % rows_per_table);
+            push_row(&mut s, db, t, round * rows_per_table + k, BASE_TS);
+            next = if first + 1 == tables * rows_per_table {
+                (round + 1, 0)
+            } else {
+                (round, first + 1)
+            };
+        } else if tables >= per_stmt_tables {
             let last = (first + per_stmt_tables).min(tables);
             for t in first..last {
                 push_table(&mut s, db, t, round, round + 1, rows_per_table, BASE_TS);
@@ -116,22 +142,32 @@ fn push_table(s: &mut String, db: &str, t: u64, from_round: u64, to_round: u64, 
     );
     for round in from_round..to_round {
         for k in 0..per {
-            let id = round * per + k;
-            let _ = write!(
-                s,
-                " ({}, {:.2}, {}, 0.31)",
-                base + id as i64 * 1000,
-                10.0 + (id % 100) as f32 / 10.0,
-                220 + id % 10
-            );
+            push_values(s, round * per + k, base);
         }
     }
+}
+
+/// Row `id` of table `t` as a statement's only row.
+fn push_row(s: &mut String, db: &str, t: u64, id: u64, base: i64) {
+    push_table(s, db, t, 0, 0, 0, base);
+    push_values(s, id, base);
+}
+
+fn push_values(s: &mut String, id: u64, base: i64) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        s,
+        " ({}, {:.2}, {}, 0.31)",
+        base + id as i64 * 1000,
+        10.0 + (id % 100) as f32 / 10.0,
+        220 + id % 10
+    );
 }
 
 /// Creates the shape's database, super table and topic (`fleet_{tables}_{rows_per_table}`) and writes its
 /// backlog; returns the topic.
 pub fn load(w: &BenchWorld, shape: Shape, rows: u64) -> Result<String, BenchError> {
-    let db = format!("fleet_{}_{}", shape.tables, shape.rows_per_table);
+    let db = shape.name();
     w.sql(&format!("create database {db} vgroups 4"))?;
     w.sql(&format!("create stable {db}.meters (ts timestamp, current float, voltage int, phase float) tags (groupid int, location varchar(24))"))?;
     w.sql(&format!(
@@ -260,10 +296,7 @@ pub async fn measure(
     progress: &impl Fn(&str),
 ) -> Result<FleetRow, BenchError> {
     let rows = backlog_rows(shape, min_rows);
-    progress(&format!(
-        "fleet {} tables × {} rows: loading {rows} rows",
-        shape.tables, shape.rows_per_table
-    ));
+    progress(&format!("fleet {}: loading {rows} rows", shape.name()));
     let topic = load(w, shape, rows)?;
     let end = drain::end_positions_of(w, &topic)?;
     let consumers = tmq2mqtt::source::default_consumers(end.len());
@@ -288,6 +321,7 @@ pub async fn measure(
     Ok(FleetRow {
         tables: shape.tables,
         rows_per_table: shape.rows_per_table,
+        single: shape.single,
         rows,
         blocks: client.blocks,
         rows_per_block: rows as f64 / client.blocks.max(1) as f64,
@@ -315,6 +349,7 @@ mod tests {
         let shape = Shape {
             tables: 12_000,
             rows_per_table: 2,
+            single: false,
         };
         let rows = backlog_rows(shape, 10_000);
         assert_eq!(rows, 24_000);
@@ -330,6 +365,7 @@ mod tests {
         let shape = Shape {
             tables: 10,
             rows_per_table: 1,
+            single: false,
         };
         let rows = backlog_rows(shape, 12_345);
         assert_eq!(rows, 12_350);
@@ -337,5 +373,28 @@ mod tests {
         assert_eq!(stmts.iter().map(|s| rows_of(s)).sum::<usize>(), 12_350);
         assert_eq!(stmts.len(), 3, "5000-row statements");
         assert_eq!(stmts[0].matches(" using ").count(), 10);
+    }
+
+    #[test]
+    fn a_single_row_shape_writes_every_row_in_its_own_statement_round_by_round() {
+        let shape = Shape {
+            tables: 3,
+            rows_per_table: 2,
+            single: true,
+        };
+        let rows = backlog_rows(shape, 12);
+        let stmts: Vec<String> = backlog_sql("f", shape, rows).collect();
+        assert_eq!(stmts.len(), 12);
+        assert!(stmts.iter().all(|s| rows_of(s) == 1));
+        let tables: Vec<&str> = stmts
+            .iter()
+            .map(|s| s.split_whitespace().nth(2).unwrap_or(""))
+            .collect();
+        assert_eq!(
+            tables,
+            ["f.d0", "f.d0", "f.d1", "f.d1", "f.d2", "f.d2"].repeat(2),
+            "{stmts:?}"
+        );
+        assert_eq!(shape.name(), "fleet_3_2_single");
     }
 }

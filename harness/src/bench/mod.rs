@@ -71,14 +71,18 @@ impl BenchOptions {
             qos: vec![0, 1, 2],
             repeat: if quick { 1 } else { 3 },
             extras: true,
-            fleet: Self::fleet_shapes(
-                if quick {
-                    &[10, 1000, 10_000]
-                } else {
-                    &DEFAULT_FLEET_TABLES
-                },
-                &[1, 2],
-            ),
+            fleet: [
+                Self::fleet_shapes(
+                    if quick {
+                        &[10, 1000, 10_000]
+                    } else {
+                        &DEFAULT_FLEET_TABLES
+                    },
+                    &[1, 2],
+                ),
+                Self::single_row_shapes(if quick { &[10] } else { &[10, 1000] }),
+            ]
+            .concat(),
             fleet_rows: if quick { 20_000 } else { 200_000 },
         }
     }
@@ -91,7 +95,20 @@ impl BenchOptions {
                 rows_per_table.iter().map(move |&r| fleet::Shape {
                     tables: t.max(1),
                     rows_per_table: r.max(1),
+                    single: false,
                 })
+            })
+            .collect()
+    }
+
+    /// "N meters, one row per INSERT" for each table count.
+    pub fn single_row_shapes(tables: &[u64]) -> Vec<fleet::Shape> {
+        tables
+            .iter()
+            .map(|&t| fleet::Shape {
+                tables: t.max(1),
+                rows_per_table: 1,
+                single: true,
             })
             .collect()
     }
@@ -278,7 +295,7 @@ pub fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {kernel}")
 }
 
-/// The report as a Markdown table (what README's Performance section shows).
+/// The report as a Markdown table (what docs/performance.md shows).
 pub fn table(r: &BenchReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "machine: {}", r.machine);
@@ -339,9 +356,9 @@ pub fn table(r: &BenchReport) -> String {
         );
         let _ = writeln!(
             s,
-            "| tables | rows/table/round | rows | blocks | rows/block | bridge rows/s | µs/block | peak RSS | consumers | client rows/s | client µs/block | ratio |"
+            "| tables | rows/table/round | INSERTs | rows | blocks | rows/block | bridge rows/s | µs/block | peak RSS | consumers | client rows/s | client µs/block | ratio |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for f in &r.fleet {
             let rss = f
                 .peak_rss_kb
@@ -349,9 +366,10 @@ pub fn table(r: &BenchReport) -> String {
                 .unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {:.0} | {:.1} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {:.0} | {:.1} | {:.2} |",
                 f.tables,
                 f.rows_per_table,
+                if f.single { "one row each" } else { "≤ 5000 rows" },
                 f.rows,
                 f.blocks,
                 f.rows_per_block,

@@ -5,6 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::bench::fleet::FleetRow;
 use crate::trace::{Measure, Trace};
 
 /// Width × height of every chart, in SVG pixels.
@@ -369,6 +370,72 @@ pub fn curves(caption: &str, x_desc: &str, y_desc: &str, curves: &[Curve<'_>]) -
     })
 }
 
+/// The fleet-shape curve: rows/s against the number of tables (log scale), the bridge beside the bare
+/// official client's limit, one pair of lines per rows-per-table.
+pub fn fleet(rows: &[FleetRow]) -> Result<String, ChartError> {
+    draw("fleet", |root| {
+        let x_min = rows.iter().map(|r| r.tables).min().unwrap_or(1).max(1) as f64;
+        let x_max = rows.iter().map(|r| r.tables).max().unwrap_or(10).max(10) as f64;
+        let y_max = rows
+            .iter()
+            .map(|r| r.rows_per_s.max(r.client_rows_per_s))
+            .fold(1.0f64, f64::max);
+        let mut chart = ChartBuilder::on(root)
+            .caption("fleet shape: rows/s by number of tables", (FONT, 16))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(72)
+            .build_cartesian_2d((x_min * 0.8..x_max * 1.25).log_scale(), 0f64..y_max * 1.15)?;
+        chart
+            .configure_mesh()
+            .x_desc("tables (log scale)")
+            .y_desc("rows/s")
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        let mut per: Vec<u64> = rows.iter().map(|r| r.rows_per_table).collect();
+        per.sort_unstable();
+        per.dedup();
+        for (i, n) in per.iter().enumerate() {
+            let colour = [
+                RGBColor(31, 119, 180),
+                RGBColor(255, 127, 14),
+                RGBColor(44, 160, 44),
+            ][i % 3];
+            let of = |f: fn(&FleetRow) -> f64| -> Vec<(f64, f64)> {
+                let mut v: Vec<_> = rows
+                    .iter()
+                    .filter(|r| r.rows_per_table == *n)
+                    .map(|r| (r.tables as f64, f(r)))
+                    .collect();
+                v.sort_by(|a, b| a.0.total_cmp(&b.0));
+                v
+            };
+            for (what, points, dashed) in [
+                ("tmq2mqtt", of(|r| r.rows_per_s), false),
+                ("official client alone", of(|r| r.client_rows_per_s), true),
+            ] {
+                let style = match dashed {
+                    true => colour.mix(0.5).stroke_width(2),
+                    false => colour.stroke_width(2),
+                };
+                chart
+                    .draw_series(LineSeries::new(points.iter().copied(), style))?
+                    .label(format!("{what}, {n} row(s)/table"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+                chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font((FONT, 13))
+            .draw()?;
+        Ok(())
+    })
+}
+
 /// The number of points of every `<polyline>` in an SVG, in document order (for tests and checks).
 pub fn polyline_lengths(svg: &str) -> Vec<usize> {
     svg.split("<polyline")
@@ -433,6 +500,37 @@ mod tests {
             svg.contains("delivered (all) — 50"),
             "legend with the final count"
         );
+    }
+
+    #[test]
+    fn the_fleet_curve_has_a_bridge_and_a_client_line_per_rows_per_table() {
+        let row = |tables: u64, rows_per_table: u64| FleetRow {
+            tables,
+            rows_per_table,
+            single: false,
+            rows: tables * rows_per_table,
+            blocks: tables,
+            rows_per_block: rows_per_table as f64,
+            rows_per_s: 1000.0 * rows_per_table as f64,
+            us_per_block: 200.0,
+            peak_rss_kb: None,
+            consumers: 1,
+            client_rows_per_s: 1200.0,
+            client_us_per_block: 150.0,
+            ratio: 0.8,
+            rewinds: None,
+        };
+        let rows: Vec<_> = [10, 1000, 100_000]
+            .into_iter()
+            .flat_map(|t| [row(t, 1), row(t, 2)])
+            .collect();
+        let svg = fleet(&rows).unwrap();
+        assert_eq!(
+            polyline_lengths(&svg).iter().filter(|n| **n == 3).count(),
+            4,
+            "4 lines of 3 shapes"
+        );
+        assert!(svg.contains("official client alone, 2 row(s)/table"));
     }
 
     #[test]

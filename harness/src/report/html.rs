@@ -98,9 +98,9 @@ fn head(out: &mut String, title: &str) {
 }
 
 fn versions(out: &mut String) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"muted\">harness {} · tmq2mqtt {} · generated {}</p>\n",
+        "<p class=\"muted\">harness {} · tmq2mqtt {} · generated {}</p>",
         env!("CARGO_PKG_VERSION"),
         env!("CARGO_PKG_VERSION"),
         humantime::format_rfc3339_seconds(std::time::SystemTime::now())
@@ -139,9 +139,9 @@ pub fn run_page(info: &RunInfo, scenarios: &[ScenarioPage<'_>]) -> String {
         count(Status::Skipped)
     );
     versions(&mut out);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"muted\">seed: {} · command: <code>{}</code></p>\n",
+        "<p class=\"muted\">seed: {} · command: <code>{}</code></p>",
         info.seed
             .map(|s| s.to_string())
             .unwrap_or_else(|| "each scenario's own (shown per scenario)".into()),
@@ -172,10 +172,12 @@ fn overview(out: &mut String, scenarios: &[ScenarioPage<'_>]) {
         );
         match &o.verdict {
             Some(v) => {
-                let expected: usize = v.subscribers.iter().map(|s| s.expected).sum();
-                let distinct: usize = v.subscribers.iter().map(|s| s.distinct).sum();
-                let dups: u64 = v.subscribers.iter().map(|s| s.duplicates).sum();
-                let lost: usize = v.losses.values().map(Vec::len).sum();
+                let super::Totals {
+                    expected,
+                    distinct,
+                    dups,
+                    lost,
+                } = super::Totals::of(v);
                 let _ = write!(
                     out,
                     "<td>{distinct}/{expected}</td><td>{dups}</td><td>{lost}</td><td>{}</td><td>{}</td><td>{}</td>",
@@ -295,7 +297,7 @@ fn scenario_section(out: &mut String, p: &ScenarioPage<'_>) {
         if v.losses.is_empty() {
             out.push_str("<p>No expected row is missing.</p>\n");
         } else {
-            out.push_str("<table><tr><th>attribution</th><th>rows</th><th class=\"l\">which (table@ts, ledger #)</th></tr>\n");
+            out.push_str("<table><tr><th>attribution</th><th>rows</th><th class=\"l\">which (table@ts, write log #)</th></tr>\n");
             for (cause, rows) in &v.losses {
                 let mut names: Vec<String> =
                     rows.iter().take(LOSS_ROWS).map(|r| esc(&r.to_string())).collect();
@@ -356,9 +358,9 @@ pub fn bench_page(command: &str, r: &BenchReport) -> String {
     head(&mut out, "tmq2mqtt benchmark");
     out.push_str("<h1>tmq2mqtt benchmark</h1>\n");
     versions(&mut out);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"muted\">machine: {} · backlog {} rows · limit {} messages · payload {} bytes · command: <code>{}</code></p>\n",
+        "<p class=\"muted\">machine: {} · backlog {} rows · limit {} messages · payload {} bytes · command: <code>{}</code></p>",
         esc(&r.machine),
         r.rows,
         r.limit_messages,
@@ -395,6 +397,27 @@ pub fn bench_page(command: &str, r: &BenchReport) -> String {
         );
     }
     out.push_str("</table></section>\n");
+    if !r.fleet.is_empty() {
+        out.push_str("<section><h2>Fleet shape</h2>");
+        chart(
+            &mut out,
+            charts::fleet(&r.fleet),
+            "Many tables, a row or two each: the bridge's rows/s beside bare official <code>taos</code> consumers that \
+             poll, fetch every block and drop it (as many as the bridge uses), same backlog, same run.",
+        );
+        out.push_str("<table><tr><th>tables</th><th>rows/table</th><th>rows/s</th><th>client limit rows/s</th><th>ratio</th><th>µs/block</th><th>rows/block</th><th>peak RSS MiB</th></tr>\n");
+        for f in &r.fleet {
+            let rss = f
+                .peak_rss_kb
+                .map_or("–".to_string(), |kb| format!("{:.1}", kb as f64 / 1024.0));
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}</td><td>{:.0}</td><td>{:.1}</td><td>{}</td></tr>",
+                f.tables, f.rows_per_table, f.rows_per_s, f.client_rows_per_s, f.ratio, f.us_per_block, f.rows_per_block, rss
+            );
+        }
+        out.push_str("</table></section>\n");
+    }
     if let Some(l) = &r.latency {
         out.push_str("<section><h2>Latency</h2>");
         if !l.percentiles.is_empty() {

@@ -81,6 +81,25 @@ pub fn run_succeeded(outcomes: &[Outcome]) -> bool {
     outcomes.iter().all(|o| o.status() != Status::Failed)
 }
 
+/// A verdict's row counts summed over its subscribers, as the summary tables show them.
+pub struct Totals {
+    pub expected: usize,
+    pub distinct: usize,
+    pub dups: u64,
+    pub lost: usize,
+}
+
+impl Totals {
+    pub fn of(v: &crate::verdict::Verdict) -> Totals {
+        Totals {
+            expected: v.subscribers.iter().map(|s| s.expected).sum(),
+            distinct: v.subscribers.iter().map(|s| s.distinct).sum(),
+            dups: v.subscribers.iter().map(|s| s.duplicates).sum(),
+            lost: v.losses.values().map(Vec::len).sum(),
+        }
+    }
+}
+
 /// The command that replays one scenario with one seed.
 pub fn replay_command(file: &str, seed: u64) -> String {
     format!("cargo run -p harness -- run {file} --seed {seed}")
@@ -116,10 +135,12 @@ pub fn summary(outcomes: &[Outcome]) -> String {
         }
         match &o.verdict {
             Some(v) => {
-                let expected: usize = v.subscribers.iter().map(|s| s.expected).sum();
-                let distinct: usize = v.subscribers.iter().map(|s| s.distinct).sum();
-                let dups: u64 = v.subscribers.iter().map(|s| s.duplicates).sum();
-                let lost: usize = v.losses.values().map(Vec::len).sum();
+                let Totals {
+                    expected,
+                    distinct,
+                    dups,
+                    lost,
+                } = Totals::of(v);
                 let _ = writeln!(
                     out,
                     "{:<w$}  {:<6}  {:>9}  {:>5}  {:>5}  {:>8}  {:>8}  {:>9}  {:>7}",

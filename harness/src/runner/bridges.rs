@@ -13,8 +13,6 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::scenario::dsn::redact;
-
 /// The `tmq2mqtt` binary: `$TMQ2MQTT_BIN`, or next to the running executable (target/debug).
 pub fn bridge_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("TMQ2MQTT_BIN") {
@@ -190,7 +188,7 @@ fn spawn_child(
         .spawn()
         .map_err(|e| BridgeStartError::Spawn {
             bin: bin.display().to_string(),
-            reason: format!("{e} (args: run -f {} -t {})", redact(from), redact(to)),
+            reason: format!("{e} (args: run -f {} -t {})", redacted(from), redacted(to)),
         })?;
     if let Some(err) = child.stderr.take() {
         tokio::spawn(async move {
@@ -205,4 +203,12 @@ fn spawn_child(
         });
     }
     Ok(child)
+}
+
+/// A DSN for messages: as the bridge shows it (password hidden), or only its scheme when it does not parse.
+fn redacted(dsn: &str) -> String {
+    tmq2mqtt::SourceDsn::parse(dsn)
+        .map(|d| d.to_string())
+        .or_else(|_| tmq2mqtt::TargetDsn::parse(dsn).map(|d| d.to_string()))
+        .unwrap_or_else(|_| format!("{}://…", dsn.split_once("://").map_or("", |(s, _)| s)))
 }

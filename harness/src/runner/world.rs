@@ -1,15 +1,15 @@
 //! The world a scenario runs in: a TDengine (the stand-in, or an external one) and a broker (embedded
-//! rumqttd, Mosquitto started from the system binary with a generated config, or an external one), all on
-//! free loopback ports, with the restart and fault hooks the timeline needs.
+//! rumqttd, the simulator's Mosquitto launcher, or an external one), all on free loopback ports, with the
+//! restart and fault hooks the timeline needs.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use simulator::broker::{BrokerConfig, Credentials as BrokerCredentials, EmbeddedBroker};
+use simulator::mosquitto::{Mosquitto, MosquittoError, DEFAULT_MAX_QUEUED_MESSAGES};
 use simulator::tdengine::server::{TdConfig, TdServer};
-use tokio::process::{Child, Command};
 
 use crate::scenario::{BrokerKind, MqttVersion, Scenario, TdengineKind};
 
@@ -21,8 +21,10 @@ pub enum WorldError {
     NoDocker,
     #[error("embedded broker did not start: {0}")]
     Broker(String),
+    #[error(transparent)]
+    Mosquitto(#[from] MosquittoError),
     #[error("mosquitto: {0}")]
-    Mosquitto(String),
+    MosquittoTask(String),
     #[error("bad external address {0:?}")]
     Address(String),
 }
@@ -88,9 +90,12 @@ impl Tdengine {
 
 /// Broker side of the world.
 pub enum Broker {
-    Embedded(EmbeddedBroker),
-    Mosquitto(Mosquitto),
-    External { addr: SocketAddr },
+    Embedded(Box<EmbeddedBroker>),
+    /// Shared with the blocking thread that starts, restarts and stops it.
+    Mosquitto(Arc<Mutex<Mosquitto>>),
+    External {
+        addr: SocketAddr,
+    },
 }
 
 impl Broker {
@@ -108,15 +113,24 @@ impl Broker {
                 };
                 EmbeddedBroker::start(config)
                     .await
-                    .map(Broker::Embedded)
+                    .map(|b| Broker::Embedded(Box::new(b)))
                     .map_err(|e| WorldError::Broker(e.to_string()))
             }
-            BrokerKind::Mosquitto => Mosquitto::start(
-                creds.map(|c| (c.user.as_str(), c.password.as_str())),
-                s.world.mosquitto_max_queued.unwrap_or(1_000_000),
-            )
-            .await
-            .map(Broker::Mosquitto),
+            BrokerKind::Mosquitto => {
+                let mut builder = Mosquitto::builder().max_queued_messages(
+                    s.world
+                        .mosquitto_max_queued
+                        .unwrap_or(DEFAULT_MAX_QUEUED_MESSAGES),
+                );
+                if let Some(c) = creds {
+                    builder = builder.passwords([(c.user.clone(), c.password.clone())]);
+                }
+                // The launcher blocks until the broker accepts connections.
+                let started = tokio::task::spawn_blocking(move || builder.start())
+                    .await
+                    .map_err(|e| WorldError::MosquittoTask(e.to_string()))??;
+                Ok(Broker::Mosquitto(Arc::new(Mutex::new(started))))
+            }
             BrokerKind::External { url } => {
                 let hostport = url
                     .split_once("://")
@@ -136,13 +150,8 @@ impl Broker {
     /// The listener for a protocol version (Mosquitto and external brokers serve both on one port).
     pub fn addr(&self, version: MqttVersion) -> SocketAddr {
         match self {
-            Broker::Embedded(b) => b
-                .addr(match version {
-                    MqttVersion::V311 => simulator::broker::MqttVersion::V311,
-                    MqttVersion::V5 => simulator::broker::MqttVersion::V5,
-                })
-                .expect("both listeners configured"),
-            Broker::Mosquitto(m) => m.addr,
+            Broker::Embedded(b) => b.addr(version).expect("both listeners configured"),
+            Broker::Mosquitto(m) => m.lock().addr(),
             Broker::External { addr } => *addr,
         }
     }
@@ -151,7 +160,13 @@ impl Broker {
     pub async fn restart(&mut self) -> Result<(), WorldError> {
         match self {
             Broker::Embedded(b) => b.restart().await.map_err(|e| WorldError::Broker(e.to_string())),
-            Broker::Mosquitto(m) => m.restart().await,
+            Broker::Mosquitto(m) => {
+                let m = m.clone();
+                tokio::task::spawn_blocking(move || m.lock().restart())
+                    .await
+                    .map_err(|e| WorldError::MosquittoTask(e.to_string()))??;
+                Ok(())
+            }
             Broker::External { .. } => Err(WorldError::Address(
                 "an external broker cannot be restarted by the harness".into(),
             )),
@@ -161,110 +176,11 @@ impl Broker {
     pub async fn shutdown(self) {
         match self {
             Broker::Embedded(mut b) => b.stop().await,
-            Broker::Mosquitto(mut m) => m.stop().await,
+            // Stopping kills and reaps the process (a blocking wait).
+            Broker::Mosquitto(m) => {
+                let _ = tokio::task::spawn_blocking(move || m.lock().stop()).await;
+            }
             Broker::External { .. } => {}
         }
-    }
-}
-
-/// Mosquitto from the system binary, on a free loopback port, with a generated configuration.
-pub struct Mosquitto {
-    pub addr: SocketAddr,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-fn free_port() -> std::io::Result<SocketAddr> {
-    TcpListener::bind("127.0.0.1:0")?.local_addr()
-}
-
-fn mosquitto_binary() -> Option<PathBuf> {
-    [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
-
-impl Mosquitto {
-    async fn start(creds: Option<(&str, &str)>, max_queued: u32) -> Result<Mosquitto, WorldError> {
-        let err = |e: std::io::Error| WorldError::Mosquitto(e.to_string());
-        let dir = tempfile::tempdir().map_err(err)?;
-        let addr = free_port().map_err(err)?;
-        let mut conf = format!(
-            "listener {} 127.0.0.1\npersistence false\nmax_queued_messages {max_queued}\n",
-            addr.port()
-        );
-        match creds {
-            None => conf.push_str("allow_anonymous true\n"),
-            Some((user, password)) => {
-                let file = dir.path().join("passwd");
-                let status = std::process::Command::new("mosquitto_passwd")
-                    .args(["-b", "-c"])
-                    .arg(&file)
-                    .args([user, password])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .map_err(|e| WorldError::Mosquitto(format!("mosquitto_passwd: {e}")))?;
-                if !status.success() {
-                    return Err(WorldError::Mosquitto("mosquitto_passwd failed".into()));
-                }
-                conf.push_str(&format!(
-                    "allow_anonymous false\npassword_file {}\n",
-                    file.display()
-                ));
-            }
-        }
-        std::fs::write(dir.path().join("mosquitto.conf"), conf).map_err(err)?;
-        let mut m = Mosquitto {
-            addr,
-            dir,
-            child: None,
-        };
-        m.launch().await?;
-        Ok(m)
-    }
-
-    async fn launch(&mut self) -> Result<(), WorldError> {
-        let bin = mosquitto_binary()
-            .ok_or_else(|| WorldError::Mosquitto("binary not found (apt-get install mosquitto)".into()))?;
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| WorldError::Mosquitto(e.to_string()))?;
-        self.child = Some(child);
-        // Ready when it accepts connections.
-        let until = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > until {
-                return Err(WorldError::Mosquitto(format!(
-                    "not listening on {} after 10 s",
-                    self.addr
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-        }
-    }
-
-    async fn restart(&mut self) -> Result<(), WorldError> {
-        self.stop().await;
-        self.launch().await
     }
 }

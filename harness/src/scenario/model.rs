@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
+pub use simulator::broker::MqttVersion;
+use tmq2mqtt::{DsnError, SourceDsn, TargetDsn};
 
 /// One scenario, as written in `scenarios/NAME.toml`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -14,7 +16,8 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    /// Seed for the meter fleet's rows and chaos; `harness run --seed` overrides it.
+    /// Seed of the meter fleet (its readings, chaos choices and timestamps); `harness run --seed` overrides it.
+    /// Faults are not random: they fire at the triggers the scenario names.
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// The run ends at this deadline even if the expected rows never arrive.
@@ -27,7 +30,7 @@ pub struct Scenario {
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]
-    pub world: World,
+    pub world: WorldDef,
     #[serde(default)]
     pub data: Data,
     /// TMQ topics created before the bridges start (`CREATE TOPIC …` statements).
@@ -54,10 +57,10 @@ fn default_quiet() -> Duration {
     Duration::from_millis(500)
 }
 
-/// Where TDengine and the broker come from.
+/// Where TDengine and the broker come from (the `[world]` table).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
-pub struct World {
+pub struct WorldDef {
     #[serde(default)]
     pub tdengine: TdengineKind,
     #[serde(default)]
@@ -289,6 +292,23 @@ pub struct BridgeDef {
     pub expect_error: Option<String>,
 }
 
+impl BridgeDef {
+    /// The source DSN as the bridge parses it (`{tdengine}` reads as a host name).
+    pub fn source(&self) -> Result<SourceDsn, DsnError> {
+        SourceDsn::parse(&self.from)
+    }
+
+    /// The target DSN as the bridge parses it (`{broker}` reads as a host name).
+    pub fn target(&self) -> Result<TargetDsn, DsnError> {
+        TargetDsn::parse(&self.to)
+    }
+
+    /// Whether this bridge consumes TMQ topic `topic`.
+    pub fn consumes(&self, topic: &str) -> bool {
+        self.source().is_ok_and(|d| d.topics.iter().any(|t| t == topic))
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -312,6 +332,7 @@ pub struct SubscriberDef {
     pub filter: String,
     #[serde(default = "default_sub_qos")]
     pub qos: u8,
+    /// `"3.1.1"` (default) or `"5.0"`.
     #[serde(default)]
     pub version: MqttVersion,
     #[serde(default = "yes")]
@@ -324,8 +345,6 @@ pub struct SubscriberDef {
 fn default_sub_qos() -> u8 {
     2
 }
-
-pub use simulator::broker::MqttVersion;
 
 /// A fault and when it fires.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -348,6 +367,9 @@ pub struct FaultDef {
     /// Error code for `standin-fail-calls`.
     #[serde(default)]
     pub code: Option<u32>,
+    /// Statements for `sql`.
+    #[serde(default)]
+    pub sql: Vec<String>,
 }
 
 /// When a fault fires: `{ published = N }` (PUBLISH packets the proxy forwarded), `{ written = N }` (rows the
@@ -387,6 +409,10 @@ pub enum FaultAction {
     StandinStall,
     /// Fail the stand-in's next `count` calls with `code`.
     StandinFailCalls,
+    /// Stop the bridge gracefully (it drains, commits and exits) and leave it stopped.
+    BridgeStop,
+    /// Run the fault's `sql` statements (e.g. writes while no bridge runs).
+    Sql,
 }
 
 impl FaultAction {
@@ -434,6 +460,78 @@ pub struct Expect {
     pub nothing_committed: bool,
     #[serde(default)]
     pub wire: WireExpect,
+    /// With `dead_letter_topic`: the dead letters a subscriber on that topic must receive.
+    #[serde(default)]
+    pub dead_letters: Option<DeadLetterExpect>,
+    /// A group resuming behind WAL retention: the gap the bridge must report.
+    #[serde(default)]
+    pub wal_gap: Option<WalGapExpect>,
+    /// MQTT 5 properties every row delivered to a v5 subscriber must carry.
+    #[serde(default)]
+    pub properties: Option<PropertiesExpect>,
+}
+
+/// `[expect.dead_letters]`: what arrives on the dead-letter topic. Each dead letter accounts for the row
+/// it stands for (by its data, or by its table when only its size is given), which is then not missing.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterExpect {
+    /// The subscriber on the dead-letter topic (judged here, not for rows).
+    pub subscriber: String,
+    /// Rows per reason (`too_large`, `invalid_topic`, `missing_variable`, `broker_rejected`), exactly.
+    pub reasons: std::collections::BTreeMap<String, u64>,
+}
+
+/// `[expect.wal_gap]`: the gap a group resuming behind WAL retention must report.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WalGapExpect {
+    /// The subscriber on `<status_topic>/events` (judged here, not for rows).
+    pub subscriber: String,
+    /// WAL versions the `wal_gap` events (and in-process bridges' counters) must add up to.
+    pub versions: u64,
+    /// Rows written into the trimmed versions: each row subscriber misses exactly these, never published.
+    pub rows: u64,
+}
+
+/// `[expect.properties]`: MQTT 5 properties of every row a v5 subscriber receives.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PropertiesExpect {
+    /// User properties `database`, `topic`, `vgroup_id`, `offset` (matching the payload's `offset`) and
+    /// `table`.
+    #[serde(default)]
+    pub user_properties: bool,
+    /// A Message Expiry Interval of 1 to this many seconds (the broker counts it down).
+    #[serde(default)]
+    pub message_expiry: Option<u32>,
+}
+
+impl Expect {
+    /// Subscribers that receive the bridge's side output (dead letters, events), not rows.
+    pub fn side_subscribers(&self) -> Vec<&str> {
+        let dl = self.dead_letters.as_ref().map(|d| d.subscriber.as_str());
+        let gap = self.wal_gap.as_ref().map(|g| g.subscriber.as_str());
+        dl.into_iter().chain(gap).collect()
+    }
+
+    /// How many deliveries the run waits for on `subscriber`, which would see `rows` expected rows:
+    /// dead-lettered and gap-lost rows do not come; side subscribers wait for their own output.
+    pub fn wait_for(&self, subscriber: &str, rows: usize) -> usize {
+        let dead: u64 = self.dead_letters.as_ref().map_or(0, |d| d.reasons.values().sum());
+        if self
+            .dead_letters
+            .as_ref()
+            .is_some_and(|d| d.subscriber == subscriber)
+        {
+            return dead as usize;
+        }
+        if self.wal_gap.as_ref().is_some_and(|g| g.subscriber == subscriber) {
+            return 1;
+        }
+        let lost = self.wal_gap.as_ref().map_or(0, |g| g.rows);
+        rows.saturating_sub((dead + lost) as usize)
+    }
 }
 
 impl Default for Expect {
@@ -448,6 +546,9 @@ impl Default for Expect {
             meta_events: Vec::new(),
             nothing_committed: false,
             wire: WireExpect::default(),
+            dead_letters: None,
+            wal_gap: None,
+            properties: None,
         }
     }
 }

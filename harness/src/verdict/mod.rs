@@ -3,6 +3,7 @@
 //! malformed messages, per-table order, topic rendering, QoS semantics, wire protocol checks, latency and
 //! throughput.
 
+pub mod operator;
 pub mod payload;
 pub mod stats;
 pub mod topic;
@@ -15,8 +16,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use tmq2mqtt::TargetDsn;
+
 use crate::recorder::{Delivered, Ending};
-use crate::scenario::dsn::TargetInfo;
 use crate::scenario::{Delivery, LossCause, Scenario, Severity};
 use crate::wire::WireRecord;
 use payload::Payload;
@@ -25,7 +27,7 @@ use wire::{PayloadFate, WireReport};
 /// A row the bridge must deliver, in write order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpectedRow {
-    /// Position in the fleet's ledger (names the row in reports).
+    /// Position in the fleet's write log (names the row in reports).
     pub seq: u64,
     /// Position in the order TDengine stores the rows of one table (write order, rows of one INSERT sorted by
     /// timestamp): the per-table order check compares this.
@@ -48,6 +50,18 @@ pub struct BridgeOutcome {
     pub name: String,
     /// The error it exited with, if it did.
     pub error: Option<String>,
+    /// Its counters at the end (in-process bridges only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters: Option<BridgeCounters>,
+}
+
+/// What an in-process bridge counted that the verdict judges.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BridgeCounters {
+    /// Rows published to the dead-letter topic, by reason.
+    pub dead_lettered: BTreeMap<String, u64>,
+    /// WAL versions trimmed before the group read them.
+    pub wal_gap_versions: u64,
 }
 
 /// Everything a verdict is made from.
@@ -60,8 +74,36 @@ pub struct Inputs<'a> {
     pub wire: &'a [(String, Vec<WireRecord>)],
     pub bridges: &'a [BridgeOutcome],
     pub ending: Ending,
+    /// The fault timeline: what fired and what never did.
+    pub faults: &'a FaultLog,
+    /// Offsets the scenario's consumer groups committed, read from TDengine after the bridges stopped.
+    pub committed: &'a [CommittedOffset],
     /// The command that replays this run.
     pub replay: String,
+}
+
+/// The faults of a run: `"Action at time"` for each that fired, `"Action at trigger"` for each that did not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultLog {
+    pub fired: Vec<String>,
+    pub unfired: Vec<String>,
+}
+
+/// One row of `SHOW SUBSCRIPTIONS` of a scenario's consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub group: String,
+    pub topic: String,
+    pub vgroup_id: i32,
+    /// As TDengine shows it: `log:N` once committed, else the reset position.
+    pub offset: String,
+}
+
+impl CommittedOffset {
+    /// The committed log position, if one was committed.
+    pub fn committed(&self) -> Option<i64> {
+        self.offset.strip_prefix("log:")?.parse().ok()
+    }
 }
 
 /// A row named in a report.
@@ -74,7 +116,7 @@ pub struct RowRef {
 
 impl fmt::Display for RowRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{} (ledger #{})", self.table, self.ts, self.seq)
+        write!(f, "{}@{} (write log #{})", self.table, self.ts, self.seq)
     }
 }
 
@@ -100,6 +142,12 @@ pub struct SubscriberReport {
     pub meta_events: Vec<String>,
     /// Deliveries above min(published QoS, subscribed QoS): (delivered, published).
     pub qos_upgrades: u64,
+    /// Expected rows that arrived on the dead-letter topic instead (`[expect.dead_letters]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dead_lettered: Vec<RowRef>,
+    /// Expected rows trimmed from the WAL before the group read them (`[expect.wal_gap]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_to_wal_gap: Vec<RowRef>,
 }
 
 /// The judgement of one scenario run.
@@ -147,17 +195,13 @@ impl ExpectedRow {
 }
 
 /// The target of the bridge that consumes `tmq_topic` (first bridge when none names it).
-fn target_for(s: &Scenario, tmq_topic: &str) -> Option<TargetInfo> {
+fn target_for(s: &Scenario, tmq_topic: &str) -> Option<TargetDsn> {
     let bridge = s
         .bridges
         .iter()
-        .find(|b| {
-            crate::scenario::dsn::path(&b.from)
-                .split(',')
-                .any(|t| t == tmq_topic)
-        })
+        .find(|b| b.consumes(tmq_topic))
         .or(s.bridges.first())?;
-    TargetInfo::from_dsn(&bridge.to).ok()
+    bridge.target().ok()
 }
 
 /// Judges one run.
@@ -225,7 +269,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 stable: None,
                 table: Some(&r.table),
             };
-            match topic::render(&target.topic, &vars) {
+            match topic::render(target.topic.as_str(), &vars) {
                 Ok(t) => Some(Some(t)),
                 Err(topic::Unrendered::Unknown(_)) => Some(None),
                 Err(topic::Unrendered::Missing(_)) => None,
@@ -238,15 +282,20 @@ pub fn judge(inp: &Inputs) -> Verdict {
         }
     }
 
+    let side = s.expect.side_subscribers();
     let judged: Vec<&crate::scenario::SubscriberDef> = s
         .subscribers
         .iter()
         .filter(|sub| s.expect.subscribers.is_empty() || s.expect.subscribers.contains(&sub.name))
+        .filter(|sub| !side.contains(&sub.name.as_str()))
         .collect();
+    // Dead letters, gap events and v5 properties: judged by `operator`, feeding the row accounting below.
+    let side_output = operator::judge(&s.expect, &judged, inp.delivered, inp.bridges);
+    failures.extend(side_output.failures.iter().cloned());
     let publish_qos = s
         .bridges
         .iter()
-        .filter_map(|b| TargetInfo::from_dsn(&b.to).ok())
+        .filter_map(|b| b.target().ok())
         .map(|t| t.qos)
         .max()
         .unwrap_or(0);
@@ -275,7 +324,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 .push(i);
         }
         let mut got: HashMap<String, usize> = HashMap::new();
-        // Per table: the ledger position of the last first-delivery seen.
+        // Per table: the write-log position of the last first-delivery seen.
         let mut last_seq: HashMap<&str, u64> = HashMap::new();
         for d in inp.delivered.iter().filter(|d| d.subscriber == sub.name) {
             rep.received += 1;
@@ -323,6 +372,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 }
             }
         }
+        let mut accounts = side_output.accounts.clone();
         for (key, rows) in &want {
             let n = got.get(key).copied().unwrap_or(0);
             for &i in rows.iter().skip(n) {
@@ -334,11 +384,35 @@ pub fn judge(inp: &Inputs) -> Verdict {
                     (false, Some(f)) if !f.acked => LossCause::NeverAcked,
                     (false, Some(_)) => LossCause::Broker,
                 };
+                if accounts.dead_letter(key, &inp.expected[i].table) {
+                    rep.dead_lettered.push(r);
+                    continue;
+                }
+                if cause != LossCause::NeverAcked && cause != LossCause::Broker && accounts.wal_gap() {
+                    rep.lost_to_wal_gap.push(r);
+                    continue;
+                }
                 losses.entry(cause).or_default().push(r.clone());
                 rep.missing.push(r);
             }
         }
         rep.missing.sort();
+        rep.dead_lettered.sort();
+        rep.lost_to_wal_gap.sort();
+        failures.extend(accounts.unmet(&rep.name));
+        for (what, rows) in [
+            ("arrived as dead letters", &rep.dead_lettered),
+            ("lost to the WAL gap, as expected", &rep.lost_to_wal_gap),
+        ] {
+            if !rows.is_empty() {
+                deviations.push(format!(
+                    "{}: {} row(s) {what}: {}",
+                    rep.name,
+                    rows.len(),
+                    list(rows)
+                ));
+            }
+        }
         subscribers.push(rep);
     }
     for rows in losses.values_mut() {
@@ -492,6 +566,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
             (None, None) => {}
         }
     }
+    judge_faults_and_commits(inp, &mut failures, &mut deviations);
     // A run that ended at its deadline is judged like any other: every row it lacks is already a named,
     // attributed loss above (the report notes the ending).
     Verdict {
@@ -509,6 +584,34 @@ pub fn judge(inp: &Inputs) -> Verdict {
         throughput_msg_s: stats::throughput(&receipts),
         bridges: inp.bridges.to_vec(),
         replay: inp.replay.clone(),
+    }
+}
+
+/// Faults that never fired fail the run (the scenario did not test what it says); offsets committed where
+/// nothing may be fail it too.
+fn judge_faults_and_commits(inp: &Inputs, failures: &mut Vec<String>, deviations: &mut Vec<String>) {
+    if !inp.faults.unfired.is_empty() {
+        failures.push(format!(
+            "fault(s) never fired (trigger not reached before the deadline): {}",
+            inp.faults.unfired.join(", ")
+        ));
+    }
+    if inp.scenario.expect.nothing_committed {
+        let committed: Vec<&str> = inp
+            .committed
+            .iter()
+            .filter(|c| c.committed().is_some())
+            .map(|c| c.offset.as_str())
+            .collect();
+        if !committed.is_empty() {
+            failures.push(format!(
+                "offsets were committed although nothing may be: {}",
+                committed.join(", ")
+            ));
+        }
+    }
+    if !inp.faults.fired.is_empty() {
+        deviations.push(format!("faults fired: {}", inp.faults.fired.join(", ")));
     }
 }
 

@@ -53,7 +53,7 @@ pub fn parse(bytes: &[u8]) -> Result<Payload, String> {
     Ok(payload)
 }
 
-fn parse_offset(v: Value) -> Result<PayloadOffset, ()> {
+pub(crate) fn parse_offset(v: Value) -> Result<PayloadOffset, ()> {
     let Value::Object(o) = v else { return Err(()) };
     if o.len() != 4 {
         return Err(());

@@ -58,6 +58,7 @@ fn delivered(sub: &str, topic: &str, payload: Bytes, qos: u8, at_us: u64) -> Del
         dup: false,
         retain: false,
         at_us,
+        v5: None,
     }
 }
 
@@ -110,8 +111,11 @@ fn run(s: &Scenario, expected: &[ExpectedRow], delivered: &[Delivered], wire: Ve
         bridges: &[BridgeOutcome {
             name: "b".into(),
             error: None,
+            counters: None,
         }],
         ending: Ending::Quiescent,
+        faults: &FaultLog::default(),
+        committed: &[],
         replay: "harness run t --seed 7".into(),
     })
 }
@@ -153,7 +157,7 @@ fn every_loss_is_attributed_and_named() {
     assert_eq!(names(LossCause::NeverAcked), [3]);
     assert_eq!(names(LossCause::Broker), [4]);
     let text = v.failures.join("\n");
-    assert!(text.contains("d1@100 (ledger #2)"), "{text}");
+    assert!(text.contains("d1@100 (write log #2)"), "{text}");
     assert!(text.contains("the broker's loss"), "{text}");
     assert!(text.contains("never acknowledged"), "{text}");
 }
@@ -336,8 +340,11 @@ rows = 0
             bridges: &[BridgeOutcome {
                 name: "b".into(),
                 error: error.map(str::to_string),
+                counters: None,
             }],
             ending: Ending::Quiescent,
+            faults: &FaultLog::default(),
+            committed: &[],
             replay: String::new(),
         })
     };

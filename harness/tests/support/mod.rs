@@ -1,63 +1,34 @@
-//! Test support: an embedded rumqttd on a free loopback port (until the simulator's broker is merged, the
-//! harness's own tests start one the same way: sample router limits, metrics and console off), and a
+//! Test support: the simulator's embedded broker, the `tmq2mqtt` binary for process-mode bridges, and a
 //! scenario run in an external world (a TDengine and a broker the harness did not start).
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Starts rumqttd with one v4 and one v5 listener; returns (v4, v5) once both accept connections.
-pub fn start_broker() -> (SocketAddr, SocketAddr) {
-    let v4 = free_port();
-    let v5 = free_port();
-    let text = format!(
-        r#"
-id = 0
-[router]
-id = 0
-max_connections = 10010
-max_outgoing_packet_count = 200
-max_segment_size = 104857600
-max_segment_count = 10
-[v4.1]
-name = "v4-1"
-listen = "{v4}"
-next_connection_delay_ms = 0
-[v4.1.connections]
-connection_timeout_ms = 60000
-max_payload_size = 1048576
-max_inflight_count = 100
-dynamic_filters = true
-[v5.1]
-name = "v5-1"
-listen = "{v5}"
-next_connection_delay_ms = 0
-[v5.1.connections]
-connection_timeout_ms = 60000
-max_payload_size = 1048576
-max_inflight_count = 100
-dynamic_filters = true
-"#
-    );
-    let config: rumqttd::Config = toml::from_str(&text).expect("broker config");
-    std::thread::spawn(move || {
-        let mut broker = rumqttd::Broker::new(config);
-        let _ = broker.start();
-    });
-    for addr in [v4, v5] {
-        let until = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < until, "broker did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    (v4, v5)
+use simulator::broker::{BrokerConfig, EmbeddedBroker};
+
+/// The simulator's embedded rumqttd (a 3.1.1 and a 5.0 listener on free loopback ports).
+pub async fn start_broker() -> EmbeddedBroker {
+    EmbeddedBroker::start(BrokerConfig::default())
+        .await
+        .expect("embedded broker")
 }
 
-pub fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+/// Builds the `tmq2mqtt` binary (once per test process) for runs that start the bridge as a child process;
+/// `TMQ2MQTT_BIN` names a prebuilt one instead.
+pub fn ensure_bridge_binary() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        if std::env::var_os("TMQ2MQTT_BIN").is_some() && harness::runner::bridges::bridge_binary().is_some() {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-q", "-p", "tmq2mqtt", "--bin", "tmq2mqtt"])
+            .status()
+            .expect("cargo build tmq2mqtt");
+        assert!(status.success(), "building tmq2mqtt failed");
+    });
 }
 
 /// `scenarios/{name}.toml`, loaded.

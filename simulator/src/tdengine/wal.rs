@@ -1,6 +1,8 @@
-//! Per-vgroup write-ahead log: every write (insert request, create, alter, drop, delete) appends one entry
-//! with the next version of its vgroup. These versions are TMQ offsets: a message's offset is the version of
-//! its last entry, and a consumer's position after it is that version + 1.
+//! Per-vgroup write-ahead log: every write applied to a vnode appends one entry with the next version of its
+//! vgroup, as in TDengine: the sync no-op a one-replica vnode writes when it starts (version 0), insert
+//! requests, create/alter/drop/delete, and TMQ's own writes (a subscribe or rebalance, a committed offset).
+//! These versions are TMQ offsets: the position after a message is the version after the last entry its
+//! scan read (see `tmq::message` and docs/standin.md).
 //!
 //! The SQL executor appends; TMQ reads. Entries carry everything a subscriber needs without consulting the
 //! catalog again (schemas and tags as they were at write time), because the catalog may have moved on by the
@@ -13,7 +15,7 @@ use super::types::{Field, Value};
 /// One entry of a vgroup's log.
 #[derive(Debug, Clone)]
 pub struct WalEntry {
-    /// The vgroup-local version: strictly increasing, the first entry of a fresh vgroup is 1.
+    /// The vgroup-local version: strictly increasing; a fresh vgroup's first entry (its sync no-op) is 0.
     pub version: i64,
     /// Wall-clock time of the write in ms since the epoch (for WAL retention).
     pub written_at_ms: i64,
@@ -26,6 +28,19 @@ pub enum WalOp {
     Insert(Insert),
     /// A schema or delete event, published to `WITH META` topics.
     Meta(MetaEvent),
+    /// A write no topic ever delivers; it only takes a version.
+    Internal(InternalOp),
+}
+
+/// The vnode writes that carry no data for subscribers (TDengine message types in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalOp {
+    /// The sync no-op a one-replica vnode appends when it starts (`TDMT_SYNC_NOOP`), version 0.
+    SyncNoop,
+    /// A consumer took or left the vgroup in a subscribe or rebalance (`TDMT_VND_TMQ_SUBSCRIBE`).
+    TmqSubscribe,
+    /// A consumer group committed an offset of the vgroup (`TDMT_VND_TMQ_COMMIT_OFFSET`).
+    TmqCommitOffset,
 }
 
 /// Rows of one insert request in one vgroup, one [`TableRows`] per table, with the child tables the request
@@ -89,6 +104,8 @@ pub struct Wal {
     next_version: i64,
     /// Bumped to the last version on every append; TMQ polls wait on it.
     appended: tokio::sync::watch::Sender<i64>,
+    /// The version after the newest trimmed entry that was not [`WalOp::Internal`] (0: none trimmed).
+    data_trimmed_to: i64,
 }
 
 impl Default for Wal {
@@ -98,12 +115,21 @@ impl Default for Wal {
 }
 
 impl Wal {
-    pub fn new() -> Self {
-        Self {
+    /// A fresh vgroup's log, holding the sync no-op (version 0) written at `now_ms`.
+    pub fn new_at(now_ms: i64) -> Self {
+        let mut wal = Self {
             entries: Default::default(),
-            next_version: 1,
+            next_version: 0,
             appended: tokio::sync::watch::channel(0).0,
-        }
+            data_trimmed_to: 0,
+        };
+        wal.append(now_ms, WalOp::Internal(InternalOp::SyncNoop));
+        wal
+    }
+
+    /// [`Wal::new_at`] at time 0 (tests).
+    pub fn new() -> Self {
+        Self::new_at(0)
     }
 
     /// Appends `op` and returns its version.
@@ -124,7 +150,7 @@ impl Wal {
         self.entries.front().map_or(self.next_version, |e| e.version)
     }
 
-    /// The version of the newest entry (0 when nothing was ever written).
+    /// The version of the newest entry (0, the sync no-op, when nothing else was written).
     pub fn last_version(&self) -> i64 {
         self.next_version - 1
     }
@@ -139,8 +165,17 @@ impl Wal {
     /// are readable by TMQ only with `experimental.snapshot.enable`.
     pub fn trim_before(&mut self, cutoff_ms: i64) {
         while self.entries.front().is_some_and(|e| e.written_at_ms < cutoff_ms) {
-            self.entries.pop_front();
+            if let Some(e) = self.entries.pop_front() {
+                if !matches!(e.op, WalOp::Internal(_)) {
+                    self.data_trimmed_to = e.version + 1;
+                }
+            }
         }
+    }
+
+    /// Positions below this lost data or meta to retention (only TMQ's own writes were trimmed above it).
+    pub fn data_trimmed_to(&self) -> i64 {
+        self.data_trimmed_to
     }
 
     /// A receiver that changes whenever an entry is appended.

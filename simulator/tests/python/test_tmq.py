@@ -233,8 +233,12 @@ def test_commit_position_committed_seek(conn):
         c.commit(m)
         assert c.committed("pyc_t", vg) == pos, (c.committed("pyc_t", vg), pos)
     quiet(c)
+    # Every row read: each position is past the log end seen at subscribe. Commits write to the vgroup's
+    # WAL too (TMQ_COMMIT_OFFSET takes a version), so the log may have grown past the position since.
+    [now] = c.assignment()
+    ends = {x.vg_id(): x.end() for x in now.assignments()}
     for vg, (begin, end) in vgroups.items():
-        assert c.position("pyc_t", vg) == end, (vg, c.position("pyc_t", vg), end)
+        assert end <= c.position("pyc_t", vg) <= ends[vg], (vg, c.position("pyc_t", vg), end, ends[vg])
     # Seek back to the start of one vgroup: its rows come again, the other's do not.
     vg = sorted(vgroups)[0]
     c.seek("pyc_t", vg, vgroups[vg][0])

@@ -323,11 +323,15 @@ mod tests {
         assert_eq!(store.database("db").unwrap().vgroups, vec![2]);
         let wal = store.wal(2).unwrap();
         let wal = wal.lock();
-        let ops: Vec<_> = wal.read_from(0).map(|e| e.op.clone()).collect();
+        // After the sync no-op (version 0): create stable (1), the insert with its auto-created child (2);
+        // the topic writes nothing.
+        let versions: Vec<i64> = wal.read_from(0).map(|e| e.version).collect();
+        assert_eq!(versions, [0, 1, 2]);
+        let ops: Vec<_> = wal.read_from(1).map(|e| e.op.clone()).collect();
         assert_eq!(
             ops.len(),
             2,
-            "create stable, then the insert with its auto-created child table"
+            "create stable, then the insert with its auto-created child table: {ops:?}"
         );
         let WalOp::Insert(insert) = &ops[1] else {
             panic!("{:?}", ops[1])

@@ -121,6 +121,17 @@ struct Member {
 struct Group {
     members: BTreeSet<ConsumerId>,
     committed: HashMap<(String, VgroupId), i64>,
+    /// Which consumer owns each (topic, vgroup) after the last rebalance.
+    owners: BTreeMap<(String, VgroupId), ConsumerId>,
+}
+
+/// A vnode write the coordinator caused (TDengine writes these to the vgroup's WAL, where they take a
+/// version): the caller appends them, outside the coordinator's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmqWrite {
+    pub topic: String,
+    pub vgroup: VgroupId,
+    pub op: crate::tdengine::wal::InternalOp,
 }
 
 /// A row of `SHOW CONSUMERS` / `SHOW SUBSCRIPTIONS`.
@@ -142,6 +153,7 @@ pub struct Coordinator {
     next_id: ConsumerId,
     members: HashMap<ConsumerId, Member>,
     groups: HashMap<String, Group>,
+    writes: Vec<TmqWrite>,
 }
 
 impl Default for Coordinator {
@@ -157,7 +169,33 @@ impl Coordinator {
             next_id: 1,
             members: HashMap::new(),
             groups: HashMap::new(),
+            writes: Vec::new(),
         }
+    }
+
+    /// The vnode writes caused since the last call: a `TMQ_SUBSCRIBE` for every (topic, vgroup) whose
+    /// consumer changed in a rebalance, a `TMQ_COMMIT_OFFSET` for every commit that changed an offset.
+    pub fn take_writes(&mut self) -> Vec<TmqWrite> {
+        std::mem::take(&mut self.writes)
+    }
+
+    fn record(&mut self, topic: &str, vgroup: VgroupId, op: crate::tdengine::wal::InternalOp) {
+        self.writes.push(TmqWrite {
+            topic: topic.to_string(),
+            vgroup,
+            op,
+        });
+    }
+
+    /// Commits `offset` for `key` in `group`, recording the vnode write when the offset changes (the
+    /// client only sends a commit for a vgroup whose offset moved).
+    fn set_committed(&mut self, group: &str, key: (String, VgroupId), offset: i64) {
+        let g = self.groups.entry(group.to_string()).or_default();
+        if g.committed.get(&key) == Some(&offset) {
+            return;
+        }
+        g.committed.insert(key.clone(), offset);
+        self.record(&key.0, key.1, crate::tdengine::wal::InternalOp::TmqCommitOffset);
     }
 
     pub fn session_timeout_ms(&self) -> i64 {
@@ -283,12 +321,33 @@ impl Coordinator {
     /// by id take the vgroups sorted by id round-robin. A consumer keeps its position in a vgroup it keeps; a
     /// vgroup that changes hands starts from the committed offset (or the new owner's reset policy).
     fn rebalance(&mut self, group_name: &str, log: &dyn LogBounds) {
-        let Some(group) = self.groups.get(group_name) else {
+        let owners = self.assign(group_name, log);
+        let Some(group) = self.groups.get_mut(group_name) else {
             return;
+        };
+        let before = std::mem::replace(&mut group.owners, owners.clone());
+        let changed: Vec<(String, VgroupId)> = before
+            .keys()
+            .chain(owners.keys())
+            .filter(|k| before.get(*k) != owners.get(*k))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for (topic, vg) in changed {
+            self.record(&topic, vg, crate::tdengine::wal::InternalOp::TmqSubscribe);
+        }
+    }
+
+    /// The assignment part of [`Coordinator::rebalance`]; returns the new owner of each (topic, vgroup).
+    fn assign(&mut self, group_name: &str, log: &dyn LogBounds) -> BTreeMap<(String, VgroupId), ConsumerId> {
+        let mut owners = BTreeMap::new();
+        let Some(group) = self.groups.get(group_name) else {
+            return owners;
         };
         let members: Vec<ConsumerId> = group.members.iter().copied().collect();
         if members.is_empty() {
-            return;
+            return owners;
         }
         let mut topics: BTreeSet<String> = BTreeSet::new();
         for id in &members {
@@ -306,6 +365,7 @@ impl Coordinator {
             vgroups.sort_unstable();
             for (i, vg) in vgroups.into_iter().enumerate() {
                 let owner = subscribers[i % subscribers.len()];
+                owners.insert((topic.clone(), vg), owner);
                 wanted
                     .get_mut(&owner)
                     .expect("owner is a member")
@@ -326,6 +386,7 @@ impl Coordinator {
             }
             self.members.get_mut(&id).expect("present").assigned = assigned;
         }
+        owners
     }
 
     fn member(&self, id: ConsumerId) -> Result<&Member, GroupError> {
@@ -428,8 +489,10 @@ impl Coordinator {
                 Position::NoCommitted => None,
             })
             .collect();
-        let group = self.groups.entry(m.group.clone()).or_default();
-        group.committed.extend(updates);
+        let group = m.group.clone();
+        for (key, offset) in updates {
+            self.set_committed(&group, key, offset);
+        }
         Ok(())
     }
 
@@ -450,11 +513,7 @@ impl Coordinator {
             return Err(GroupError::VgroupNotAssigned(vgroup));
         }
         let group = m.group.clone();
-        self.groups
-            .entry(group)
-            .or_default()
-            .committed
-            .insert((topic.to_string(), vgroup), offset);
+        self.set_committed(&group, (topic.to_string(), vgroup), offset);
         Ok(())
     }
 
@@ -479,6 +538,7 @@ impl Coordinator {
     pub fn forget_topic(&mut self, topic: &str) {
         for g in self.groups.values_mut() {
             g.committed.retain(|(t, _), _| t != topic);
+            g.owners.retain(|(t, _), _| t != topic);
         }
     }
 

@@ -113,7 +113,7 @@ struct Part {
 
 /// Where a part's rows live: a log entry (shared) or a snapshot's copy of a table.
 #[derive(Debug, Clone)]
-enum RowSource {
+pub(super) enum RowSource {
     Wal { entry: Arc<WalEntry>, table: usize },
     Snapshot(Arc<TableRows>),
 }
@@ -123,7 +123,7 @@ impl RowSource {
         match self {
             RowSource::Wal { entry, table } => match &entry.op {
                 WalOp::Insert(insert) => &insert.tables[*table],
-                WalOp::Meta(_) => unreachable!("parts are made from inserts only"),
+                WalOp::Meta(_) | WalOp::Internal(_) => unreachable!("parts are made from inserts only"),
             },
             RowSource::Snapshot(tr) => tr,
         }
@@ -254,7 +254,7 @@ pub struct Scan {
 }
 
 impl TopicSpec {
-    fn wants_table(&self, rows: &TableRows) -> bool {
+    pub(super) fn wants_table(&self, rows: &TableRows) -> bool {
         if rows.db != self.db {
             return false;
         }
@@ -268,7 +268,7 @@ impl TopicSpec {
         kind_ok && self.filter.as_ref().is_none_or(|f| f(rows))
     }
 
-    fn wants_meta(&self, ev: &MetaEvent) -> bool {
+    pub(super) fn wants_meta(&self, ev: &MetaEvent) -> bool {
         if !self.with_meta || ev.db != self.db {
             return false;
         }
@@ -280,32 +280,65 @@ impl TopicSpec {
     }
 }
 
-/// Accumulates blocks, merging consecutive writes to one table with one schema into one block.
+/// How a [`BlockSet`] groups rows into blocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Merge {
+    /// Every write to a table is its own block (TDengine up to 3.3.6 in the WAL: one block per table per
+    /// log entry).
+    #[default]
+    None,
+    /// Writes to one table with one schema share a block (snapshot reads).
+    SameTable,
+    /// Every row goes into one block (newest TDengine, query topics); the block has no table name.
+    All,
+}
+
+/// Accumulates blocks.
 #[derive(Default)]
-struct BlockSet {
-    blocks: Vec<Block>,
+pub(super) struct BlockSet {
+    pub(super) blocks: Vec<Block>,
     by_table: HashMap<String, usize>,
-    rows: usize,
+    pub(super) rows: usize,
+    merge: Merge,
 }
 
 impl BlockSet {
+    pub(super) fn new(merge: Merge) -> Self {
+        Self {
+            merge,
+            ..Self::default()
+        }
+    }
+
     fn block_for(&mut self, table: &str, fields: &Arc<Vec<Field>>) -> &mut Block {
-        let reuse = self
-            .by_table
-            .get(table)
-            .copied()
-            .filter(|&i| Arc::ptr_eq(&self.blocks[i].fields, fields) || self.blocks[i].fields == *fields);
+        let same = |b: &Block| Arc::ptr_eq(&b.fields, fields) || b.fields == *fields;
+        let reuse = match self.merge {
+            Merge::None => None,
+            Merge::SameTable => self
+                .by_table
+                .get(table)
+                .copied()
+                .filter(|&i| same(&self.blocks[i])),
+            Merge::All => self
+                .blocks
+                .len()
+                .checked_sub(1)
+                .filter(|&i| same(&self.blocks[i])),
+        };
+        let name = if self.merge == Merge::All { "" } else { table };
         let i = match reuse {
             Some(i) => i,
             None => {
                 self.blocks.push(Block {
-                    table: table.to_string(),
+                    table: name.to_string(),
                     fields: fields.clone(),
                     parts: Vec::new(),
                     len: 0,
                 });
                 let i = self.blocks.len() - 1;
-                self.by_table.insert(table.to_string(), i);
+                if self.merge == Merge::SameTable {
+                    self.by_table.insert(table.to_string(), i);
+                }
                 i
             }
         };
@@ -313,7 +346,7 @@ impl BlockSet {
     }
 
     /// Adds rows `range` of `source`'s table.
-    fn add(
+    pub(super) fn add(
         &mut self,
         topic: &TopicSpec,
         projected: Option<&Arc<Vec<Field>>>,
@@ -397,105 +430,6 @@ impl Getter {
     }
 }
 
-/// Builds the next message of `topic` in `vgroup` from `entries` (the log from position `from` on, oldest
-/// first). Consecutive writes are batched until `max_rows` is reached (a write is never split); a meta event
-/// ends a batch and travels alone.
-pub fn next_message<'a>(
-    topic: &TopicSpec,
-    vgroup: VgroupId,
-    from: i64,
-    entries: impl IntoIterator<Item = &'a Arc<WalEntry>>,
-    max_rows: usize,
-) -> Scan {
-    let projected: Option<Arc<Vec<Field>>> = match &topic.kind {
-        TopicKind::Query { columns, .. } => Some(Arc::new(columns.iter().map(|p| p.field.clone()).collect())),
-        _ => None,
-    };
-    let mut set = BlockSet::default();
-    let mut created: Vec<Arc<MetaEvent>> = Vec::new();
-    let mut last: Option<i64> = None;
-    let mut scanned = 0usize;
-    for entry in entries {
-        if entry.version < from {
-            continue;
-        }
-        if set.rows >= max_rows.max(1) {
-            break;
-        }
-        match &entry.op {
-            WalOp::Insert(insert) => {
-                for (i, tr) in insert
-                    .tables
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, tr)| topic.wants_table(tr))
-                {
-                    let source = RowSource::Wal {
-                        entry: entry.clone(),
-                        table: i,
-                    };
-                    set.add(topic, projected.as_ref(), source, 0..tr.rows.len());
-                    let create = insert
-                        .created
-                        .iter()
-                        .find(|ev| ev.table.as_deref() == Some(tr.table.as_str()));
-                    if let Some(ev) = create.filter(|ev| topic.wants_meta(ev)) {
-                        created.push(Arc::new(ev.clone()));
-                    }
-                }
-            }
-            WalOp::Meta(ev) if topic.wants_meta(ev) => {
-                if set.blocks.is_empty() && created.is_empty() {
-                    let message = Message {
-                        topic: topic.name.clone(),
-                        db: topic.db.clone(),
-                        vgroup,
-                        offset: entry.version,
-                        body: Body::Meta(Arc::new(ev.clone())),
-                    };
-                    return Scan {
-                        next: message.next(),
-                        message: Some(message),
-                    };
-                }
-                break;
-            }
-            WalOp::Meta(_) => {}
-        }
-        last = Some(entry.version);
-        scanned += 1;
-        if set.blocks.is_empty() && scanned >= MAX_SCAN_ENTRIES {
-            break;
-        }
-    }
-    let Some(offset) = last else {
-        return Scan {
-            message: None,
-            next: from,
-        };
-    };
-    set.blocks.retain(|b| !b.is_empty());
-    let body = match (created.is_empty(), set.blocks.is_empty()) {
-        (true, true) => None,
-        (true, false) => Some(Body::Data(set.blocks)),
-        (false, _) => Some(Body::MetaData {
-            created,
-            blocks: set.blocks,
-        }),
-    };
-    let message = body.map(|body| Message {
-        topic: topic.name.clone(),
-        db: topic.db.clone(),
-        vgroup,
-        offset,
-        body,
-    });
-    Scan {
-        message,
-        next: offset + 1,
-    }
-}
-
 /// A snapshot read of a vgroup's table store (`experimental.snapshot.enable`): the rows the log no longer
 /// holds, handed out table by table, `max_rows` at a time, before the consumer continues with the log.
 #[derive(Debug, Clone)]
@@ -537,7 +471,7 @@ impl Snapshot {
             }
             _ => None,
         };
-        let mut set = BlockSet::default();
+        let mut set = BlockSet::new(Merge::SameTable);
         while self.table < self.tables.len() && set.rows < max_rows.max(1) {
             let tr = &self.tables[self.table];
             if !topic.wants_table(tr) || self.row >= tr.rows.len() {
@@ -563,6 +497,7 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
+    use super::super::cut::{next_message, CutModel, Limits, Resume};
     use super::*;
     use crate::tdengine::wal::{Insert, MetaKind, Wal};
 
@@ -642,8 +577,128 @@ mod tests {
         }
     }
 
+    fn limits(cut: CutModel, min_rows: usize) -> Limits<'static> {
+        Limits {
+            cut,
+            min_rows,
+            expired: &|| false,
+        }
+    }
+
     fn scan(topic: &TopicSpec, wal: &Wal, from: i64, max: usize) -> Scan {
-        next_message(topic, 2, from, wal.read_from(from), max)
+        scan_with(topic, wal, from, None, &limits(CutModel::PerTableEntry, max)).0
+    }
+
+    fn scan_with(
+        topic: &TopicSpec,
+        wal: &Wal,
+        from: i64,
+        resume: Option<Resume>,
+        limits: &Limits<'_>,
+    ) -> (Scan, Option<Resume>) {
+        let read_from = resume.map_or(from, |r| r.version);
+        next_message(topic, 2, from, resume, wal.read_from(read_from), limits)
+    }
+
+    /// (table, rows) of each block.
+    fn shape(m: &Message) -> Vec<(String, usize)> {
+        m.body
+            .blocks()
+            .iter()
+            .map(|b| (b.table.clone(), b.len()))
+            .collect()
+    }
+
+    fn shaped(v: &[(&str, usize)]) -> Vec<(String, usize)> {
+        v.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    /// The seed's topic over: v1 `a` ×2 rows; v2 `b`, `a` (one multi-table INSERT); v3 `a`; v4 a commit.
+    fn fleet_wal() -> Wal {
+        let mut wal = Wal::new();
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(1, 1), (2, 2)])].into()));
+        wal.append(
+            0,
+            WalOp::Insert(vec![rows("b", 2, &[(1, 3)]), rows("a", 1, &[(3, 4)])].into()),
+        );
+        wal.append(0, WalOp::Insert(vec![rows("a", 1, &[(4, 5)])].into()));
+        wal.append(
+            0,
+            WalOp::Internal(crate::tdengine::wal::InternalOp::TmqCommitOffset),
+        );
+        wal
+    }
+
+    #[test]
+    fn up_to_3_3_every_table_of_every_entry_is_a_block_and_a_query_topic_closes_after_any_block() {
+        let wal = fleet_wal();
+        let topic = seed_topic();
+        // Below the row limit the scan reads to the end of the log: one response, one block per table per
+        // entry, consecutive writes to `a` not merged; the position is after the commit entry.
+        let (s, r) = scan_with(&topic, &wal, 1, None, &limits(CutModel::PerTableEntry, 4096));
+        let m = s.message.unwrap();
+        assert_eq!(shape(&m), shaped(&[("a", 2), ("b", 1), ("a", 1), ("a", 1)]));
+        assert_eq!((m.offset, s.next, r), (4, 5, None));
+        // min rows 3: closes after `b` inside v2; the position is v2 + 1 and the rest of v2 comes next.
+        let (s, r) = scan_with(&topic, &wal, 1, None, &limits(CutModel::PerTableEntry, 3));
+        let m = s.message.unwrap();
+        assert_eq!(shape(&m), shaped(&[("a", 2), ("b", 1)]));
+        assert_eq!((s.next, r), (3, Some(Resume { version: 2, table: 1 })));
+        let (s, r) = scan_with(&topic, &wal, 3, r, &limits(CutModel::PerTableEntry, 3));
+        let m = s.message.unwrap();
+        assert_eq!(shape(&m), shaped(&[("a", 1), ("a", 1)]));
+        assert_eq!((s.next, r), (5, None));
+        // min rows 1: a block per response.
+        let (s, _) = scan_with(&topic, &wal, 1, None, &limits(CutModel::PerTableEntry, 1));
+        assert_eq!(shape(&s.message.unwrap()), shaped(&[("a", 2)]));
+        assert_eq!(s.next, 2);
+    }
+
+    #[test]
+    fn a_stable_or_database_topic_closes_after_whole_entries_only() {
+        let wal = fleet_wal();
+        let (s, r) = scan_with(
+            &db_topic(false),
+            &wal,
+            1,
+            None,
+            &limits(CutModel::PerTableEntry, 3),
+        );
+        let m = s.message.unwrap();
+        assert_eq!(shape(&m), shaped(&[("a", 2), ("b", 1), ("a", 1)]));
+        assert_eq!((s.next, r), (3, None));
+    }
+
+    #[test]
+    fn newest_tdengine_merges_a_query_topics_rows_into_one_nameless_block() {
+        let wal = fleet_wal();
+        let (s, _) = scan_with(&seed_topic(), &wal, 1, None, &limits(CutModel::Merged, 4096));
+        let m = s.message.unwrap();
+        assert_eq!(shape(&m), shaped(&[("", 5)]));
+        assert_eq!(s.next, 5);
+        let tables: Vec<Value> = m.body.blocks()[0].rows().map(|r| r[1].clone()).collect();
+        let name = |t: &str| Value::VarChar(t.into());
+        assert_eq!(tables, [name("a"), name("a"), name("b"), name("a"), name("a")]);
+        // Checked after whole entries: min rows 3 takes v1 and v2.
+        let (s, r) = scan_with(&seed_topic(), &wal, 1, None, &limits(CutModel::Merged, 3));
+        assert_eq!(shape(&s.message.unwrap()), shaped(&[("", 4)]));
+        assert_eq!((s.next, r), (3, None));
+        // Database topics keep a block per table per entry.
+        let (s, _) = scan_with(&db_topic(false), &wal, 1, None, &limits(CutModel::Merged, 4096));
+        assert_eq!(s.message.unwrap().body.blocks().len(), 4);
+    }
+
+    #[test]
+    fn a_response_whose_time_is_up_closes_after_the_block_that_has_rows() {
+        let wal = fleet_wal();
+        let l = Limits {
+            cut: CutModel::PerTableEntry,
+            min_rows: 4096,
+            expired: &|| true,
+        };
+        let (s, r) = scan_with(&seed_topic(), &wal, 1, None, &l);
+        assert_eq!(shape(&s.message.unwrap()), shaped(&[("a", 2)]));
+        assert_eq!((s.next, r), (2, None));
     }
 
     #[test]
@@ -716,9 +771,7 @@ mod tests {
         let s = scan(&topic, &wal, 1, 4);
         let m = s.message.unwrap();
         assert_eq!((m.offset, s.next, m.rows()), (2, 3, 4));
-        let Body::Data(blocks) = &m.body else { panic!() };
-        let shape: Vec<_> = blocks.iter().map(|b| (b.table.as_str(), b.len())).collect();
-        assert_eq!(shape, [("a", 3), ("b", 1)]);
+        assert_eq!(shape(&m), shaped(&[("a", 2), ("b", 1), ("a", 1)]));
         let s = scan(&topic, &wal, 3, 4);
         assert_eq!(s.message.unwrap().rows(), 1);
         assert_eq!(s.next, 4);

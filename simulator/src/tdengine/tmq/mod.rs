@@ -1,10 +1,11 @@
 //! TMQ, the data subscription of the stand-in, served on `/rest/tmq`: consumer groups ([`group`]), message
-//! assembly from the vgroup logs ([`message`]), the wire format ([`proto`], and [`raw`] for `fetch_raw_data`),
+//! assembly from the vgroup logs ([`message`], cut by the reported version's model in [`cut`]), the wire format ([`proto`], and [`raw`] for `fetch_raw_data`),
 //! one connection ([`session`]),
 //! and the server-wide state ([`server`]) over what the store provides ([`backend`], implemented for the
 //! stand-in's store in [`store_backend`]).
 
 pub mod backend;
+pub mod cut;
 pub mod group;
 pub mod message;
 pub mod proto;

@@ -88,8 +88,8 @@ pub fn encode(body: &Body, ctx: &RawContext) -> Result<(u16, Vec<u8>), TdError> 
     };
     let mut out = Vec::with_capacity(64 + blocks.iter().map(|b| 64 + b.len() * 16).sum::<usize>());
     out.push(MQ_DATA_RSP_VERSION);
-    let offset_len = 2 * (1 + 8);
-    out.extend_from_slice(&(offset_len as i32).to_le_bytes());
+    let offset_len: i32 = 2 * (1 + 8);
+    out.extend_from_slice(&offset_len.to_le_bytes());
     for version in [ctx.req_offset, ctx.rsp_offset] {
         out.push(OFFSET_LOG);
         out.extend_from_slice(&version.to_le_bytes());

@@ -68,6 +68,8 @@ pub struct Tmq {
     started_wall_ms: i64,
     ticking: std::sync::Once,
     pub(crate) fetches: FetchCounts,
+    /// Each subscription's scan state per vgroup, by (group, topic, vgroup).
+    pub(crate) cursors: Mutex<HashMap<(String, String, VgroupId), super::session::Cursor>>,
 }
 
 /// How many data fetches of each kind the server answered: which path a client generation takes (`fetch` +
@@ -140,6 +142,7 @@ impl Tmq {
             started_wall_ms: crate::tdengine::store::now_ms(),
             ticking: std::sync::Once::new(),
             fetches: FetchCounts::default(),
+            cursors: Mutex::new(HashMap::new()),
         })
     }
 
@@ -186,6 +189,7 @@ impl Tmq {
         let world = self.world(&known);
         let now = self.now_ms();
         let joined = self.coordinator.lock().join(group, topics, options, &world, now);
+        self.flush_writes();
         match joined {
             Ok(id) => Ok((id, specs)),
             Err(e) => {
@@ -201,8 +205,20 @@ impl Tmq {
         known.extend(topics.iter().cloned());
         let world = self.world(&known);
         let left = self.coordinator.lock().leave(id, &world);
+        self.flush_writes();
         if left.is_ok() {
             topics.iter().for_each(|t| self.backend.release_topic(t));
+        }
+    }
+
+    /// Appends the vnode writes the coordinator caused (subscribes, commits) to their vgroups' logs; the
+    /// coordinator lock is released before the backend is called.
+    pub(crate) fn flush_writes(&self) {
+        let writes = self.coordinator.lock().take_writes();
+        for w in writes {
+            if let Some(spec) = self.backend.topic(&w.topic) {
+                self.backend.append_internal(&spec.db, w.vgroup, w.op);
+            }
         }
     }
 
@@ -263,6 +279,7 @@ impl Tmq {
         let world = self.world(&self.all_topics());
         let now = self.now_ms();
         let expired = self.coordinator.lock().tick(now, &world);
+        self.flush_writes();
         for (id, topics) in expired {
             tracing::info!(consumer = id, "consumer missed its heartbeats; left its group");
             topics.iter().for_each(|t| self.backend.release_topic(t));

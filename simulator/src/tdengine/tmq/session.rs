@@ -17,9 +17,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
+use super::cut::{next_message, Limits, Resume, VersionModel};
 use super::group::DEFAULT_AUTO_COMMIT_INTERVAL_MS;
 use super::group::{ConsumerId, ConsumerOptions, OffsetReset, Position, VgroupId};
-use super::message::{next_message, Message, Snapshot, TopicSpec};
+use super::message::{Message, Snapshot, TopicSpec};
 use super::proto::{self, Request};
 use super::raw::{self, RawContext};
 use super::server::{wire_position, FetchCounts, Tmq};
@@ -32,6 +33,8 @@ const CODE_NOT_SUBSCRIBED: u32 = 0x4009;
 const READ_BATCH: usize = 8192;
 /// Backend reads per vgroup and poll before moving on (bounds the work of one poll).
 const READS_PER_POLL: usize = 16;
+/// How long a response may take to fill (`fetch.max.wait.ms`'s default; TDengine's fixed bound before 3.3.6).
+const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(1000);
 
 /// What a handler wants sent.
 enum Out {
@@ -54,6 +57,21 @@ struct Subscription {
     options: ConsumerOptions,
     with_table_name: bool,
     specs: HashMap<String, TopicSpec>,
+    /// `min.poll.rows` and `fetch.max.wait.ms` from the client's `config`, where the reported version
+    /// passes them on to the vnode.
+    min_poll_rows: Option<usize>,
+    max_wait: Option<Duration>,
+}
+
+/// Where a group's scan of a topic in a vgroup stands while its position is `at`: TDengine keeps one scan
+/// task per subscription (group and topic) in each vnode, across consumers of the group, and continues it
+/// when a poll starts where the last response ended, so the rest of an entry a response stopped inside
+/// still comes next, and log entries already found to hold nothing for the topic are not read again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cursor {
+    at: i64,
+    scan_from: i64,
+    resume: Option<Resume>,
 }
 
 struct Current {
@@ -79,6 +97,7 @@ pub struct Session {
     current: Option<Current>,
     /// In-progress snapshot reads, by (topic, vgroup), with the position they started at.
     snapshots: HashMap<(String, VgroupId), (i64, Snapshot)>,
+    model: VersionModel,
 }
 
 /// Serves one `/rest/tmq` connection of the stand-in's server.
@@ -194,11 +213,12 @@ async fn wait_for_log(waiting: &mut Option<PollWait>) -> bool {
 impl Session {
     pub fn new(tmq: Arc<Tmq>) -> Self {
         Self {
-            tmq,
             sub: None,
             next_message_id: 1,
             current: None,
             snapshots: HashMap::new(),
+            model: VersionModel::of(&tmq.backend.server_version()),
+            tmq,
         }
     }
 
@@ -359,6 +379,7 @@ impl Session {
                     .lock()
                     .commit_positions(consumer)
                     .map_err(group_err)?;
+                self.tmq.flush_writes();
                 text(proto::ok(
                     action,
                     req_id,
@@ -376,6 +397,7 @@ impl Session {
                     .lock()
                     .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset, &world)
                     .map_err(group_err)?;
+                self.tmq.flush_writes();
                 text(proto::ok(
                     action,
                     req_id,
@@ -510,6 +532,27 @@ impl Session {
         if args.topics.is_empty() {
             return Err(bad("no topic given".into()));
         }
+        let config_value = |key: &str| -> Option<String> {
+            let v = args.config.as_ref()?.get(key)?;
+            Some(match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
+        let positive = |key: &str| -> Result<Option<u64>, TdError> {
+            match config_value(key) {
+                None => Ok(None),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(Some)
+                    .ok_or_else(|| bad(format!("{key}: {v:?}"))),
+            }
+        };
+        let min_poll_rows = positive("min.poll.rows")?.map(|n| n as usize);
+        let max_wait = positive("fetch.max.wait.ms")?.map(Duration::from_millis);
         let options = ConsumerOptions {
             client_id: args.client_id.filter(|c| !c.is_empty()),
             offset_reset,
@@ -527,6 +570,8 @@ impl Session {
             options,
             with_table_name,
             specs,
+            min_poll_rows,
+            max_wait,
         });
         Ok(())
     }
@@ -703,7 +748,13 @@ impl Session {
                 let blocks = message.body.blocks().len();
                 let id = self.next_message_id;
                 self.next_message_id += 1;
-                let offset = message.offset;
+                // 3.1 on, the client's message offset is where the poll started (`reqOffset`); 3.0 reported
+                // the message's own last version.
+                let offset = if self.model.offset_is_request {
+                    pos
+                } else {
+                    message.offset
+                };
                 self.current = Some(Current {
                     id,
                     message,
@@ -729,10 +780,16 @@ impl Session {
     ) -> Option<Message> {
         let sub = self.sub.as_ref()?;
         let spec = sub.specs.get(topic)?.clone();
+        let group = sub.group.clone();
         let snapshot_enabled = sub.options.snapshot;
         let backend = self.tmq.backend.clone();
         let max_rows = self.tmq.config.max_rows_per_message;
         let bounds = backend.wal_bounds(&spec.db, vg);
+        if pos < bounds.first && pos >= backend.data_trimmed_to(&spec.db, vg) {
+            // Retention only trimmed TMQ's own writes (subscribes, commits) there: nothing to read back;
+            // scan on from the log's start (the position moves with the next message, not before).
+            pos = bounds.first;
+        }
         if pos < bounds.first {
             if snapshot_enabled {
                 let key = (topic.to_string(), vg);
@@ -767,24 +824,74 @@ impl Session {
             }
             self.tmq.coordinator.lock().advance(consumer, topic, vg, pos);
         }
+        let (min_rows, max_wait) = self.limits();
+        let started = std::time::Instant::now();
+        let expired = move || started.elapsed() > max_wait;
+        let limits = Limits {
+            cut: self.model.cut,
+            min_rows,
+            expired: &expired,
+        };
+        let key = (group, topic.to_string(), vg);
+        let (mut from, mut resume) = match self.tmq.cursors.lock().remove(&key) {
+            Some(c) if c.at == pos => (c.scan_from.max(pos), c.resume),
+            _ => (pos, None),
+        };
         for _ in 0..READS_PER_POLL {
-            let entries = backend.read_wal(&spec.db, vg, pos, READ_BATCH);
+            let read_from = resume.map_or(from, |r| r.version);
+            let entries = backend.read_wal(&spec.db, vg, read_from, READ_BATCH);
             if entries.is_empty() {
-                return None;
+                break;
             }
-            let scan = next_message(&spec, vg, pos, entries.iter(), max_rows);
-            if scan.next > pos {
-                pos = scan.next;
-                self.tmq.coordinator.lock().advance(consumer, topic, vg, pos);
+            let (scan, stopped) = next_message(&spec, vg, from, resume.take(), entries.iter(), &limits);
+            if let Some(message) = scan.message {
+                self.tmq
+                    .coordinator
+                    .lock()
+                    .advance(consumer, topic, vg, scan.next);
+                if let Some(r) = stopped {
+                    self.tmq.cursors.lock().insert(
+                        key,
+                        Cursor {
+                            at: scan.next,
+                            scan_from: scan.next,
+                            resume: Some(r),
+                        },
+                    );
+                }
+                return Some(message);
             }
-            if scan.message.is_some() {
-                return scan.message;
-            }
+            from = from.max(scan.next);
             if entries.len() < READ_BATCH {
-                return None;
+                break;
             }
         }
+        // Nothing for the topic: the position stays (an empty response carries the position it was asked
+        // at), but the entries looked at are not read again while it does.
+        if from > pos {
+            self.tmq.cursors.lock().insert(
+                key,
+                Cursor {
+                    at: pos,
+                    scan_from: from,
+                    resume: None,
+                },
+            );
+        }
         None
+    }
+
+    /// (rows, time) after which a response closes: the consumer's `min.poll.rows` / `fetch.max.wait.ms`
+    /// where the reported version honours them, else the server's (`TmqConfig::max_rows_per_message`, 1 s).
+    fn limits(&self) -> (usize, Duration) {
+        let server = (self.tmq.config.max_rows_per_message, DEFAULT_MAX_WAIT);
+        match &self.sub {
+            Some(sub) if self.model.client_limits => (
+                sub.min_poll_rows.unwrap_or(server.0),
+                sub.max_wait.unwrap_or(server.1),
+            ),
+            _ => server,
+        }
     }
 
     fn fetch(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, TdError> {

@@ -10,7 +10,7 @@ use crate::tdengine::exec::{consumer_fields, subscription_fields};
 use crate::tdengine::store::{now_ms, QueryResult, Store, TmqInfo};
 use crate::tdengine::topic::{TopicDef, TopicKind as DefKind};
 use crate::tdengine::types::{Precision, Value};
-use crate::tdengine::wal::{TableRows, Wal, WalEntry};
+use crate::tdengine::wal::{InternalOp, TableRows, Wal, WalEntry, WalOp};
 
 use super::backend::TmqBackend;
 use super::group::{Bounds, VgroupId, UNSET_OFFSET};
@@ -131,6 +131,10 @@ impl TmqBackend for StoreBackend {
         }
     }
 
+    fn data_trimmed_to(&self, db: &str, vgroup: VgroupId) -> i64 {
+        self.wal(db, vgroup).map_or(0, |w| w.lock().data_trimmed_to())
+    }
+
     fn read_wal(&self, db: &str, vgroup: VgroupId, from: i64, max: usize) -> Vec<Arc<WalEntry>> {
         match self.wal(db, vgroup) {
             Some(wal) => wal.lock().read_from(from).take(max).cloned().collect(),
@@ -148,6 +152,12 @@ impl TmqBackend for StoreBackend {
         let version = self.store.wal(vgroup).map_or(0, |w| w.lock().last_version());
         let tables = self.store.snapshot(db, Some(vgroup)).unwrap_or_default();
         (tables, version)
+    }
+
+    fn append_internal(&self, db: &str, vgroup: VgroupId, op: InternalOp) {
+        if let Some(wal) = self.wal(db, vgroup) {
+            wal.lock().append(now_ms(), WalOp::Internal(op));
+        }
     }
 }
 
