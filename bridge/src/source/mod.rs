@@ -9,8 +9,12 @@
 //! connection's requests in order, so it reflects any dropped poll) with the position the bridge
 //! expects, and seeks back where the server is ahead. With `experimental.snapshot.enable` the task
 //! keeps `recv_timeout(Never)`: a snapshot read does not move the position, so the check could not
-//! see a message taken there. Each message is read completely (all blocks, or
-//! its meta JSON) before the next poll, because the server frees it at the next poll.
+//! see a message taken there. Likewise after a message that may have stopped inside a multi-table log
+//! entry (at `min.poll.rows`, see [`commit_point`]): the rest of the entry comes at the same position, so
+//! until it arrived the next poll waits for its reply ([`PositionGuard::rest_may_follow`]); without
+//! that, a poll cut short while the server assembled a long rest dropped it unseen. Each message is read
+//! completely (all blocks, or its meta JSON) before the next poll, because the server frees it at the
+//! next poll.
 //!
 //! 0.12.3's `Offset` carries no WAL offset, and `commit(offset)` commits everything consumed so far. So
 //! right after each poll the task asks `position(topic, vgroup)` — where a restart must resume once this
@@ -204,9 +208,9 @@ impl Connector {
     }
 }
 
-/// The most consumers the automatic default runs. 1 until `kill_9_then_restart` passes with several
-/// (rows of one table went missing after a restart with 2–3 consumers; not yet understood).
-pub const AUTO_MAX_CONSUMERS: usize = 1;
+/// The most consumers the automatic default runs: on 2 cores four overlap the round trips enough
+/// (docs/performance.md, "Fleet shape"); more only add connections.
+pub const AUTO_MAX_CONSUMERS: usize = 4;
 
 /// How many TMQ consumers the bridge runs when its first consumer was assigned `vgroups` vgroups and
 /// `consumers=` is not given: one per assigned vgroup, at most [`AUTO_MAX_CONSUMERS`], at least one.
@@ -341,7 +345,7 @@ async fn poll_loop(
             let polled = poll_once(&consumer, &dsn, &mut guard, &mut wait, &ends).await;
             let outcome = match polled {
                 Ok(Polled::Message(msg)) => {
-                    guard.on_message(&msg.topic, msg.vgroup_id, msg.position);
+                    guard.on_message(&msg.topic, msg.vgroup_id, msg.position, msg.commit_at);
                     current.saw(index, &msg.topic, msg.vgroup_id);
                     ends.saw_position(&msg.topic, msg.vgroup_id, msg.position);
                     tx.send(SourceEvent::Message(msg)).await.map_err(|_| None)
@@ -402,8 +406,9 @@ async fn poll_once(
     let polled = {
         let c = consumer.read().await;
         // A snapshot read does not move the position (TDengine keeps it below the WAL while it
-        // hands out stored rows), so a message a cut-short poll took there could not be detected.
-        let timeout = if dsn.snapshot_enable {
+        // hands out stored rows), and neither does the rest of a log entry after a message that stopped
+        // inside it: a message a cut-short poll took there could not be detected.
+        let timeout = if dsn.snapshot_enable || guard.rest_may_follow() {
             Timeout::Never
         } else {
             Timeout::Duration(wait.next())
@@ -489,4 +494,17 @@ async fn read_message(
         meta,
         blocks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_consumers_follow_the_assigned_vgroups_up_to_the_cap() {
+        assert_eq!(default_consumers(0), 1, "nothing assigned yet: one");
+        assert_eq!(default_consumers(1), 1);
+        assert_eq!(default_consumers(3), 3);
+        assert_eq!(default_consumers(100), AUTO_MAX_CONSUMERS);
+    }
 }
