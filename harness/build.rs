@@ -35,7 +35,9 @@ fn ident(name: &str) -> String {
 }
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    // Read at run time, not `env!`: a target directory copied from another checkout reuses this script.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest).join("../scenarios");
     let mut out = String::new();
     for name in stems(&dir) {
         let id = ident(&name);

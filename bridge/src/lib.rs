@@ -36,6 +36,7 @@ pub mod run;
 pub mod sink;
 pub mod source;
 pub mod template;
+pub mod test_knobs;
 pub mod tls;
 pub mod wss;
 

@@ -154,6 +154,28 @@ pub fn rewrite_connect(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Mqtt31Err
     Ok(Some((out, total)))
 }
 
+/// Whether a CONNECT (as [`rewrite_connect`] wrote it) asks for a persistent session (clean session 0).
+pub fn asks_persistent_session(connect31: &[u8]) -> bool {
+    let Ok(Some((_, len_bytes))) = decode_remaining_length(connect31.get(1..).unwrap_or_default()) else {
+        return false;
+    };
+    // Fixed header, protocol name (2 + 6), level (1), then the connect flags.
+    connect31
+        .get(1 + len_bytes + 9)
+        .is_some_and(|flags| flags & 0x02 == 0)
+}
+
+/// A 3.1 CONNACK has no session-present flag: rumqttc reads 0 and then drops the PUBLISHes and PUBRELs it holds
+/// for re-sending, while a broker that keeps persistent sessions (Mosquitto) still holds the other half of
+/// those flows. So for a persistent session an accepting CONNACK is passed on with the flag set: rumqttc re-sends
+/// its flows with their packet ids, as it does for a 3.1.1 session the broker kept. (A broker that lost the
+/// session takes them as new publishes; a PUBREL it does not know is answered with PUBCOMP.)
+pub fn mark_session_present(connack: &mut [u8; 4]) {
+    if connack[..2] == [0x20, 0x02] && connack[3] == 0 {
+        connack[2] |= 0x01;
+    }
+}
+
 /// Decodes MQTT's variable-length "remaining length": `Ok(None)` if more bytes are needed.
 fn decode_remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, Mqtt31Error> {
     let mut value = 0usize;
@@ -410,6 +432,16 @@ async fn relay(client: &mut UnixStream, upstream: &Upstream) -> Result<(), Mqtt3
     broker.write_all(&connect).await.map_err(io_err)?;
     broker.write_all(&buf[consumed..]).await.map_err(io_err)?;
     broker.flush().await.map_err(io_err)?;
+    if asks_persistent_session(&connect) {
+        let mut connack = [0u8; 4];
+        if broker.read_exact(&mut connack).await.is_err() {
+            return Ok(()); // closed before CONNACK: rumqttc sees its connection close
+        }
+        mark_session_present(&mut connack);
+        if client.write_all(&connack).await.is_err() {
+            return Ok(());
+        }
+    }
 
     let (mut client_rx, mut client_tx) = client.split();
     let (mut broker_rx, mut broker_tx) = tokio::io::split(broker);
@@ -523,6 +555,26 @@ mod tests {
             rewrite_connect(&[0x10, 2, 0, 9]),
             Err(Mqtt31Error::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_persistent_session_is_reported_present_to_rumqttc() {
+        let connect31 = |clean: bool| {
+            let mut c = Connect::new("b0");
+            c.clean_session = clean;
+            let mut buf = bytes::BytesMut::new();
+            c.write(&mut buf).unwrap();
+            rewrite_connect(&buf).unwrap().unwrap().0
+        };
+        assert!(!asks_persistent_session(&connect31(true)));
+        assert!(asks_persistent_session(&connect31(false)));
+        let mut accepted = [0x20, 0x02, 0x00, 0x00];
+        mark_session_present(&mut accepted);
+        assert_eq!(accepted, [0x20, 0x02, 0x01, 0x00]);
+        // A refusal stays as it is (3.1.1 forbids the flag with a non-zero code).
+        let mut refused = [0x20, 0x02, 0x00, 0x05];
+        mark_session_present(&mut refused);
+        assert_eq!(refused, [0x20, 0x02, 0x00, 0x05]);
     }
 
     #[test]

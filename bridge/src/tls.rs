@@ -7,7 +7,17 @@ use std::sync::Arc;
 use rumqttc::tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, UnixTime};
 use rumqttc::tokio_rustls::rustls::{CertificateError, ClientConfig, Error as E, RootCertStore};
 
-use crate::dsn::TlsOptions;
+/// TLS settings of an `mqtts://` target (or of the `tmq+wss://` relay); PEM text, already read from `@file`
+/// values.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// CA certificates to trust instead of the system's roots.
+    pub ca: Option<String>,
+    /// Client certificate chain, presented when the broker asks.
+    pub cert: Option<String>,
+    /// The client certificate's private key.
+    pub cert_key: Option<String>,
+}
 
 /// Why the TLS settings are unusable.
 #[derive(Debug, thiserror::Error)]

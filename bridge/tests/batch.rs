@@ -83,4 +83,5 @@ async fn batch_format_carries_every_row_with_its_offset_and_commits() {
     assert_eq!(s.rows, 200);
     assert_eq!(s.acked, payloads, "one publish per batch: {s:?}");
     assert_eq!(stats.published.load(Relaxed), payloads);
+    sub.assert_nothing_more("no batch twice").await;
 }

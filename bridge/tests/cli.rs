@@ -203,7 +203,10 @@ async fn check_beside_a_running_bridge_leaves_its_connection_and_status_alone() 
     let s = run.stats.snapshot();
     assert_eq!((s.mqtt_connects, s.mqtt_failures), (1, 0), "{s:?}");
     assert!(
-        live.drain().iter().all(|m| m.payload != "offline"),
+        live.settle(common::QUIET, T)
+            .await
+            .iter()
+            .all(|m| m.payload != "offline"),
         "the check must never announce the bridge offline"
     );
     run.stop().await;

@@ -238,11 +238,7 @@ async fn connack_refusals_pass_through_unchanged() {
 
 #[tokio::test]
 async fn unreachable_broker_is_reported_with_its_cause() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = simulator::net::free_port().unwrap().port();
     let shim = Mqtt31Shim::start(Upstream::tcp("127.0.0.1", port)).unwrap();
     assert!(connect_once(shim.mqtt_options("lonely").unwrap()).await.is_err());
     let err = shim.take_error().expect("the shim knows why").to_string();

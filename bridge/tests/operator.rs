@@ -5,7 +5,7 @@ mod common;
 
 use std::{net::SocketAddr, time::Duration};
 
-use common::{Received, Running, StandIn, Subscriber};
+use common::{f1_of, Received, Running, StandIn, Subscriber};
 use simulator::broker::{BrokerConfig, EmbeddedBroker, MqttVersion};
 use simulator::mosquitto::Mosquitto;
 
@@ -111,15 +111,7 @@ async fn rows_that_cannot_be_published_go_to_the_dead_letter_topic_and_the_rest_
         ),
     );
     let got = rows.collect(4, T).await;
-    let f1: Vec<i64> = got
-        .iter()
-        .map(|m| {
-            serde_json::from_str::<serde_json::Value>(&m.payload).unwrap()["data"]["f1"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
-    let mut sorted = f1.clone();
+    let mut sorted: Vec<u32> = got.iter().map(f1_of).collect();
     sorted.sort();
     assert_eq!(sorted, [1, 2, 3, 6], "every publishable row: {got:?}");
     let mut letters = dead.collect(2, T).await;
@@ -170,7 +162,8 @@ async fn rows_that_cannot_be_published_go_to_the_dead_letter_topic_and_the_rest_
         "{s:?}"
     );
     assert!(s.skipped.is_empty(), "nothing skipped: {s:?}");
-    assert!(rows.drain().is_empty() && dead.drain().is_empty());
+    rows.assert_nothing_more("rows").await;
+    dead.assert_nothing_more("dead letters").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +187,7 @@ async fn without_a_dead_letter_topic_unpublishable_rows_are_only_counted() {
     let s = run.stop().await;
     assert_eq!(s.skipped.get("invalid_topic"), Some(&1), "{s:?}");
     assert!(s.dead_lettered.is_empty(), "{s:?}");
-    assert!(all.drain().is_empty());
+    all.assert_nothing_more("nothing but the good row").await;
 }
 
 /// The topic template lacks a variable for every row (`{stable}`, as taosx): each row is dead-lettered

@@ -15,6 +15,19 @@ use simulator::broker::MqttVersion;
 
 const T: Duration = Duration::from_secs(30);
 
+/// Subscribes to a bridge's status topic, `bridges/{tag}/status`, and to its rows under `{tag}/#`;
+/// returns the status topic and the two subscribers (status, rows).
+async fn subscribe_status_and_rows(
+    addr: SocketAddr,
+    version: MqttVersion,
+    tag: &str,
+) -> (String, Subscriber, Subscriber) {
+    let status_topic = format!("bridges/{tag}/status");
+    let live = Subscriber::start(addr, version, &status_topic, 1).await;
+    let rows = Subscriber::start(addr, version, &format!("{tag}/#"), 1).await;
+    (status_topic, live, rows)
+}
+
 /// Retained `online` once connected (a late subscriber gets it), retained `offline` after a graceful
 /// shutdown; the rows flow exactly once beside the status messages, at every QoS.
 async fn status_online_while_running_offline_after_graceful_shutdown(broker: TestBroker) {
@@ -25,9 +38,7 @@ async fn status_online_while_running_offline_after_graceful_shutdown(broker: Tes
         for qos in 0..=2u8 {
             let tag = format!("st{qos}v{}", version.replace('.', ""));
             let addr = broker.addr_for_dsn(version);
-            let status_topic = format!("bridges/{tag}/status");
-            let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
-            let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
+            let (status_topic, mut live, mut data) = subscribe_status_and_rows(addr, sub_version, &tag).await;
             let run = Running::start(
             &td.earliest_dsn("t", &tag),
             &format!(
@@ -62,7 +73,7 @@ async fn status_online_while_running_offline_after_graceful_shutdown(broker: Tes
             assert!(!wait_status(&mut live, "offline").await.retain, "{tag}: live");
             let after = retained(addr, sub_version, &status_topic).await;
             assert_eq!((after.payload.as_str(), after.retain), ("offline", true), "{tag}");
-            assert!(data.drain().is_empty(), "{tag}: no row twice");
+            data.assert_nothing_more(&format!("{tag}: no row twice")).await;
         }
     }
 }
@@ -74,9 +85,7 @@ async fn status_last_will_says_offline_when_the_bridge_is_killed(broker: TestBro
     for (version, sub_version) in broker.versions() {
         let tag = format!("kill{}", version.replace('.', ""));
         let addr = broker.addr_for_dsn(version);
-        let status_topic = format!("bridges/{tag}/status");
-        let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
-        let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+        let (status_topic, mut live, mut data) = subscribe_status_and_rows(addr, sub_version, &tag).await;
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
             .args([
                 "run",
@@ -115,9 +124,7 @@ async fn status_online_is_republished_after_a_broker_restart(mut broker: TestBro
     let sub_version = listener_for_dsn(version);
     let addr = broker.addr(sub_version);
     let tag = format!("rs{}", version.replace('.', ""));
-    let status_topic = format!("bridges/{tag}/status");
-    let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
-    let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+    let (status_topic, mut live, mut data) = subscribe_status_and_rows(addr, sub_version, &tag).await;
     let run = Running::start(
         &td.earliest_dsn("t", &tag),
         &format!(
@@ -206,9 +213,7 @@ async fn status_online_follows_the_will_after_a_connection_drop(broker: TestBrok
             let tag = format!("cut{}{}", version.replace('.', ""), if clean { "c" } else { "p" });
             let addr = broker.addr_for_dsn(version);
             let relay = Relay::start(addr).await;
-            let status_topic = format!("bridges/{tag}/status");
-            let mut live = Subscriber::start(addr, sub_version, &status_topic, 1).await;
-            let mut data = Subscriber::start(addr, sub_version, &format!("{tag}/#"), 1).await;
+            let (status_topic, mut live, mut data) = subscribe_status_and_rows(addr, sub_version, &tag).await;
             let run = Running::start(
                 &td.earliest_dsn("t", &tag),
                 &format!(
@@ -234,7 +239,7 @@ async fn status_online_follows_the_will_after_a_connection_drop(broker: TestBrok
             assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{tag}");
             let s = run.stop().await;
             assert_eq!((s.acked, s.unacked_at_exit), (100, 0), "{tag}: {s:?}");
-            assert!(data.drain().is_empty(), "{tag}: no row twice");
+            data.assert_nothing_more(&format!("{tag}: no row twice")).await;
             wait_status(&mut live, "offline").await;
         }
     }
@@ -250,9 +255,7 @@ async fn dropping_the_run_future_ends_the_mqtt_side_and_the_status_turns_offline
     td.insert(2, 0..20);
     let addr = broker.addr(listener_for_dsn("3.1.1"));
     let tag = "dropped";
-    let status_topic = format!("bridges/{tag}/status");
-    let mut live = Subscriber::start(addr, MqttVersion::V311, &status_topic, 1).await;
-    let mut data = Subscriber::start(addr, MqttVersion::V311, &format!("{tag}/#"), 1).await;
+    let (status_topic, mut live, mut data) = subscribe_status_and_rows(addr, MqttVersion::V311, tag).await;
     let run = Running::start(
         &td.earliest_dsn("t", tag),
         &format!(

@@ -3,7 +3,7 @@
 //! bridge's start, so including subscribe). Run: `cargo bench -p harness --bench e2e_throughput`
 //! (`ROWS=…` multiple of 1000, `TABLES=…` dividing 1000, `TLS=1`: `tmq+wss://` to a TLS stand-in through
 //! the bridge's tunnel, `tmq2mqtt::wss`; `VERSION=3.1|3.1.1|5.0`; `BROKER=mosquitto`: a real Mosquitto
-//! instead, needed for 3.1). `-- --test` (as `cargo test --benches` passes): a smoke round of 1000 rows.
+//! instead, needed for 3.1). `-- --test`, or `cargo test --benches` (no `--bench`): a smoke round of 1000 rows.
 //!
 //! It lives in the harness because it needs the test world (the stand-in, the brokers); the bridge's
 //! own benches measure its pure hot paths only.
@@ -20,7 +20,8 @@ use simulator::{
 use tmq2mqtt::{Bridge, BridgeConfig};
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--test");
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: a smoke round, as with `--test`.
+    let quick = std::env::args().any(|a| a == "--test") || !std::env::args().any(|a| a == "--bench");
     let rows: u32 = std::env::var("ROWS")
         .ok()
         .and_then(|r| r.parse().ok())

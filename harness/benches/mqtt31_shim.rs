@@ -2,7 +2,7 @@
 //! 3.1.1 directly versus 3.1 through `Mqtt31Shim`, at QoS 1 (window 100) and QoS 2 (window 20, TCP_NODELAY).
 //!
 //! Run: `cargo bench -p harness --bench mqtt31_shim` (needs `mosquitto`; prints medians of 3 runs).
-//! `-- --test` (as `cargo test --benches` passes): a smoke round of 1000 publishes, one run each.
+//! `-- --test`, or `cargo test --benches` (no `--bench`): a smoke round of 1000 publishes, one run each.
 
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--test");
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: a smoke round, as with `--test`.
+    let quick = std::env::args().any(|a| a == "--test") || !std::env::args().any(|a| a == "--bench");
     let (messages, runs) = if quick { (1000, 1) } else { (MESSAGES, 3) };
     let broker = Mosquitto::builder().tcp_nodelay(true).start().expect("mosquitto");
     println!("{messages} publishes of {PAYLOAD} bytes to Mosquitto, acknowledged msg/s (median of {runs})");

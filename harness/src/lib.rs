@@ -2,6 +2,7 @@
 //! a verdict that proves delivery and QoS semantics from what subscribers and the wire saw.
 
 pub mod bench;
+pub mod bridge_bin;
 pub mod explore;
 pub mod proxy;
 pub mod recorder;

@@ -42,7 +42,7 @@ enum Command {
         /// Dump every bridge's wire records (NDJSON) into this directory.
         #[arg(long)]
         wire_dir: Option<PathBuf>,
-        /// Write an HTML report with charts to DIR/index.html.
+        /// Write an HTML report with charts to DIR/index.html (and what it is drawn from to DIR/report.json).
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
         /// Fail scenarios that would be skipped for lack of this program instead of skipping them.
@@ -372,6 +372,12 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 };
                 let page = report::html::run_page(&info, &scenarios);
                 eprintln!("report: {}", write_report(&dir, &page)?.display());
+                // What the pictures are drawn from, for scripts and the report's own test.
+                let data: Vec<serde_json::Value> = scenarios
+                    .iter()
+                    .map(|p| serde_json::json!({"outcome": p.outcome, "trace": p.trace}))
+                    .collect();
+                std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&data)?)?;
             }
             Ok(if report::run_succeeded(&outcomes) {
                 ExitCode::SUCCESS

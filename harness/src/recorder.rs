@@ -1,6 +1,7 @@
 //! Recording subscribers: rumqttc clients (MQTT 3.1.1 or 5.0) that keep every delivered message with its
 //! receive time, and the quiescence wait that ends a run when nothing more is coming (or at a deadline).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -76,10 +77,29 @@ impl Activity {
     }
 }
 
+/// What a recorder received: every message in order, and the distinct rows among them.
+#[derive(Default)]
+struct Log {
+    messages: Vec<Delivered>,
+    /// Row identities (a row's data; a message that is no row: its payload), duplicates counted once.
+    distinct: HashSet<String>,
+}
+
+impl Log {
+    fn push(&mut self, d: Delivered) {
+        let key = match crate::verdict::payload::parse(&d.payload) {
+            Ok(crate::verdict::payload::Payload::Row { data, .. }) => crate::verdict::payload::row_key(&data),
+            _ => String::from_utf8_lossy(&d.payload).into_owned(),
+        };
+        self.distinct.insert(key);
+        self.messages.push(d);
+    }
+}
+
 /// A running recording subscriber.
 pub struct Recorder {
     pub name: String,
-    messages: Arc<Mutex<Vec<Delivered>>>,
+    messages: Arc<Mutex<Log>>,
     task: JoinHandle<()>,
 }
 
@@ -99,7 +119,7 @@ impl Recorder {
         login: Option<&Login>,
         activity: Activity,
     ) -> Result<Recorder, RecorderError> {
-        let messages = Arc::new(Mutex::new(Vec::new()));
+        let messages = Arc::new(Mutex::new(Log::default()));
         let (ready_tx, mut ready_rx) = watch::channel(Err::<(), String>("not connected".into()));
         let task = tokio::spawn(run(
             broker,
@@ -132,12 +152,18 @@ impl Recorder {
         })
     }
 
+    /// Messages received, duplicates included.
     pub fn count(&self) -> usize {
-        self.messages.lock().expect("messages lock").len()
+        self.messages.lock().expect("messages lock").messages.len()
+    }
+
+    /// Distinct rows received (what a run waits for: duplicates after a re-send must not end it early).
+    pub fn distinct(&self) -> usize {
+        self.messages.lock().expect("messages lock").distinct.len()
     }
 
     pub fn messages(&self) -> Vec<Delivered> {
-        self.messages.lock().expect("messages lock").clone()
+        self.messages.lock().expect("messages lock").messages.clone()
     }
 
     /// Stops the client and returns everything it received.
@@ -282,7 +308,7 @@ async fn run(
     def: SubscriberDef,
     client_id: String,
     login: Option<Login>,
-    messages: Arc<Mutex<Vec<Delivered>>>,
+    messages: Arc<Mutex<Log>>,
     activity: Activity,
     ready: watch::Sender<Result<(), String>>,
 ) {
@@ -325,6 +351,9 @@ async fn run(
 pub enum Ending {
     /// Everything expected arrived and nothing new came for the quiet period.
     Quiescent,
+    /// Every row still missing was acknowledged by the broker (its loss, which the scenario allows) and
+    /// nothing moved for the quiet period: waiting longer could not bring those rows.
+    Accounted,
     /// The deadline passed first.
     Deadline,
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
+use crate::proxy::Fired;
 use crate::recorder::Delivered;
 use crate::verdict::payload::{self, Payload};
 use crate::verdict::ExpectedRow;
@@ -95,11 +96,13 @@ pub struct CommitSample {
     pub positions: BTreeMap<(String, i32), i64>,
 }
 
-/// One bridge's wire records and when its proxy started (records count µs from there).
+/// One bridge's wire records and the faults its proxy fired, and when the proxy started (both count from
+/// there).
 pub struct WireTrace<'a> {
     pub bridge: &'a str,
     pub proxy_started_us: u64,
     pub records: &'a [WireRecord],
+    pub fired: &'a [Fired],
 }
 
 /// What a trace is built from.
@@ -111,6 +114,7 @@ pub struct TraceInputs<'a> {
     pub delivered: &'a [Delivered],
     pub wire: &'a [WireTrace<'a>],
     pub commits: &'a [CommitSample],
+    /// The faults the runner's timeline fired (the proxies' own come with [`WireTrace::fired`]).
     pub faults: &'a [Span],
 }
 
@@ -181,8 +185,16 @@ pub fn build(inp: &TraceInputs<'_>) -> Trace {
     }
 
     let mut reconnects = Vec::new();
+    let mut faults = inp.faults.to_vec();
     for w in inp.wire {
         let at = |r: &WireRecord| secs(inp.start_us, w.proxy_started_us + r.at_us);
+        let since = |d: std::time::Duration| secs(inp.start_us, w.proxy_started_us + d.as_micros() as u64);
+        faults.extend(w.fired.iter().map(|f| Span {
+            label: format!("{} ({})", f.fault.label(), w.bridge),
+            from_s: since(f.at),
+            // Still lasting when the run ended.
+            to_s: f.until.map_or(end, since),
+        }));
         let published = w
             .records
             .iter()
@@ -244,27 +256,34 @@ pub fn build(inp: &TraceInputs<'_>) -> Trace {
         .collect();
     receipts_s.sort_by(f64::total_cmp);
 
+    faults.sort_by(|a, b| a.from_s.total_cmp(&b.from_s));
     Trace {
         duration_s: end,
         series,
-        faults: inp.faults.to_vec(),
+        faults,
         reconnects,
         latency_ms: latencies(inp),
         receipts_s,
     }
 }
 
-/// Rows committed over time: a delivered row counts from the first sample whose position for its
-/// (topic, vgroup) is past the row's message offset.
+/// Rows committed over time: a row counts from the first sample whose position for its (topic, vgroup) is
+/// past the row's message offset (as the bridge published it, or else as a subscriber received it).
 fn committed(inp: &TraceInputs<'_>, end: f64) -> Option<Series> {
     if inp.commits.is_empty() {
         return None;
     }
-    // Each distinct row once, with the (topic, vgroup, offset) of its first delivery.
+    // Each distinct row once, with the (topic, vgroup, offset) of its first publish or delivery.
+    let published = inp.wire.iter().flat_map(|w| {
+        w.records
+            .iter()
+            .filter(|r| r.kind == Kind::Publish && r.dir == Direction::ToBroker)
+            .filter_map(|r| r.payload.as_ref())
+    });
     let mut seen = HashSet::new();
     let mut rows: Vec<((String, i32), i64)> = Vec::new();
-    for d in inp.delivered {
-        if let Ok(Payload::Row { data, offset }) = payload::parse(&d.payload) {
+    for p in published.chain(inp.delivered.iter().map(|d| &d.payload)) {
+        if let Ok(Payload::Row { data, offset }) = payload::parse(p) {
             if seen.insert(payload::row_key(&data)) {
                 rows.push(((offset.topic, offset.vgroup_id), offset.offset));
             }
@@ -276,8 +295,11 @@ fn committed(inp: &TraceInputs<'_>, end: f64) -> Option<Series> {
             .iter()
             .filter(|(k, off)| c.positions.get(k).is_some_and(|p| off < p))
             .count() as u64;
-        if points.last().is_some_and(|p| p.1 != n) {
-            points.push((secs(inp.start_us, c.at_us), n));
+        let last = points.last().map_or(0, |p| p.1);
+        if last != n {
+            // A step: the count holds until the sample that moved it.
+            let at = secs(inp.start_us, c.at_us);
+            points.extend([(at, last), (at, n)]);
         }
     }
     let last = points.last().copied().unwrap_or((0.0, 0));
@@ -393,7 +415,10 @@ mod tests {
             faults: &[],
         });
         let committed = t.series.iter().find(|s| s.measure == Measure::Committed).unwrap();
-        assert_eq!(committed.points, vec![(0.0, 0), (0.2, 1), (0.5, 2), (1.0, 2)]);
+        assert_eq!(
+            committed.points,
+            vec![(0.0, 0), (0.2, 0), (0.2, 1), (0.5, 1), (0.5, 2), (1.0, 2)]
+        );
         let delivered = t.series.iter().find(|s| s.measure == Measure::Delivered).unwrap();
         assert_eq!(delivered.last(), 3, "duplicates count as deliveries");
         assert_eq!(
@@ -402,5 +427,76 @@ mod tests {
             "one latency per row and subscriber"
         );
         assert_eq!(t.receipts_s.len(), 3);
+    }
+
+    #[test]
+    fn proxy_faults_span_from_firing_to_their_end_and_published_rows_count_as_committed() {
+        use crate::proxy::{Fired, ProxyFault};
+        use std::time::Duration;
+        let start = 1_000_000;
+        let expected = [row(1, start + 100_000), row(2, start + 100_000)];
+        // Row 2 is published but never delivered (the broker's loss); its offset comes from the wire.
+        let mut publish = WireRecord::event(1, 150_000, Kind::Publish);
+        publish.payload = Some(delivery("s", 2, 11, 0).payload);
+        let records = [
+            WireRecord::event(1, 0, Kind::Opened),
+            publish,
+            WireRecord::event(2, 400_000, Kind::Opened),
+        ];
+        let ms = Duration::from_millis;
+        let fired = [
+            Fired {
+                fault: ProxyFault::Cut,
+                at: ms(300),
+                until: Some(ms(300)),
+            },
+            Fired {
+                fault: ProxyFault::DropAcks(5),
+                at: ms(350),
+                until: None,
+            },
+        ];
+        let wire = [WireTrace {
+            bridge: "b",
+            proxy_started_us: start + 50_000,
+            records: &records,
+            fired: &fired,
+        }];
+        let commits = [CommitSample {
+            at_us: start + 600_000,
+            positions: [(("t".to_string(), 2), 12)].into(),
+        }];
+        let delivered = [delivery("s", 1, 10, start + 200_000)];
+        let t = build(&TraceInputs {
+            start_us: start,
+            end_us: start + 1_000_000,
+            expected: &expected,
+            delivered: &delivered,
+            wire: &wire,
+            commits: &commits,
+            faults: &[Span {
+                label: "broker-restart".into(),
+                from_s: 0.32,
+                to_s: 0.33,
+            }],
+        });
+        let spans: Vec<(&str, f64, f64)> = t
+            .faults
+            .iter()
+            .map(|f| (f.label.as_str(), f.from_s, f.to_s))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                ("broker-restart", 0.32, 0.33),
+                ("cut (b)", 0.35, 0.35),
+                ("drop 5 ack(s) (b)", 0.4, 1.0),
+            ],
+            "sorted by start; a fault still lasting ends with the run"
+        );
+        let committed = t.series.iter().find(|s| s.measure == Measure::Committed).unwrap();
+        assert_eq!(committed.last(), 2, "the undelivered row is committed too");
+        assert_eq!(t.reconnects.len(), 1);
+        assert!((t.reconnects[0].at_s - 0.45).abs() < 1e-9);
     }
 }

@@ -195,10 +195,7 @@ impl RealMosquitto {
         let mut last = String::new();
         // A port found free may be taken before Docker binds it: then try another.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port")
-                .port();
+            let port = simulator::net::free_port().expect("a free loopback port").port();
             let image = GenericImage::new("eclipse-mosquitto", &tag("MOSQUITTO_IMAGE_TAG", "2"))
                 .with_wait_for(WaitFor::message_on_either_std("running"))
                 .with_mapped_port(port, 1883.tcp())
@@ -314,7 +311,7 @@ fn json(d: &Delivered) -> serde_json::Value {
 
 /// The row id the suites write into column `f1`.
 fn f1_of(d: &Delivered) -> u32 {
-    json(d)["data"]["f1"].as_u64().expect("f1") as u32
+    simulator::tdengine::fixture::f1_of(&d.payload).expect("a payload with f1")
 }
 
 fn distinct_f1(got: &[Delivered]) -> BTreeSet<u32> {
@@ -322,26 +319,12 @@ fn distinct_f1(got: &[Delivered]) -> BTreeSet<u32> {
 }
 
 /// Rows `0..total` over `tables` child tables (`d{id % tables}`) on `{prefix}/{table}`: each exactly once, and
-/// each table's rows in write order.
+/// each table's rows in write order (the check `bridge/tests` uses too).
 fn assert_exactly_once_in_table_order(got: &[Delivered], prefix: &str, tables: u32, total: u32) {
-    assert_eq!(
-        distinct_f1(got),
-        (0..total).collect::<BTreeSet<u32>>(),
-        "{prefix}"
-    );
-    assert_eq!(
-        got.len(),
-        total as usize,
-        "{prefix}: no duplicates without faults"
-    );
-    for t in 0..tables {
-        let ids: Vec<u32> = got
-            .iter()
-            .filter(|m| m.topic == format!("{prefix}/d{t}"))
-            .map(f1_of)
-            .collect();
-        let want: Vec<u32> = (0..total).filter(|id| id % tables == t).collect();
-        assert_eq!(ids, want, "{prefix} table d{t}");
+    let msgs = got.iter().map(|m| (m.topic.as_str(), &m.payload[..]));
+    if let Err(e) = simulator::tdengine::fixture::check_every_row_in_table_order(msgs, prefix, tables, total)
+    {
+        panic!("{e}");
     }
 }
 

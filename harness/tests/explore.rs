@@ -2,6 +2,8 @@
 //! a loss within 20 runs, shrinks it and writes a scenario file that `harness run` replays with the same
 //! outcome — and the same file without the unsafe parameter passes. The same seed generates the same runs.
 
+mod support;
+
 use std::path::Path;
 
 use harness::explore::generate::{generate, GenOptions};
@@ -12,15 +14,6 @@ use harness::scenario;
 /// A seed whose forced-unsafe exploration meets a kill-after-commit loss early (found with
 /// `harness explore --seed N --bridge-param commit=before-ack --max-failures 1`).
 const SEED: u64 = 3;
-
-fn build_bridge() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "tmq2mqtt", "--bin", "tmq2mqtt"])
-        .status()
-        .expect("cargo build tmq2mqtt");
-    assert!(status.success(), "building tmq2mqtt failed");
-}
 
 fn unsafe_options(out: &Path) -> ExploreOptions {
     ExploreOptions {
@@ -41,7 +34,7 @@ fn unsafe_options(out: &Path) -> ExploreOptions {
 #[test]
 #[ignore = "opt-in (minutes; a replayed race can pass on a loaded machine): cargo test -p harness --test explore -- --ignored"]
 fn forced_commit_before_ack_is_found_shrunk_and_replayed() {
-    build_bridge();
+    support::ensure_bridge_binary();
     let dir = tempfile::tempdir().unwrap();
     let opts = unsafe_options(dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();

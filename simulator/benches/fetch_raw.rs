@@ -10,14 +10,17 @@
 //! Shapes: `fleet` — 100k child tables with 1–2 rows each (a fleet of devices that report rarely: one block
 //! per table, so per-block round trips dominate), and `dense` — 100 tables with 1,500 rows each.
 //!
-//! Run: `cargo bench -p simulator --bench fetch_raw` (`-- fleet` or `-- dense` for one shape).
+//! Run: `cargo bench -p simulator --bench fetch_raw` (`-- fleet` or `-- dense` for one shape). Run
+//! without `--bench` (`cargo test --benches`) or with `-- --test`, it only checks that both paths work, on
+//! 100 tables of each shape, one round.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value as Json};
 use simulator::tdengine::{TdConfig, TdServer};
-use taos::{AsAsyncConsumer, AsyncTBuilder, IsAsyncData, MessageSet, Timeout, TmqBuilder};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const BASE_TS: i64 = 1_700_000_000_000;
@@ -43,9 +46,9 @@ const SHAPES: [Shape; 2] = [
     },
 ];
 
-/// Writes the backlog as multi-table INSERTs of `PER_INSERT` rows (auto-creating the tables); returns
-/// the number of rows.
-fn setup(server: &TdServer, shape: &Shape) -> usize {
+/// Writes the backlog of `tables` tables as multi-table INSERTs of `PER_INSERT` rows (auto-creating the
+/// tables); returns the number of rows.
+fn setup(server: &TdServer, shape: &Shape, tables: usize) -> usize {
     let store = server.store();
     let sql = |s: &str| {
         store
@@ -53,13 +56,10 @@ fn setup(server: &TdServer, shape: &Shape) -> usize {
             .unwrap_or_else(|e| panic!("{}: {e}", &s[..s.len().min(200)]));
     };
     sql("create database power vgroups 4");
-    sql(
-        "create stable power.meters (ts timestamp, current float, voltage int, phase float) \
-         tags (groupid int, location varchar(24))",
-    );
+    sql(&simulator::meters::create_stable_sql("power"));
     sql("create topic meters_topic as select ts, current, voltage, phase, groupid, location from power.meters");
     let (mut stmt, mut in_stmt, mut total) = (String::new(), 0, 0);
-    for t in 0..shape.tables {
+    for t in 0..tables {
         let rows = (shape.rows)(t);
         let mut done = 0;
         while done < rows {
@@ -94,38 +94,6 @@ fn setup(server: &TdServer, shape: &Shape) -> usize {
         sql(&stmt);
     }
     total
-}
-
-/// The official client's path: poll, then `fetch` + `fetch_block` per block; commit every message.
-async fn drain_official(port: u16, group: &str, want: usize) -> (usize, usize) {
-    let dsn = format!("tmq+ws://root:taosdata@127.0.0.1:{port}/?group.id={group}&auto.offset.reset=earliest");
-    let mut consumer = TmqBuilder::from_dsn(dsn)
-        .expect("dsn")
-        .build()
-        .await
-        .expect("consumer");
-    consumer.subscribe(["meters_topic"]).await.expect("subscribe");
-    let (mut rows, mut messages) = (0, 0);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while rows < want {
-        assert!(Instant::now() < deadline, "official: only {rows} of {want} rows");
-        let Some((offset, set)) = consumer
-            .recv_timeout(Timeout::Duration(Duration::from_secs(1)))
-            .await
-            .expect("recv")
-        else {
-            continue;
-        };
-        if let MessageSet::Data(data) = set {
-            while let Some(block) = data.fetch_raw_block().await.expect("block") {
-                rows += block.nrows();
-            }
-        }
-        messages += 1;
-        consumer.commit(offset).await.expect("commit");
-    }
-    assert_eq!(rows, want);
-    (rows, messages)
 }
 
 /// A minimal TMQ client over `/rest/tmq` that fetches each message whole.
@@ -304,11 +272,9 @@ async fn drain_raw(port: u16, group: &str, want: usize) -> (usize, usize) {
 
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // `--test`, or run without `--bench` (`cargo test --benches`): prove the paths, measure nothing.
+    let quick = std::env::args().any(|a| a == "--test") || !std::env::args().any(|a| a == "--bench");
+    let rt = common::runtime();
     println!("shape  tables  rows     path                    messages  seconds  rows/s");
     for shape in SHAPES
         .iter()
@@ -317,9 +283,14 @@ fn main() {
         let server = rt
             .block_on(TdServer::start(TdConfig::with_version("3.3.6.0")))
             .expect("server");
-        let want = setup(&server, shape);
+        let tables = if quick {
+            shape.tables.min(100)
+        } else {
+            shape.tables
+        };
+        let want = setup(&server, shape, tables);
         let port = server.addr().port();
-        for round in 0..2 {
+        for round in 0..if quick { 1 } else { 2 } {
             for (path, raw) in [
                 ("official fetch_block", false),
                 ("prototype fetch_raw_data", true),
@@ -330,14 +301,17 @@ fn main() {
                     if raw {
                         drain_raw(port, &group, want).await
                     } else {
-                        drain_official(port, &group, want).await
+                        let dsn = format!(
+                            "tmq+ws://root:taosdata@127.0.0.1:{port}/?group.id={group}&auto.offset.reset=earliest"
+                        );
+                        common::drain_official(&dsn, "meters_topic", want, true).await
                     }
                 });
                 let secs = start.elapsed().as_secs_f64();
                 println!(
                     "{:<6} {:<7} {:<8} {:<23} {:<9} {:<8.2} {:.0}",
                     shape.name,
-                    shape.tables,
+                    tables,
                     rows,
                     path,
                     messages,

@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench -p simulator --bench insert`
 
+mod common;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -13,14 +15,6 @@ use taos::*;
 
 const TABLES: usize = 10;
 const ROWS_PER_TABLE: usize = 100;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn setup(version: &str) -> (TdServer, Taos) {
     let server = TdServer::start(TdConfig::with_version(version)).await.unwrap();
@@ -67,7 +61,7 @@ fn statement(clock: &AtomicI64) -> String {
 }
 
 fn insert(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = common::runtime();
     let mut group = c.benchmark_group("insert");
     group.throughput(Throughput::Elements((TABLES * ROWS_PER_TABLE) as u64));
     group.measurement_time(Duration::from_secs(10));
@@ -101,7 +95,7 @@ fn rss_bytes() -> Option<u64> {
 
 /// Not a timing: loads 500k rows and reports resident memory growth per stored row (table copy + WAL).
 fn memory_per_row(_: &mut Criterion) {
-    let rt = runtime();
+    let rt = common::runtime();
     let (server, taos) = rt.block_on(setup("3.3.1.0"));
     let clock = AtomicI64::new(1_600_000_000_000);
     let statements = 500;

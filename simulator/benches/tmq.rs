@@ -6,11 +6,12 @@
 //!
 //! Run: `cargo bench -p simulator --bench tmq`
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use simulator::tdengine::{TdConfig, TdServer};
-use taos::{AsAsyncConsumer, AsyncTBuilder, IsAsyncData, MessageSet, Timeout, TmqBuilder};
 
 const TABLES: usize = 100;
 const ROWS: usize = 200_000;
@@ -42,40 +43,8 @@ fn setup(server: &TdServer) {
     }
 }
 
-async fn drain(dsn: &str) -> usize {
-    let mut consumer = TmqBuilder::from_dsn(dsn)
-        .expect("dsn")
-        .build()
-        .await
-        .expect("consumer");
-    consumer.subscribe(["meters_topic"]).await.expect("subscribe");
-    let mut rows = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while rows < ROWS {
-        assert!(Instant::now() < deadline, "only {rows} rows within the deadline");
-        let Some((_, set)) = consumer
-            .recv_timeout(Timeout::Duration(Duration::from_secs(1)))
-            .await
-            .expect("recv")
-        else {
-            continue;
-        };
-        if let MessageSet::Data(data) = set {
-            while let Some(block) = data.fetch_raw_block().await.expect("block") {
-                rows += block.nrows();
-            }
-        }
-    }
-    assert_eq!(rows, ROWS);
-    rows
-}
-
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let server = rt.block_on(TdServer::start(TdConfig::default())).expect("server");
     setup(&server);
     let port = server.addr().port();
@@ -93,7 +62,7 @@ fn bench(c: &mut Criterion) {
                     "tmq+ws://root:taosdata@127.0.0.1:{port}/?group.id=bench{n}&auto.offset.reset=earliest"
                 );
                 let start = Instant::now();
-                rt.block_on(drain(&dsn));
+                rt.block_on(common::drain_official(&dsn, "meters_topic", ROWS, false));
                 total += start.elapsed();
             }
             total

@@ -10,135 +10,97 @@ use tokio::time::timeout;
 const DEADLINE: Duration = Duration::from_secs(20);
 const MESSAGES: usize = 50;
 
-/// Subscribes at `qos`, publishes MESSAGES messages at `qos`, and returns what the subscriber got
-/// and how many acknowledgements (PUBACK or PUBCOMP) the publisher saw.
-async fn round_trip_v4(
-    addr: SocketAddr,
-    qos: u8,
-    creds: Option<&Credentials>,
-) -> (Vec<(Vec<u8>, u8)>, usize) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let qos = match qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
-    };
-    let topic = format!("t/v4/{qos:?}");
-    let options = |id: &str| {
-        let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-        if let Some(c) = creds {
-            o.set_credentials(c.username.clone(), c.password.clone());
+/// Defines `round_trip` in a module that imports one rumqttc flavour (v4 or v5): the two APIs are alike
+/// but distinct types, so one body serves both through the module's imports.
+macro_rules! round_trip {
+    ($tag:literal) => {
+        /// Polls until the broker acknowledged a SUBSCRIBE.
+        pub async fn wait_suback(event_loop: &mut EventLoop) {
+            timeout(DEADLINE, async {
+                loop {
+                    if let Event::Incoming(Packet::SubAck(_)) = event_loop.poll().await.unwrap() {
+                        break;
+                    }
+                }
+            })
+            .await
+            .expect("SUBACK");
         }
-        o
-    };
-    let (sub, mut sub_loop) = AsyncClient::new(options("sub-v4"), 100);
-    sub.subscribe(&topic, qos).await.unwrap();
-    // Wait for SUBACK before publishing, so no message predates the subscription.
-    timeout(DEADLINE, async {
-        loop {
-            if let Event::Incoming(Packet::SubAck(_)) = sub_loop.poll().await.unwrap() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("SUBACK");
 
-    let (publisher, mut pub_loop) = AsyncClient::new(options("pub-v4"), 100);
-    let pub_task = tokio::spawn(async move {
-        for i in 0..MESSAGES {
-            publisher
-                .publish(&topic, qos, false, format!("m{i}").into_bytes())
-                .await
-                .unwrap();
-        }
-        let mut acks = 0;
-        loop {
-            match timeout(Duration::from_millis(500), pub_loop.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_)))) => acks += 1,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => panic!("publisher: {e}"),
-                // Quiet for 500 ms after the last publish left: nothing more will come.
-                Err(_) if qos == QoS::AtMostOnce || acks == MESSAGES => return acks,
-                Err(_) => {}
-            }
-        }
-    });
+        /// Subscribes at `qos`, publishes MESSAGES messages at `qos`, and returns what the subscriber
+        /// got and how many acknowledgements (PUBACK or PUBCOMP) the publisher saw.
+        pub async fn round_trip(
+            addr: SocketAddr,
+            qos: u8,
+            creds: Option<&Credentials>,
+        ) -> (Vec<(Vec<u8>, u8)>, usize) {
+            let qos = match qos {
+                0 => QoS::AtMostOnce,
+                1 => QoS::AtLeastOnce,
+                _ => QoS::ExactlyOnce,
+            };
+            let topic = format!("t/{}/{qos:?}", $tag);
+            let options = |id: &str| {
+                let mut o = MqttOptions::new(format!("{id}-{}", $tag), addr.ip().to_string(), addr.port());
+                if let Some(c) = creds {
+                    o.set_credentials(c.username.clone(), c.password.clone());
+                }
+                o
+            };
+            let (sub, mut sub_loop) = AsyncClient::new(options("sub"), 100);
+            sub.subscribe(&topic, qos).await.unwrap();
+            // Wait for SUBACK before publishing, so no message predates the subscription.
+            wait_suback(&mut sub_loop).await;
 
-    let mut got = Vec::new();
-    timeout(DEADLINE, async {
-        while got.len() < MESSAGES {
-            if let Event::Incoming(Packet::Publish(p)) = sub_loop.poll().await.unwrap() {
-                got.push((p.payload.to_vec(), p.qos as u8));
-            }
+            let (publisher, mut pub_loop) = AsyncClient::new(options("pub"), 100);
+            let pub_task = tokio::spawn(async move {
+                for i in 0..MESSAGES {
+                    publisher
+                        .publish(&topic, qos, false, format!("m{i}").into_bytes())
+                        .await
+                        .unwrap();
+                }
+                let mut acks = 0;
+                loop {
+                    match timeout(Duration::from_millis(500), pub_loop.poll()).await {
+                        Ok(Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_)))) => acks += 1,
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => panic!("publisher: {e}"),
+                        // Quiet for 500 ms after the last publish left: nothing more will come.
+                        Err(_) if qos == QoS::AtMostOnce || acks == MESSAGES => return acks,
+                        Err(_) => {}
+                    }
+                }
+            });
+
+            let mut got = Vec::new();
+            timeout(DEADLINE, async {
+                while got.len() < MESSAGES {
+                    if let Event::Incoming(Packet::Publish(p)) = sub_loop.poll().await.unwrap() {
+                        got.push((p.payload.to_vec(), p.qos as u8));
+                    }
+                }
+            })
+            .await
+            .expect("all messages delivered");
+            let acks = timeout(DEADLINE, pub_task).await.unwrap().unwrap();
+            (got, acks)
         }
-    })
-    .await
-    .expect("all messages delivered");
-    let acks = timeout(DEADLINE, pub_task).await.unwrap().unwrap();
-    (got, acks)
+    };
 }
 
-async fn round_trip_v5(addr: SocketAddr, qos: u8) -> (Vec<(Vec<u8>, u8)>, usize) {
+mod v4 {
+    use super::*;
+    use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+    round_trip!("v4");
+}
+
+mod v5 {
+    use super::*;
     use rumqttc::v5::mqttbytes::v5::Packet;
     use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-    let qos = match qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
-    };
-    let topic = format!("t/v5/{qos:?}");
-    let (sub, mut sub_loop) = AsyncClient::new(
-        MqttOptions::new("sub-v5", addr.ip().to_string(), addr.port()),
-        100,
-    );
-    sub.subscribe(&topic, qos).await.unwrap();
-    timeout(DEADLINE, async {
-        loop {
-            if let Event::Incoming(Packet::SubAck(_)) = sub_loop.poll().await.unwrap() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("SUBACK");
-
-    let (publisher, mut pub_loop) = AsyncClient::new(
-        MqttOptions::new("pub-v5", addr.ip().to_string(), addr.port()),
-        100,
-    );
-    let pub_task = tokio::spawn(async move {
-        for i in 0..MESSAGES {
-            publisher
-                .publish(&topic, qos, false, format!("m{i}").into_bytes())
-                .await
-                .unwrap();
-        }
-        let mut acks = 0;
-        loop {
-            match timeout(Duration::from_millis(500), pub_loop.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_)))) => acks += 1,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => panic!("publisher: {e}"),
-                Err(_) if qos == QoS::AtMostOnce || acks == MESSAGES => return acks,
-                Err(_) => {}
-            }
-        }
-    });
-
-    let mut got = Vec::new();
-    timeout(DEADLINE, async {
-        while got.len() < MESSAGES {
-            if let Event::Incoming(Packet::Publish(p)) = sub_loop.poll().await.unwrap() {
-                got.push((p.payload.to_vec(), p.qos as u8));
-            }
-        }
-    })
-    .await
-    .expect("all messages delivered");
-    let acks = timeout(DEADLINE, pub_task).await.unwrap().unwrap();
-    (got, acks)
+    use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+    round_trip!("v5");
 }
 
 fn expected(qos: u8) -> Vec<(Vec<u8>, u8)> {
@@ -155,10 +117,10 @@ async fn qos_0_1_2_round_trip_on_v4_and_v5() {
     assert_ne!(v4.port(), 0);
     assert_ne!(v4, v5);
     for qos in 0..=2u8 {
-        let (got, acks) = round_trip_v4(v4, qos, None).await;
+        let (got, acks) = v4::round_trip(v4, qos, None).await;
         assert_eq!(got, expected(qos), "v4 QoS {qos}");
         assert_eq!(acks, if qos == 0 { 0 } else { MESSAGES }, "v4 QoS {qos} acks");
-        let (got, acks) = round_trip_v5(v5, qos).await;
+        let (got, acks) = v5::round_trip(v5, qos, None).await;
         assert_eq!(got, expected(qos), "v5 QoS {qos}");
         assert_eq!(acks, if qos == 0 { 0 } else { MESSAGES }, "v5 QoS {qos} acks");
     }
@@ -197,7 +159,7 @@ async fn wrong_password_is_rejected_and_right_one_accepted() {
     }
     // Two refusals per listener, counted even though rumqttd sends no CONNACK for them.
     assert_eq!(broker.auth_failures() - failures_after_start, 2);
-    let (got, _) = round_trip_v4(broker.v4_addr().unwrap(), 1, Some(&creds)).await;
+    let (got, _) = v4::round_trip(broker.v4_addr().unwrap(), 1, Some(&creds)).await;
     assert_eq!(got, expected(1));
     assert_eq!(
         broker.url(MqttVersion::V311).unwrap(),
@@ -223,15 +185,7 @@ async fn restart_keeps_ports_and_loses_sessions() {
     options.set_clean_session(false);
     let (client, mut eventloop) = AsyncClient::new(options.clone(), 10);
     client.subscribe("keep/me", QoS::AtLeastOnce).await.unwrap();
-    timeout(DEADLINE, async {
-        loop {
-            if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await.unwrap() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("SUBACK");
+    v4::wait_suback(&mut eventloop).await;
 
     broker.stop().await;
     assert!(!broker.is_running());
@@ -266,7 +220,7 @@ async fn restart_keeps_ports_and_loses_sessions() {
     .await
     .expect("CONNACK after restart");
     assert!(!session_present);
-    let (got, _) = round_trip_v4(v4, 2, None).await;
+    let (got, _) = v4::round_trip(v4, 2, None).await;
     assert_eq!(got, expected(2));
 }
 
@@ -297,15 +251,7 @@ async fn v5_publish_with_properties_disconnects_a_v4_subscriber() {
     let (sub, mut sub_loop) =
         AsyncClient::new(MqttOptions::new("v4-sub", v4.ip().to_string(), v4.port()), 10);
     sub.subscribe("x/#", QoS::AtLeastOnce).await.unwrap();
-    timeout(DEADLINE, async {
-        loop {
-            if let Event::Incoming(Packet::SubAck(_)) = sub_loop.poll().await.unwrap() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("SUBACK");
+    v4::wait_suback(&mut sub_loop).await;
 
     let (publisher, mut pub_loop) = rumqttc::v5::AsyncClient::new(
         rumqttc::v5::MqttOptions::new("v5-pub", v5.ip().to_string(), v5.port()),
@@ -351,15 +297,7 @@ async fn delivery_qos_is_the_subscription_qos() {
     let (sub, mut sub_loop) =
         AsyncClient::new(MqttOptions::new("qos2-sub", v4.ip().to_string(), v4.port()), 10);
     sub.subscribe("q/#", QoS::ExactlyOnce).await.unwrap();
-    timeout(DEADLINE, async {
-        loop {
-            if let Event::Incoming(Packet::SubAck(_)) = sub_loop.poll().await.unwrap() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("SUBACK");
+    v4::wait_suback(&mut sub_loop).await;
     let (publisher, mut pub_loop) =
         AsyncClient::new(MqttOptions::new("qos1-pub", v4.ip().to_string(), v4.port()), 10);
     publisher

@@ -7,9 +7,9 @@ mod tmq_support;
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use taos::{AsAsyncConsumer, IsAsyncData, IsOffset, MessageSet, Timeout};
+use tmq_support::wire::{connect, reply, send};
 use tmq_support::Server;
 
 /// The seed's SQL (database `db` with one vgroup, super table, query topic, one auto-creating insert).
@@ -145,35 +145,12 @@ async fn up_to_3_3_meters_inserting_one_row_each_give_one_block_per_row() {
     );
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn reply(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a reply in time")
-            .expect("open")
-            .expect("frame");
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).expect("json");
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, action: &str, args: Value) {
-    let text = json!({ "action": action, "args": args }).to_string();
-    ws.send(tokio_tungstenite::tungstenite::Message::text(text))
-        .await
-        .expect("send");
-}
-
 /// The poll reply's `offset` for the seed's message and the next one, and the position after each, with
 /// `config` sent at subscribe.
 async fn wire_offsets(version: &str, config: Value) -> Vec<(i64, i64)> {
     let s = Server::at_version(version).await;
     seed(&s);
-    let url = format!("ws://127.0.0.1:{}/rest/tmq", s.port);
-    let mut ws = tokio_tungstenite::connect_async(url).await.expect("connect").0;
+    let mut ws = connect(&s).await;
     send(
         &mut ws,
         "subscribe",

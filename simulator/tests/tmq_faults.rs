@@ -37,6 +37,17 @@ fn ids(received: &[Received]) -> BTreeSet<u32> {
     set
 }
 
+/// A consumer of group `p` from `earliest` without snapshots, after asserting that it receives nothing
+/// (`what` names the rows that came if it does).
+async fn log_only_consumer_gets_nothing(s: &Server, what: &str) -> taos::Consumer {
+    let plain = s
+        .consumer("group.id=p&auto.offset.reset=earliest", &["t"])
+        .await
+        .expect("plain");
+    assert!(recv_rest(&plain, QUIET).await.is_empty(), "{what}");
+    plain
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_keep_storage_and_committed_offsets() {
     let s = Server::start().await;
@@ -153,14 +164,7 @@ async fn rows_beyond_wal_retention_are_only_readable_with_snapshots() {
     })
     .await;
 
-    let plain = s
-        .consumer("group.id=p&auto.offset.reset=earliest", &["t"])
-        .await
-        .expect("plain");
-    assert!(
-        recv_rest(&plain, QUIET).await.is_empty(),
-        "trimmed rows came from the log"
-    );
+    let plain = log_only_consumer_gets_nothing(&s, "trimmed rows came from the log").await;
     let assignment = plain.topic_assignment("t").await;
     // Only the consumer's own subscribe (TMQ_SUBSCRIBE takes a version too) is left in the log.
     assert_eq!(
@@ -195,14 +199,7 @@ async fn snapshot_with_retention_zero_reads_rows_written_before_subscribing() {
     setup(&s, 1, "wal_retention_period 0");
     insert(&s, 2, 0..5);
 
-    let plain = s
-        .consumer("group.id=p&auto.offset.reset=earliest", &["t"])
-        .await
-        .expect("plain");
-    assert!(
-        recv_rest(&plain, QUIET).await.is_empty(),
-        "rows came from a log that retains nothing"
-    );
+    let _plain = log_only_consumer_gets_nothing(&s, "rows came from a log that retains nothing").await;
 
     let dsn = "group.id=s&auto.offset.reset=earliest&experimental.snapshot.enable=true";
     let snap = s.consumer(dsn, &["t"]).await.expect("snapshot");

@@ -12,8 +12,9 @@ use std::fmt;
 
 use percent_encoding::percent_decode_str;
 
+pub use crate::tls::TlsOptions;
 pub use source::{OffsetReset, SourceDsn};
-pub use target::{CommitMode, MqttVersion, PayloadFormat, StatusOptions, TargetDsn, TlsOptions};
+pub use target::{CommitMode, MqttVersion, PayloadFormat, StatusOptions, TargetDsn};
 
 /// Which of the two DSNs an error belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 
 use std::{fmt, time::Duration};
 
-use super::{fmt_redacted, parse_bool, parse_duration, read_pem, DsnError, RawDsn, Side};
+use super::{fmt_redacted, parse_bool, parse_duration, read_pem, DsnError, RawDsn, Side, TlsOptions};
 use crate::template::Template;
 
 const SIDE: Side = Side::Target;
@@ -21,17 +21,6 @@ const ACCEPTED: &str = "version, qos, client_id, topic, meta_topic, retain, keep
 /// Mosquitto's default `max_inflight_messages`: a 3.1/3.1.1 QoS 2 window above it loses acknowledged
 /// messages there (see docs/compatibility.md), and 3.1/3.1.1 cannot learn the broker's limit.
 pub const DEFAULT_QOS2_INFLIGHT_V3: u16 = 20;
-
-/// TLS settings of an `mqtts://` target; PEM text, already read from `@file` values.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// CA certificates to trust instead of the system's roots.
-    pub ca: Option<String>,
-    /// Client certificate chain, presented when the broker asks.
-    pub cert: Option<String>,
-    /// The client certificate's private key.
-    pub cert_key: Option<String>,
-}
 
 /// The bridge's own status topic (`status_topic=`): retained `online` after every CONNACK, retained
 /// `offline` on graceful shutdown and as the Last Will when the bridge vanishes.

@@ -14,23 +14,22 @@ pub(super) async fn commit_loop(
     mut committer: Committer,
     stats: Arc<Stats>,
 ) {
-    let add = |committer: &mut Committer, p: CommitPoint| committer.add(p.topic, p.vgroup_id, p.offset);
     let mut closed = false;
     while !closed {
         tokio::select! {
             c = rx.recv() => match c {
-                Some(point) => add(&mut committer, point),
+                Some(point) => committer.add(point),
                 None => closed = true,
             },
             // Retry failed commits (e.g. while TDengine reconnects) now and then.
             _ = tokio::time::sleep(Duration::from_millis(500)), if !committer.is_empty() => {}
         }
         while let Ok(point) = rx.try_recv() {
-            add(&mut committer, point);
+            committer.add(point);
         }
-        for (topic, vg, offset) in committer.flush().await {
-            tracing::debug!(%topic, vg, offset, "committed");
-            stats.set_committed(&topic, vg, offset);
+        for p in committer.flush().await {
+            tracing::debug!(topic = %p.topic, vg = p.vgroup_id, offset = p.offset, "committed");
+            stats.set_committed(&p.topic, p.vgroup_id, p.offset);
         }
     }
 }

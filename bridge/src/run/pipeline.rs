@@ -264,6 +264,10 @@ impl Pipeline<'_> {
                 session,
                 session_present,
             }) => self.on_connected(session, session_present),
+            Some(SinkEvent::Outgoing(pkid)) if pkid != 0 && crate::test_knobs::ack_on_write() => {
+                self.settle(|l| l.on_outgoing(pkid));
+                self.settle(|l| l.on_ack(pkid))
+            }
             Some(SinkEvent::Outgoing(pkid)) => self.settle(|l| l.on_outgoing(pkid)),
             Some(SinkEvent::Acked(pkid)) => self.settle(|l| l.on_ack(pkid)),
             Some(SinkEvent::Rejected { pkid, reason }) => self.on_rejected(pkid, &reason),

@@ -209,57 +209,94 @@ impl AnyLoop {
     /// Moves everything the client still holds into rumqttc's pending queue (which a clean-session
     /// reconnect clears), so nothing handed before the gate closed can leak into the next session; the
     /// re-sends are put in the order they first went out (see [`resend_in_order`]).
-    fn clean(&mut self, max_pkid: u16) {
+    fn clean(&mut self, sent: Sent) {
         match self {
             AnyLoop::V4(el) => {
-                use rumqttc::Request as R;
                 let collided = el.state.collision.take();
                 el.clean();
-                el.pending.extend(collided.map(unbound).map(R::Publish));
-                resend_in_order(&mut el.pending, max_pkid, |r| match r {
-                    R::PubRel(p) => Resend::Release(p.pkid),
-                    R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
-                    _ => Resend::Other,
-                });
+                requeue(&mut el.pending, collided, sent);
             }
             AnyLoop::V5(el) => {
-                use rumqttc::v5::Request as R;
                 let collided = el.state.collision.take();
                 el.clean();
-                el.pending.extend(collided.map(unbound).map(R::Publish));
-                resend_in_order(&mut el.pending, max_pkid, |r| match r {
-                    R::PubRel(p) => Resend::Release(p.pkid),
-                    R::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
-                    _ => Resend::Other,
-                });
+                requeue(&mut el.pending, collided, sent);
             }
         }
     }
 }
+
+/// After rumqttc's `clean()`: the collided PUBLISH goes last (see [`unbound`]), then the re-sends are put in
+/// the order they first went out.
+fn requeue<R: Queued>(pending: &mut VecDeque<R>, collided: Option<R::Message>, sent: Sent) {
+    pending.extend(collided.map(unbound::<R>).map(R::publish));
+    resend_in_order(pending, sent, R::resend);
+}
+
+/// A request in rumqttc's pending queue (v4 or v5), as [`requeue`] sees it.
+trait Queued {
+    type Message;
+    fn publish(p: Self::Message) -> Self;
+    fn clear_pkid(p: &mut Self::Message);
+    fn resend(&self) -> Resend;
+}
+
+/// The v4 and v5 requests differ in type only.
+macro_rules! queued {
+    ($request:ty, $publish:ty) => {
+        impl Queued for $request {
+            type Message = $publish;
+            fn publish(p: $publish) -> Self {
+                Self::Publish(p)
+            }
+            fn clear_pkid(p: &mut $publish) {
+                p.pkid = 0;
+            }
+            fn resend(&self) -> Resend {
+                match self {
+                    Self::PubRel(p) => Resend::Release(p.pkid),
+                    Self::Publish(p) if p.pkid != 0 => Resend::Publish(p.pkid),
+                    _ => Resend::Other,
+                }
+            }
+        }
+    };
+}
+queued!(rumqttc::Request, rumqttc::Publish);
+queued!(rumqttc::v5::Request, rumqttc::v5::mqttbytes::v5::Publish);
 
 /// A PUBLISH rumqttc held back because its packet id was still in flight (a "collision": the broker has not
 /// acknowledged an older flow). rumqttc 0.25's `clean()` keeps it in `state.collision`, and while that is set
 /// its event loop reads no new request — on the next connection too, where the old flow is never acknowledged:
 /// the bridge would stall for good after one lost acknowledgement and a reconnect. It never went out, so it is
 /// re-queued after everything else without its packet id (rumqttc assigns a fresh one).
-fn unbound<P: HasPkid>(mut p: P) -> P {
-    p.clear_pkid();
+fn unbound<R: Queued>(mut p: R::Message) -> R::Message {
+    R::clear_pkid(&mut p);
     p
 }
 
-trait HasPkid {
-    fn clear_pkid(&mut self);
+/// The packet ids the client has sent PUBLISHes with: the highest (rumqttc wraps to 1 after its inflight
+/// limit) and the newest. rumqttc hands packet ids out in turn, so the oldest flow still open is the first
+/// one after the newest id, round the circle.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    max: u16,
+    newest: Option<u16>,
 }
 
-impl HasPkid for rumqttc::Publish {
-    fn clear_pkid(&mut self) {
-        self.pkid = 0;
+impl Sent {
+    /// A PUBLISH left with `pkid` (0: QoS 0, no id).
+    fn saw(&mut self, pkid: u16) {
+        if pkid != 0 {
+            self.max = self.max.max(pkid);
+            self.newest = Some(pkid);
+        }
     }
-}
 
-impl HasPkid for rumqttc::v5::mqttbytes::v5::Publish {
-    fn clear_pkid(&mut self) {
-        self.pkid = 0;
+    /// How many ids after the oldest possible flow `pkid` was sent: older flows are smaller.
+    fn age(&self, pkid: u16) -> i32 {
+        let max = i32::from(self.max.max(1));
+        let oldest = self.newest.map_or(1, |n| i32::from(n) % max + 1);
+        (i32::from(pkid) - oldest).rem_euclid(max)
     }
 }
 
@@ -268,32 +305,16 @@ impl HasPkid for rumqttc::v5::mqttbytes::v5::Publish {
 /// packet id rather than in sending order (it rotates the PUBLISHes at the last PUBACK, which QoS 2 never
 /// moves). A broker that hands a QoS 2 message to subscribers when it gets the PUBREL (Mosquitto) then
 /// delivers newer rows before older ones. Older flows go first: the PUBRELs, then the PUBLISHes, each oldest
-/// first, then everything else in its order. Packet ids wrap at `max_pkid` (the highest one used); the
-/// outstanding ones form one run, so the oldest is the one after the largest gap.
-fn resend_in_order<R>(pending: &mut VecDeque<R>, max_pkid: u16, kind: impl Fn(&R) -> Resend) {
-    // The PUBREC'd flows are older than the others, and the window may be full (no gap among all ids).
-    let ids = |release: bool| -> Vec<u16> {
-        pending
-            .iter()
-            .filter_map(|r| match kind(r) {
-                Resend::Release(p) if release => Some(p),
-                Resend::Publish(p) if !release => Some(p),
-                _ => None,
-            })
-            .collect()
-    };
-    let Some(oldest) = oldest_of_run(&ids(true), max_pkid).or_else(|| oldest_of_run(&ids(false), max_pkid))
-    else {
-        return;
-    };
-    let age = |p: u16| (i32::from(p) - i32::from(oldest)).rem_euclid(i32::from(max_pkid.max(1)));
+/// first (by [`Sent::age`]: with the whole window open there is no gap among the ids to tell where the run
+/// starts), then everything else in its order.
+fn resend_in_order<R>(pending: &mut VecDeque<R>, sent: Sent, kind: impl Fn(&R) -> Resend) {
     let mut rels = Vec::new();
     let mut pubs = Vec::new();
     let mut rest = Vec::new();
     for r in pending.drain(..) {
         match kind(&r) {
-            Resend::Release(p) => rels.push((age(p), r)),
-            Resend::Publish(p) => pubs.push((age(p), r)),
+            Resend::Release(p) => rels.push((sent.age(p), r)),
+            Resend::Publish(p) => pubs.push((sent.age(p), r)),
             Resend::Other => rest.push(r),
         }
     }
@@ -312,24 +333,6 @@ enum Resend {
     /// A PUBLISH that already has this packet id (a re-send).
     Publish(u16),
     Other,
-}
-
-/// The oldest of packet ids in use that wrap after `max_pkid`: the one after the largest gap on the circle.
-fn oldest_of_run(ids: &[u16], max_pkid: u16) -> Option<u16> {
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let (&first, &last) = (sorted.first()?, sorted.last()?);
-    let n = i32::from(max_pkid.max(last));
-    // The gap across the wrap, from the highest id round to the lowest.
-    let mut best = (i32::from(first) + n - i32::from(last), first);
-    for w in sorted.windows(2) {
-        let gap = i32::from(w[1]) - i32::from(w[0]);
-        if gap > best.0 {
-            best = (gap, w[1]);
-        }
-    }
-    Some(best.1)
 }
 
 fn describe_v4(e: &rumqttc::ConnectionError) -> String {
@@ -353,16 +356,22 @@ fn one_line(text: &str) -> String {
     }
 }
 
+/// What the 3.1/3.1.1 return codes and the 5.0 reason codes share, said one way.
+const ID_REJECTED: &str = "identifier rejected: the broker does not accept this `client_id`";
+const SERVER_UNAVAILABLE: &str = "server unavailable: the broker cannot accept connections now";
+const BAD_LOGIN: &str = "bad user name or password";
+const NOT_AUTHORIZED: &str = "not authorized: check the user name and password (and the broker's ACL)";
+
 /// A 3.1/3.1.1 CONNACK return code as the operator should read it.
 pub fn describe_refusal_v4(code: rumqttc::ConnectReturnCode) -> String {
     use rumqttc::ConnectReturnCode as C;
     let (n, what) = match code {
         C::Success => (0, "accepted (not a refusal)"),
         C::RefusedProtocolVersion => (1, "unacceptable protocol version: the broker does not speak this MQTT version (try another `version=`)"),
-        C::BadClientId => (2, "identifier rejected: the broker does not accept this `client_id`"),
-        C::ServiceUnavailable => (3, "server unavailable: the broker cannot accept connections now"),
-        C::BadUserNamePassword => (4, "bad user name or password"),
-        C::NotAuthorized => (5, "not authorized: check the user name and password (and the broker's ACL)"),
+        C::BadClientId => (2, ID_REJECTED),
+        C::ServiceUnavailable => (3, SERVER_UNAVAILABLE),
+        C::BadUserNamePassword => (4, BAD_LOGIN),
+        C::NotAuthorized => (5, NOT_AUTHORIZED),
     };
     format!("CONNACK return code {n}, {what}")
 }
@@ -377,26 +386,17 @@ pub fn describe_refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) 
             0x01,
             "unacceptable protocol version: the broker does not speak MQTT 5 (try `version=3.1.1`)",
         ),
-        C::BadClientId => (
-            0x02,
-            "identifier rejected: the broker does not accept this `client_id`",
-        ),
-        C::ServiceUnavailable => (0x03, "server unavailable"),
+        C::BadClientId => (0x02, ID_REJECTED),
+        C::ServiceUnavailable => (0x03, SERVER_UNAVAILABLE),
         C::UnspecifiedError => (0x80, "unspecified error"),
         C::MalformedPacket => (0x81, "malformed packet"),
         C::ProtocolError => (0x82, "protocol error"),
         C::ImplementationSpecificError => (0x83, "implementation specific error"),
         C::UnsupportedProtocolVersion => (0x84, "unsupported protocol version (try another `version=`)"),
-        C::ClientIdentifierNotValid => (
-            0x85,
-            "client identifier not valid: the broker does not accept this `client_id`",
-        ),
-        C::BadUserNamePassword => (0x86, "bad user name or password"),
-        C::NotAuthorized => (
-            0x87,
-            "not authorized: check the user name and password (and the broker's ACL)",
-        ),
-        C::ServerUnavailable => (0x88, "server unavailable"),
+        C::ClientIdentifierNotValid => (0x85, ID_REJECTED),
+        C::BadUserNamePassword => (0x86, BAD_LOGIN),
+        C::NotAuthorized => (0x87, NOT_AUTHORIZED),
+        C::ServerUnavailable => (0x88, SERVER_UNAVAILABLE),
         C::ServerBusy => (0x89, "server busy"),
         C::Banned => (0x8A, "banned"),
         C::BadAuthenticationMethod => (0x8C, "bad authentication method"),
@@ -539,17 +539,9 @@ impl Sink {
         let gate = Arc::new(Mutex::new(Gate::default()));
         let (tx, events) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
-        // 3.1 has no session-present flag (rumqttc reads 0): with a persistent session, assume it was kept
-        // (re-sending everything would duplicate what rumqttc itself retransmits).
-        let assume_session_kept = target.version == MqttVersion::V31 && !target.clean_session;
-        let task = tokio::spawn(drive(
-            eventloop,
-            gate.clone(),
-            tx,
-            stop_rx,
-            shim.clone(),
-            assume_session_kept,
-        ));
+        // 3.1 has no session-present flag: for a persistent session the shim reports it present
+        // (`mqtt31::mark_session_present`), so rumqttc re-sends its own flows and the ledger does not.
+        let task = tokio::spawn(drive(eventloop, gate.clone(), tx, stop_rx, shim.clone()));
         Ok(Sink {
             client,
             gate,
@@ -706,16 +698,14 @@ async fn drive(
     tx: mpsc::UnboundedSender<SinkEvent>,
     mut stop: watch::Receiver<bool>,
     shim: Option<Arc<Mqtt31Shim>>,
-    assume_session_kept: bool,
 ) {
     let mut attempt = 0u32;
     let mut session = 0u64;
     let mut connected = false;
-    let mut max_pkid = 0u16;
+    let mut sent = Sent::default();
     loop {
         let ev = match el.poll().await {
             Ok(Polled::ConnAck { session_present }) => {
-                let session_present = session_present || assume_session_kept;
                 connected = true;
                 attempt = 0;
                 session += 1;
@@ -738,7 +728,7 @@ async fn drive(
             Ok(Polled::SentDisconnect) => break,
             Ok(polled) => {
                 if let Polled::Outgoing(pkid) = polled {
-                    max_pkid = max_pkid.max(pkid);
+                    sent.saw(pkid);
                 }
                 match polled.into_packet_event() {
                     Some(ev) => ev,
@@ -747,17 +737,17 @@ async fn drive(
             }
             Err(PollError::Done) => break,
             Err(err) => {
-                // Taken first: a PUBLISH among them counts for the packet-id wrap of the re-sends.
+                // Taken first: a PUBLISH among them counts for the order of the re-sends.
                 let stale = el.take_stale_events();
                 for p in &stale {
                     if let Polled::Outgoing(pkid) = p {
-                        max_pkid = max_pkid.max(*pkid);
+                        sent.saw(*pkid);
                     }
                 }
                 {
                     let mut g = gate.lock().expect("gate lock");
                     g.open = false;
-                    el.clean(max_pkid);
+                    el.clean(sent);
                 }
                 for ev in stale.into_iter().filter_map(Polled::into_packet_event) {
                     let _ = tx.send(ev);
@@ -814,133 +804,4 @@ async fn drive(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Req {
-        Publish(u16),
-        PubRel(u16),
-        New,
-    }
-
-    fn reorder(pending: &[Req], max_pkid: u16) -> Vec<Req> {
-        let mut q: VecDeque<Req> = pending.iter().copied().collect();
-        resend_in_order(&mut q, max_pkid, |r| match r {
-            Req::PubRel(p) => Resend::Release(*p),
-            Req::Publish(p) => Resend::Publish(*p),
-            Req::New => Resend::Other,
-        });
-        q.into_iter().collect()
-    }
-
-    #[test]
-    fn resends_go_out_in_sending_order_across_a_packet_id_wrap() {
-        use Req::*;
-        // Window of 20, sent 17, 18, 19, 20, 1, 2, 3, 4, 5: 17..=20 and 1 PUBREC'd, 2..=5 not. rumqttc queues
-        // the PUBLISHes first and everything by packet id; a new publish was waiting in the channel.
-        let queued = [
-            Publish(2),
-            Publish(3),
-            Publish(4),
-            Publish(5),
-            PubRel(1),
-            PubRel(17),
-            PubRel(18),
-            PubRel(19),
-            PubRel(20),
-            New,
-        ];
-        assert_eq!(
-            reorder(&queued, 20),
-            [
-                PubRel(17),
-                PubRel(18),
-                PubRel(19),
-                PubRel(20),
-                PubRel(1),
-                Publish(2),
-                Publish(3),
-                Publish(4),
-                Publish(5),
-                New
-            ]
-        );
-        // PUBLISHes alone, wrapped: 19, 20, 1, 2 (rumqttc queues 1, 2, 19, 20).
-        assert_eq!(
-            reorder(&[Publish(1), Publish(2), Publish(19), Publish(20)], 20),
-            [Publish(19), Publish(20), Publish(1), Publish(2)]
-        );
-        // No wrap: PUBRELs before PUBLISHes, otherwise kept.
-        assert_eq!(
-            reorder(&[Publish(9), PubRel(7), PubRel(8), New], 20),
-            [PubRel(7), PubRel(8), Publish(9), New]
-        );
-        assert_eq!(reorder(&[New, New], 20), [New, New]);
-        // The whole window outstanding, sent 11..=20 then 1..=10, 11..=14 PUBREC'd.
-        let mut queued: Vec<Req> = (1..=10).chain(15..=20).map(Publish).collect();
-        queued.extend((11..=14).map(PubRel));
-        let expected: Vec<Req> = (11..=14)
-            .map(PubRel)
-            .chain((15..=20).chain(1..=10).map(Publish))
-            .collect();
-        assert_eq!(reorder(&queued, 20), expected);
-    }
-
-    #[test]
-    fn events_buffered_by_a_failed_connection_are_taken_not_left_for_the_next_one() {
-        use rumqttc::{Event, Incoming, Outgoing};
-        let mut v4 = rumqttc::EventLoop::new(rumqttc::MqttOptions::new("t", "localhost", 1883), 10);
-        // A PUBLISH reported just before its flush failed, and an ack read in the same batch as the error.
-        v4.state.events.push_back(Event::Outgoing(Outgoing::Publish(7)));
-        v4.state
-            .events
-            .push_back(Event::Incoming(Incoming::PubAck(rumqttc::PubAck::new(6))));
-        v4.state.events.push_back(Event::Outgoing(Outgoing::PingReq));
-        let mut el = AnyLoop::V4(v4);
-        assert_eq!(
-            el.take_stale_events(),
-            [Polled::Outgoing(7), Polled::Acked(6), Polled::Other]
-        );
-        assert!(el.take_stale_events().is_empty());
-
-        use rumqttc::v5::mqttbytes::v5::{Packet, PubAck, PubAckReason};
-        let mut v5 = rumqttc::v5::EventLoop::new(rumqttc::v5::MqttOptions::new("t", "localhost", 1883), 10);
-        let mut refused = PubAck::new(3, None);
-        refused.reason = PubAckReason::NotAuthorized;
-        v5.state
-            .events
-            .push_back(rumqttc::v5::Event::Incoming(Packet::PubAck(refused)));
-        v5.state
-            .events
-            .push_back(rumqttc::v5::Event::Outgoing(Outgoing::Publish(4)));
-        let mut el = AnyLoop::V5(v5);
-        assert_eq!(
-            el.take_stale_events(),
-            [
-                Polled::Rejected(3, "PUBACK NotAuthorized".into()),
-                Polled::Outgoing(4)
-            ]
-        );
-    }
-
-    #[test]
-    fn the_oldest_packet_id_follows_the_largest_gap() {
-        assert_eq!(oldest_of_run(&[], 20), None);
-        assert_eq!(oldest_of_run(&[5, 6, 7, 8], 20), Some(5));
-        assert_eq!(oldest_of_run(&[1, 2, 19, 20], 20), Some(19));
-        assert_eq!(oldest_of_run(&[20, 1], 20), Some(20));
-        // The whole window outstanding: any rotation is a guess; the lowest id is rumqttc's own.
-        assert_eq!(oldest_of_run(&[1, 2, 3], 3), Some(1));
-    }
-
-    #[test]
-    fn backoff_doubles_from_100ms_to_a_10s_cap_with_jitter() {
-        for (attempt, max_ms) in [(0, 100), (1, 200), (2, 400), (6, 6400), (7, 10_000), (30, 10_000)] {
-            for _ in 0..50 {
-                let d = backoff(attempt).as_millis() as u64;
-                assert!(d >= max_ms / 2 && d <= max_ms, "attempt {attempt}: {d} ms");
-            }
-        }
-    }
-}
+mod tests;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use taos::AsAsyncConsumer;
 
 use super::CurrentConsumer;
+use crate::ledger::CommitPoint;
 
 /// Commits offsets through the bridge's live consumers (the vgroup's owner first, see [`super::Consumers`]);
 /// coalesces to the newest per vgroup and keeps what failed for the next round.
@@ -21,9 +22,12 @@ impl Committer {
         }
     }
 
-    pub fn add(&mut self, topic: Arc<str>, vgroup_id: i32, offset: i64) {
-        let e = self.pending.entry((topic, vgroup_id)).or_insert(offset);
-        *e = (*e).max(offset);
+    pub fn add(&mut self, point: CommitPoint) {
+        let e = self
+            .pending
+            .entry((point.topic, point.vgroup_id))
+            .or_insert(point.offset);
+        *e = (*e).max(point.offset);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -31,21 +35,31 @@ impl Committer {
     }
 
     /// Sends every pending commit; returns the ones that went through.
-    pub async fn flush(&mut self) -> Vec<(Arc<str>, i32, i64)> {
+    pub async fn flush(&mut self) -> Vec<CommitPoint> {
         if self.consumer.live() == 0 {
             return Vec::new();
         }
         let mut done = Vec::new();
-        let skip = skip_commits_for_tests();
+        let skip = crate::test_knobs::skip_commits();
         for ((topic, vg), offset) in std::mem::take(&mut self.pending) {
+            let point = CommitPoint {
+                topic,
+                vgroup_id: vg,
+                offset,
+            };
             if skip {
-                done.push((topic, vg, offset));
+                done.push(point);
                 continue;
             }
             let mut error = None;
             let mut committed = false;
-            for consumer in self.consumer.for_vgroup(&topic, vg) {
-                match consumer.read().await.commit_offset(&topic, vg, offset).await {
+            for consumer in self.consumer.for_vgroup(&point.topic, vg) {
+                match consumer
+                    .read()
+                    .await
+                    .commit_offset(&point.topic, vg, offset)
+                    .await
+                {
                     Ok(()) => {
                         committed = true;
                         break;
@@ -54,30 +68,14 @@ impl Committer {
                 }
             }
             if committed {
-                done.push((topic, vg, offset));
+                done.push(point);
                 continue;
             }
             if let Some(e) = error {
-                tracing::warn!(error = %e, %topic, vg, offset, "commit failed; will retry");
+                tracing::warn!(error = %e, topic = %point.topic, vg, offset, "commit failed; will retry");
             }
-            self.pending.insert((topic, vg), offset);
+            self.pending.insert((point.topic, vg), offset);
         }
         done
     }
-}
-
-/// `TMQ2MQTT_TEST_SKIP_COMMITS=1` makes a deliberately broken bridge that reports its commits done without
-/// sending them, so a restart replays from the group's start. Exists only to prove that the tests bounding
-/// duplicates can fail (docs/testing.md); not a user setting.
-fn skip_commits_for_tests() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| {
-        let on = std::env::var_os("TMQ2MQTT_TEST_SKIP_COMMITS").is_some_and(|v| v == "1");
-        if on {
-            tracing::warn!(
-                "TMQ2MQTT_TEST_SKIP_COMMITS=1: offsets are never committed (a test-only broken bridge)"
-            );
-        }
-        on
-    })
 }

@@ -487,7 +487,7 @@ async fn read_message(
         topic,
         database,
         vgroup_id,
-        offset: position - 1,
+        offset: position - 1 + i64::from(crate::test_knobs::offset_plus_one()),
         position,
         commit_at: commit_point(position, rows),
         has_meta,

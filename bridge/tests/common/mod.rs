@@ -1,8 +1,8 @@
 //! Test helpers: an MQTT subscriber that reconnects and resubscribes, waiting with deadlines, an in-process
-//! bridge, and the delivery assertions the end-to-end suites share (rows carry their id in `f1`). Also
-//! used by the harness's Docker tests against real TDengine (`harness/tests/docker.rs`).
+//! bridge, and the delivery assertions the end-to-end suites share (rows carry their id in `f1`).
 #![allow(dead_code)]
 
+pub mod ack_proxy;
 pub mod brokers;
 
 use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
@@ -213,6 +213,35 @@ impl Subscriber {
         self.collect_until(within, |g| g.len() >= n).await
     }
 
+    /// Everything that arrives until nothing has come for `quiet` (each message restarts the wait), so a
+    /// "nothing more" check also sees late arrivals; panics if messages keep coming past `within`.
+    pub async fn settle(&mut self, quiet: Duration, within: Duration) -> Vec<Received> {
+        let mut got = Vec::new();
+        let settled = tokio::time::timeout(within, async {
+            loop {
+                match tokio::time::timeout(quiet, self.rx.recv()).await {
+                    Ok(Some(SubEvent::Message(m))) => got.push(m),
+                    Ok(Some(SubEvent::Subscribed)) => {}
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        })
+        .await;
+        assert!(settled.is_ok(), "messages still arriving after {within:?}");
+        got
+    }
+
+    /// [`Subscriber::settle`] with the suites' quiet period: asserts nothing more arrived.
+    pub async fn assert_nothing_more(&mut self, what: &str) {
+        let late = self.settle(QUIET, RUNNING_WITHIN).await;
+        assert!(
+            late.is_empty(),
+            "{what}: {} more message(s) arrived, first {:?}",
+            late.len(),
+            late.first().map(|m| (&m.topic, &m.payload))
+        );
+    }
+
     /// Takes whatever already arrived, without waiting.
     pub fn drain(&mut self) -> Vec<Received> {
         let mut got = Vec::new();
@@ -259,6 +288,10 @@ pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bo
 
 /// How long an in-process bridge may take to stop, and the default wait of [`Running`]'s helpers.
 const RUNNING_WITHIN: Duration = Duration::from_secs(30);
+
+/// How long a subscriber must hear nothing before a test concludes nothing more is coming: well above
+/// rumqttd's and Mosquitto's forwarding delay on a loaded machine.
+pub const QUIET: Duration = Duration::from_millis(1500);
 
 /// A bridge running in-process; `stop` shuts it down gracefully.
 pub struct Running {
@@ -318,7 +351,8 @@ impl Running {
             (rows, rows, 0),
             "{tag}: {s:?}"
         );
-        assert!(sub.drain().is_empty(), "{tag}: no duplicates without faults");
+        sub.assert_nothing_more(&format!("{tag}: no duplicates without faults"))
+            .await;
     }
 
     /// Waits until the bridge's last recorded error contains `needle`; returns that error.
@@ -334,8 +368,7 @@ impl Running {
 
 /// The row id the suites write into column `f1`.
 pub fn f1_of(m: &Received) -> u32 {
-    let v: serde_json::Value = serde_json::from_str(&m.payload).expect("JSON payload");
-    v["data"]["f1"].as_u64().expect("f1") as u32
+    simulator::tdengine::fixture::f1_of(m.payload.as_bytes()).expect("a payload with f1")
 }
 
 pub fn distinct_f1(got: &[Received]) -> BTreeSet<u32> {
@@ -370,21 +403,12 @@ impl SeenRows {
 }
 
 /// Rows `0..total` were written over `tables` child tables (`d{id % tables}`) and published to
-/// `{prefix}/{table}`: every row arrived, and each table's rows in the order they were written.
+/// `{prefix}/{table}`: every row arrived, and each table's rows once each in the order they were written.
 pub fn assert_every_row_in_table_order(got: &[Received], prefix: &str, tables: u32, total: u32) {
-    assert_eq!(
-        distinct_f1(got),
-        (0..total).collect::<BTreeSet<u32>>(),
-        "{prefix}"
-    );
-    for t in 0..tables {
-        let ids: Vec<u32> = got
-            .iter()
-            .filter(|m| m.topic == format!("{prefix}/d{t}"))
-            .map(f1_of)
-            .collect();
-        let want: Vec<u32> = (0..total).filter(|id| id % tables == t).collect();
-        assert_eq!(ids, want, "{prefix} table d{t}");
+    let msgs = got.iter().map(|m| (m.topic.as_str(), m.payload.as_bytes()));
+    if let Err(e) = simulator::tdengine::fixture::check_every_row_in_table_order(msgs, prefix, tables, total)
+    {
+        panic!("{e}");
     }
 }
 
@@ -413,33 +437,43 @@ pub async fn collect_all(
     }
 }
 
-/// How many rows a broker stopped mid-stream may have lost on its own: the PUBACKs it sent minus the rows its
-/// subscriber got from it. A broker acknowledges and forwards in order, so what it lost is the tail of what it
-/// acknowledged (its responsibility, not the bridge's). Call once both the bridge and `sub` have seen the
-/// outage (their sockets read to the end); moves what `sub` buffered into `got`.
-pub fn broker_may_have_lost(sub: &mut Subscriber, got: &mut Vec<Received>, stats: &tmq2mqtt::Stats) -> u64 {
+/// The rows (by `f1`) a broker stopped mid-stream may have lost on its own: those it acknowledged on the wire
+/// (PUBACK/PUBREC seen by `proxy`, the bridge's only way to it) that `sub` has not received. An acknowledged
+/// row is the broker's responsibility; everything else is the bridge's to deliver. Call once both the bridge
+/// and `sub` have seen the outage (their sockets read to the end); moves what `sub` buffered into `got`.
+pub fn broker_may_have_lost(
+    sub: &mut Subscriber,
+    got: &mut Vec<Received>,
+    proxy: &ack_proxy::AckProxy,
+) -> BTreeSet<u32> {
     got.extend(sub.drain());
-    stats
-        .snapshot()
-        .acked
-        .saturating_sub(distinct_f1(got).len() as u64)
+    let seen = distinct_f1(got);
+    acked_f1(proxy)
+        .into_iter()
+        .filter(|f1| !seen.contains(f1))
+        .collect()
 }
 
-/// [`collect_all`] after a broker outage: every row `0..total` must arrive except at most `may_lose` (see
-/// [`broker_may_have_lost`]); it stops early only once the bridge has received all rows and has none in flight.
+/// [`collect_all`] after a broker outage: every row `0..total` must arrive except rows in `may_lose` (see
+/// [`broker_may_have_lost`]); it stops early only once the bridge has received all rows and has none in
+/// flight (when to stop looking, never what is judged). A failure says which missing rows `proxy` saw the
+/// broker acknowledge after the outage.
 pub async fn collect_all_after_outage(
     sub: &mut Subscriber,
     got: &mut Vec<Received>,
     total: u32,
-    may_lose: u64,
+    may_lose: &BTreeSet<u32>,
     stats: &tmq2mqtt::Stats,
+    proxy: &ack_proxy::AckProxy,
 ) {
-    let mut rows = SeenRows::after(got);
+    let mut seen = distinct_f1(got);
+    let mut read = 0;
     let enough = |g: &[Received]| {
-        let seen = rows.update(g) as u64;
+        seen.extend(g[read..].iter().map(f1_of));
+        read = g.len();
         let s = stats.snapshot();
-        seen == total as u64
-            || (seen + may_lose >= total as u64
+        seen.len() == total as usize
+            || ((0..total).all(|i| seen.contains(&i) || may_lose.contains(&i))
                 && s.rows >= total as u64
                 && stats.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0)
     };
@@ -447,19 +481,42 @@ pub async fn collect_all_after_outage(
     got.extend(more.unwrap_or_else(|g| g));
     let seen = distinct_f1(got);
     let missing: Vec<u32> = (0..total).filter(|i| !seen.contains(i)).collect();
-    assert!(
-        missing.len() as u64 <= may_lose,
-        "{} rows missing: {missing:?}, but the stopped broker acknowledged at most {may_lose} it did not \
-         forward; bridge: {:?}",
-        missing.len(),
-        stats.snapshot()
-    );
+    let bridges: Vec<u32> = missing
+        .iter()
+        .copied()
+        .filter(|i| !may_lose.contains(i))
+        .collect();
+    if !bridges.is_empty() {
+        let acked_later = acked_f1(proxy);
+        let acked: Vec<u32> = bridges
+            .iter()
+            .copied()
+            .filter(|i| acked_later.contains(i))
+            .collect();
+        panic!(
+            "{} rows missing that the broker had not acknowledged on the wire at the outage: {bridges:?} \
+             (acknowledged by it since: {acked:?}; all missing: {missing:?}); bridge: {:?}",
+            bridges.len(),
+            stats.snapshot()
+        );
+    }
     if !missing.is_empty() {
         eprintln!(
-            "the stopped broker lost {} acknowledged row(s): {missing:?}",
+            "the stopped broker lost {} row(s) it had acknowledged on the wire: {missing:?}",
             missing.len()
         );
     }
+}
+
+/// The rows (by `f1`) `proxy` saw the broker acknowledge.
+pub fn acked_f1(proxy: &ack_proxy::AckProxy) -> BTreeSet<u32> {
+    proxy
+        .acked()
+        .iter()
+        .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .filter_map(|v| v["data"]["f1"].as_u64())
+        .map(|f1| f1 as u32)
+        .collect()
 }
 
 /// The stand-in on a free port with the suites' schema: database `db`, super table

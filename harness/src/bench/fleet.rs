@@ -169,7 +169,7 @@ fn push_values(s: &mut String, id: u64, base: i64) {
 pub fn load(w: &BenchWorld, shape: Shape, rows: u64) -> Result<String, BenchError> {
     let db = shape.name();
     w.sql(&format!("create database {db} vgroups 4"))?;
-    w.sql(&format!("create stable {db}.meters (ts timestamp, current float, voltage int, phase float) tags (groupid int, location varchar(24))"))?;
+    w.sql(&simulator::meters::create_stable_sql(&db))?;
     w.sql(&format!(
         "create topic {db} as select ts, current, voltage, phase, tbname, groupid, location from {db}.meters"
     ))?;

@@ -68,7 +68,7 @@ impl BenchOptions {
             limit_messages: rows.min(if quick { 100_000 } else { 1_000_000 }),
             latency_for: Duration::from_secs(if quick { 3 } else { 10 }),
             latency_rate: 5_000,
-            bridge_bin: crate::runner::bridges::bridge_binary(),
+            bridge_bin: crate::bridge_bin::bridge_binary(),
             deadline: Duration::from_secs(600),
             qos: vec![0, 1, 2],
             repeat: if quick { 1 } else { 3 },

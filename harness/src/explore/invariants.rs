@@ -132,6 +132,19 @@ pub fn violated(s: &Scenario, o: &Outcome) -> Vec<Invariant> {
     {
         out.push(Invariant::Wire);
     }
+    if v.failures.iter().any(|f| {
+        f.contains("no open flow")
+            || f.contains("CONNACK refused")
+            || f.contains("open when their connection closed")
+    }) {
+        out.push(Invariant::Wire);
+    }
+    if !v.offsets.not_served.is_empty() || !v.offsets.backwards.is_empty() {
+        out.push(Invariant::Payload);
+    }
+    if !v.offsets.committed_unacked.is_empty() {
+        out.push(Invariant::CommitAfterAck);
+    }
     if v.failures.iter().any(|f| f.starts_with("fault(s) never fired")) {
         out.push(Invariant::Harness);
     }

@@ -2,6 +2,7 @@
 //! it answers forward / drop / delay / cut. Faults are armed with a trigger (the Nth PUBLISH towards the
 //! broker) or fired at once by the runner's timeline.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::wire::{Direction, Kind};
@@ -19,6 +20,29 @@ pub enum ProxyFault {
     DelayAcks { n: u32, delay: Duration },
     /// Limit broker-bound traffic to `bytes_per_s` for `duration`.
     Throttle { bytes_per_s: u64, duration: Duration },
+}
+
+impl ProxyFault {
+    /// How the report names it.
+    pub fn label(&self) -> String {
+        match self {
+            ProxyFault::Cut => "cut".into(),
+            ProxyFault::CutAfterPublish => "cut after publish".into(),
+            ProxyFault::DropAcks(n) => format!("drop {n} ack(s)"),
+            ProxyFault::DelayAcks { n, delay } => format!("delay {n} ack(s) by {delay:?}"),
+            ProxyFault::Throttle { bytes_per_s, .. } => format!("throttle to {bytes_per_s} B/s"),
+        }
+    }
+}
+
+/// A fault the proxy fired: when, and when its effect ended (times since the proxy started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fired {
+    pub fault: ProxyFault,
+    pub at: Duration,
+    /// When its effect ended: the cut done, the last ack dropped or released, the throttle run out.
+    /// `None` while it lasts (a cut waiting for its PUBLISH, acks still to come).
+    pub until: Option<Duration>,
 }
 
 /// What to do with one packet.
@@ -46,17 +70,24 @@ pub struct FaultEngine {
     armed: Vec<Armed>,
     /// PUBLISH packets seen towards the broker, across connections.
     published: u64,
-    cut_after_next_publish: bool,
-    drop_acks: u32,
-    delay_acks: u32,
-    ack_delay: Duration,
+    /// The fired `CutAfterPublish` waiting for its PUBLISH (index into `fired`).
+    cut_after_next_publish: Option<usize>,
+    /// Acks still to drop, per fired fault in firing order: (index into `fired`, how many).
+    drop_acks: VecDeque<(usize, u32)>,
+    /// Acks still to delay: (index into `fired`, how many, by how long).
+    delay_acks: VecDeque<(usize, u32, Duration)>,
     throttle: Option<Throttle>,
-    /// Faults that fired, with the time they fired (for the report).
-    fired: Vec<(Duration, ProxyFault)>,
+    /// Faults that fired, with when their effect started and ended (for the report).
+    fired: Vec<Fired>,
+    /// When the acks held and the throttle fired so far are through at the latest (held acks queue behind
+    /// each other: a run must not end while the proxy still holds some back).
+    busy_until: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Throttle {
+    /// Index into `fired`.
+    fired: usize,
     bytes_per_s: u64,
     until: Duration,
     /// When the link is free again.
@@ -75,25 +106,52 @@ impl FaultEngine {
 
     /// Fire `fault` now. Returns `true` when the caller must cut the live connection at once.
     pub fn fire(&mut self, now: Duration, fault: ProxyFault) -> bool {
-        self.fired.push((now, fault));
+        let i = self.fired.len();
+        self.fired.push(Fired {
+            fault,
+            at: now,
+            until: None,
+        });
         match fault {
-            ProxyFault::Cut => return true,
-            ProxyFault::CutAfterPublish => self.cut_after_next_publish = true,
-            ProxyFault::DropAcks(n) => self.drop_acks += n,
+            ProxyFault::Cut => {
+                self.fired[i].until = Some(now);
+                return true;
+            }
+            ProxyFault::CutAfterPublish => {
+                // A second one before the PUBLISH came is the same cut.
+                if let Some(j) = self.cut_after_next_publish.replace(i) {
+                    self.fired[j].until = Some(now);
+                }
+            }
+            ProxyFault::DropAcks(n) => self.drop_acks.push_back((i, n)),
             ProxyFault::DelayAcks { n, delay } => {
-                self.delay_acks += n;
-                self.ack_delay = delay;
+                self.delay_acks.push_back((i, n, delay));
+                self.busy_until = self.busy_until.max(now) + delay * n;
             }
             ProxyFault::Throttle {
                 bytes_per_s,
                 duration,
             } => {
+                if let Some(old) = self.throttle.take() {
+                    let end = self.fired[old.fired].until.get_or_insert(now);
+                    *end = (*end).min(now);
+                }
+                self.fired[i].until = Some(now + duration);
+                self.busy_until = self.busy_until.max(now + duration);
                 self.throttle = Some(Throttle {
+                    fired: i,
                     bytes_per_s: bytes_per_s.max(1),
                     until: now + duration,
                     next_free: now,
                 })
             }
+        }
+        // Nothing to wait for: its effect ends at once.
+        if matches!(
+            fault,
+            ProxyFault::DropAcks(0) | ProxyFault::DelayAcks { n: 0, .. }
+        ) {
+            self.fired[i].until = Some(now);
         }
         false
     }
@@ -102,15 +160,20 @@ impl FaultEngine {
         self.published
     }
 
-    pub fn fired(&self) -> &[(Duration, ProxyFault)] {
+    pub fn fired(&self) -> &[Fired] {
         &self.fired
+    }
+
+    /// Whether acks held or a throttle fired so far may still be holding traffic back at `now`.
+    pub fn busy(&self, now: Duration) -> bool {
+        now < self.busy_until
     }
 
     /// Decides the fate of one packet of `len` bytes.
     pub fn on_packet(&mut self, now: Duration, dir: Direction, kind: Kind, len: usize) -> Decision {
         match dir {
             Direction::ToBroker => self.toward_broker(now, kind, len),
-            Direction::ToClient => self.toward_client(kind),
+            Direction::ToClient => self.toward_client(now, kind),
         }
     }
 
@@ -133,9 +196,11 @@ impl FaultEngine {
         if cut_now {
             return Decision::Cut;
         }
-        if kind == Kind::Publish && self.cut_after_next_publish {
-            self.cut_after_next_publish = false;
-            return Decision::ForwardThenCut;
+        if kind == Kind::Publish {
+            if let Some(i) = self.cut_after_next_publish.take() {
+                self.fired[i].until = Some(now);
+                return Decision::ForwardThenCut;
+            }
         }
         if let Some(t) = &mut self.throttle {
             if now >= t.until {
@@ -153,17 +218,26 @@ impl FaultEngine {
         Decision::Forward
     }
 
-    fn toward_client(&mut self, kind: Kind) -> Decision {
+    fn toward_client(&mut self, now: Duration, kind: Kind) -> Decision {
         if !kind.is_publish_ack() {
             return Decision::Forward;
         }
-        if self.drop_acks > 0 {
-            self.drop_acks -= 1;
+        self.drop_acks.retain(|(_, n)| *n > 0);
+        if let Some((i, n)) = self.drop_acks.front_mut() {
+            *n -= 1;
+            if *n == 0 {
+                self.fired[*i].until = Some(now);
+            }
             return Decision::Drop;
         }
-        if self.delay_acks > 0 {
-            self.delay_acks -= 1;
-            return Decision::Delay(self.ack_delay);
+        self.delay_acks.retain(|(_, n, _)| *n > 0);
+        if let Some((i, n, delay)) = self.delay_acks.front_mut() {
+            *n -= 1;
+            if *n == 0 {
+                // The last held ack goes out `delay` from now.
+                self.fired[*i].until = Some(now + *delay);
+            }
+            return Decision::Delay(*delay);
         }
         Decision::Forward
     }
@@ -233,6 +307,17 @@ mod tests {
     }
 
     #[test]
+    fn held_acks_keep_the_proxy_busy_one_after_the_other() {
+        let mut e = FaultEngine::new();
+        let delay = Duration::from_millis(300);
+        assert!(!e.busy(T0));
+        e.fire(T0, ProxyFault::DelayAcks { n: 2, delay });
+        e.fire(Duration::from_millis(100), ProxyFault::DelayAcks { n: 1, delay });
+        assert!(e.busy(Duration::from_millis(899)));
+        assert!(!e.busy(Duration::from_millis(900)));
+    }
+
+    #[test]
     fn delay_acks_holds_the_next_n() {
         let mut e = FaultEngine::new();
         let delay = Duration::from_millis(300);
@@ -278,6 +363,50 @@ mod tests {
             e.on_packet(Duration::from_secs(11), b, Kind::Publish, 100),
             Decision::Forward
         );
+    }
+
+    #[test]
+    fn fired_faults_record_when_their_effect_started_and_ended() {
+        let ms = Duration::from_millis;
+        let mut e = FaultEngine::new();
+        e.arm_at_publish(2, ProxyFault::CutAfterPublish);
+        e.fire(ms(5), ProxyFault::DropAcks(2));
+        e.fire(ms(6), ProxyFault::DelayAcks { n: 1, delay: ms(300) });
+        e.fire(ms(7), ProxyFault::Cut);
+        e.fire(
+            ms(8),
+            ProxyFault::Throttle {
+                bytes_per_s: 1 << 50,
+                duration: ms(50),
+            },
+        );
+        let c = Direction::ToClient;
+        assert_eq!(
+            e.on_packet(ms(10), Direction::ToBroker, Kind::Publish, 10),
+            Decision::Forward
+        );
+        assert_eq!(
+            e.on_packet(ms(20), Direction::ToBroker, Kind::Publish, 10),
+            Decision::ForwardThenCut
+        );
+        assert_eq!(e.on_packet(ms(30), c, Kind::PubAck, 4), Decision::Drop);
+        assert_eq!(e.fired()[0].until, None, "one ack still to drop");
+        assert_eq!(e.on_packet(ms(40), c, Kind::PubAck, 4), Decision::Drop);
+        assert_eq!(e.on_packet(ms(60), c, Kind::PubAck, 4), Decision::Delay(ms(300)));
+        assert_eq!(e.on_packet(ms(70), c, Kind::PubAck, 4), Decision::Forward);
+        let spans: Vec<(ProxyFault, Duration, Option<Duration>)> =
+            e.fired().iter().map(|f| (f.fault, f.at, f.until)).collect();
+        assert_eq!(
+            spans.iter().map(|s| (s.1, s.2)).collect::<Vec<_>>(),
+            [
+                (ms(5), Some(ms(40))),
+                (ms(6), Some(ms(360))),
+                (ms(7), Some(ms(7))),
+                (ms(8), Some(ms(58))),
+                (ms(20), Some(ms(20))),
+            ]
+        );
+        assert_eq!(spans[4].0, ProxyFault::CutAfterPublish, "fired by its PUBLISH");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Sans-IO MQTT framing for the proxy: cut a byte stream into whole packets (forwarded byte for byte) and
 //! describe each one with rumqttc's own codecs — v4 (3.1.1) or v5, whichever the CONNECT announced. MQTT 3.1
-//! traffic is framed by its fixed header only.
+//! differs from 3.1.1 only in its CONNECT (protocol name and level) and the meaning of CONNACK's first byte: its
+//! other packets are read with the v4 codec.
 
 use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, v4};
@@ -99,10 +100,9 @@ pub fn describe(frame: &Bytes, protocol: Protocol) -> Described {
         d.retain = byte1 & 1 != 0;
     }
     match protocol {
-        Protocol::V31 => {
-            d.undecoded = Some("MQTT 3.1: fixed header only".into());
-        }
-        Protocol::V311 => match v4::Packet::read(&mut BytesMut::from(&frame[..]), MAX_PACKET) {
+        Protocol::V31 if kind == Kind::Connect => d.code = Some(3),
+        Protocol::V31 | Protocol::V311 => match v4::Packet::read(&mut BytesMut::from(&frame[..]), MAX_PACKET)
+        {
             Ok(p) => fill_v4(&mut d, p),
             Err(e) => d.undecoded = Some(e.to_string()),
         },
@@ -260,6 +260,21 @@ mod tests {
         c31.extend_from_slice(&[3, 2, 0, 60]);
         assert_eq!(connect_protocol(&c31), Some(Protocol::V31));
         assert_eq!(connect_protocol(&[0x30, 0]), None);
+    }
+
+    #[test]
+    fn describes_mqtt31_packets_past_the_connect() {
+        let mut c31 = vec![0x10, 12, 0, 6];
+        c31.extend_from_slice(b"MQIsdp");
+        c31.extend_from_slice(&[3, 2, 0, 60]);
+        assert_eq!(describe(&Bytes::from(c31), Protocol::V31).code, Some(3));
+        let mut p = v4::Publish::new("a/b", mqttbytes::QoS::ExactlyOnce, vec![7u8; 5]);
+        p.pkid = 42;
+        let d = describe(&v4_bytes(v4::Packet::Publish(p)), Protocol::V31);
+        assert_eq!((d.qos, d.pkid, d.topic.as_deref()), (2, 42, Some("a/b")));
+        assert_eq!(d.payload.unwrap().len(), 5);
+        let rec = describe(&v4_bytes(v4::Packet::PubRec(v4::PubRec::new(42))), Protocol::V31);
+        assert_eq!((rec.kind, rec.pkid), (Some(Kind::PubRec), 42));
     }
 
     #[test]

@@ -17,13 +17,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use faults::{Decision, FaultEngine, ProxyFault};
+pub use faults::{Decision, FaultEngine, Fired, ProxyFault};
 use frame::{Framer, Protocol};
 
 use crate::wire::{ClosedBy, Direction, Fate, Kind, WireRecord};
 
 struct Shared {
     start: Instant,
+    /// `start` as µs since the Unix epoch (read at the same moment).
+    start_unix_us: u64,
     engine: Mutex<FaultEngine>,
     records: Mutex<Vec<WireRecord>>,
     upstream: Mutex<SocketAddr>,
@@ -58,6 +60,7 @@ impl Proxy {
         let (cut_all, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             start: Instant::now(),
+            start_unix_us: crate::recorder::now_us(),
             engine: Mutex::new(FaultEngine::new()),
             records: Mutex::new(Vec::new()),
             upstream: Mutex::new(upstream),
@@ -116,8 +119,19 @@ impl Proxy {
         self.shared.records.lock().expect("records lock").clone()
     }
 
-    /// Faults that fired, with the time since the proxy started.
-    pub fn fired(&self) -> Vec<(Duration, ProxyFault)> {
+    /// Whether acks it holds back (`delay-acks`) or a throttle may still be holding traffic back.
+    pub fn busy(&self) -> bool {
+        let now = self.shared.now();
+        self.shared.engine.lock().expect("engine lock").busy(now)
+    }
+
+    /// When the proxy started, µs since the Unix epoch: wire record and fired-fault times count from here.
+    pub fn started_us(&self) -> u64 {
+        self.shared.start_unix_us
+    }
+
+    /// Faults that fired, with when their effect started and ended (since the proxy started).
+    pub fn fired(&self) -> Vec<Fired> {
         self.shared.engine.lock().expect("engine lock").fired().to_vec()
     }
 

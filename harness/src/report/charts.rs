@@ -2,8 +2,10 @@
 //! anywhere, so a report opens from disk). One function per picture; each takes plain numbers (a
 //! [`Trace`], a bench result) and returns the SVG text or why it could not be drawn.
 
-use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::bench::fleet::FleetRow;
 use crate::trace::{Measure, Trace};
@@ -25,7 +27,7 @@ pub struct ChartError {
 
 fn draw(
     chart: &'static str,
-    f: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), Box<dyn std::error::Error>>,
+    f: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Drawn<()>,
 ) -> Result<String, ChartError> {
     let mut svg = String::new();
     {
@@ -39,6 +41,75 @@ fn draw(
     }
     Ok(svg)
 }
+
+/// How a chart is framed: caption, axis descriptions (no x axis when `x_desc` is `None`) and the room the y
+/// labels need.
+struct Frame<'s> {
+    caption: &'s str,
+    x_desc: Option<&'s str>,
+    y_desc: &'s str,
+    y_labels: u32,
+}
+
+/// What drawing into a chart returns.
+type Drawn<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// A chart over the coordinates `X` × `Y`.
+type Framed<'a, 'b, X, Y> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// The chart of `f` over `x` × `y`: caption, axes and major grid lines drawn.
+fn frame<'a, 'b, X, Y>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    f: &Frame<'_>,
+    x: X,
+    y: Y,
+) -> Drawn<Framed<'a, 'b, X, Y>>
+where
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+    X::CoordDescType: ValueFormatter<X::Value>,
+    Y::CoordDescType: ValueFormatter<Y::Value>,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(f.caption, (FONT, 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(f.y_labels)
+        .build_cartesian_2d(x, y)?;
+    let mut mesh = chart.configure_mesh();
+    match f.x_desc {
+        Some(d) => mesh.x_desc(d),
+        None => mesh.disable_x_mesh().disable_x_axis(),
+    };
+    mesh.y_desc(f.y_desc).light_line_style(WHITE.mix(0.0)).draw()?;
+    Ok(chart)
+}
+
+/// The legend of the series drawn so far, at `at`.
+fn legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+    at: SeriesLabelPosition,
+) -> Drawn<()> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 13))
+        .draw()?;
+    Ok(())
+}
+
+/// Line colours of charts with a few unrelated curves.
+const PALETTE: [RGBColor; 3] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+];
 
 /// The colour of a series: one per measure, subscribers in shades of blue-green.
 fn colour(measure: Measure, nth_subscriber: usize) -> RGBColor {
@@ -61,18 +132,17 @@ pub fn timeline(t: &Trace) -> Result<String, ChartError> {
     draw("timeline", |root| {
         let x_max = t.duration_s.max(0.1);
         let y_max = t.series.iter().map(|s| s.last()).max().unwrap_or(0).max(1) as f64 * 1.12;
-        let mut chart = ChartBuilder::on(root)
-            .caption("rows and messages over time", (FONT, 16))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the run started")
-            .y_desc("count (cumulative)")
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let mut chart = frame(
+            root,
+            &Frame {
+                caption: "rows and messages over time",
+                x_desc: Some("seconds since the run started"),
+                y_desc: "count (cumulative)",
+                y_labels: 64,
+            },
+            0f64..x_max,
+            0f64..y_max,
+        )?;
         draw_faults(&mut chart, t, y_max)?;
         let mut nth = 0;
         for s in &t.series {
@@ -89,14 +159,7 @@ pub fn timeline(t: &Trace) -> Result<String, ChartError> {
                 .label(format!("{} — {}", s.title(), s.last()))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
@@ -107,7 +170,7 @@ type Chart<'a, 'b> = ChartContext<
 >;
 
 /// Fault spans (shaded, named at the top, staggered so neighbours stay readable) and reconnect lines.
-fn draw_faults(chart: &mut Chart<'_, '_>, t: &Trace, y_max: f64) -> Result<(), Box<dyn std::error::Error>> {
+fn draw_faults(chart: &mut Chart<'_, '_>, t: &Trace, y_max: f64) -> Drawn<()> {
     // A fault that takes no time still gets a visible band.
     let min_width = t.duration_s.max(0.1) * 0.004;
     chart.draw_series(t.faults.iter().map(|f| {
@@ -167,37 +230,37 @@ pub fn latency(t: &Trace) -> Option<Result<String, ChartError>> {
         let bars = buckets(sorted, 40);
         let x_max = bars.last().map(|b| b.1).unwrap_or(1.0);
         let y_max = bars.iter().map(|b| b.2).max().unwrap_or(1) as f64 * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!("insert → receipt latency ({} rows)", sorted.len()),
-                (FONT, 16),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc("ms from the INSERT to the subscriber's receipt")
-            .y_desc("rows")
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let caption = format!("insert → receipt latency ({} rows)", sorted.len());
+        let mut chart = frame(
+            root,
+            &Frame {
+                caption: &caption,
+                x_desc: Some("ms from the INSERT to the subscriber's receipt"),
+                y_desc: "rows",
+                y_labels: 64,
+            },
+            0f64..x_max,
+            0f64..y_max,
+        )?;
         chart.draw_series(bars.iter().map(|&(a, b, n)| {
             Rectangle::new(
                 [(a, 0.0), (b, n as f64)],
                 RGBColor(31, 119, 180).mix(0.75).filled(),
             )
         }))?;
-        for (name, p, c) in [("p50", 0.50, BLACK), ("p99", 0.99, FAULT)] {
+        for (name, p, c, y) in [("p50", 0.50, BLACK, 0.99), ("p99", 0.99, FAULT, 0.93)] {
             let v = percentile(sorted, p);
             chart.draw_series(std::iter::once(PathElement::new(
-                vec![(v, 0.0), (v, y_max * 0.92)],
+                vec![(v, 0.0), (v, y_max * 0.86)],
                 c.stroke_width(2),
             )))?;
+            // Named to the left of its line in the right half, so that it stays inside the chart.
+            let side = if v > x_max / 2.0 { HPos::Right } else { HPos::Left };
+            let style = (FONT, 13).into_font().color(&c).pos(Pos::new(side, VPos::Top));
             chart.draw_series(std::iter::once(Text::new(
                 format!("{name} {v:.1} ms"),
-                (v, y_max * 0.95),
-                (FONT, 13).into_font().color(&c),
+                (v, y_max * y),
+                style,
             )))?;
         }
         Ok(())
@@ -224,21 +287,18 @@ pub fn rate(t: &Trace) -> Option<Result<String, ChartError>> {
             .map(|(i, &c)| ((i as f64 + 0.5) * width, c as f64 / width))
             .collect();
         let y_max = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .caption("messages per second received", (FONT, 16))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc(format!(
-                "seconds since the run started ({:.0} ms buckets)",
-                width * 1000.0
-            ))
-            .y_desc("msg/s")
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let x_desc = format!("seconds since the run started ({:.0} ms buckets)", width * 1000.0);
+        let mut chart = frame(
+            root,
+            &Frame {
+                caption: "messages per second received",
+                x_desc: Some(&x_desc),
+                y_desc: "msg/s",
+                y_labels: 64,
+            },
+            0f64..x_max,
+            0f64..y_max,
+        )?;
         draw_faults(&mut chart, t, y_max)?;
         chart.draw_series(
             AreaSeries::new(points, 0.0, RGBColor(23, 190, 207).mix(0.35))
@@ -260,22 +320,17 @@ pub fn bench_bars(rows: &[QosBars]) -> Result<String, ChartError> {
     draw("throughput", |root| {
         let y_max = rows.iter().map(|r| r.limit.max(r.bridge)).fold(1.0, f64::max) * 1.2;
         let n = rows.len().max(1) as f64;
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "throughput: bare rumqttc publisher (limit) vs the bridge",
-                (FONT, 16),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..y_max)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .disable_x_axis()
-            .y_desc("messages (rows) per second")
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let mut chart = frame(
+            root,
+            &Frame {
+                caption: "throughput: bare rumqttc publisher (limit) vs the bridge",
+                x_desc: None,
+                y_desc: "messages (rows) per second",
+                y_labels: 80,
+            },
+            -0.5f64..n - 0.5,
+            0f64..y_max,
+        )?;
         let limit = RGBColor(127, 127, 127);
         let bridge = RGBColor(31, 119, 180);
         for (i, r) in rows.iter().enumerate() {
@@ -311,14 +366,7 @@ pub fn bench_bars(rows: &[QosBars]) -> Result<String, ChartError> {
             .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
             .label("bridge")
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], bridge.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -333,24 +381,19 @@ pub fn curves(caption: &str, x_desc: &str, y_desc: &str, curves: &[Curve<'_>]) -
     draw("curve", |root| {
         let all = curves.iter().flat_map(|c| c.points.iter());
         let (x_max, y_max) = all.fold((1e-9f64, 1e-9f64), |(x, y), p| (x.max(p.0), y.max(p.1)));
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, (FONT, 16))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0f64..x_max * 1.02, 0f64..y_max * 1.15)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let mut chart = frame(
+            root,
+            &Frame {
+                caption,
+                x_desc: Some(x_desc),
+                y_desc,
+                y_labels: 72,
+            },
+            0f64..x_max * 1.02,
+            0f64..y_max * 1.15,
+        )?;
         for (i, c) in curves.iter().enumerate() {
-            let colour = [
-                RGBColor(31, 119, 180),
-                RGBColor(255, 127, 14),
-                RGBColor(44, 160, 44),
-            ][i % 3];
+            let colour = PALETTE[i % 3];
             chart
                 .draw_series(LineSeries::new(c.points.iter().copied(), colour.stroke_width(2)))?
                 .label(c.title)
@@ -358,13 +401,7 @@ pub fn curves(caption: &str, x_desc: &str, y_desc: &str, curves: &[Curve<'_>]) -
             chart.draw_series(c.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
         }
         if curves.len() > 1 || !curves.iter().all(|c| c.title.is_empty()) {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font((FONT, 13))
-                .draw()?;
+            legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         }
         Ok(())
     })
@@ -380,27 +417,22 @@ pub fn fleet(rows: &[FleetRow]) -> Result<String, ChartError> {
             .iter()
             .map(|r| r.rows_per_s.max(r.client_rows_per_s))
             .fold(1.0f64, f64::max);
-        let mut chart = ChartBuilder::on(root)
-            .caption("fleet shape: rows/s by number of tables", (FONT, 16))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(72)
-            .build_cartesian_2d((x_min * 0.8..x_max * 1.25).log_scale(), 0f64..y_max * 1.15)?;
-        chart
-            .configure_mesh()
-            .x_desc("tables (log scale)")
-            .y_desc("rows/s")
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let mut chart = frame(
+            root,
+            &Frame {
+                caption: "fleet shape: rows/s by number of tables",
+                x_desc: Some("tables (log scale)"),
+                y_desc: "rows/s",
+                y_labels: 72,
+            },
+            (x_min * 0.8..x_max * 1.25).log_scale(),
+            0f64..y_max * 1.15,
+        )?;
         let mut per: Vec<u64> = rows.iter().map(|r| r.rows_per_table).collect();
         per.sort_unstable();
         per.dedup();
         for (i, n) in per.iter().enumerate() {
-            let colour = [
-                RGBColor(31, 119, 180),
-                RGBColor(255, 127, 14),
-                RGBColor(44, 160, 44),
-            ][i % 3];
+            let colour = PALETTE[i % 3];
             let of = |f: fn(&FleetRow) -> f64| -> Vec<(f64, f64)> {
                 let mut v: Vec<_> = rows
                     .iter()
@@ -425,14 +457,7 @@ pub fn fleet(rows: &[FleetRow]) -> Result<String, ChartError> {
                 chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 

@@ -129,14 +129,10 @@ fn ms(v: Option<f64>) -> String {
 pub fn run_page(info: &RunInfo, scenarios: &[ScenarioPage<'_>]) -> String {
     let mut out = String::new();
     head(&mut out, "tmq2mqtt scenario run");
-    let count = |st: Status| scenarios.iter().filter(|p| p.outcome.status() == st).count();
     let _ = write!(
         out,
-        "<h1>tmq2mqtt scenario run</h1>\n<p><b>{} scenario(s): {} passed, {} failed, {} skipped</b></p>\n",
-        scenarios.len(),
-        count(Status::Passed),
-        count(Status::Failed),
-        count(Status::Skipped)
+        "<h1>tmq2mqtt scenario run</h1>\n<p><b>{}</b></p>\n",
+        super::counts(scenarios.iter().map(|p| p.outcome))
     );
     versions(&mut out);
     let _ = writeln!(
@@ -221,8 +217,13 @@ fn scenario_section(out: &mut String, p: &ScenarioPage<'_>) {
         o.seed,
         o.elapsed_ms as f64 / 1000.0,
         match &o.verdict {
-            Some(v) if v.ending == crate::recorder::Ending::Deadline => " · ended at the deadline",
-            Some(_) => " · ended when nothing more came",
+            Some(v) => match v.ending {
+                crate::recorder::Ending::Deadline => " · ended at the deadline",
+                crate::recorder::Ending::Accounted => {
+                    " · ended when every missing row was the broker's loss and nothing moved"
+                }
+                crate::recorder::Ending::Quiescent => " · ended when nothing more came",
+            },
             None => "",
         }
     );
@@ -273,23 +274,24 @@ fn scenario_section(out: &mut String, p: &ScenarioPage<'_>) {
     }
     if let Some(v) = &o.verdict {
         if !v.subscribers.is_empty() {
-            out.push_str(
-                "<h3>Subscribers</h3><table><tr><th>subscriber</th><th>expected</th><th>received (distinct)</th>\
-                 <th>messages</th><th>duplicates</th><th>missing</th><th>out of order</th><th>unexpected</th></tr>\n",
+            table_head(
+                out,
+                "Subscribers",
+                &[
+                    "subscriber",
+                    "expected",
+                    "received (distinct)",
+                    "messages",
+                    "duplicates",
+                    "missing",
+                    "out of order",
+                    "unexpected",
+                ],
             );
             for s in &v.subscribers {
-                let _ = writeln!(
-                    out,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&s.name),
-                    s.expected,
-                    s.distinct,
-                    s.received,
-                    s.duplicates,
-                    s.missing.len(),
-                    s.out_of_order.len(),
-                    s.extra
-                );
+                let counts = [s.expected, s.distinct, s.received, s.duplicates as usize];
+                let more = [s.missing.len(), s.out_of_order.len(), s.extra as usize];
+                row(out, esc(&s.name), counts.iter().chain(&more));
             }
             out.push_str("</table>\n");
         }
@@ -315,27 +317,55 @@ fn scenario_section(out: &mut String, p: &ScenarioPage<'_>) {
             out.push_str("</table>\n");
         }
         if !v.wire.is_empty() {
-            out.push_str(
-                "<h3>On the wire (bridge ↔ broker)</h3><table><tr><th>bridge</th><th>connections</th>\
-                 <th>PUBLISH</th><th>PUBACK</th><th>PUBCOMP</th><th>retransmits</th><th>dropped by faults</th></tr>\n",
+            table_head(
+                out,
+                "On the wire (bridge ↔ broker)",
+                &[
+                    "bridge",
+                    "connections",
+                    "PUBLISH",
+                    "PUBACK",
+                    "PUBCOMP",
+                    "retransmits",
+                    "dropped by faults",
+                ],
             );
             for w in &v.wire {
-                let _ = writeln!(
-                    out,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&w.bridge),
-                    w.connections,
+                let counts = [
                     w.publishes,
                     w.puback,
                     w.pubcomp,
                     w.retransmits,
-                    w.dropped_by_fault
+                    w.dropped_by_fault,
+                ];
+                row(
+                    out,
+                    esc(&w.bridge),
+                    std::iter::once(&(w.connections as u64)).chain(&counts),
                 );
             }
             out.push_str("</table>\n");
         }
     }
     let _ = writeln!(out, "<h3>Replay</h3><pre>{}</pre></section>", esc(&o.replay));
+}
+
+/// A table's title and header row.
+fn table_head(out: &mut String, title: &str, headers: &[&str]) {
+    let _ = write!(out, "<h3>{title}</h3><table><tr>");
+    for h in headers {
+        let _ = write!(out, "<th>{h}</th>");
+    }
+    out.push_str("</tr>\n");
+}
+
+/// A table row: a name (escaped already), then numbers.
+fn row<T: std::fmt::Display>(out: &mut String, name: String, numbers: impl IntoIterator<Item = T>) {
+    let _ = write!(out, "<tr><td>{name}</td>");
+    for n in numbers {
+        let _ = write!(out, "<td>{n}</td>");
+    }
+    out.push_str("</tr>\n");
 }
 
 fn list(out: &mut String, class: &str, title: &str, items: &[String]) {

@@ -174,8 +174,6 @@ pub fn summary(outcomes: &[Outcome]) -> String {
             }
         }
     }
-    let count = |st: Status| outcomes.iter().filter(|o| o.status() == st).count();
-    let skipped = count(Status::Skipped);
     let mut installs: Vec<&str> = outcomes
         .iter()
         .filter_map(|o| o.skipped.as_ref().map(|s| s.install.as_str()))
@@ -188,14 +186,22 @@ pub fn summary(outcomes: &[Outcome]) -> String {
             "skipped for lack of a program: `{install}` installs it (`--require NAME` makes a skip fail)"
         );
     }
-    let _ = writeln!(
-        out,
-        "{} scenario(s): {} passed, {} failed, {skipped} skipped",
-        outcomes.len(),
-        count(Status::Passed),
-        count(Status::Failed),
-    );
+    let _ = writeln!(out, "{}", counts(outcomes));
     out
+}
+
+/// `N scenario(s): P passed, F failed, S skipped`.
+pub fn counts<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> String {
+    let (mut n, mut passed, mut failed, mut skipped) = (0, 0, 0, 0);
+    for o in outcomes {
+        n += 1;
+        match o.status() {
+            Status::Passed => passed += 1,
+            Status::Failed => failed += 1,
+            Status::Skipped => skipped += 1,
+        }
+    }
+    format!("{n} scenario(s): {passed} passed, {failed} failed, {skipped} skipped")
 }
 
 /// Details of one outcome: failures, deviations, wire summary, and how to replay it.
@@ -227,8 +233,17 @@ pub fn details(o: &Outcome) -> String {
         for d in &v.deviations {
             let _ = writeln!(out, "  ! {d}");
         }
-        if v.ending == crate::recorder::Ending::Deadline {
-            let _ = writeln!(out, "  ended at the deadline, not at quiescence");
+        match v.ending {
+            crate::recorder::Ending::Deadline => {
+                let _ = writeln!(out, "  ended at the deadline, not at quiescence");
+            }
+            crate::recorder::Ending::Accounted => {
+                let _ = writeln!(
+                    out,
+                    "  ended once every missing row was the broker's loss and nothing moved"
+                );
+            }
+            crate::recorder::Ending::Quiescent => {}
         }
         for w in &v.wire {
             let _ = writeln!(

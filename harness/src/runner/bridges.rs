@@ -2,7 +2,6 @@
 //! `tmq2mqtt` binary (which can be killed with SIGKILL and started again).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,18 +12,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The `tmq2mqtt` binary: `$TMQ2MQTT_BIN`, or next to the running executable (target/debug).
-pub fn bridge_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TMQ2MQTT_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().ok()?;
-    exe.ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join("tmq2mqtt"))
-        .find(|p| p.is_file())
-}
+pub use crate::bridge_bin::bridge_binary;
 
 /// One running bridge.
 pub enum RunningBridge {

@@ -1,4 +1,4 @@
-//! Which rows a topic must carry: from the meter fleet's ledger (every write, in write order, replaced rows
+//! Which rows a topic must carry: from the meter fleet's write log (every write, in write order, replaced rows
 //! included — TMQ carries each write) projected on the topic's columns, or, for scenarios written in literal
 //! SQL, from querying the topic's own SELECT.
 
@@ -89,8 +89,8 @@ fn f32_json(v: Option<f32>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Expected rows of `topic` from the fleet's ledger entries; `written_at` stamps rows by ledger seq.
-pub fn from_ledger(
+/// Expected rows of `topic` from the fleet's write log entries; `written_at` stamps rows by entry seq.
+pub fn from_write_log(
     topic: &TopicShape,
     entries: &[WriteLogEntry],
     written_at: &HashMap<u64, u64>,

@@ -1,11 +1,13 @@
 //! The runner: brings up a scenario's world on free loopback ports, starts recorders, proxies and bridges,
-//! writes the data, fires the fault timeline, waits for quiescence (or the deadline), stops everything and
-//! hands what it saw to the verdict. It never judges: the faults that never fired and the offsets the
-//! bridges committed are inputs of [`verdict::judge`] like the deliveries.
+//! writes the data, fires the fault timeline, waits for quiescence (or the deadline, see [`settle`]), stops
+//! everything and hands what it saw to the verdict. It never judges: the faults that never fired and the
+//! offsets the bridges committed are inputs of [`verdict::judge`] like the deliveries.
 
 pub mod bridges;
+pub mod commits;
 pub mod expected;
 pub mod needs;
+mod settle;
 pub mod sql;
 mod timeline;
 pub mod world;
@@ -20,7 +22,7 @@ use simulator::meters::{Chaos, Fleet, FleetConfig, StopAfter};
 use tmq2mqtt::dsn::OffsetReset;
 
 use crate::proxy::Proxy;
-use crate::recorder::{now_us, wait_quiescent, Activity, Delivered, Ending, Login, Recorder};
+use crate::recorder::{now_us, Activity, Delivered, Login, Recorder};
 use crate::report::{replay_command, Outcome};
 use crate::scenario::{self, BridgeMode, MqttVersion, Scenario};
 use crate::verdict::{self, BridgeOutcome, CommittedOffset, ExpectedRow, Inputs};
@@ -153,14 +155,14 @@ impl BridgeSlot {
 
 /// Data-phase state shared with the fleet task.
 struct FleetRun {
-    ledger: Arc<parking_lot::Mutex<simulator::meters::WriteLog>>,
+    write_log: Arc<parking_lot::Mutex<simulator::meters::WriteLog>>,
     task: tokio::task::JoinHandle<Result<simulator::meters::FleetReport, simulator::meters::FleetError>>,
     stamps: Arc<parking_lot::Mutex<HashMap<u64, u64>>>,
     stamper: tokio::task::JoinHandle<()>,
 }
 
-/// The services a run starts: TDengine, the broker, and the harness's own SQL connection.
-struct Services {
+/// The world a run starts: TDengine, the broker, and the harness's own SQL connection.
+struct World {
     td: Tdengine,
     broker: Broker,
     sql: sql::Sql,
@@ -182,11 +184,20 @@ async fn run_inner(
     let started = Instant::now();
     let start_us = now_us();
     let deadline = started + s.deadline;
-    let mut world = start_services(s).await?;
+    let mut world = start_world(s).await?;
+    if let Some(td) = world.td.standin() {
+        td.tmq().record_served();
+    }
     let schema = write_schema(s, &world.sql).await?;
     let activity = Activity::default();
     let recorders = start_recorders(s, seed, &world.broker, &activity).await?;
-    let proxies_started_us = now_us();
+    let sampler = world.td.standin().map(|st| {
+        let groups = s
+            .bridges
+            .iter()
+            .filter_map(|b| b.source().ok().map(|d| d.group_id));
+        commits::CommitSampler::start(st.tmq().clone(), groups.collect())
+    });
     let mut slots = start_bridges(s, &world).await?;
     wait_subscribed(&world.td, &mut slots, started, s.deadline).await?;
     let fleet = write_data(s, seed, &world).await?;
@@ -201,10 +212,12 @@ async fn run_inner(
     )
     .await?;
     let expected_rows = expected_rows(s, &world, &schema, fleet).await?;
-    let ending = settle(s, &expected_rows, &recorders, &mut slots, &activity, deadline).await;
-    let (outcomes, wire) = stop_bridges(s, slots, opts).await?;
+    let ending = settle::settle(s, &expected_rows, &recorders, &mut slots, &activity, deadline).await;
+    let (outcomes, wire, fired) = stop_bridges(s, slots, opts).await?;
+    let commit_samples = sampler.map(commits::CommitSampler::stop).unwrap_or_default();
     let delivered: Vec<Delivered> = recorders.into_iter().flat_map(|r| r.stop()).collect();
     let committed = committed_offsets(s, &world.td.sql_dsn()).await?;
+    let served = world.td.standin().map(|td| td.tmq().served());
     let v = verdict::judge(&Inputs {
         scenario: s,
         seed,
@@ -215,14 +228,17 @@ async fn run_inner(
         ending,
         faults: &faults,
         committed: &committed,
+        served: served.as_deref(),
         replay: replay.to_string(),
     });
     let wire_traces: Vec<crate::trace::WireTrace> = wire
         .iter()
-        .map(|(bridge, records)| crate::trace::WireTrace {
+        .zip(&fired)
+        .map(|((bridge, records), w)| crate::trace::WireTrace {
             bridge,
-            proxy_started_us: proxies_started_us,
+            proxy_started_us: w.0,
             records,
+            fired: &w.1,
         })
         .collect();
     let trace = crate::trace::build(&crate::trace::TraceInputs {
@@ -231,10 +247,10 @@ async fn run_inner(
         expected: &expected_rows,
         delivered: &delivered,
         wire: &wire_traces,
-        commits: &[],
+        commits: &commit_samples,
         faults: &fault_spans,
     });
-    let Services { td, broker, sql } = world;
+    let World { td, broker, sql } = world;
     drop(sql);
     broker.shutdown().await;
     td.shutdown().await;
@@ -242,13 +258,13 @@ async fn run_inner(
 }
 
 /// Phase 1: TDengine, the broker and an SQL connection.
-async fn start_services(s: &Scenario) -> Result<Services, String> {
+async fn start_world(s: &Scenario) -> Result<World, String> {
     let td = Tdengine::start(s).await.map_err(|e| e.to_string())?;
     let broker = Broker::start(s).await.map_err(|e| e.to_string())?;
     let sql = sql::Sql::connect(&td.sql_dsn())
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Services { td, broker, sql })
+    Ok(World { td, broker, sql })
 }
 
 /// Phase 2: the database and meters schema, the literal SQL and the TMQ topics.
@@ -316,7 +332,7 @@ async fn start_recorders(
 
 /// Phase 4: a proxy per bridge that uses one (its packet-count faults armed), then the bridges that start
 /// at once.
-async fn start_bridges(s: &Scenario, world: &Services) -> Result<Vec<BridgeSlot>, String> {
+async fn start_bridges(s: &Scenario, world: &World) -> Result<Vec<BridgeSlot>, String> {
     let mut slots = Vec::new();
     for b in &s.bridges {
         let upstream = world.broker.addr(version_of(&b.to));
@@ -353,7 +369,7 @@ async fn start_bridges(s: &Scenario, world: &Services) -> Result<Vec<BridgeSlot>
 }
 
 /// Phase 5: the data written after the bridges subscribed (literal SQL, then the fleet in the background).
-async fn write_data(s: &Scenario, seed: u64, world: &Services) -> Result<Option<FleetRun>, String> {
+async fn write_data(s: &Scenario, seed: u64, world: &World) -> Result<Option<FleetRun>, String> {
     for stmt in &s.data.sql_after_start {
         world.sql.exec(stmt).await.map_err(|e| e.to_string())?;
     }
@@ -368,7 +384,7 @@ async fn write_data(s: &Scenario, seed: u64, world: &Services) -> Result<Option<
 async fn drive_faults(
     s: &Scenario,
     slots: &mut [BridgeSlot],
-    world: &mut Services,
+    world: &mut World,
     fleet: Option<&FleetRun>,
     recorders: &[Recorder],
     started: Instant,
@@ -399,7 +415,7 @@ async fn drive_faults(
 /// Phase 7: the rows every subscriber must see, now that all data is written.
 async fn expected_rows(
     s: &Scenario,
-    world: &Services,
+    world: &World,
     schema: &Schema,
     fleet: Option<FleetRun>,
 ) -> Result<Vec<ExpectedRow>, String> {
@@ -426,10 +442,10 @@ async fn expected_from_fleet(f: FleetRun, shapes: &[TopicShape]) -> Result<Vec<E
         .map_err(|e| format!("meter fleet: {e}"))?;
     f.stamper.abort();
     let stamps = f.stamps.lock().clone();
-    let ledger = f.ledger.lock();
+    let write_log = f.write_log.lock();
     Ok(shapes
         .iter()
-        .flat_map(|shape| expected::from_ledger(shape, ledger.entries(), &stamps))
+        .flat_map(|shape| expected::from_write_log(shape, write_log.entries(), &stamps))
         .collect())
 }
 
@@ -459,53 +475,19 @@ async fn expected_from_select(
     Ok(rows)
 }
 
-/// Phase 8: waits until every subscriber saw what it expects (and every bridge expected to fail exited) and
-/// the stream stayed quiet, or the deadline.
-async fn settle(
-    s: &Scenario,
-    expected_rows: &[ExpectedRow],
-    recorders: &[Recorder],
-    slots: &mut [BridgeSlot],
-    activity: &Activity,
-    deadline: Instant,
-) -> Ending {
-    let per_sub: Vec<usize> = match s.expect.rows {
-        Some(n) => vec![n as usize; s.subscribers.len()],
-        None => expected_counts(s, expected_rows),
-    }
-    .into_iter()
-    .zip(&s.subscribers)
-    // A subscriber that never acknowledges is not waited for: its broker window stays full.
-    .map(|(n, sub)| {
-        if sub.withhold_acks {
-            0
-        } else {
-            s.expect.wait_for(&sub.name, n)
-        }
-    })
-    .collect();
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Ending::Deadline;
-    }
-    let mut done = || {
-        let errors_done = slots
-            .iter_mut()
-            .filter(|x| x.expect_error)
-            .all(|x| x.running.as_mut().is_some_and(|r| r.exited()));
-        errors_done && recorders.iter().zip(&per_sub).all(|(r, n)| r.count() >= *n)
-    };
-    wait_quiescent(activity, &mut done, s.quiet, left).await
-}
+/// Each proxy's start (µs since the Unix epoch) and the faults it fired, in the order of the wire records.
+type ProxyFaults = Vec<(u64, Vec<crate::proxy::Fired>)>;
 
-/// Phase 9: stops every bridge and proxy; returns how each bridge ended and what each proxy recorded.
+/// Phase 9: stops every bridge and proxy; returns how each bridge ended, what each proxy recorded and the
+/// faults each fired.
 async fn stop_bridges(
     s: &Scenario,
     slots: Vec<BridgeSlot>,
     opts: &RunOptions,
-) -> Result<(Vec<BridgeOutcome>, Vec<(String, Vec<WireRecord>)>), String> {
+) -> Result<(Vec<BridgeOutcome>, Vec<(String, Vec<WireRecord>)>, ProxyFaults), String> {
     let mut outcomes = Vec::new();
     let mut wire = Vec::new();
+    let mut fired = Vec::new();
     for slot in slots {
         let error = match slot.running {
             Some(_) if slot.killed_for_good => None,
@@ -520,6 +502,7 @@ async fn stop_bridges(
                 verdict::BridgeCounters {
                     dead_lettered: sum.dead_lettered,
                     wal_gap_versions: sum.wal_gap_versions.values().sum(),
+                    skipped: sum.skipped,
                 }
             }),
         });
@@ -532,10 +515,11 @@ async fn stop_bridges(
                 )?;
             }
             wire.push((slot.name.clone(), records));
+            fired.push((p.started_us(), p.fired()));
             p.shutdown().await;
         }
     }
-    Ok((outcomes, wire))
+    Ok((outcomes, wire, fired))
 }
 
 fn write_wire(path: &Path, records: &[WireRecord]) -> Result<(), String> {
@@ -576,33 +560,6 @@ fn reset_is_latest(s: &Scenario, topic: &str) -> bool {
     s.bridges.iter().filter_map(|b| b.source().ok()).any(|d| {
         d.topics.iter().any(|t| t == topic) && d.offset_reset.is_none_or(|r| r == OffsetReset::Latest)
     })
-}
-
-/// How many deliveries each subscriber waits for (rows whose topic matches its filter).
-fn expected_counts(s: &Scenario, rows: &[ExpectedRow]) -> Vec<usize> {
-    let target = s.bridges.first().and_then(|b| b.target().ok());
-    s.subscribers
-        .iter()
-        .map(|sub| {
-            rows.iter()
-                .filter(|r| {
-                    let Some(t) = &target else { return false };
-                    let vars = verdict::topic::Vars {
-                        database: Some(&r.database),
-                        tmq_topic: Some(&r.tmq_topic),
-                        vgroup_id: r.vgroup_id,
-                        stable: None,
-                        table: Some(&r.table),
-                    };
-                    match verdict::topic::render(t.topic.as_str(), &vars) {
-                        Ok(topic) => rumqttc::matches(&topic, &sub.filter),
-                        Err(verdict::topic::Unrendered::Unknown(_)) => true,
-                        Err(verdict::topic::Unrendered::Missing(_)) => false,
-                    }
-                })
-                .count()
-        })
-        .collect()
 }
 
 /// Waits until the stand-in shows the started bridges subscribed (bridges expected to fail are skipped).
@@ -673,18 +630,18 @@ fn start_fleet(s: &Scenario, seed: u64, td: &Tdengine) -> Result<FleetRun, Strin
         ..FleetConfig::default()
     };
     let fleet = Fleet::new(config).map_err(|e| format!("meter fleet: {e}"))?;
-    let ledger = fleet.write_log();
+    let write_log = fleet.write_log();
     let task = tokio::spawn(fleet.run(std::future::pending()));
-    // Stamp each ledger row with the time it appeared: the insert → receipt latency's start.
+    // Stamp each written row with the time it appeared: the insert → receipt latency's start.
     let stamps = Arc::new(parking_lot::Mutex::new(HashMap::new()));
     let stamper = {
-        let ledger = ledger.clone();
+        let write_log = write_log.clone();
         let stamps = stamps.clone();
         tokio::spawn(async move {
             let mut seen = 0usize;
             loop {
                 {
-                    let l = ledger.lock();
+                    let l = write_log.lock();
                     let entries = l.entries();
                     let now = now_us();
                     let mut st = stamps.lock();
@@ -698,7 +655,7 @@ fn start_fleet(s: &Scenario, seed: u64, td: &Tdengine) -> Result<FleetRun, Strin
         })
     };
     Ok(FleetRun {
-        ledger,
+        write_log,
         task,
         stamps,
         stamper,

@@ -30,6 +30,14 @@ pub(super) fn proxy_fault(f: &FaultDef) -> Option<ProxyFault> {
     })
 }
 
+/// A fault's name as scenario files write it (`broker-restart`).
+fn action_name(a: FaultAction) -> String {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{a:?}"))
+}
+
 /// Whether the proxy counts this fault's trigger itself (armed at start, fired by the proxy).
 fn armed_in_proxy(f: &FaultDef) -> bool {
     matches!(f.at, Trigger::Published(_)) && proxy_fault(f).is_some()
@@ -101,7 +109,7 @@ impl<'a> Timeline<'a> {
         }
         let written = progress
             .fleet
-            .map(|f| f.ledger.lock().rows_written())
+            .map(|f| f.write_log.lock().rows_written())
             .unwrap_or(0);
         let delivered = progress.recorders.first().map(|r| r.count() as u64).unwrap_or(0);
         for (i, f) in self.s.faults.iter().enumerate() {
@@ -120,14 +128,22 @@ impl<'a> Timeline<'a> {
             };
             if due {
                 self.fired[i] = true;
-                self.log.push(format!("{:?} at {:?}", f.action, elapsed));
-                let from_s = elapsed.as_secs_f64();
-                self.spans.push(crate::trace::Span {
-                    label: format!("{:?}", f.action),
-                    from_s,
-                    to_s: from_s + f.duration.map_or(0.0, |d| d.as_secs_f64()),
-                });
+                self.log.push(format!("{} at {elapsed:?}", action_name(f.action)));
+                let from = progress.started.elapsed();
                 fire(f, &mut slots[slot], broker, td, sql).await?;
+                // The proxy records its own faults with the moments it acted; the rest last until
+                // `fire` returned (a restart done) or for their duration (a stall), whichever is later.
+                if proxy_fault(f).is_none() {
+                    let to = progress
+                        .started
+                        .elapsed()
+                        .max(from + f.duration.unwrap_or_default());
+                    self.spans.push(crate::trace::Span {
+                        label: action_name(f.action),
+                        from_s: from.as_secs_f64(),
+                        to_s: to.as_secs_f64(),
+                    });
+                }
             }
         }
         Ok(())
@@ -141,7 +157,7 @@ impl<'a> Timeline<'a> {
             .iter()
             .zip(&self.fired)
             .filter(|(_, fired)| !**fired)
-            .map(|(f, _)| format!("{:?} at {:?}", f.action, f.at))
+            .map(|(f, _)| format!("{} at {:?}", action_name(f.action), f.at))
             .collect();
         (
             FaultLog {

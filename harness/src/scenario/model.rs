@@ -448,6 +448,14 @@ pub struct Expect {
     /// Losses the scenario tolerates, by cause (e.g. QoS 0 over a cut: `["never-acked"]`).
     #[serde(default)]
     pub allowed_losses: Vec<LossCause>,
+    /// Losses the run must show, by cause: at least one row lost to each (a scenario about attributing a
+    /// loss fails when there was none to attribute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_losses: Vec<LossCause>,
+    /// Rows the in-process bridges must have counted as skipped, by reason (`missing_variable`,
+    /// `meta_disabled`, …), summed over the bridges, exactly: proves a run that expects nothing read the rows.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped: std::collections::BTreeMap<String, u64>,
     /// Override: the number of rows that must arrive (e.g. 0 when nothing may be published).
     #[serde(default)]
     pub rows: Option<u64>,
@@ -542,6 +550,8 @@ impl Default for Expect {
             per_table_order: true,
             subscribers: Vec::new(),
             allowed_losses: Vec::new(),
+            required_losses: Vec::new(),
+            skipped: Default::default(),
             rows: None,
             meta_events: Vec::new(),
             nothing_committed: false,
@@ -592,6 +602,13 @@ pub struct WireExpect {
     /// A packet id reused while still in flight.
     #[serde(default = "fail")]
     pub pkid_reuse: Severity,
+    /// An acknowledgement for a packet id with no open flow on its connection.
+    #[serde(default = "fail")]
+    pub unsolicited_acks: Severity,
+    /// QoS 1/2 flows open when a connection closed, in a scenario without faults whose bridges are not
+    /// expected to fail (with faults they are reported: the cut or restart left them open).
+    #[serde(default = "fail")]
+    pub open_at_close: Severity,
 }
 
 impl Default for WireExpect {
@@ -601,6 +618,8 @@ impl Default for WireExpect {
             qos_upgrade: Severity::Report,
             unacked: Severity::Fail,
             pkid_reuse: Severity::Fail,
+            unsolicited_acks: Severity::Fail,
+            open_at_close: Severity::Fail,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! malformed messages, per-table order, topic rendering, QoS semantics, wire protocol checks, latency and
 //! throughput.
 
+pub mod offsets;
 pub mod operator;
 pub mod payload;
 pub mod stats;
@@ -62,6 +63,8 @@ pub struct BridgeCounters {
     pub dead_lettered: BTreeMap<String, u64>,
     /// WAL versions trimmed before the group read them.
     pub wal_gap_versions: u64,
+    /// Rows (and meta events) read and not published, by reason.
+    pub skipped: BTreeMap<String, u64>,
 }
 
 /// Everything a verdict is made from.
@@ -78,6 +81,8 @@ pub struct Inputs<'a> {
     pub faults: &'a FaultLog,
     /// Offsets the scenario's consumer groups committed, read from TDengine after the bridges stopped.
     pub committed: &'a [CommittedOffset],
+    /// Every TMQ message the stand-in handed out (`None` against an external TDengine).
+    pub served: Option<&'a [simulator::tdengine::tmq::ServedMessage]>,
     /// The command that replays this run.
     pub replay: String,
 }
@@ -165,6 +170,8 @@ pub struct Verdict {
     /// Missing rows by cause (over all judged subscribers, deduplicated).
     pub losses: BTreeMap<LossCause, Vec<RowRef>>,
     pub wire: Vec<WireReport>,
+    /// The payloads' `offset` against the served messages, per-connection order and the commits.
+    pub offsets: offsets::OffsetReport,
     /// Rows expected nowhere because their topic template uses a variable data messages lack.
     pub skipped_by_template: usize,
     pub latency: Option<stats::Latency>,
@@ -218,15 +225,10 @@ pub fn judge(inp: &Inputs) -> Verdict {
         .map(|(bridge, records)| wire::check(bridge, records, &mut fates))
         .collect();
     wire::settle_never_acked(&mut wire);
-    let mut fate_by_key: HashMap<String, PayloadFate> = HashMap::new();
-    for (raw, fate) in &fates {
-        if let Ok(Payload::Row { data, .. }) = payload::parse(raw) {
-            let e = fate_by_key.entry(payload::row_key(&data)).or_default();
-            e.published |= fate.published;
-            e.acked |= fate.acked;
-            e.qos = e.qos.max(fate.qos);
-        }
-    }
+    let fate_by_key = wire::by_row(&fates);
+
+    let offsets = offsets::judge(inp.wire, inp.served, inp.committed, inp.expected, &fate_by_key);
+    failures.extend(offsets.failures());
 
     // Vgroups learnt from deliveries, for expectations that depend on {vgroup_id}.
     let mut vgroup_of: HashMap<(String, String), i32> = HashMap::new();
@@ -537,18 +539,56 @@ pub fn judge(inp: &Inputs) -> Verdict {
                 Severity::Report => deviations.push(msg),
             }
         }
+        let expect_error = s.bridges.iter().any(|d| &d.name == b && d.expect_error.is_some());
+        if w.unsolicited_acks > 0 {
+            let msg = format!(
+                "{b}: {} acknowledgement(s) from the broker for packet ids with no open flow",
+                w.unsolicited_acks
+            );
+            match e.wire.unsolicited_acks {
+                Severity::Fail => failures.push(msg),
+                Severity::Report => deviations.push(msg),
+            }
+        }
+        if !w.refused_connacks.is_empty() {
+            let msg = format!("{b}: CONNACK refused with code(s) {:?}", w.refused_connacks);
+            if expect_error {
+                deviations.push(msg);
+            } else {
+                failures.push(msg);
+            }
+        }
+        if w.open_at_close > 0 {
+            let msg = format!(
+                "{b}: {} QoS 1/2 flow(s) open when their connection closed",
+                w.open_at_close
+            );
+            // A scenario with faults (cuts, kills, restarts: some armed in the proxy) leaves flows open.
+            let excused = expect_error || !s.faults.is_empty();
+            match (e.wire.open_at_close, excused) {
+                (Severity::Fail, false) => failures.push(msg),
+                _ => deviations.push(msg),
+            }
+        }
         if w.never_acked > 0 || w.open_at_end > 0 {
             let msg = format!(
                 "{b}: {} QoS 1/2 payload(s) never acknowledged, {} flow(s) still open at the end",
                 w.never_acked, w.open_at_end
             );
-            let expect_error = s.bridges.iter().any(|d| &d.name == b && d.expect_error.is_some());
             match (e.wire.unacked, expect_error) {
                 (Severity::Fail, false) => failures.push(msg),
                 _ => deviations.push(msg),
             }
         }
     }
+    for cause in &e.required_losses {
+        if losses.get(cause).is_none_or(|rows| rows.is_empty()) {
+            failures.push(format!(
+                "no row lost to {cause:?}, but the scenario exists to show such a loss"
+            ));
+        }
+    }
+    judge_skipped(e, inp.bridges, &mut failures);
     for def in &s.bridges {
         let outcome = inp.bridges.iter().find(|o| o.name == def.name);
         let error = outcome.and_then(|o| o.error.as_deref());
@@ -579,6 +619,7 @@ pub fn judge(inp: &Inputs) -> Verdict {
         subscribers,
         losses,
         wire,
+        offsets,
         skipped_by_template: skipped,
         latency: stats::latency(latencies),
         throughput_msg_s: stats::throughput(&receipts),
@@ -613,6 +654,38 @@ fn judge_faults_and_commits(inp: &Inputs, failures: &mut Vec<String>, deviations
     if !inp.faults.fired.is_empty() {
         deviations.push(format!("faults fired: {}", inp.faults.fired.join(", ")));
     }
+}
+
+/// `[expect] skipped`: the in-process bridges' skip counters, summed, must equal the expectation per reason.
+fn judge_skipped(e: &crate::scenario::Expect, bridges: &[BridgeOutcome], failures: &mut Vec<String>) {
+    if e.skipped.is_empty() {
+        return;
+    }
+    let counted: Vec<&BridgeCounters> = bridges.iter().filter_map(|b| b.counters.as_ref()).collect();
+    if counted.is_empty() {
+        failures.push("[expect] skipped needs an in-process bridge (no skip counters to judge)".into());
+        return;
+    }
+    let sum = skipped_sum(counted.into_iter());
+    for (reason, want) in &e.skipped {
+        let got = sum.get(reason).copied().unwrap_or(0);
+        if got != *want {
+            failures.push(format!(
+                "bridges counted {got} row(s) skipped as {reason}, the scenario expects {want} (skipped: {sum:?})"
+            ));
+        }
+    }
+}
+
+/// Skip counters summed over bridges.
+pub fn skipped_sum<'a>(counters: impl Iterator<Item = &'a BridgeCounters>) -> BTreeMap<String, u64> {
+    let mut sum: BTreeMap<String, u64> = BTreeMap::new();
+    for c in counters {
+        for (reason, n) in &c.skipped {
+            *sum.entry(reason.clone()).or_default() += n;
+        }
+    }
+    sum
 }
 
 /// `want` appears in `seen` in order (other events may sit between).

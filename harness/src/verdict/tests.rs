@@ -116,6 +116,7 @@ fn run(s: &Scenario, expected: &[ExpectedRow], delivered: &[Delivered], wire: Ve
         ending: Ending::Quiescent,
         faults: &FaultLog::default(),
         committed: &[],
+        served: None,
         replay: "harness run t --seed 7".into(),
     })
 }
@@ -298,17 +299,27 @@ fn qos_upgrades_and_missing_dup_are_deviations_unless_the_scenario_fails_them() 
         r.conn = 2;
         r
     }));
-    let s = scenario_with(1, "m/{table}", "", &one_sub("m/#", 2));
+    // The cut connection closed with its flow open: the scenario declares that (no fault of its own did it).
+    let s = scenario_with(
+        1,
+        "m/{table}",
+        "[expect.wire]\nopen_at_close = \"report\"",
+        &one_sub("m/#", 2),
+    );
     let v = run(&s, &rows, &deliver_all(&rows, 2), wire.clone());
     assert!(v.passed, "{:?}", v.failures);
-    assert_eq!(v.deviations.len(), 2, "{:?}", v.deviations);
+    assert_eq!(v.deviations.len(), 3, "{:?}", v.deviations);
+    assert!(v
+        .deviations
+        .iter()
+        .any(|d| d.contains("open when their connection closed")));
     assert!(v.deviations.iter().any(|d| d.contains("subscription's QoS")));
     assert!(v.deviations.iter().any(|d| d.contains("without DUP=1")));
 
     let s = scenario_with(
         1,
         "m/{table}",
-        "[expect.wire]\nmissing_dup = \"fail\"\nqos_upgrade = \"fail\"",
+        "[expect.wire]\nmissing_dup = \"fail\"\nqos_upgrade = \"fail\"\nopen_at_close = \"report\"",
         &one_sub("m/#", 2),
     );
     let v = run(&s, &rows, &deliver_all(&rows, 2), wire);
@@ -345,10 +356,188 @@ rows = 0
             ending: Ending::Quiescent,
             faults: &FaultLog::default(),
             committed: &[],
+            served: None,
             replay: String::new(),
         })
     };
     assert!(judge_with(Some("MQTT authentication failed")).passed);
     assert!(!judge_with(None).passed);
     assert!(!judge_with(Some("timeout")).passed);
+}
+
+/// The stand-in's record of serving `rows` one message each, at offset `seq` (as [`wire_for`] publishes).
+fn served_for(rows: &[ExpectedRow], group: &str) -> Vec<simulator::tdengine::tmq::ServedMessage> {
+    rows.iter()
+        .map(|r| simulator::tdengine::tmq::ServedMessage {
+            group: group.into(),
+            topic: r.tmq_topic.clone(),
+            db: r.database.clone(),
+            vgroup: 2,
+            offset: r.seq as i64,
+            rows: vec![(r.table.clone(), r.ts)],
+        })
+        .collect()
+}
+
+fn judge_offsets(
+    wire: Vec<WireRecord>,
+    served: &[simulator::tdengine::tmq::ServedMessage],
+    committed: &[CommittedOffset],
+) -> Verdict {
+    let s = scenario_with(1, "m/{table}", "", &one_sub("m/#", 1));
+    let rows = rows();
+    judge(&Inputs {
+        scenario: &s,
+        seed: 7,
+        expected: &rows,
+        delivered: &deliver_all(&rows, 1),
+        wire: &[("b".to_string(), wire)],
+        bridges: &[],
+        ending: Ending::Quiescent,
+        faults: &FaultLog::default(),
+        committed,
+        served: Some(served),
+        replay: String::new(),
+    })
+}
+
+#[test]
+fn payload_offsets_must_be_those_of_the_served_messages() {
+    let rows = rows();
+    let served = served_for(&rows, "g");
+    let good = judge_offsets(wire_for(&rows, 1, &|_| true), &served, &[]);
+    assert!(good.passed, "{:?}", good.failures);
+    assert_eq!(good.offsets.checked, 4);
+    // A bridge that shows where its poll started (one less) instead of the message's offset.
+    let mut shifted = wire_for(&rows, 1, &|_| true);
+    for (r, row) in shifted.iter_mut().filter(|r| r.kind == Kind::Publish).zip(&rows) {
+        r.payload = Some(payload_of(row, row.seq as i64 - 1));
+    }
+    let v = judge_offsets(shifted, &served, &[]);
+    assert!(!v.passed);
+    assert_eq!(v.offsets.not_served.len(), 4, "{:?}", v.offsets);
+    assert!(v
+        .failures
+        .iter()
+        .any(|f| f.contains("d0@100") && f.contains("carries offset 0")));
+}
+
+#[test]
+fn first_publications_going_backwards_on_one_connection_fail_but_re_sends_do_not() {
+    let rows = rows();
+    let served = served_for(&rows, "g");
+    // The last row first, on one connection: offsets 4, 1, 2, 3.
+    let mut order = rows.clone();
+    order.rotate_right(1);
+    let v = judge_offsets(wire_for(&order, 1, &|_| true), &served, &[]);
+    assert!(!v.passed);
+    assert_eq!(v.offsets.backwards.len(), 3, "{:?}", v.offsets);
+    // All four, then the first two again (re-sent after TMQ resumed from the commit): fine.
+    let mut again = wire_for(&rows, 1, &|_| true);
+    again.extend(
+        wire_for(&rows[..2], 1, &|_| true)
+            .into_iter()
+            .skip(1)
+            .map(|mut r| {
+                r.pkid += 10;
+                r
+            }),
+    );
+    let v = judge_offsets(again, &served, &[]);
+    assert!(v.offsets.backwards.is_empty(), "{:?}", v.offsets);
+}
+
+#[test]
+fn a_commit_past_a_row_the_broker_never_acknowledged_fails() {
+    let rows = rows();
+    let served = served_for(&rows, "g");
+    let commit = |n: i64| CommittedOffset {
+        group: "g".into(),
+        topic: "t".into(),
+        vgroup_id: 2,
+        offset: format!("log:{n}"),
+    };
+    // Row 3 published, never acknowledged; the group committed past its message (offset 3).
+    let wire = wire_for(&rows, 1, &|r| r.seq != 3);
+    let v = judge_offsets(wire.clone(), &served, &[commit(4)]);
+    assert_eq!(v.offsets.committed_unacked.len(), 1, "{:?}", v.offsets);
+    assert!(v.failures.iter().any(|f| f.contains("never acknowledged")));
+    // Committed only up to it: nothing wrong with the offsets (the row is still lost, judged elsewhere).
+    let v = judge_offsets(wire, &served, &[commit(3)]);
+    assert!(v.offsets.committed_unacked.is_empty(), "{:?}", v.offsets);
+}
+
+#[test]
+fn skip_counters_and_required_losses_are_judged() {
+    let rows = rows();
+    let s = scenario_with(
+        1,
+        "m/{table}",
+        "skipped = { missing_variable = 4 }\nrequired_losses = [\"broker\"]",
+        &one_sub("m/#", 1),
+    );
+    let judge_with = |skipped: u64| {
+        judge(&Inputs {
+            scenario: &s,
+            seed: 1,
+            expected: &rows,
+            delivered: &deliver_all(&rows, 1),
+            wire: &[],
+            bridges: &[BridgeOutcome {
+                name: "b".into(),
+                error: None,
+                counters: Some(BridgeCounters {
+                    skipped: [("missing_variable".to_string(), skipped)].into(),
+                    ..Default::default()
+                }),
+            }],
+            ending: Ending::Quiescent,
+            faults: &FaultLog::default(),
+            committed: &[],
+            served: None,
+            replay: String::new(),
+        })
+    };
+    let v = judge_with(4);
+    // Everything arrived, so there was no broker loss to show.
+    assert_eq!(v.failures.len(), 1, "{:?}", v.failures);
+    assert!(v.failures[0].contains("no row lost to Broker"));
+    let v = judge_with(0);
+    assert!(v
+        .failures
+        .iter()
+        .any(|f| f.contains("0 row(s) skipped as missing_variable")));
+}
+
+#[test]
+fn unsolicited_acks_refused_connacks_and_flows_open_at_close_fail_a_fault_free_run() {
+    let rows = rows();
+    let s = scenario_with(1, "m/{table}", "", &one_sub("m/#", 1));
+    let mut wire = wire_for(&rows, 1, &|_| true);
+    let mut stray = WireRecord::event(1, 0, Kind::PubAck);
+    stray.dir = Direction::ToClient;
+    stray.pkid = 99;
+    wire.push(stray);
+    let mut refused = WireRecord::event(2, 0, Kind::ConnAck);
+    refused.dir = Direction::ToClient;
+    refused.code = Some(5);
+    wire.push(refused);
+    let mut open = WireRecord::event(3, 0, Kind::Publish);
+    open.qos = 1;
+    open.pkid = 1;
+    open.payload = Some(payload_of(&rows[0], 1));
+    wire.push(open);
+    wire.push(WireRecord::event(3, 0, Kind::Closed));
+    let v = run(&s, &rows, &deliver_all(&rows, 1), wire);
+    for want in [
+        "no open flow",
+        "CONNACK refused with code(s) [5]",
+        "1 QoS 1/2 flow(s) open when their connection closed",
+    ] {
+        assert!(
+            v.failures.iter().any(|f| f.contains(want)),
+            "{want}: {:?}",
+            v.failures
+        );
+    }
 }

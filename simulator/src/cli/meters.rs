@@ -50,8 +50,8 @@ pub struct MetersArgs {
     /// Reporting interval of each meter (timestamp step), e.g. 1s.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
-    /// Write the write log (every statement and row, with replacements and deletions) as NDJSON here;
-    /// `--ledger` is accepted as another name.
+    /// Write the write log (every statement and row, with replacements and deletions) as NDJSON here.
+    // `--ledger`, the flag's former name, is still accepted (hidden) so old command lines keep working.
     #[arg(long, alias = "ledger")]
     pub write_log: Option<PathBuf>,
     /// No progress bar (it is only drawn when stderr is a terminal anyway).
@@ -180,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn the_write_log_path_is_taken_from_write_log_or_its_other_name_ledger() {
+    fn the_write_log_path_is_taken_from_write_log_or_its_former_name() {
         for flag in ["--write-log", "--ledger"] {
             let cli = Cli::try_parse_from(["meters", flag, "/tmp/w.ndjson"]).unwrap();
             assert_eq!(

@@ -1,6 +1,10 @@
 //! TDengine errors as the stand-in reports them: the code taosAdapter puts on the wire (the low 16 bits of
 //! TDengine's `0x8000xxxx`) and a message in TDengine's wording.
 
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
 /// Error codes the stand-in uses (§6 of the protocol reference; TDengine's `taoserror.h`).
 pub mod code {
     pub const INVALID_PARA: u32 = 0x0118;
@@ -95,3 +99,44 @@ impl TdError {
 }
 
 pub type TdResult<T> = Result<T, TdError>;
+
+/// The close frame that answers a client's bad frame (too big → 1009, protocol violation → 1002), or
+/// `None` when the connection itself failed and nothing can be sent.
+pub(crate) fn refusal(e: &WsError) -> Option<CloseFrame> {
+    let (code, reason) = match e {
+        WsError::Capacity(c) => (CloseCode::Size, c.to_string()),
+        WsError::Protocol(p) => (CloseCode::Protocol, p.to_string()),
+        WsError::Utf8 => (CloseCode::Invalid, "text frame is not UTF-8".to_string()),
+        _ => return None,
+    };
+    // A close reason must fit a control frame (125 bytes, 2 of them the code).
+    let mut reason = reason;
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_frames_get_a_close_code_and_a_short_reason() {
+        use tokio_tungstenite::tungstenite::error::CapacityError;
+        let too_big = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 10,
+            max_size: 5,
+        });
+        assert_eq!(refusal(&too_big).unwrap().code, CloseCode::Size);
+        let e =
+            WsError::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::UnmaskedFrameFromClient);
+        let frame = refusal(&e).unwrap();
+        assert_eq!(frame.code, CloseCode::Protocol);
+        assert!(frame.reason.len() <= 123);
+        assert!(refusal(&WsError::ConnectionClosed).is_none());
+    }
+}

@@ -56,6 +56,12 @@ pub trait TmqInfo: Send + Sync {
     fn show_subscriptions(&self) -> QueryResult;
 }
 
+/// The version the stand-in reports unless told otherwise: a current release, so clients take the code
+/// paths they take against today's TDengine (the newer generation fetches TMQ data with `fetch_raw_data`
+/// from 3.3.2.0 on; `taos` 0.12.3 uses binary SQL from 3.3.0.8 on). `3.3.0.0` keeps every client on the
+/// JSON and `fetch_block` paths.
+pub const DEFAULT_SERVER_VERSION: &str = "3.3.6.0";
+
 /// The shared state of one stand-in.
 pub struct Store {
     pub(crate) catalog: RwLock<Catalog>,
@@ -68,7 +74,7 @@ impl Default for Store {
         Self {
             catalog: RwLock::new(Catalog::default()),
             tmq_info: RwLock::new(None),
-            server_version: RwLock::new(crate::tdengine::server::DEFAULT_SERVER_VERSION.into()),
+            server_version: RwLock::new(DEFAULT_SERVER_VERSION.into()),
         }
     }
 }

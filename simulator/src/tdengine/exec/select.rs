@@ -116,18 +116,18 @@ impl<'a> Source<'a> {
 }
 
 /// Where one output column comes from.
-enum Out {
+enum ColumnOrigin {
     Col(usize),
     Tag(usize),
     Tbname,
 }
 
-impl Out {
+impl ColumnOrigin {
     fn value(&self, table: &str, t: &Table, row: &[Value]) -> Value {
         match self {
-            Out::Col(i) => row.get(*i).cloned().unwrap_or(Value::Null),
-            Out::Tag(i) => t.tags.get(*i).map_or(Value::Null, |(_, v)| v.clone()),
-            Out::Tbname => Value::VarChar(table.to_string()),
+            ColumnOrigin::Col(i) => row.get(*i).cloned().unwrap_or(Value::Null),
+            ColumnOrigin::Tag(i) => t.tags.get(*i).map_or(Value::Null, |(_, v)| v.clone()),
+            ColumnOrigin::Tbname => Value::VarChar(table.to_string()),
         }
     }
 }
@@ -137,7 +137,7 @@ type Keyed = (Vec<Value>, Vec<Value>);
 
 /// The select list resolved against the source.
 struct Output {
-    outs: Vec<Out>,
+    outs: Vec<ColumnOrigin>,
     fields: Vec<Field>,
     /// `COUNT(*)` (`Some(None)`) or `COUNT(col)` (`Some(Some(index))`).
     count: Option<Option<usize>>,
@@ -181,12 +181,12 @@ impl Output {
     /// `*`: every column, then (of a super table) every tag.
     fn star(&mut self, source: &Source) {
         for (i, c) in source.columns.iter().enumerate() {
-            self.outs.push(Out::Col(i));
+            self.outs.push(ColumnOrigin::Col(i));
             self.fields.push(c.clone());
         }
         if source.is_stable {
             for (i, t) in source.tag_fields.iter().enumerate() {
-                self.outs.push(Out::Tag(i));
+                self.outs.push(ColumnOrigin::Tag(i));
                 self.fields.push(t.clone());
             }
         }
@@ -194,11 +194,11 @@ impl Output {
 
     fn column(&mut self, source: &Source, col: &str, alias: Option<&str>) -> TdResult<()> {
         let (o, mut f) = if col.eq_ignore_ascii_case("tbname") {
-            (Out::Tbname, tbname_field())
+            (ColumnOrigin::Tbname, tbname_field())
         } else if let Some(i) = source.columns.iter().position(|f| f.name == col) {
-            (Out::Col(i), source.columns[i].clone())
+            (ColumnOrigin::Col(i), source.columns[i].clone())
         } else if let Some(i) = source.tag_fields.iter().position(|f| f.name == col) {
-            (Out::Tag(i), source.tag_fields[i].clone())
+            (ColumnOrigin::Tag(i), source.tag_fields[i].clone())
         } else {
             return Err(TdError::invalid_column(col));
         };
@@ -217,7 +217,7 @@ impl Output {
 
 /// One `ORDER BY` key: a source column, tag or `tbname`, or an output column named by its alias.
 enum OrderKey {
-    Source(Out),
+    Source(ColumnOrigin),
     Output(usize),
 }
 
@@ -227,11 +227,11 @@ fn order_keys(sel: &Select, source: &Source, fields: &[Field]) -> TdResult<Vec<(
         .iter()
         .map(|(col, desc)| {
             let key = if col.eq_ignore_ascii_case("tbname") {
-                OrderKey::Source(Out::Tbname)
+                OrderKey::Source(ColumnOrigin::Tbname)
             } else if let Some(i) = source.columns.iter().position(|f| &f.name == col) {
-                OrderKey::Source(Out::Col(i))
+                OrderKey::Source(ColumnOrigin::Col(i))
             } else if let Some(i) = source.tag_fields.iter().position(|f| &f.name == col) {
-                OrderKey::Source(Out::Tag(i))
+                OrderKey::Source(ColumnOrigin::Tag(i))
             } else if let Some(i) = fields.iter().position(|f| &f.name == col) {
                 OrderKey::Output(i)
             } else {

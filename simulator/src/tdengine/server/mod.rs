@@ -1,5 +1,5 @@
 //! The stand-in's WebSocket server: accepts TCP connections (optionally TLS, see [`tls`]), routes by
-//! request path (`/ws`, `/rest/ws` → SQL [`session`]; `/rest/tmq` → [`crate::tdengine::tmq::serve`];
+//! request path (`/ws`, `/rest/ws` → SQL [`session`]; `/rest/tmq` → [`crate::tdengine::tmq::serve_connection`];
 //! anything else → 404), and stops gracefully on [`TdServer::shutdown`] or drop.
 
 mod ack;
@@ -16,14 +16,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::error::refusal;
 use super::faults::Faults;
 use super::store::Store;
+pub use super::store::DEFAULT_SERVER_VERSION;
 use super::tmq::{StoreBackend, Tmq, TmqConfig};
 pub use ack::AckStream;
 use session::{Reply, SqlSession};
@@ -57,12 +57,6 @@ pub struct TdConfig {
     /// Serve `wss://` (TLS with this certificate) instead of `ws://`.
     pub tls: Option<TdTls>,
 }
-
-/// The version the stand-in reports unless told otherwise: a current release, so clients take the code
-/// paths they take against today's TDengine (the newer generation fetches TMQ data with `fetch_raw_data`
-/// from 3.3.2.0 on; `taos` 0.12.3 uses binary SQL from 3.3.0.8 on). `3.3.0.0` keeps every client on the
-/// JSON and `fetch_block` paths.
-pub const DEFAULT_SERVER_VERSION: &str = "3.3.6.0";
 
 impl Default for TdConfig {
     fn default() -> Self {
@@ -368,7 +362,7 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
     }
     match chosen {
         Some(Route::Sql) => serve_sql(ws, peer, ctx).await,
-        Some(Route::Tmq) => super::tmq::serve(ws, ctx).await,
+        Some(Route::Tmq) => super::tmq::serve_connection(ws, ctx.tmq, ctx.shutdown).await,
         None => {}
     }
 }
@@ -421,45 +415,9 @@ async fn serve_sql(mut ws: WsStream, peer: SocketAddr, ctx: ServerCtx) {
 /// A server-side WebSocket over an [`AckStream`], TLS or not: what connection handlers (SQL and TMQ) get.
 pub type WsStream = WebSocketStream<ServerStream>;
 
-/// The close frame that answers a client's bad frame (too big → 1009, protocol violation → 1002), or
-/// `None` when the connection itself failed and nothing can be sent.
-pub(crate) fn refusal(e: &WsError) -> Option<CloseFrame> {
-    let (code, reason) = match e {
-        WsError::Capacity(c) => (CloseCode::Size, c.to_string()),
-        WsError::Protocol(p) => (CloseCode::Protocol, p.to_string()),
-        WsError::Utf8 => (CloseCode::Invalid, "text frame is not UTF-8".to_string()),
-        _ => return None,
-    };
-    // A close reason must fit a control frame (125 bytes, 2 of them the code).
-    let mut reason = reason;
-    while reason.len() > 123 {
-        reason.pop();
-    }
-    Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bad_frames_get_a_close_code_and_a_short_reason() {
-        use tokio_tungstenite::tungstenite::error::CapacityError;
-        let too_big = WsError::Capacity(CapacityError::MessageTooLong {
-            size: 10,
-            max_size: 5,
-        });
-        assert_eq!(refusal(&too_big).unwrap().code, CloseCode::Size);
-        let e =
-            WsError::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::UnmaskedFrameFromClient);
-        let frame = refusal(&e).unwrap();
-        assert_eq!(frame.code, CloseCode::Protocol);
-        assert!(frame.reason.len() <= 123);
-        assert!(refusal(&WsError::ConnectionClosed).is_none());
-    }
 
     #[test]
     fn routes_and_versions() {

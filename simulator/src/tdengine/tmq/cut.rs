@@ -80,6 +80,17 @@ impl Limits<'_> {
     }
 }
 
+/// Where a group's scan of a topic in a vgroup stands while its position is `at`: TDengine keeps one scan
+/// task per subscription (group and topic) in each vnode, across consumers of the group, and continues it
+/// when a poll starts where the last response ended, so the rest of an entry a response stopped inside
+/// still comes next, and log entries already found to hold nothing for the topic are not read again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cursor {
+    pub(crate) at: i64,
+    pub(crate) scan_from: i64,
+    pub(crate) resume: Option<Resume>,
+}
+
 /// Where a scan stopped inside a log entry: the entry's version and the index of its next table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resume {

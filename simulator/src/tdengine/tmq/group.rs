@@ -67,7 +67,7 @@ pub struct Bounds {
     pub last: i64,
 }
 
-/// What the coordinator needs to know about the world: each topic's vgroups and their log bounds.
+/// What the coordinator needs to know about the logs: each topic's vgroups and their log bounds.
 pub trait LogBounds {
     /// The vgroups of `topic`'s database, or `None` when the topic does not exist.
     fn vgroups(&self, topic: &str) -> Option<Vec<VgroupId>>;
@@ -596,8 +596,8 @@ mod tests {
     use super::*;
 
     /// Topic "t" over vgroups 2..=5 whose logs hold versions 1..=10; topic "u" over vgroup 9, versions 3..=7.
-    struct World;
-    impl LogBounds for World {
+    struct FixedLogs;
+    impl LogBounds for FixedLogs {
         fn vgroups(&self, topic: &str) -> Option<Vec<VgroupId>> {
             match topic {
                 "t" => Some(vec![5, 3, 2, 4]),
@@ -635,7 +635,9 @@ mod tests {
     #[test]
     fn a_single_consumer_gets_every_vgroup_at_its_reset_position() {
         let mut c = Coordinator::default();
-        let a = c.join("g", &t(), opts(OffsetReset::Earliest), &World, 0).unwrap();
+        let a = c
+            .join("g", &t(), opts(OffsetReset::Earliest), &FixedLogs, 0)
+            .unwrap();
         assert_eq!(
             c.assignment(a, "t").unwrap(),
             vec![
@@ -645,20 +647,26 @@ mod tests {
                 (5, Position::At(1))
             ]
         );
-        let b = c.join("h", &t(), opts(OffsetReset::Latest), &World, 0).unwrap();
+        let b = c
+            .join("h", &t(), opts(OffsetReset::Latest), &FixedLogs, 0)
+            .unwrap();
         assert_eq!(c.position(b, "t", 2).unwrap(), Position::At(11));
-        let n = c.join("i", &t(), opts(OffsetReset::None), &World, 0).unwrap();
+        let n = c.join("i", &t(), opts(OffsetReset::None), &FixedLogs, 0).unwrap();
         assert_eq!(c.position(n, "t", 2).unwrap(), Position::NoCommitted);
     }
 
     #[test]
     fn two_consumers_split_disjointly_and_the_survivor_takes_over_from_committed() {
         let mut c = Coordinator::default();
-        let a = c.join("g", &t(), opts(OffsetReset::Earliest), &World, 0).unwrap();
+        let a = c
+            .join("g", &t(), opts(OffsetReset::Earliest), &FixedLogs, 0)
+            .unwrap();
         c.advance(a, "t", 3, 7);
         c.commit_positions(a).unwrap();
         c.advance(a, "t", 3, 9); // consumed, not committed
-        let b = c.join("g", &t(), opts(OffsetReset::Earliest), &World, 0).unwrap();
+        let b = c
+            .join("g", &t(), opts(OffsetReset::Earliest), &FixedLogs, 0)
+            .unwrap();
         assert_eq!(vgroups_of(&c, a), vec![2, 4]);
         assert_eq!(vgroups_of(&c, b), vec![3, 5]);
         // b took vgroup 3 over from the committed offset, not from a's uncommitted position.
@@ -666,7 +674,7 @@ mod tests {
         assert_eq!(c.position(a, "t", 3), Err(GroupError::VgroupNotAssigned(3)));
         c.advance(b, "t", 5, 4);
         c.commit_positions(b).unwrap();
-        c.leave(b, &World).unwrap();
+        c.leave(b, &FixedLogs).unwrap();
         assert_eq!(vgroups_of(&c, a), vec![2, 3, 4, 5]);
         assert_eq!(c.position(a, "t", 5).unwrap(), Position::At(4));
         assert_eq!(c.committed("g", "t", 3), 7);
@@ -676,30 +684,40 @@ mod tests {
     #[test]
     fn committed_offsets_survive_the_last_consumer_leaving() {
         let mut c = Coordinator::default();
-        let a = c.join("g", &t(), opts(OffsetReset::Latest), &World, 0).unwrap();
-        c.commit_offset(a, "t", 4, 6, &World).unwrap();
-        c.leave(a, &World).unwrap();
+        let a = c
+            .join("g", &t(), opts(OffsetReset::Latest), &FixedLogs, 0)
+            .unwrap();
+        c.commit_offset(a, "t", 4, 6, &FixedLogs).unwrap();
+        c.leave(a, &FixedLogs).unwrap();
         assert_eq!(c.committed("g", "t", 4), 6);
         assert_eq!(c.committed("g", "t", 2), UNSET_OFFSET);
-        let b = c.join("g", &t(), opts(OffsetReset::Latest), &World, 0).unwrap();
+        let b = c
+            .join("g", &t(), opts(OffsetReset::Latest), &FixedLogs, 0)
+            .unwrap();
         assert_eq!(c.position(b, "t", 4).unwrap(), Position::At(6));
         assert_eq!(c.position(b, "t", 2).unwrap(), Position::At(11));
         // Another group is independent.
-        let x = c.join("other", &t(), opts(OffsetReset::None), &World, 0).unwrap();
+        let x = c
+            .join("other", &t(), opts(OffsetReset::None), &FixedLogs, 0)
+            .unwrap();
         assert_eq!(c.position(x, "t", 4).unwrap(), Position::NoCommitted);
     }
 
     #[test]
     fn silent_consumers_expire_after_the_session_timeout() {
         let mut c = Coordinator::new(12_000);
-        let a = c.join("g", &t(), opts(OffsetReset::Earliest), &World, 0).unwrap();
-        let b = c.join("g", &t(), opts(OffsetReset::Earliest), &World, 0).unwrap();
+        let a = c
+            .join("g", &t(), opts(OffsetReset::Earliest), &FixedLogs, 0)
+            .unwrap();
+        let b = c
+            .join("g", &t(), opts(OffsetReset::Earliest), &FixedLogs, 0)
+            .unwrap();
         c.heartbeat(a, 10_000);
-        assert!(c.tick(12_000, &World).is_empty());
-        assert_eq!(c.tick(12_001, &World), vec![(b, t())]);
+        assert!(c.tick(12_000, &FixedLogs).is_empty());
+        assert_eq!(c.tick(12_001, &FixedLogs), vec![(b, t())]);
         assert!(!c.contains(b));
         assert_eq!(vgroups_of(&c, a), vec![2, 3, 4, 5]);
-        assert_eq!(c.tick(22_001, &World), vec![(a, t())]);
+        assert_eq!(c.tick(22_001, &FixedLogs), vec![(a, t())]);
         assert_eq!(c.subscribers("t"), 0);
     }
 
@@ -711,25 +729,27 @@ mod tests {
             auto_commit_interval_ms: Some(1_000),
             ..Default::default()
         };
-        let a = c.join("g", &t(), o, &World, 0).unwrap();
+        let a = c.join("g", &t(), o, &FixedLogs, 0).unwrap();
         c.advance(a, "t", 2, 5);
         c.heartbeat(a, 999);
-        c.tick(999, &World);
+        c.tick(999, &FixedLogs);
         assert_eq!(c.committed("g", "t", 2), UNSET_OFFSET);
-        c.tick(1_000, &World);
+        c.tick(1_000, &FixedLogs);
         assert_eq!(c.committed("g", "t", 2), 5);
         c.advance(a, "t", 2, 8);
-        c.leave(a, &World).unwrap();
+        c.leave(a, &FixedLogs).unwrap();
         assert_eq!(c.committed("g", "t", 2), 8);
     }
 
     #[test]
     fn consumers_on_different_topics_split_each_topic_separately() {
         let mut c = Coordinator::default();
-        let a = c.join("g", &t(), opts(OffsetReset::Earliest), &World, 0).unwrap();
+        let a = c
+            .join("g", &t(), opts(OffsetReset::Earliest), &FixedLogs, 0)
+            .unwrap();
         let both = vec!["t".to_string(), "u".to_string()];
         let b = c
-            .join("g", &both, opts(OffsetReset::Earliest), &World, 0)
+            .join("g", &both, opts(OffsetReset::Earliest), &FixedLogs, 0)
             .unwrap();
         assert_eq!(vgroups_of(&c, a), vec![2, 4]);
         assert_eq!(vgroups_of(&c, b), vec![3, 5]);
@@ -745,7 +765,9 @@ mod tests {
     #[test]
     fn seek_checks_the_range_and_poll_order_rotates() {
         let mut c = Coordinator::default();
-        let a = c.join("g", &t(), opts(OffsetReset::Earliest), &World, 0).unwrap();
+        let a = c
+            .join("g", &t(), opts(OffsetReset::Earliest), &FixedLogs, 0)
+            .unwrap();
         let b = Bounds { first: 1, last: 10 };
         c.seek(a, "t", 2, 11, b).unwrap();
         assert_eq!(c.position(a, "t", 2).unwrap(), Position::At(11));
@@ -759,9 +781,12 @@ mod tests {
     fn join_validates_its_input() {
         let mut c = Coordinator::default();
         let o = opts(OffsetReset::Latest);
-        assert_eq!(c.join("", &t(), o.clone(), &World, 0).unwrap_err().code(), 0x0118);
         assert_eq!(
-            c.join("g", &["nope".to_string()], o, &World, 0)
+            c.join("", &t(), o.clone(), &FixedLogs, 0).unwrap_err().code(),
+            0x0118
+        );
+        assert_eq!(
+            c.join("g", &["nope".to_string()], o, &FixedLogs, 0)
                 .unwrap_err()
                 .code(),
             0x03E1

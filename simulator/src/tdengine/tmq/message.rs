@@ -152,6 +152,17 @@ impl Block {
         })
     }
 
+    /// Each row's primary timestamp as stored (the first column of its table).
+    pub fn timestamps(&self) -> impl Iterator<Item = i64> + '_ {
+        self.parts.iter().flat_map(|part| {
+            let tr = part.source.table_rows();
+            part.range.clone().map(move |r| match tr.rows[r].first() {
+                Some(Value::Timestamp(ts)) => *ts,
+                _ => i64::MIN,
+            })
+        })
+    }
+
     /// The block as a raw block (§4 of the protocol reference).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = BlockBuilder::with_capacity(&self.fields, self.len);

@@ -15,6 +15,6 @@ pub mod session;
 pub mod store_backend;
 
 pub use backend::TmqBackend;
-pub use server::{FetchCounts, SubscriptionInfo, Tmq, TmqConfig};
-pub use session::{serve, serve_connection};
+pub use server::{FetchCounts, ServedMessage, SubscriptionInfo, Tmq, TmqConfig};
+pub use session::serve_connection;
 pub use store_backend::StoreBackend;

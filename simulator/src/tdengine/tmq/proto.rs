@@ -45,10 +45,11 @@ struct Raw {
 
 /// Parses a text frame. `Err` only when it is not even an action envelope.
 pub fn parse(text: &str) -> Result<Envelope, String> {
-    let raw: Raw = serde_json::from_str(text).map_err(|e| one_line(format!("invalid request: {e}")))?;
+    let raw: Raw =
+        serde_json::from_str(text).map_err(|e| escape_controls(format!("invalid request: {e}")))?;
     let req_id = raw.args.get("req_id").and_then(Json::as_u64).unwrap_or(0);
     fn args<T: for<'de> Deserialize<'de>>(v: Json) -> Result<T, String> {
-        serde_json::from_value(v).map_err(|e| one_line(format!("invalid args: {e}")))
+        serde_json::from_value(v).map_err(|e| escape_controls(format!("invalid args: {e}")))
     }
     let a = raw.args;
     let request = match raw.action.as_str() {
@@ -67,7 +68,7 @@ pub fn parse(text: &str) -> Result<Envelope, String> {
         "position" => args(a).map(Request::Position),
         "assignment" => args(a).map(Request::Assignment),
         "unsubscribe" => Ok(Request::Unsubscribe),
-        other => Err(one_line(format!("unknown action: {other}"))),
+        other => Err(escape_controls(format!("unknown action: {other}"))),
     };
     Ok(Envelope {
         action: raw.action,
@@ -77,7 +78,7 @@ pub fn parse(text: &str) -> Result<Envelope, String> {
 }
 
 /// Escapes control characters a client's input brought into an error message (it stays one line).
-fn one_line(message: String) -> String {
+fn escape_controls(message: String) -> String {
     if !message.contains(char::is_control) {
         return message;
     }

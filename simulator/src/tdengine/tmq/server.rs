@@ -2,8 +2,9 @@
 //! periodic task that expires silent consumers and runs auto-commits, and the views `SHOW CONSUMERS`,
 //! `SHOW SUBSCRIPTIONS` and `DROP TOPIC` use.
 //!
-//! Lock order: the coordinator lock is never held while calling the backend (the world the coordinator
-//! needs is read first, see [`World`]), so the SQL side may call [`Tmq::subscribers`] under its own locks.
+//! Lock order: the coordinator lock is never held while calling the backend (the topics' vgroups and log
+//! bounds it needs are read first, see [`LogSnapshot`]), so the SQL side may call [`Tmq::subscribers`] under
+//! its own locks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -69,7 +70,23 @@ pub struct Tmq {
     ticking: std::sync::Once,
     pub(crate) fetches: FetchCounts,
     /// Each subscription's scan state per vgroup, by (group, topic, vgroup).
-    pub(crate) cursors: Mutex<HashMap<(String, String, VgroupId), super::session::Cursor>>,
+    pub(crate) cursors: Mutex<HashMap<(String, String, VgroupId), super::cut::Cursor>>,
+    /// Every message handed out, once [`Tmq::record_served`] was called (the harness judges payload offsets
+    /// against it; off by default, so a long benchmark does not grow it).
+    served: Mutex<Option<Vec<ServedMessage>>>,
+}
+
+/// One TMQ message the server handed to a consumer: where it came from, its offset (the version of the last
+/// log entry it covers) and the rows it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedMessage {
+    pub group: String,
+    pub topic: String,
+    pub db: String,
+    pub vgroup: VgroupId,
+    pub offset: i64,
+    /// (table, timestamp as stored) of every row, in message order; empty for a meta event.
+    pub rows: Vec<(String, i64)>,
 }
 
 /// How many data fetches of each kind the server answered: which path a client generation takes (`fetch` +
@@ -112,13 +129,13 @@ impl std::fmt::Debug for Tmq {
     }
 }
 
-/// The part of the world the coordinator needs, read from the backend before taking its lock.
-pub(crate) struct World {
+/// The topics' vgroups and log bounds the coordinator needs, read from the backend before taking its lock.
+pub(crate) struct LogSnapshot {
     vgroups: HashMap<String, Option<Vec<VgroupId>>>,
     bounds: HashMap<(String, VgroupId), Bounds>,
 }
 
-impl LogBounds for World {
+impl LogBounds for LogSnapshot {
     fn vgroups(&self, topic: &str) -> Option<Vec<VgroupId>> {
         self.vgroups.get(topic).cloned().flatten()
     }
@@ -143,7 +160,37 @@ impl Tmq {
             ticking: std::sync::Once::new(),
             fetches: FetchCounts::default(),
             cursors: Mutex::new(HashMap::new()),
+            served: Mutex::new(None),
         })
+    }
+
+    /// Starts recording every message handed out (see [`Tmq::served`]).
+    pub fn record_served(&self) {
+        self.served.lock().get_or_insert_with(Vec::new);
+    }
+
+    /// The messages handed out since [`Tmq::record_served`], in order (empty when not recording).
+    pub fn served(&self) -> Vec<ServedMessage> {
+        self.served.lock().clone().unwrap_or_default()
+    }
+
+    /// Records a message handed out, when recording.
+    pub(crate) fn note_served(&self, group: &str, message: &super::message::Message) {
+        let mut served = self.served.lock();
+        let Some(log) = served.as_mut() else { return };
+        log.push(ServedMessage {
+            group: group.to_string(),
+            topic: message.topic.clone(),
+            db: message.db.clone(),
+            vgroup: message.vgroup,
+            offset: message.offset,
+            rows: message
+                .body
+                .blocks()
+                .iter()
+                .flat_map(|b| b.timestamps().map(move |ts| (b.table.clone(), ts)))
+                .collect(),
+        });
     }
 
     pub fn config(&self) -> &TmqConfig {
@@ -186,9 +233,9 @@ impl Tmq {
         // A rebalance touches every topic of the group, not only the joiner's.
         let mut known = self.all_topics();
         known.extend(topics.iter().cloned());
-        let world = self.world(&known);
+        let logs = self.log_snapshot(&known);
         let now = self.now_ms();
-        let joined = self.coordinator.lock().join(group, topics, options, &world, now);
+        let joined = self.coordinator.lock().join(group, topics, options, &logs, now);
         self.flush_writes();
         match joined {
             Ok(id) => Ok((id, specs)),
@@ -203,12 +250,37 @@ impl Tmq {
     pub(crate) fn leave(&self, id: ConsumerId, topics: &[String]) {
         let mut known = self.all_topics();
         known.extend(topics.iter().cloned());
-        let world = self.world(&known);
-        let left = self.coordinator.lock().leave(id, &world);
+        let logs = self.log_snapshot(&known);
+        let left = self.coordinator.lock().leave(id, &logs);
         self.flush_writes();
         if left.is_ok() {
             topics.iter().for_each(|t| self.backend.release_topic(t));
         }
+    }
+
+    /// Commits the positions of every vgroup assigned to `id` (`commit` of the current message); the commit
+    /// takes a version in each vgroup's log.
+    pub(crate) fn commit_positions(&self, id: ConsumerId) -> Result<(), GroupError> {
+        let committed = self.coordinator.lock().commit_positions(id);
+        self.flush_writes();
+        committed
+    }
+
+    /// Commits `offset` for `topic` in `vgroup` (`commit_offset`), within the log's bounds.
+    pub(crate) fn commit_offset(
+        &self,
+        id: ConsumerId,
+        topic: &str,
+        vgroup: VgroupId,
+        offset: i64,
+    ) -> Result<(), GroupError> {
+        let logs = self.log_snapshot(&[topic.to_string()]);
+        let committed = self
+            .coordinator
+            .lock()
+            .commit_offset(id, topic, vgroup, offset, &logs);
+        self.flush_writes();
+        committed
     }
 
     /// Appends the vnode writes the coordinator caused (subscribes, commits) to their vgroups' logs; the
@@ -223,8 +295,8 @@ impl Tmq {
     }
 
     /// Reads topics' vgroups and log bounds from the backend.
-    pub(crate) fn world(&self, topics: &[String]) -> World {
-        let mut world = World {
+    pub(crate) fn log_snapshot(&self, topics: &[String]) -> LogSnapshot {
+        let mut logs = LogSnapshot {
             vgroups: HashMap::new(),
             bounds: HashMap::new(),
         };
@@ -233,14 +305,13 @@ impl Tmq {
             let vgs = spec.as_ref().and_then(|s| self.backend.vgroups(&s.db));
             if let (Some(spec), Some(vgs)) = (&spec, &vgs) {
                 for vg in vgs {
-                    world
-                        .bounds
+                    logs.bounds
                         .insert((topic.clone(), *vg), self.backend.wal_bounds(&spec.db, *vg));
                 }
             }
-            world.vgroups.insert(topic.clone(), vgs);
+            logs.vgroups.insert(topic.clone(), vgs);
         }
-        world
+        logs
     }
 
     /// Every topic some live consumer subscribes to.
@@ -276,9 +347,9 @@ impl Tmq {
 
     /// One round of expiry and auto-commit.
     pub fn tick(&self) {
-        let world = self.world(&self.all_topics());
+        let logs = self.log_snapshot(&self.all_topics());
         let now = self.now_ms();
-        let expired = self.coordinator.lock().tick(now, &world);
+        let expired = self.coordinator.lock().tick(now, &logs);
         self.flush_writes();
         for (id, topics) in expired {
             tracing::info!(consumer = id, "consumer missed its heartbeats; left its group");

@@ -4,6 +4,8 @@
 //! The request handlers are plain methods on [`Session`] returning what to send; [`serve`] is the IO loop
 //! around them (socket, pings as heartbeats, blocking polls, fault hooks).
 
+mod poll;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,27 +19,36 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use super::cut::{next_message, Limits, Resume, VersionModel};
+use super::cut::{next_message, Cursor, Limits, VersionModel};
 use super::group::DEFAULT_AUTO_COMMIT_INTERVAL_MS;
 use super::group::{ConsumerId, ConsumerOptions, OffsetReset, Position, VgroupId};
 use super::message::{Message, Snapshot, TopicSpec};
 use super::proto::{self, Request};
 use super::raw::{self, RawContext};
 use super::server::{wire_position, FetchCounts, Tmq};
-use crate::tdengine::error::{code, TdError};
+use crate::tdengine::error::{code, refusal, TdError};
 use crate::tdengine::types::Precision;
 
 const CODE_NO_COMMITTED: u32 = 0x0A0D;
 const CODE_NOT_SUBSCRIBED: u32 = 0x4009;
-/// Log entries read per backend call while scanning for the next message.
-const READ_BATCH: usize = 8192;
-/// Backend reads per vgroup and poll before moving on (bounds the work of one poll).
-const READS_PER_POLL: usize = 16;
-/// How long a response may take to fill (`fetch.max.wait.ms`'s default; TDengine's fixed bound before 3.3.6).
-const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(1000);
+
+/// A successful JSON reply to `action`, carrying `body`.
+fn ok<T: serde::Serialize>(
+    action: &str,
+    req_id: u64,
+    started: Instant,
+    body: T,
+) -> Result<Vec<Reply>, TdError> {
+    Ok(vec![Reply::Text(proto::ok(
+        action,
+        req_id,
+        Session::timing(started),
+        body,
+    ))])
+}
 
 /// What a handler wants sent.
-enum Out {
+enum Reply {
     Text(String),
     Binary(Vec<u8>),
     /// A poll found nothing and may wait for new log entries until `deadline`.
@@ -61,17 +72,6 @@ struct Subscription {
     /// passes them on to the vnode.
     min_poll_rows: Option<usize>,
     max_wait: Option<Duration>,
-}
-
-/// Where a group's scan of a topic in a vgroup stands while its position is `at`: TDengine keeps one scan
-/// task per subscription (group and topic) in each vnode, across consumers of the group, and continues it
-/// when a poll starts where the last response ended, so the rest of an entry a response stopped inside
-/// still comes next, and log entries already found to hold nothing for the topic are not read again.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Cursor {
-    at: i64,
-    scan_from: i64,
-    resume: Option<Resume>,
 }
 
 struct Current {
@@ -100,11 +100,6 @@ pub struct Session {
     model: VersionModel,
 }
 
-/// Serves one `/rest/tmq` connection of the stand-in's server.
-pub async fn serve(ws: crate::tdengine::server::WsStream, ctx: crate::tdengine::server::ServerCtx) {
-    serve_connection(ws, ctx.tmq, ctx.shutdown).await
-}
-
 /// Serves one `/rest/tmq` WebSocket connection until the client closes it, the connection fails, the
 /// harness drops every connection, or `shutdown` turns true.
 pub async fn serve_connection<S>(ws: WebSocketStream<S>, tmq: Arc<Tmq>, mut shutdown: watch::Receiver<bool>)
@@ -119,7 +114,7 @@ where
     let mut session = Session::new(tmq.clone());
     let mut waiting: Option<PollWait> = None;
     loop {
-        let outs: Vec<Out> = tokio::select! {
+        let outs: Vec<Reply> = tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(WsMessage::Text(text))) => {
                     session.heartbeat();
@@ -137,7 +132,7 @@ where
                 Some(Ok(WsMessage::Close(_))) | None => break,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "tmq connection failed");
-                    if let Some(frame) = crate::tdengine::server::refusal(&e) {
+                    if let Some(frame) = refusal(&e) {
                         let _ = sink.send(WsMessage::Close(Some(frame))).await;
                     }
                     break;
@@ -169,9 +164,9 @@ where
         let mut failed = false;
         for out in outs {
             let frame = match out {
-                Out::Text(t) => WsMessage::text(t),
-                Out::Binary(b) => WsMessage::binary(b),
-                Out::Wait(w) => {
+                Reply::Text(t) => WsMessage::text(t),
+                Reply::Binary(b) => WsMessage::binary(b),
+                Reply::Wait(w) => {
                     if let Some(old) = waiting.replace(w) {
                         // A new poll supersedes one still waiting: answer the old one empty.
                         let empty = session.empty_poll(old.req_id);
@@ -236,13 +231,13 @@ impl Session {
         }
     }
 
-    fn handle_text(&mut self, text: &str) -> Vec<Out> {
+    fn handle_text(&mut self, text: &str) -> Vec<Reply> {
         let started = Instant::now();
         let env = match proto::parse(text) {
             Ok(env) => env,
             Err(e) => {
                 tracing::warn!(error = %e, "unparsable tmq request");
-                return vec![Out::Text(proto::error(
+                return vec![Reply::Text(proto::error(
                     "",
                     0,
                     None,
@@ -267,9 +262,11 @@ impl Session {
         let err = |e: TdError| {
             if raw_data {
                 let message_id = message_id.unwrap_or_default();
-                return vec![Out::Binary(raw::fetch_raw_data_error(0, req_id, message_id, &e))];
+                return vec![Reply::Binary(raw::fetch_raw_data_error(
+                    0, req_id, message_id, &e,
+                ))];
             }
-            vec![Out::Text(proto::error(&env.action, req_id, message_id, &e))]
+            vec![Reply::Text(proto::error(&env.action, req_id, message_id, &e))]
         };
         let request = match env.request {
             Ok(r) => r,
@@ -298,33 +295,22 @@ impl Session {
         req_id: u64,
         request: Request,
         started: Instant,
-    ) -> Result<Vec<Out>, TdError> {
-        let text = |s: String| Ok(vec![Out::Text(s)]);
+    ) -> Result<Vec<Reply>, TdError> {
         match request {
             Request::Version => {
                 let version = self.tmq.backend.server_version();
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::VersionReply { version: &version },
-                ))
+                ok(action, req_id, started, proto::VersionReply { version: &version })
             }
             Request::Subscribe(args) => {
                 self.subscribe(*args)?;
                 let version = self.tmq.backend.server_version();
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::VersionReply { version: &version },
-                ))
+                ok(action, req_id, started, proto::VersionReply { version: &version })
             }
             Request::Unsubscribe => {
                 self.close();
                 self.current = None;
                 self.snapshots.clear();
-                text(proto::ok(action, req_id, Self::timing(started), proto::Empty {}))
+                ok(action, req_id, started, proto::Empty {})
             }
             Request::Poll(args) => self.poll(req_id, args, started),
             Request::Fetch(a) => {
@@ -338,76 +324,53 @@ impl Session {
             Request::FetchJsonMeta(a) => {
                 let cur = self.current_message(a.message_id)?;
                 match cur.message.body.json_meta() {
-                    Some(json) => text(proto::ok(
+                    Some(json) => ok(
                         action,
                         req_id,
-                        Self::timing(started),
+                        started,
                         proto::MetaReply {
                             message_id: a.message_id,
                             data: &json,
                         },
-                    )),
+                    ),
                     None => Err(TdError::new(code::ADAPTER, "message is not a meta message")),
                 }
             }
             Request::FetchRawData(a) => {
                 FetchCounts::count(&self.tmq.fetches.fetch_raw_data);
-                let (raw_type, raw) = self.raw(a.message_id)?;
-                Ok(vec![Out::Binary(raw::fetch_raw_data_frame(
-                    Self::timing(started),
-                    req_id,
-                    a.message_id,
-                    raw_type,
-                    &raw,
-                ))])
+                self.raw(req_id, a.message_id, started, raw::fetch_raw_data_frame)
             }
             Request::FetchRaw(a) => {
                 FetchCounts::count(&self.tmq.fetches.fetch_raw);
-                let (raw_type, raw) = self.raw(a.message_id)?;
-                Ok(vec![Out::Binary(raw::fetch_raw_frame(
-                    Self::timing(started),
-                    req_id,
-                    a.message_id,
-                    raw_type,
-                    &raw,
-                ))])
+                self.raw(req_id, a.message_id, started, raw::fetch_raw_frame)
             }
             Request::Commit(a) => {
                 let consumer = self.consumer()?;
-                self.tmq
-                    .coordinator
-                    .lock()
-                    .commit_positions(consumer)
-                    .map_err(group_err)?;
-                self.tmq.flush_writes();
-                text(proto::ok(
+                self.tmq.commit_positions(consumer).map_err(group_err)?;
+                ok(
                     action,
                     req_id,
-                    Self::timing(started),
+                    started,
                     proto::MessageIdReply {
                         message_id: a.message_id,
                     },
-                ))
+                )
             }
             Request::CommitOffset(a) => {
                 let consumer = self.consumer()?;
-                let world = self.tmq.world(std::slice::from_ref(&a.topic));
                 self.tmq
-                    .coordinator
-                    .lock()
-                    .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset, &world)
+                    .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset)
                     .map_err(group_err)?;
-                self.tmq.flush_writes();
-                text(proto::ok(
+                ok(
                     action,
                     req_id,
-                    Self::timing(started),
+                    started,
                     proto::CommitOffsetReply {
                         topic: &a.topic,
                         vgroup_id: a.vgroup_id,
                         offset: a.offset,
                     },
-                ))
+                )
             }
             Request::Seek(a) => {
                 let consumer = self.consumer()?;
@@ -419,7 +382,7 @@ impl Session {
                     .seek(consumer, &a.topic, a.vgroup_id, a.offset, bounds)
                     .map_err(group_err)?;
                 self.snapshots.remove(&(a.topic.clone(), a.vgroup_id));
-                text(proto::ok(action, req_id, Self::timing(started), proto::Empty {}))
+                ok(action, req_id, started, proto::Empty {})
             }
             Request::Committed(a) => {
                 let consumer = self.consumer()?;
@@ -435,12 +398,7 @@ impl Session {
                     committed.push(c.committed(&sub.group, &tv.topic, tv.vgroup_id));
                 }
                 drop(c);
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::CommittedReply { committed },
-                ))
+                ok(action, req_id, started, proto::CommittedReply { committed })
             }
             Request::Position(a) => {
                 let consumer = self.consumer()?;
@@ -452,12 +410,7 @@ impl Session {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(group_err)?;
                 drop(c);
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::PositionReply { position },
-                ))
+                ok(action, req_id, started, proto::PositionReply { position })
             }
             Request::Assignment(a) => {
                 let consumer = self.consumer()?;
@@ -480,12 +433,7 @@ impl Session {
                         }
                     })
                     .collect();
-                text(proto::ok(
-                    action,
-                    req_id,
-                    Self::timing(started),
-                    proto::AssignmentReply { assignment },
-                ))
+                ok(action, req_id, started, proto::AssignmentReply { assignment })
             }
         }
     }
@@ -615,8 +563,15 @@ impl Session {
             })
     }
 
-    /// The current message in `tmq_get_raw`'s form, with its `raw_type`.
-    fn raw(&self, message_id: u64) -> Result<(u16, Vec<u8>), TdError> {
+    /// The current message in `tmq_get_raw`'s form, sent in the binary `frame` of the fetch that asked
+    /// (`fetch_raw_data` or `fetch_raw`).
+    fn raw(
+        &self,
+        req_id: u64,
+        message_id: u64,
+        started: Instant,
+        frame: fn(u64, u64, u64, u16, &[u8]) -> Vec<u8>,
+    ) -> Result<Vec<Reply>, TdError> {
         let cur = self.current_message(message_id)?;
         let with_table_name = self.sub.as_ref().is_none_or(|s| s.with_table_name);
         let kind = self.spec(&cur.message.topic)?.kind;
@@ -627,274 +582,12 @@ impl Session {
             rsp_offset: cur.message.next(),
             column_flags: RawContext::column_flags(&kind),
         };
-        raw::encode(&cur.message.body, &ctx)
+        let (raw_type, raw) = raw::encode(&cur.message.body, &ctx)?;
+        let frame = frame(Self::timing(started), req_id, message_id, raw_type, &raw);
+        Ok(vec![Reply::Binary(frame)])
     }
 
-    fn poll_reply(&self, req_id: u64, started: Instant) -> String {
-        let (message_type, offset) = self.current.as_ref().map(|c| c.poll_reply_body).unwrap_or((0, 0));
-        match &self.current {
-            Some(c) => proto::ok(
-                "poll",
-                req_id,
-                Self::timing(started),
-                proto::PollReply {
-                    have_message: true,
-                    topic: &c.message.topic,
-                    database: &c.message.db,
-                    vgroup_id: c.message.vgroup,
-                    message_type,
-                    message_id: c.id,
-                    offset,
-                },
-            ),
-            None => self.empty_poll(req_id),
-        }
-    }
-
-    fn empty_poll(&self, req_id: u64) -> String {
-        proto::ok("poll", req_id, 0, proto::PollReply::default())
-    }
-
-    fn poll(&mut self, req_id: u64, args: proto::PollArgs, started: Instant) -> Result<Vec<Out>, TdError> {
-        let consumer = self.consumer()?;
-        // A newer client tells which message it last received; if that is not our current one, its reply
-        // was lost in flight: hand the same message out again.
-        if let (Some(seen), Some(cur)) = (args.message_id, self.current.as_mut()) {
-            if seen != cur.id {
-                cur.next_block = 0;
-                cur.staged = None;
-                return Ok(vec![Out::Text(self.poll_reply(req_id, started))]);
-            }
-        }
-        self.current = None;
-        let receivers = if args.blocking_time > 0 {
-            self.receivers(consumer)
-        } else {
-            Vec::new()
-        };
-        if self.next(consumer)? {
-            return Ok(vec![Out::Text(self.poll_reply(req_id, started))]);
-        }
-        if args.blocking_time > 0 {
-            let blocking = Duration::from_millis(args.blocking_time as u64).min(self.tmq.config.max_blocking);
-            return Ok(vec![Out::Wait(PollWait {
-                req_id,
-                deadline: started + blocking,
-                receivers,
-            })]);
-        }
-        Ok(vec![Out::Text(self.empty_poll(req_id))])
-    }
-
-    /// After a blocking poll woke up: try again; reply, or keep waiting until the deadline.
-    fn retry_poll(&mut self, wait: PollWait, timed_out: bool) -> Vec<Out> {
-        let started = Instant::now();
-        let consumer = match self.consumer() {
-            Ok(c) => c,
-            Err(e) => return vec![Out::Text(poll_error(wait.req_id, &e))],
-        };
-        match self.next(consumer) {
-            Ok(true) => vec![Out::Text(self.poll_reply(wait.req_id, started))],
-            Ok(false) if timed_out || Instant::now() >= wait.deadline => {
-                vec![Out::Text(self.empty_poll(wait.req_id))]
-            }
-            Ok(false) => vec![Out::Wait(wait)],
-            Err(e) => vec![Out::Text(poll_error(wait.req_id, &e))],
-        }
-    }
-
-    fn receivers(&self, consumer: ConsumerId) -> Vec<watch::Receiver<i64>> {
-        let Some(sub) = &self.sub else { return Vec::new() };
-        let assigned: Vec<(String, VgroupId)> = sub
-            .topics
-            .iter()
-            .flat_map(|t| {
-                self.tmq
-                    .coordinator
-                    .lock()
-                    .assignment(consumer, t)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |(vg, _)| (t.clone(), vg))
-            })
-            .collect();
-        assigned
-            .iter()
-            .filter_map(|(t, vg)| {
-                let db = &sub.specs.get(t)?.db;
-                self.tmq.backend.watch_wal(db, *vg)
-            })
-            .collect()
-    }
-
-    /// Finds the next message over the consumer's vgroups and makes it current. `Ok(false)`: none yet.
-    fn next(&mut self, consumer: ConsumerId) -> Result<bool, TdError> {
-        let order = self
-            .tmq
-            .coordinator
-            .lock()
-            .poll_order(consumer)
-            .map_err(group_err)?;
-        for (topic, vg, pos) in order {
-            let Position::At(pos) = pos else {
-                return Err(TdError::new(
-                    CODE_NO_COMMITTED,
-                    format!("TQ no committed offset: topic {topic} vgroup {vg} with auto.offset.reset=none"),
-                ));
-            };
-            if let Some(message) = self.next_in_vgroup(consumer, &topic, vg, pos) {
-                let precision = self.tmq.backend.precision(&message.db);
-                let message_type = message.body.message_type();
-                let blocks = message.body.blocks().len();
-                let id = self.next_message_id;
-                self.next_message_id += 1;
-                // 3.1 on, the client's message offset is where the poll started (`reqOffset`); 3.0 reported
-                // the message's own last version.
-                let offset = if self.model.offset_is_request {
-                    pos
-                } else {
-                    message.offset
-                };
-                self.current = Some(Current {
-                    id,
-                    message,
-                    precision,
-                    req_offset: pos,
-                    poll_reply_body: (message_type, offset),
-                    next_block: 0,
-                    encoded: vec![None; blocks],
-                    staged: None,
-                });
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    fn next_in_vgroup(
-        &mut self,
-        consumer: ConsumerId,
-        topic: &str,
-        vg: VgroupId,
-        mut pos: i64,
-    ) -> Option<Message> {
-        let sub = self.sub.as_ref()?;
-        let spec = sub.specs.get(topic)?.clone();
-        let group = sub.group.clone();
-        let snapshot_enabled = sub.options.snapshot;
-        let backend = self.tmq.backend.clone();
-        let max_rows = self.tmq.config.max_rows_per_message;
-        let bounds = backend.wal_bounds(&spec.db, vg);
-        if pos < bounds.first && pos >= backend.data_trimmed_to(&spec.db, vg) {
-            // Retention only trimmed TMQ's own writes (subscribes, commits) there: nothing to read back;
-            // scan on from the log's start (the position moves with the next message, not before).
-            pos = bounds.first;
-        }
-        if pos < bounds.first {
-            if snapshot_enabled {
-                let key = (topic.to_string(), vg);
-                let fresh = self.snapshots.get(&key).is_none_or(|(start, _)| *start != pos);
-                if fresh {
-                    let (tables, version) = backend.snapshot(&spec.db, vg);
-                    self.snapshots
-                        .insert(key.clone(), (pos, Snapshot::new(tables, version + 1)));
-                }
-                let (_, snap) = self.snapshots.get_mut(&key).expect("inserted above");
-                let message = snap.next_message(&spec, vg, max_rows);
-                if message.is_some() && !snap.is_drained(&spec) {
-                    // Mid-snapshot the position stays where the snapshot started: committing it replays
-                    // the snapshot, never skips it.
-                    return message;
-                }
-                pos = snap.resume_at;
-                self.snapshots.remove(&key);
-                if message.is_some() {
-                    self.tmq.coordinator.lock().advance(consumer, topic, vg, pos);
-                    return message;
-                }
-            } else {
-                tracing::warn!(
-                    topic,
-                    vgroup = vg,
-                    skipped = bounds.first - pos,
-                    "position is below the WAL retention; skipping to the oldest retained version \
-                     (enable experimental.snapshot.enable to read them)"
-                );
-                pos = bounds.first;
-            }
-            self.tmq.coordinator.lock().advance(consumer, topic, vg, pos);
-        }
-        let (min_rows, max_wait) = self.limits();
-        let started = std::time::Instant::now();
-        let expired = move || started.elapsed() > max_wait;
-        let limits = Limits {
-            cut: self.model.cut,
-            min_rows,
-            expired: &expired,
-        };
-        let key = (group, topic.to_string(), vg);
-        let (mut from, mut resume) = match self.tmq.cursors.lock().remove(&key) {
-            Some(c) if c.at == pos => (c.scan_from.max(pos), c.resume),
-            _ => (pos, None),
-        };
-        for _ in 0..READS_PER_POLL {
-            let read_from = resume.map_or(from, |r| r.version);
-            let entries = backend.read_wal(&spec.db, vg, read_from, READ_BATCH);
-            if entries.is_empty() {
-                break;
-            }
-            let (scan, stopped) = next_message(&spec, vg, from, resume.take(), entries.iter(), &limits);
-            if let Some(message) = scan.message {
-                self.tmq
-                    .coordinator
-                    .lock()
-                    .advance(consumer, topic, vg, scan.next);
-                if let Some(r) = stopped {
-                    self.tmq.cursors.lock().insert(
-                        key,
-                        Cursor {
-                            at: scan.next,
-                            scan_from: scan.next,
-                            resume: Some(r),
-                        },
-                    );
-                }
-                return Some(message);
-            }
-            from = from.max(scan.next);
-            if entries.len() < READ_BATCH {
-                break;
-            }
-        }
-        // Nothing for the topic: the position stays (an empty response carries the position it was asked
-        // at), but the entries looked at are not read again while it does.
-        if from > pos {
-            self.tmq.cursors.lock().insert(
-                key,
-                Cursor {
-                    at: pos,
-                    scan_from: from,
-                    resume: None,
-                },
-            );
-        }
-        None
-    }
-
-    /// (rows, time) after which a response closes: the consumer's `min.poll.rows` / `fetch.max.wait.ms`
-    /// where the reported version honours them, else the server's (`TmqConfig::max_rows_per_message`, 1 s).
-    fn limits(&self) -> (usize, Duration) {
-        let server = (self.tmq.config.max_rows_per_message, DEFAULT_MAX_WAIT);
-        match &self.sub {
-            Some(sub) if self.model.client_limits => (
-                sub.min_poll_rows.unwrap_or(server.0),
-                sub.max_wait.unwrap_or(server.1),
-            ),
-            _ => server,
-        }
-    }
-
-    fn fetch(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, TdError> {
+    fn fetch(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Reply>, TdError> {
         self.current_message(message_id)?;
         let with_table_name = self.sub.as_ref().is_none_or(|s| s.with_table_name);
         let cur = self.current.as_mut().expect("checked above");
@@ -902,7 +595,7 @@ impl Session {
             blocks if cur.next_block < blocks.len() => blocks,
             _ => {
                 cur.staged = None;
-                return Ok(vec![Out::Text(proto::ok(
+                return Ok(vec![Reply::Text(proto::ok(
                     "fetch",
                     req_id,
                     Self::timing(started),
@@ -943,10 +636,10 @@ impl Session {
                 precision: cur.precision as u8,
             },
         );
-        Ok(vec![Out::Text(reply)])
+        Ok(vec![Reply::Text(reply)])
     }
 
-    fn fetch_block(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Out>, TdError> {
+    fn fetch_block(&mut self, req_id: u64, message_id: u64, started: Instant) -> Result<Vec<Reply>, TdError> {
         let cur = self.current_message(message_id)?;
         let (staged_req, i) = cur
             .staged
@@ -958,7 +651,7 @@ impl Session {
             ));
         }
         let block = cur.encoded[i].as_ref().expect("encoded at fetch");
-        Ok(vec![Out::Binary(proto::fetch_block_frame(
+        Ok(vec![Reply::Binary(proto::fetch_block_frame(
             Self::timing(started),
             req_id,
             message_id,
