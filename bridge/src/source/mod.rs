@@ -56,7 +56,7 @@ pub use wal_gap::WalGap;
 use taos::{
     AsAsyncConsumer, AsyncTBuilder, IsAsyncData, IsAsyncMeta, IsOffset, MessageSet, RawBlock, Timeout,
 };
-use tokio::sync::{mpsc, oneshot, RwLock};
+use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
 use crate::{
     dsn::SourceDsn,
@@ -253,9 +253,18 @@ async fn supervise(
     ends: Arc<WalEnds>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
-    let spawn_loop = |tasks: &mut tokio::task::JoinSet<()>, index, assigned| {
+    let (go_tx, go) = watch::channel(false);
+    let mut joined = Vec::new();
+    let mut spawn_loop = |tasks: &mut tokio::task::JoinSet<()>, index, assigned| {
         let (dsn, tx, consumers, ends) = (dsn.clone(), tx.clone(), consumers.clone(), ends.clone());
-        tasks.spawn(poll_loop(index, dsn, tx, consumers, ends, assigned));
+        let (joined_tx, joined_rx) = oneshot::channel();
+        joined.push(joined_rx);
+        let start = Start {
+            assigned,
+            joined: Some(joined_tx),
+            go: go.clone(),
+        };
+        tasks.spawn(poll_loop(index, dsn, tx, consumers, ends, start));
     };
     match dsn.consumers {
         Some(n) => {
@@ -275,18 +284,36 @@ async fn supervise(
             }
         }
     }
+    // A task that cannot connect yet drops its sender or is waited out: it joins later, as on a reconnect.
+    let all_joined = futures_util::future::join_all(joined);
+    let _ = tokio::time::timeout(JOIN_WAIT, all_joined).await;
+    let _ = go_tx.send(true);
     while tasks.join_next().await.is_some() {}
 }
 
-/// One consumer's loop (task `index`); `assigned`, for the first task of the automatic default, learns
-/// how many vgroups its first subscription was assigned.
+/// How long the polling tasks wait for each other to join the group before they poll.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+
+/// How a polling task starts. Every consumer of the bridge joins the group before any of them polls, so
+/// the group's split is settled first: a vgroup that moved to a consumer joining later would be read again
+/// from the commit (duplicates at every start).
+struct Start {
+    /// The first task of the automatic default: how many vgroups its first subscription was assigned.
+    assigned: Option<oneshot::Sender<usize>>,
+    /// Reports the task's first subscription.
+    joined: Option<oneshot::Sender<()>>,
+    /// True once every task joined (or was waited out).
+    go: watch::Receiver<bool>,
+}
+
+/// One consumer's loop (task `index`).
 async fn poll_loop(
     index: usize,
     dsn: SourceDsn,
     tx: mpsc::Sender<SourceEvent>,
     current: Arc<Consumers>,
     ends: Arc<WalEnds>,
-    mut assigned: Option<oneshot::Sender<usize>>,
+    mut start: Start,
 ) {
     let connector = match Connector::new(&dsn).await {
         Ok(c) => c,
@@ -315,13 +342,20 @@ async fn poll_loop(
         };
         attempt = 0;
         tracing::info!(topics = ?dsn.topics, reconnect, consumer = index, "subscribed to TDengine");
-        if let Some(assigned) = assigned.take() {
+        if let Some(assigned) = start.assigned.take() {
             let c = consumer.read().await;
             let mut vgroups = 0;
             for topic in &dsn.topics {
                 vgroups += c.topic_assignment(topic).await.len();
             }
             let _ = assigned.send(vgroups);
+        }
+        if let Some(joined) = start.joined.take() {
+            let _ = joined.send(());
+        }
+        // Only the first subscription waits; later ones find it true. A closed channel: the source ends.
+        if start.go.wait_for(|go| *go).await.is_err() {
+            return;
         }
         current.set(index, Some(consumer.clone()));
         if tx.send(SourceEvent::Subscribed { reconnect }).await.is_err() {
