@@ -3,7 +3,7 @@
 //! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE] [--report DIR] [--require mosquitto]`,
 //! `harness explore [--seed S] [--runs N | --duration 10m] [--out DIR] [--jobs J] [--json FILE] [--bridge-param K=V]`,
 //! `harness list`, `harness check`,
-//! `harness bench [--json FILE] [--rows N] [--quick] [--qos L] [--tables N,…] [--rows-per-table R,…] [--report DIR]`.
+//! `harness bench [--json FILE] [--rows N] [--quick] [--qos L] [--tables N,…] [--rows-per-table R,…] [--consumers C,…] [--report DIR]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -120,6 +120,10 @@ enum Command {
         /// Each fleet shape's backlog holds at least this many rows (default 200,000; --quick: 20,000).
         #[arg(long)]
         fleet_rows: Option<u64>,
+        /// Measure each fleet shape with these `consumers=` counts (e.g. `1,4`; the client limit with as
+        /// many bare consumers) instead of the automatic default.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=64))]
+        consumers: Vec<u64>,
     },
     /// Validate scenario files without running them.
     Check {
@@ -217,6 +221,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             tables,
             rows_per_table,
             fleet_rows,
+            consumers,
         } => {
             let mut opts = harness::bench::BenchOptions::new(quick, rows);
             if !qos.is_empty() || !tables.is_empty() {
@@ -240,6 +245,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             if let Some(n) = fleet_rows {
                 opts.fleet_rows = n.max(1);
             }
+            opts.fleet_consumers = consumers.into_iter().map(|n| n as usize).collect();
             if let Some(n) = repeat {
                 opts.repeat = n.max(1);
             }

@@ -464,7 +464,7 @@ mod tests {
             (src("tmq+ws://h/t?group.id=g&with.meta=maybe"), "source DSN (-f/--from): parameter `with.meta`: bad value `maybe`; accepted: true or false"),
             (src("tmq+ws://h/t?group.id=g&group_id=h"), "source DSN (-f/--from): parameter `group_id` given twice"),
             (src("tmq+ws://h/t?group.id="), "source DSN (-f/--from): parameter `group.id`: must not be empty"),
-            (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout, poll.interval.ms, ca (tmq+wss only) (underscore spellings too)"),
+            (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout, poll.interval.ms, consumers, ca (tmq+wss only) (underscore spellings too)"),
             (src("tmq+ws://h/t?group.id=g&ca=-----BEGIN%20CERTIFICATE-----"), "source DSN (-f/--from): parameter `ca`: only for TLS: use a tmq+wss:// DSN"),
             (src("tmq+wss://h/t?group.id=g&cert_key=@/k.pem"), "source DSN (-f/--from): parameter `cert_key`: client certificates are not supported towards TDengine (taosAdapter never asks for one; only `ca`)"),
             (src("tmq+wss://h/t?group.id=g&ca=nope"), "source DSN (-f/--from): parameter `ca`: expected PEM text (-----BEGIN …) or @path to a PEM file"),

@@ -3,6 +3,7 @@
 //! `tmq+ws://user:pass@host:port/topic[,topic2]?group.id=…&client.id=…&auto.offset.reset=…`
 //! `&with.meta=…&with.meta.delete=…&with.meta.drop=…&experimental.snapshot.enable=…&timeout=…`
 //! `&poll.interval.ms=…` (ours: how long one poll may wait, see `source`; default 10, 1–60000)
+//! `&consumers=…` (ours: TMQ consumers the bridge runs in its group; default automatic, 1–64)
 //! (and `tmq+wss://`, with `ca=` PEM or `@file` to trust a private CA; see [`crate::wss`]). Underscore
 //! spellings (`group_id`, `with_meta`, …) mean the same.
 
@@ -15,7 +16,7 @@ use super::{fmt_redacted, parse_bool, parse_duration, read_pem, DsnError, RawDsn
 const SIDE: Side = Side::Source;
 const ACCEPTED: &str =
     "group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, \
-                        experimental.snapshot.enable, timeout, poll.interval.ms, ca (tmq+wss only) \
+                        experimental.snapshot.enable, timeout, poll.interval.ms, consumers, ca (tmq+wss only) \
                         (underscore spellings too)";
 
 /// How long one poll may wait by default: bounds the latency the official client's 500 ms sleep after
@@ -62,9 +63,15 @@ pub struct SourceDsn {
     /// How long one `recv_timeout` may wait before the source checks positions and polls again
     /// (`poll.interval.ms`, not passed to taos).
     pub poll_interval: Duration,
+    /// How many TMQ consumers of the group the bridge runs (`consumers`, not passed to taos); `None`:
+    /// automatic, see [`crate::source::default_consumers`].
+    pub consumers: Option<usize>,
     /// `tmq+wss://` only: CA certificates (PEM) to trust instead of the system's roots.
     pub ca: Option<String>,
 }
+
+/// The most TMQ consumers `consumers=` may ask for.
+pub const MAX_CONSUMERS: usize = 64;
 
 /// TDengine's limit for topic names and consumer group ids (bytes).
 const MAX_NAME_LEN: usize = 192;
@@ -139,6 +146,7 @@ impl SourceDsn {
             snapshot_enable: false,
             timeout: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            consumers: None,
             ca: None,
         };
         let mut seen: Vec<String> = Vec::new();
@@ -199,6 +207,17 @@ impl SourceDsn {
                             name: key,
                             value,
                             accepted: "milliseconds, 1 to 60000".into(),
+                        })
+                    }
+                },
+                "consumers" => match value.parse::<usize>() {
+                    Ok(n @ 1..=MAX_CONSUMERS) => dsn.consumers = Some(n),
+                    _ => {
+                        return Err(DsnError::BadValue {
+                            side: SIDE,
+                            name: key,
+                            value,
+                            accepted: format!("a number of consumers, 1 to {MAX_CONSUMERS}"),
                         })
                     }
                 },
@@ -323,6 +342,9 @@ impl SourceDsn {
                 "poll.interval.ms".into(),
                 self.poll_interval.as_millis().to_string(),
             ));
+        }
+        if let Some(n) = self.consumers {
+            p.push(("consumers".into(), n.to_string()));
         }
         p
     }

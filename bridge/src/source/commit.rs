@@ -7,8 +7,8 @@ use taos::AsAsyncConsumer;
 use super::CurrentConsumer;
 use crate::ledger::CommitPoint;
 
-/// Commits offsets through whichever consumer is current; coalesces to the newest per vgroup and keeps
-/// what failed for the next round.
+/// Commits offsets through the bridge's live consumers (the vgroup's owner first, see [`super::Consumers`]);
+/// coalesces to the newest per vgroup and keeps what failed for the next round.
 pub struct Committer {
     consumer: CurrentConsumer,
     pending: std::collections::BTreeMap<(Arc<str>, i32), i64>,
@@ -36,28 +36,45 @@ impl Committer {
 
     /// Sends every pending commit; returns the ones that went through.
     pub async fn flush(&mut self) -> Vec<CommitPoint> {
-        let Some(consumer) = self.consumer.borrow().clone() else {
+        if self.consumer.live() == 0 {
             return Vec::new();
-        };
+        }
         let mut done = Vec::new();
         let skip = crate::test_knobs::skip_commits();
         for ((topic, vg), offset) in std::mem::take(&mut self.pending) {
-            let result = if skip {
-                Ok(())
-            } else {
-                consumer.read().await.commit_offset(&topic, vg, offset).await
+            let point = CommitPoint {
+                topic,
+                vgroup_id: vg,
+                offset,
             };
-            match result {
-                Ok(()) => done.push(CommitPoint {
-                    topic,
-                    vgroup_id: vg,
-                    offset,
-                }),
-                Err(e) => {
-                    tracing::warn!(error = %e, %topic, vg, offset, "commit failed; will retry");
-                    self.pending.insert((topic, vg), offset);
+            if skip {
+                done.push(point);
+                continue;
+            }
+            let mut error = None;
+            let mut committed = false;
+            for consumer in self.consumer.for_vgroup(&point.topic, vg) {
+                match consumer
+                    .read()
+                    .await
+                    .commit_offset(&point.topic, vg, offset)
+                    .await
+                {
+                    Ok(()) => {
+                        committed = true;
+                        break;
+                    }
+                    Err(e) => error = Some(e),
                 }
             }
+            if committed {
+                done.push(point);
+                continue;
+            }
+            if let Some(e) = error {
+                tracing::warn!(error = %e, topic = %point.topic, vg, offset, "commit failed; will retry");
+            }
+            self.pending.insert((point.topic, vg), offset);
         }
         done
     }

@@ -9,8 +9,12 @@
 //! connection's requests in order, so it reflects any dropped poll) with the position the bridge
 //! expects, and seeks back where the server is ahead. With `experimental.snapshot.enable` the task
 //! keeps `recv_timeout(Never)`: a snapshot read does not move the position, so the check could not
-//! see a message taken there. Each message is read completely (all blocks, or
-//! its meta JSON) before the next poll, because the server frees it at the next poll.
+//! see a message taken there. Likewise after a message that may have stopped inside a multi-table log
+//! entry (at `min.poll.rows`, see [`commit_point`]): the rest of the entry comes at the same position, so
+//! until it arrived the next poll waits for its reply ([`PositionGuard::rest_may_follow`]); without
+//! that, a poll cut short while the server assembled a long rest dropped it unseen. Each message is read
+//! completely (all blocks, or its meta JSON) before the next poll, because the server frees it at the
+//! next poll.
 //!
 //! 0.12.3's `Offset` carries no WAL offset, and `commit(offset)` commits everything consumed so far. So
 //! right after each poll the task asks `position(topic, vgroup)` — where a restart must resume once this
@@ -31,21 +35,28 @@
 //! than the bridge already does would not make it fresher.
 
 mod commit;
+mod consumers;
 mod position;
+mod wait;
 mod wal_ends;
 mod wal_gap;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 pub use commit::Committer;
+pub use consumers::Consumers;
 pub use position::{floor, PositionGuard, Verdict};
+pub use wait::PollWait;
 pub use wal_ends::WalEnds;
 pub use wal_gap::WalGap;
 
 use taos::{
     AsAsyncConsumer, AsyncTBuilder, IsAsyncData, IsAsyncMeta, IsOffset, MessageSet, RawBlock, Timeout,
 };
-use tokio::sync::{mpsc, watch, RwLock};
+use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
 use crate::{
     dsn::SourceDsn,
@@ -130,8 +141,8 @@ impl<M> SourceEvent<M> {
 /// (`offset_seek` takes `&mut`) takes it exclusively.
 pub type SharedConsumer = Arc<RwLock<taos::Consumer>>;
 
-/// The consumer currently in use, shared with the committer.
-pub type CurrentConsumer = watch::Receiver<Option<SharedConsumer>>;
+/// The consumers currently in use, shared with the committer.
+pub type CurrentConsumer = Arc<Consumers>;
 
 /// Builds consumers for a source DSN: directly for `tmq+ws://`, through a TLS [`Tunnel`] for
 /// `tmq+wss://` (kept for the connector's lifetime).
@@ -197,9 +208,14 @@ impl Connector {
     }
 }
 
-/// How many TMQ consumers the bridge runs for a topic of `vgroups` vgroups with default parameters.
-pub fn default_consumers(_vgroups: usize) -> usize {
-    1
+/// The most consumers the automatic default runs: on 2 cores four overlap the round trips enough
+/// (docs/performance.md, "Fleet shape"); more only add connections.
+pub const AUTO_MAX_CONSUMERS: usize = 4;
+
+/// How many TMQ consumers the bridge runs when its first consumer was assigned `vgroups` vgroups and
+/// `consumers=` is not given: one per assigned vgroup, at most [`AUTO_MAX_CONSUMERS`], at least one.
+pub fn default_consumers(vgroups: usize) -> usize {
+    vgroups.clamp(1, AUTO_MAX_CONSUMERS)
 }
 
 /// Whether a TDengine error is one that retrying will not fix.
@@ -209,8 +225,12 @@ pub fn is_fatal(err: &taos::Error) -> bool {
     code == 0x0357 || code == 0x03E1 || code == 0x0118 || code == 0xE000
 }
 
-/// Spawns the polling task. Messages go into a bounded channel (the run loop's backpressure); the
-/// WAL ends it learns go to `ends`.
+/// Spawns the polling tasks: `consumers=` of them, or (automatic) one, then as many more as
+/// [`default_consumers`] gives for the vgroups the first was assigned. Each is a consumer of the
+/// bridge's group, so the group splits the vgroups between them and their round trips overlap.
+/// Messages of all go into one bounded channel (the run loop's backpressure); a vgroup is polled by one
+/// consumer at a time, so its messages keep their order. The WAL ends they learn go to `ends`.
+/// Aborting the returned task aborts every polling task.
 pub fn spawn(
     dsn: SourceDsn,
     capacity: usize,
@@ -221,16 +241,79 @@ pub fn spawn(
     tokio::task::JoinHandle<()>,
 ) {
     let (tx, rx) = mpsc::channel(capacity);
-    let (cur_tx, cur_rx) = watch::channel(None);
-    let task = tokio::spawn(poll_loop(dsn, tx, cur_tx, ends));
-    (rx, cur_rx, task)
+    let consumers = Arc::new(Consumers::default());
+    let task = tokio::spawn(supervise(dsn, tx, consumers.clone(), ends));
+    (rx, consumers, task)
 }
 
-async fn poll_loop(
+async fn supervise(
     dsn: SourceDsn,
     tx: mpsc::Sender<SourceEvent>,
-    current: watch::Sender<Option<SharedConsumer>>,
+    consumers: Arc<Consumers>,
     ends: Arc<WalEnds>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let (go_tx, go) = watch::channel(false);
+    let mut joined = Vec::new();
+    let mut spawn_loop = |tasks: &mut tokio::task::JoinSet<()>, index, assigned| {
+        let (dsn, tx, consumers, ends) = (dsn.clone(), tx.clone(), consumers.clone(), ends.clone());
+        let (joined_tx, joined_rx) = oneshot::channel();
+        joined.push(joined_rx);
+        let start = Start {
+            assigned,
+            joined: Some(joined_tx),
+            go: go.clone(),
+        };
+        tasks.spawn(poll_loop(index, dsn, tx, consumers, ends, start));
+    };
+    match dsn.consumers {
+        Some(n) => {
+            for i in 0..n {
+                spawn_loop(&mut tasks, i, None);
+            }
+        }
+        None => {
+            let (assigned_tx, assigned_rx) = oneshot::channel();
+            spawn_loop(&mut tasks, 0, Some(assigned_tx));
+            if let Ok(vgroups) = assigned_rx.await {
+                let n = default_consumers(vgroups);
+                tracing::info!(vgroups, consumers = n, "TMQ consumers in this bridge");
+                for i in 1..n {
+                    spawn_loop(&mut tasks, i, None);
+                }
+            }
+        }
+    }
+    // A task that cannot connect yet drops its sender or is waited out: it joins later, as on a reconnect.
+    let all_joined = futures_util::future::join_all(joined);
+    let _ = tokio::time::timeout(JOIN_WAIT, all_joined).await;
+    let _ = go_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// How long the polling tasks wait for each other to join the group before they poll.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+
+/// How a polling task starts. Every consumer of the bridge joins the group before any of them polls, so
+/// the group's split is settled first: a vgroup that moved to a consumer joining later would be read again
+/// from the commit (duplicates at every start).
+struct Start {
+    /// The first task of the automatic default: how many vgroups its first subscription was assigned.
+    assigned: Option<oneshot::Sender<usize>>,
+    /// Reports the task's first subscription.
+    joined: Option<oneshot::Sender<()>>,
+    /// True once every task joined (or was waited out).
+    go: watch::Receiver<bool>,
+}
+
+/// One consumer's loop (task `index`).
+async fn poll_loop(
+    index: usize,
+    dsn: SourceDsn,
+    tx: mpsc::Sender<SourceEvent>,
+    current: Arc<Consumers>,
+    ends: Arc<WalEnds>,
+    mut start: Start,
 ) {
     let connector = match Connector::new(&dsn).await {
         Ok(c) => c,
@@ -258,13 +341,29 @@ async fn poll_loop(
             }
         };
         attempt = 0;
-        tracing::info!(topics = ?dsn.topics, reconnect, "subscribed to TDengine");
-        current.send_replace(Some(consumer.clone()));
+        tracing::info!(topics = ?dsn.topics, reconnect, consumer = index, "subscribed to TDengine");
+        if let Some(assigned) = start.assigned.take() {
+            let c = consumer.read().await;
+            let mut vgroups = 0;
+            for topic in &dsn.topics {
+                vgroups += c.topic_assignment(topic).await.len();
+            }
+            let _ = assigned.send(vgroups);
+        }
+        if let Some(joined) = start.joined.take() {
+            let _ = joined.send(());
+        }
+        // Only the first subscription waits; later ones find it true. A closed channel: the source ends.
+        if start.go.wait_for(|go| *go).await.is_err() {
+            return;
+        }
+        current.set(index, Some(consumer.clone()));
         if tx.send(SourceEvent::Subscribed { reconnect }).await.is_err() {
             return;
         }
         reconnect = true;
         let mut guard = PositionGuard::default();
+        let mut wait = PollWait::new(dsn.poll_interval);
         // Where each vgroup resumes, before the first poll moves it: a gap to the WAL's begin shows here.
         match guard.check(&consumer, &dsn, &ends).await {
             Ok(events) => {
@@ -277,10 +376,11 @@ async fn poll_loop(
             Err(e) => tracing::debug!(error = %e, "no positions before the first poll"),
         }
         loop {
-            let polled = poll_once(&consumer, &dsn, &mut guard, &ends).await;
+            let polled = poll_once(&consumer, &dsn, &mut guard, &mut wait, &ends).await;
             let outcome = match polled {
                 Ok(Polled::Message(msg)) => {
-                    guard.on_message(&msg.topic, msg.vgroup_id, msg.position);
+                    guard.on_message(&msg.topic, msg.vgroup_id, msg.position, msg.commit_at);
+                    current.saw(index, &msg.topic, msg.vgroup_id);
                     ends.saw_position(&msg.topic, msg.vgroup_id, msg.position);
                     tx.send(SourceEvent::Message(msg)).await.map_err(|_| None)
                 }
@@ -297,7 +397,7 @@ async fn poll_loop(
                 Ok(()) => {}
                 Err(None) => return,
                 Err(Some(e)) => {
-                    current.send_replace(None);
+                    current.set(index, None);
                     if !lost(&tx, e.to_string(), &mut attempt, "TDengine connection lost").await {
                         return;
                     }
@@ -328,31 +428,44 @@ enum Polled {
     Idle(Vec<SourceEvent>),
 }
 
-/// Polls for at most the poll interval; on a message reads it completely, on a timeout checks the
-/// positions (see the module doc).
+/// Polls for at most what [`PollWait`] allows; on a message reads it completely, on a timeout checks
+/// the positions (see the module doc).
 async fn poll_once(
     consumer: &SharedConsumer,
     dsn: &SourceDsn,
     guard: &mut PositionGuard,
+    wait: &mut PollWait,
     ends: &WalEnds,
 ) -> Result<Polled, taos::Error> {
     let polled = {
         let c = consumer.read().await;
         // A snapshot read does not move the position (TDengine keeps it below the WAL while it
-        // hands out stored rows), so a message a cut-short poll took there could not be detected.
-        let wait = if dsn.snapshot_enable {
+        // hands out stored rows), and neither does the rest of a log entry after a message that stopped
+        // inside it: a message a cut-short poll took there could not be detected.
+        let timeout = if dsn.snapshot_enable || guard.rest_may_follow() {
             Timeout::Never
         } else {
-            Timeout::Duration(dsn.poll_interval)
+            Timeout::Duration(wait.next())
         };
-        match c.recv_timeout(wait).await? {
-            Some(m) => Some(read_message(&c, m, dsn.with_meta).await?),
+        let started = Instant::now();
+        match c.recv_timeout(timeout).await? {
+            Some(m) => {
+                wait.on_message(started.elapsed());
+                Some(read_message(&c, m, dsn.with_meta).await?)
+            }
             None => None,
         }
     };
     match polled {
         Some(msg) => Ok(Polled::Message(msg)),
-        None => Ok(Polled::Idle(guard.check(consumer, dsn, ends).await?)),
+        None => {
+            let rewinds = guard.check(consumer, dsn, ends).await?;
+            match rewinds.is_empty() {
+                true => wait.on_idle(),
+                false => wait.on_rewind(),
+            }
+            Ok(Polled::Idle(rewinds))
+        }
     }
 }
 
@@ -415,4 +528,17 @@ async fn read_message(
         meta,
         blocks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_consumers_follow_the_assigned_vgroups_up_to_the_cap() {
+        assert_eq!(default_consumers(0), 1, "nothing assigned yet: one");
+        assert_eq!(default_consumers(1), 1);
+        assert_eq!(default_consumers(3), 3);
+        assert_eq!(default_consumers(100), AUTO_MAX_CONSUMERS);
+    }
 }

@@ -13,9 +13,15 @@ use super::{SharedConsumer, SourceEvent, WalEnds, WalGap};
 /// from it, or, for a vgroup not yet seen (or one the server moved back, e.g. reassigned in a
 /// rebalance), the group's committed offset (else the start `auto.offset.reset` gives). One per
 /// consumer: a new consumer resumes from the committed offsets.
+///
+/// It also knows which vgroups' last message may have stopped inside a log entry (its commit point is
+/// below its position, see [`super::commit_point`]): the rest of that entry comes next at the *same*
+/// position, so a poll cut short while it was under way would leave no trace in the position. While any
+/// such rest may be pending, polls must not be cut short ([`PositionGuard::rest_may_follow`]).
 #[derive(Debug, Default)]
 pub struct PositionGuard {
     expected: HashMap<(Arc<str>, i32), i64>,
+    rest_pending: std::collections::HashSet<(Arc<str>, i32)>,
 }
 
 /// What one assigned vgroup needs after a poll may have been cut short.
@@ -29,9 +35,21 @@ pub enum Verdict {
 }
 
 impl PositionGuard {
-    /// Records the position after a received message.
-    pub fn on_message(&mut self, topic: &Arc<str>, vgroup_id: i32, position: i64) {
-        self.expected.insert((topic.clone(), vgroup_id), position);
+    /// Records the position after a received message and whether it may have stopped inside a log entry
+    /// (`commit_at < position`).
+    pub fn on_message(&mut self, topic: &Arc<str>, vgroup_id: i32, position: i64, commit_at: i64) {
+        let key = (topic.clone(), vgroup_id);
+        match commit_at < position {
+            true => self.rest_pending.insert(key.clone()),
+            false => self.rest_pending.remove(&key),
+        };
+        self.expected.insert(key, position);
+    }
+
+    /// Whether the rest of a log entry may still be handed out at an unchanged position: then the next poll
+    /// must wait for its reply, however long the server takes.
+    pub fn rest_may_follow(&self) -> bool {
+        !self.rest_pending.is_empty()
     }
 
     /// Judges one vgroup whose server position is `current`.
@@ -71,6 +89,8 @@ impl PositionGuard {
     fn retain_assigned(&mut self, topic: &str, assigned: &[i32]) {
         self.expected
             .retain(|(t, vg), _| &**t != topic || assigned.contains(vg));
+        self.rest_pending
+            .retain(|(t, vg)| &**t != topic || assigned.contains(vg));
     }
 
     fn known(&self, topic: &str) -> Vec<i32> {
@@ -145,6 +165,8 @@ impl PositionGuard {
             let mut c = consumer.write().await;
             for (topic, vg, from, to) in seeks {
                 c.offset_seek(&topic, vg, to).await?;
+                // A seek restarts the vgroup's read at `to`: no rest of an entry is pending any more.
+                self.rest_pending.remove(&(topic.clone(), vg));
                 self.expected.insert((topic.clone(), vg), to);
                 tracing::debug!(%topic, vg, from, to, "a poll cut short had moved the server; sought back");
                 events.push(SourceEvent::Rewound {
@@ -211,12 +233,30 @@ mod tests {
     fn a_server_ahead_of_the_last_message_is_sought_back_to_it() {
         let mut g = PositionGuard::default();
         let t: Arc<str> = "t".into();
-        g.on_message(&t, 2, 10);
+        g.on_message(&t, 2, 10, 10);
         assert_eq!(g.verdict("t", 2, 10), Verdict::Fine);
         assert_eq!(g.verdict("t", 2, 15), Verdict::SeekTo(10));
         // Never seen, or moved back by the server (rebalance): ask the floor.
         assert_eq!(g.verdict("t", 3, 4), Verdict::AskFloor);
         assert_eq!(g.verdict("t", 2, 7), Verdict::AskFloor);
+    }
+
+    #[test]
+    fn a_message_that_may_have_stopped_inside_an_entry_holds_short_polls_off_until_its_rest() {
+        let mut g = PositionGuard::default();
+        let (t, u): (Arc<str>, Arc<str>) = ("t".into(), "u".into());
+        g.on_message(&t, 2, 10, 9);
+        assert!(g.rest_may_follow());
+        // Another vgroup's message does not settle vgroup 2.
+        g.on_message(&u, 3, 7, 7);
+        assert!(g.rest_may_follow());
+        // The rest came (same position, commit point at it).
+        g.on_message(&t, 2, 10, 10);
+        assert!(!g.rest_may_follow());
+        // A vgroup that moved away in a rebalance is no longer waited for.
+        g.on_message(&t, 4, 20, 19);
+        g.retain_assigned("t", &[2]);
+        assert!(!g.rest_may_follow());
     }
 
     #[test]

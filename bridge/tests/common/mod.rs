@@ -211,15 +211,30 @@ impl Subscriber {
                 match self.rx.recv().await {
                     Some(SubEvent::Message(m)) => got.push(m),
                     Some(SubEvent::Subscribed) => {}
-                    None => break,
+                    None => return false,
                 }
             }
+            true
         })
         .await;
-        if res.is_err() {
-            return Err(got);
+        match res {
+            Ok(true) => Ok(got),
+            Ok(false) | Err(_) => Err(got),
         }
-        Ok(got)
+    }
+
+    /// A subscriber whose messages are `messages`, already arrived (for tests of these helpers).
+    pub fn with_arrived(messages: Vec<Received>) -> Subscriber {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for m in messages {
+            tx.send(SubEvent::Message(m)).expect("receiver alive");
+        }
+        // Keeps the channel open, as a live subscriber's task does.
+        let task = tokio::spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await
+        });
+        Subscriber { rx, task }
     }
 
     /// Collects `n` messages.
@@ -419,6 +434,33 @@ pub fn duplicates(got: &[Received]) -> usize {
     got.len() - distinct_f1(got).len()
 }
 
+/// The distinct rows (`f1`) of what came before plus a collection under way, kept up to date one message
+/// at a time: a `done` check of [`Subscriber::try_collect_until`] runs after every message, and one that
+/// re-parsed everything received each time was quadratic — under CPU load it fell behind a burst of a
+/// thousand messages (with replays) and the deadline passed with rows delivered but still queued.
+pub struct SeenRows {
+    seen: BTreeSet<u32>,
+    looked: usize,
+}
+
+impl SeenRows {
+    /// Starts from the rows of `before`.
+    pub fn after(before: &[Received]) -> Self {
+        SeenRows {
+            seen: distinct_f1(before),
+            looked: 0,
+        }
+    }
+
+    /// Adds the messages of `collected` not looked at yet (it only grows); returns how many distinct rows
+    /// were seen in all.
+    pub fn update(&mut self, collected: &[Received]) -> usize {
+        self.seen.extend(collected[self.looked..].iter().map(f1_of));
+        self.looked = collected.len();
+        self.seen.len()
+    }
+}
+
 /// Rows `0..total` were written over `tables` child tables (`d{id % tables}`) and published to
 /// `{prefix}/{table}`: every row arrived, and each table's rows once each in the order they were written.
 pub fn assert_every_row_in_table_order(got: &[Received], prefix: &str, tables: u32, total: u32) {
@@ -437,11 +479,9 @@ pub async fn collect_all(
     total: u32,
     stats: Option<&tmq2mqtt::Stats>,
 ) {
-    let before = distinct_f1(got);
+    let mut seen = SeenRows::after(got);
     let more = sub
-        .try_collect_until(RUNNING_WITHIN, |g| {
-            before.union(&distinct_f1(g)).count() == total as usize
-        })
+        .try_collect_until(RUNNING_WITHIN, |g| seen.update(g) == total as usize)
         .await;
     let failed = more.is_err();
     got.extend(more.unwrap_or_else(|g| g));

@@ -156,7 +156,7 @@ pub async fn child_with(
     cmd.arg("run")
         .env("TMQ2MQTT_FROM", from)
         .env("TMQ2MQTT_TO", to)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", bridge_log())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -211,4 +211,9 @@ pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The child bridge's `RUST_LOG`: `BENCH_BRIDGE_LOG` (e.g. `tmq2mqtt=debug` to see its commits), default `warn`.
+fn bridge_log() -> String {
+    std::env::var("BENCH_BRIDGE_LOG").unwrap_or_else(|_| "warn".into())
 }

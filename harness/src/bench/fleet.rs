@@ -286,11 +286,13 @@ pub async fn client_limit(
     })
 }
 
-/// Loads, measures (bridge, then client limit) and unloads one shape.
+/// Loads, measures (bridge, then client limit) and unloads one shape; `consumers`: the bridge's
+/// `consumers=` (`None`: automatic) and the client limit's count.
 pub async fn measure(
     w: &BenchWorld,
     shape: Shape,
     min_rows: u64,
+    consumers: Option<usize>,
     bridge_bin: Option<&std::path::Path>,
     deadline: Duration,
     progress: &impl Fn(&str),
@@ -299,9 +301,12 @@ pub async fn measure(
     progress(&format!("fleet {}: loading {rows} rows", shape.name()));
     let topic = load(w, shape, rows)?;
     let end = drain::end_positions_of(w, &topic)?;
-    let consumers = tmq2mqtt::source::default_consumers(end.len());
+    let (consumers, param) = match consumers {
+        Some(n) => (n, format!("&consumers={n}")),
+        None => (tmq2mqtt::source::default_consumers(end.len()), String::new()),
+    };
     let group = format!("bench-{topic}");
-    let from = w.tmq_dsn_for(&topic, &group, "earliest");
+    let from = w.tmq_dsn_for(&topic, &group, "earliest") + &param;
     let to = w.mqtt_dsn(1, &group, &format!("bench/{topic}/{{table}}"), "");
     progress(&format!("fleet {topic}: bridge"));
     let (rows_per_s, peak_rss_kb, rewinds) = match bridge_bin {

@@ -54,6 +54,8 @@ pub struct BenchOptions {
     pub fleet: Vec<fleet::Shape>,
     /// Each fleet shape's backlog holds at least this many rows (whole rounds).
     pub fleet_rows: u64,
+    /// `consumers=` counts each fleet shape is measured with (empty: the automatic default).
+    pub fleet_consumers: Vec<usize>,
 }
 
 impl BenchOptions {
@@ -84,6 +86,7 @@ impl BenchOptions {
             ]
             .concat(),
             fleet_rows: if quick { 20_000 } else { 200_000 },
+            fleet_consumers: Vec::new(),
         }
     }
 
@@ -245,17 +248,24 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
         (None, None, None, None)
     };
     let mut fleet_rows = Vec::new();
+    let counts: Vec<Option<usize>> = match opts.fleet_consumers.is_empty() {
+        true => vec![None],
+        false => opts.fleet_consumers.iter().map(|&n| Some(n)).collect(),
+    };
     for &shape in &opts.fleet {
-        let row = fleet::measure(
-            &w,
-            shape,
-            opts.fleet_rows,
-            opts.bridge_bin.as_deref(),
-            opts.deadline,
-            &progress,
-        )
-        .await?;
-        fleet_rows.push(row);
+        for &consumers in &counts {
+            let row = fleet::measure(
+                &w,
+                shape,
+                opts.fleet_rows,
+                consumers,
+                opts.bridge_bin.as_deref(),
+                opts.deadline,
+                &progress,
+            )
+            .await?;
+            fleet_rows.push(row);
+        }
     }
     if !opts.fleet.is_empty() && opts.bridge_bin.is_none() {
         notes.push(

@@ -2,17 +2,15 @@
 //! request path (`/ws`, `/rest/ws` → SQL [`session`]; `/rest/tmq` → [`crate::tdengine::tmq::serve_connection`];
 //! anything else → 404), and stops gracefully on [`TdServer::shutdown`] or drop.
 
+mod ack;
 pub mod session;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,12 +25,17 @@ use super::faults::Faults;
 use super::store::Store;
 pub use super::store::DEFAULT_SERVER_VERSION;
 use super::tmq::{StoreBackend, Tmq, TmqConfig};
+pub use ack::AckStream;
 use session::{Reply, SqlSession};
 pub use tls::{ServerStream, TdTls};
 
 /// Default [`TdConfig::max_message_size`]: 64 MiB, far above any request the official client sends
 /// (SQL text and binary query frames) and far below what would hurt the test machine.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+
+/// Initial size of a connection's WebSocket read buffer (tungstenite's default is 128 KiB, zero-filled
+/// before every read).
+const READ_BUFFER_SIZE: usize = 4096;
 
 /// How a stand-in presents itself.
 #[derive(Debug, Clone)]
@@ -319,15 +322,18 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
             }
         }
     };
+    // tungstenite zero-fills its read buffer's spare capacity before every read: keep it small (requests
+    // are small; a bigger frame grows the buffer to its size).
     let limits = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(ctx.config.max_message_size))
         .max_frame_size(Some(ctx.config.max_message_size));
     // The TLS handshake and the upgrade share one deadline: a client stalling in either is dropped.
     let handshake = async {
         let stream = match &ctx.tls {
-            None => ServerStream::Plain(AckStream(stream)),
+            None => ServerStream::Plain(AckStream::new(stream)),
             Some(acceptor) => acceptor
-                .accept(AckStream(stream))
+                .accept(AckStream::new(stream))
                 .await
                 .map_err(|e| format!("TLS handshake failed: {e}"))?,
         };
@@ -337,7 +343,7 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
     };
     // Shutdown must not wait for a client that never finishes its upgrade.
     let mut shutdown = ctx.shutdown.clone();
-    let ws = tokio::select! {
+    let mut ws = tokio::select! {
         _ = shutdown.wait_for(|s| *s) => return,
         res = tokio::time::timeout(ctx.config.handshake_timeout, handshake) => match res {
             Ok(Ok(ws)) => ws,
@@ -351,6 +357,9 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, ctx: ServerCtx) 
             }
         },
     };
+    if let ServerStream::Plain(s) = ws.get_mut() {
+        s.track_frames();
+    }
     match chosen {
         Some(Route::Sql) => serve_sql(ws, peer, ctx).await,
         Some(Route::Tmq) => super::tmq::serve_connection(ws, ctx.tmq, ctx.shutdown).await,
@@ -405,72 +414,6 @@ async fn serve_sql(mut ws: WsStream, peer: SocketAddr, ctx: ServerCtx) {
 
 /// A server-side WebSocket over an [`AckStream`], TLS or not: what connection handlers (SQL and TMQ) get.
 pub type WsStream = WebSocketStream<ServerStream>;
-
-/// A TCP stream that acknowledges every read at once instead of delaying the ACK.
-///
-/// The official client writes each WebSocket frame as two writes (header, then payload) without
-/// TCP_NODELAY, so Nagle holds the payload until the header is acknowledged — and Linux delays that ACK by
-/// ~40 ms when no reply carries it. Acknowledging each read keeps a request's latency at the network's
-/// (measured: 45 ms → well under 1 ms per statement).
-pub struct AckStream(pub TcpStream);
-
-impl AckStream {
-    pub fn get_ref(&self) -> &TcpStream {
-        &self.0
-    }
-}
-
-fn ack_now(stream: &TcpStream) {
-    #[cfg(target_os = "linux")]
-    let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
-    #[cfg(not(target_os = "linux"))]
-    let _ = stream;
-}
-
-impl AsyncRead for AckStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.0).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            ack_now(&self.0);
-        }
-        r
-    }
-}
-
-impl AsyncWrite for AckStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
 
 #[cfg(test)]
 mod tests {
