@@ -1,6 +1,7 @@
 //! Sans-IO MQTT framing for the proxy: cut a byte stream into whole packets (forwarded byte for byte) and
 //! describe each one with rumqttc's own codecs — v4 (3.1.1) or v5, whichever the CONNECT announced. MQTT 3.1
-//! traffic is framed by its fixed header only.
+//! differs from 3.1.1 only in its CONNECT (and CONNACK's reserved first byte): every other packet is read with
+//! the v4 codec.
 
 use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, v4};
@@ -99,10 +100,10 @@ pub fn describe(frame: &Bytes, protocol: Protocol) -> Described {
         d.retain = byte1 & 1 != 0;
     }
     match protocol {
-        Protocol::V31 => {
-            d.undecoded = Some("MQTT 3.1: fixed header only".into());
-        }
-        Protocol::V311 => match v4::Packet::read(&mut BytesMut::from(&frame[..]), MAX_PACKET) {
+        // rumqttc's v4 codec refuses a 3.1 CONNECT (protocol name "MQIsdp", level 3); nothing else differs.
+        Protocol::V31 if kind == Kind::Connect => d.code = Some(3),
+        Protocol::V31 | Protocol::V311 => match v4::Packet::read(&mut BytesMut::from(&frame[..]), MAX_PACKET)
+        {
             Ok(p) => fill_v4(&mut d, p),
             Err(e) => d.undecoded = Some(e.to_string()),
         },
@@ -279,6 +280,27 @@ mod tests {
             .unwrap();
         let d = describe(&buf.freeze(), Protocol::V5);
         assert_eq!((d.kind, d.pkid), (Some(Kind::PubComp), 3));
+    }
+
+    #[test]
+    fn describes_mqtt31_publish_and_acks_with_the_v4_codec() {
+        // Without packet ids and payloads every 3.1 ack is "unsolicited" and every PUBLISH a "retransmit".
+        let mut p = v4::Publish::new("t/1", QoS::ExactlyOnce, "x");
+        p.pkid = 7;
+        let d = describe(&v4_bytes(v4::Packet::Publish(p)), Protocol::V31);
+        assert_eq!((d.qos, d.pkid), (2, 7));
+        assert_eq!(d.payload.as_deref(), Some(&b"x"[..]));
+        assert_eq!(d.undecoded, None);
+        let d = describe(&v4_bytes(v4::Packet::PubRec(v4::PubRec::new(7))), Protocol::V31);
+        assert_eq!((d.kind, d.pkid), (Some(Kind::PubRec), 7));
+        let mut c31 = vec![0x10, 12, 0, 6];
+        c31.extend_from_slice(b"MQIsdp");
+        c31.extend_from_slice(&[3, 2, 0, 60]);
+        let d = describe(&Bytes::from(c31), Protocol::V31);
+        assert_eq!(
+            (d.kind, d.code, d.undecoded),
+            (Some(Kind::Connect), Some(3), None)
+        );
     }
 
     #[test]
