@@ -467,7 +467,10 @@ pub fn contract(s: &Scenario, qos: u8, window: u64) -> Expect {
         },
         // Each event that re-sends re-sends at most one window.
         max_duplicates: (!exactly_once && !resubscribes).then_some((window + message) * redelivery),
-        per_table_order: !(broker_restart || qos == 2 && drops_acks),
+        // At QoS 0 a vgroup handed to another bridge of the group resumes past what the old owner had handed to
+        // its MQTT client but not yet got through (QoS 0 commits on hand-off; nothing says it arrived), so the new
+        // owner's newer rows can overtake them (docs/delivery.md).
+        per_table_order: !(broker_restart || (qos == 2 && drops_acks) || (qos == 0 && joiners > 0)),
         allowed_losses,
         ..Expect::default()
     }
@@ -573,6 +576,19 @@ mod tests {
         reachable_triggers(&mut faults, 0, 50);
         assert_eq!(faults[0].at, Trigger::Delivered(5));
         assert_eq!(faults[1].at, Trigger::Written(7));
+    }
+
+    #[test]
+    fn per_table_order_is_not_promised_at_qos_0_with_two_bridges() {
+        // Seed 404 run 146: QoS 0, two bridges, b0 throttled, a stand-in drop moved a vgroup to b1, whose rows
+        // overtook the ones still in b0's throttled connection.
+        let mut s = generate(404, 146, &GenOptions::default());
+        s.faults.clear();
+        assert!(s.bridges.len() > 1);
+        assert!(!contract(&s, 0, 20).per_table_order);
+        assert!(contract(&s, 1, 20).per_table_order);
+        s.bridges.truncate(1);
+        assert!(contract(&s, 0, 20).per_table_order);
     }
 
     #[test]

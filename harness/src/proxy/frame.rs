@@ -1,7 +1,7 @@
 //! Sans-IO MQTT framing for the proxy: cut a byte stream into whole packets (forwarded byte for byte) and
 //! describe each one with rumqttc's own codecs — v4 (3.1.1) or v5, whichever the CONNECT announced. MQTT 3.1
-//! differs from 3.1.1 only in its CONNECT (protocol name and level) and the meaning of CONNACK's first byte: its
-//! other packets are read with the v4 codec.
+//! differs from 3.1.1 only in its CONNECT (and CONNACK's reserved first byte): every other packet is read with
+//! the v4 codec.
 
 use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, v4};
@@ -100,6 +100,7 @@ pub fn describe(frame: &Bytes, protocol: Protocol) -> Described {
         d.retain = byte1 & 1 != 0;
     }
     match protocol {
+        // rumqttc's v4 codec refuses a 3.1 CONNECT (protocol name "MQIsdp", level 3); nothing else differs.
         Protocol::V31 if kind == Kind::Connect => d.code = Some(3),
         Protocol::V31 | Protocol::V311 => match v4::Packet::read(&mut BytesMut::from(&frame[..]), MAX_PACKET)
         {
@@ -263,21 +264,6 @@ mod tests {
     }
 
     #[test]
-    fn describes_mqtt31_packets_past_the_connect() {
-        let mut c31 = vec![0x10, 12, 0, 6];
-        c31.extend_from_slice(b"MQIsdp");
-        c31.extend_from_slice(&[3, 2, 0, 60]);
-        assert_eq!(describe(&Bytes::from(c31), Protocol::V31).code, Some(3));
-        let mut p = v4::Publish::new("a/b", mqttbytes::QoS::ExactlyOnce, vec![7u8; 5]);
-        p.pkid = 42;
-        let d = describe(&v4_bytes(v4::Packet::Publish(p)), Protocol::V31);
-        assert_eq!((d.qos, d.pkid, d.topic.as_deref()), (2, 42, Some("a/b")));
-        assert_eq!(d.payload.unwrap().len(), 5);
-        let rec = describe(&v4_bytes(v4::Packet::PubRec(v4::PubRec::new(42))), Protocol::V31);
-        assert_eq!((rec.kind, rec.pkid), (Some(Kind::PubRec), 42));
-    }
-
-    #[test]
     fn describes_v5_publish_and_acks() {
         let mut p = v5::Publish::new("t/1", rumqttc::v5::mqttbytes::QoS::ExactlyOnce, "x", None);
         p.pkid = 3;
@@ -294,6 +280,27 @@ mod tests {
             .unwrap();
         let d = describe(&buf.freeze(), Protocol::V5);
         assert_eq!((d.kind, d.pkid), (Some(Kind::PubComp), 3));
+    }
+
+    #[test]
+    fn describes_mqtt31_publish_and_acks_with_the_v4_codec() {
+        // Without packet ids and payloads every 3.1 ack is "unsolicited" and every PUBLISH a "retransmit".
+        let mut p = v4::Publish::new("t/1", QoS::ExactlyOnce, "x");
+        p.pkid = 7;
+        let d = describe(&v4_bytes(v4::Packet::Publish(p)), Protocol::V31);
+        assert_eq!((d.qos, d.pkid), (2, 7));
+        assert_eq!(d.payload.as_deref(), Some(&b"x"[..]));
+        assert_eq!(d.undecoded, None);
+        let d = describe(&v4_bytes(v4::Packet::PubRec(v4::PubRec::new(7))), Protocol::V31);
+        assert_eq!((d.kind, d.pkid), (Some(Kind::PubRec), 7));
+        let mut c31 = vec![0x10, 12, 0, 6];
+        c31.extend_from_slice(b"MQIsdp");
+        c31.extend_from_slice(&[3, 2, 0, 60]);
+        let d = describe(&Bytes::from(c31), Protocol::V31);
+        assert_eq!(
+            (d.kind, d.code, d.undecoded),
+            (Some(Kind::Connect), Some(3), None)
+        );
     }
 
     #[test]
