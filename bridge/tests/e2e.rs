@@ -302,8 +302,8 @@ async fn tdengine_connection_drop_resubscribes_from_the_committed_offset() {
 /// A message that closes at `min.poll.rows` inside a multi-table log entry leaves the position at the entry's
 /// version + 1, and so does the next one, the rest of that entry. A poll cut short while the server was still
 /// assembling that rest (here 1,000 one-row tables after one table of 4,096 rows: far longer than the wait after
-/// the first, quick message, and well within the server's 1 s budget per message) used to drop it unseen: the
-/// position check found the server where the bridge expected it, and the rest was never delivered.
+/// the first, quick message, and well within the server's 1 s budget per message) would drop it unseen: the
+/// position check finds the server where the bridge expected it. So after such a message the next poll waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rest_of_an_entry_cut_at_min_poll_rows_is_never_dropped_by_a_short_poll() {
     use std::fmt::Write as _;
