@@ -6,8 +6,9 @@
 //! (`Transport::Unix`, since rumqttc 0.25 has no custom-stream hook), the shim opens a fresh TCP (or TLS)
 //! connection to the broker for each of rumqttc's connections, rewrites the one CONNECT packet
 //! ([`rewrite_connect`], sans-IO) and then copies bytes both ways. rumqttc's event loop, acks, inflight
-//! window and reconnects stay exactly as for 3.1.1; closing either side closes the other, so the broker
-//! sees a vanished client (and sends its Last Will) exactly when rumqttc's connection drops.
+//! window and reconnects stay exactly as for 3.1.1. When rumqttc's connection drops the shim closes the
+//! broker's at once, so the broker sees a vanished client (and sends its Last Will) exactly then; when the
+//! broker closes, rumqttc still reads everything the broker sent before its end of stream.
 //!
 //! The Unix socket lives in a fresh directory only this user can enter, so no other local user can ride
 //! the bridge's connection (which a loopback TCP port would allow).
@@ -445,19 +446,42 @@ async fn relay(client: &mut UnixStream, upstream: &Upstream) -> Result<(), Mqtt3
 
     let (mut client_rx, mut client_tx) = client.split();
     let (mut broker_rx, mut broker_tx) = tokio::io::split(broker);
-    // Whichever side closes first: pass the close on (after the bytes in flight) and end both.
+    // rumqttc → broker until rumqttc closes; once the broker stops taking bytes they are read and dropped.
+    let up = async {
+        let mut chunk = [0u8; 8192];
+        let mut broker_open = true;
+        while let Ok(n @ 1..) = client_rx.read(&mut chunk).await {
+            if broker_open {
+                let sent = async {
+                    broker_tx.write_all(&chunk[..n]).await?;
+                    broker_tx.flush().await
+                };
+                broker_open = sent.await.is_ok();
+            }
+        }
+        let _ = broker_tx.shutdown().await;
+    };
+    tokio::pin!(up);
     tokio::select! {
-        _ = async {
-            let _ = tokio::io::copy(&mut client_rx, &mut broker_tx).await;
-            let _ = broker_tx.shutdown().await;
-        } => {}
+        // rumqttc closed: the close is passed on, and the connection ends.
+        _ = &mut up => {}
+        // The broker closed: what it sent and then the close are passed on, and rumqttc gets to read them
+        // (see [`CLIENT_CLOSE_GRACE`]).
         _ = async {
             let _ = tokio::io::copy(&mut broker_rx, &mut client_tx).await;
             let _ = client_tx.shutdown().await;
-        } => {}
+        } => {
+            let _ = tokio::time::timeout(CLIENT_CLOSE_GRACE, up).await;
+        }
     }
     Ok(())
 }
+
+/// How long the shim keeps reading from a client whose broker has closed, waiting for it to close too.
+/// Closing its socket at once would fail rumqttc's next write with a broken pipe before it reads the
+/// PUBACKs the broker sent last, and the bridge would re-send rows the broker had acknowledged; rumqttc
+/// closes as soon as it reads the end of the stream.
+const CLIENT_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -396,3 +396,95 @@ fn version_3_1_client_id_longer_than_23_bytes_is_refused_at_parse() {
     )
     .is_ok());
 }
+
+/// A broker that acknowledges some PUBLISHes and closes while the client is still publishing: every PUBACK
+/// it sent before the close reaches rumqttc through the shim. (Dropping rumqttc's socket at the broker's
+/// close failed its next write before it read the last PUBACKs, and the bridge re-sent acknowledged rows.)
+/// The broker is scripted on a raw socket to close at an exact point; it half-closes and reads on, so
+/// what it wrote reaches the shim whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubacks_sent_before_the_broker_closes_reach_the_client() {
+    const ACKS: usize = 40;
+    for round in 0..20 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        let broker = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut packets = 0;
+            let mut acked = 0;
+            let mut chunk = [0u8; 8192];
+            while acked < ACKS {
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the client closed first");
+                buf.extend_from_slice(&chunk[..n]);
+                let mut reply = Vec::new();
+                while let Some(len) = packet_len(&buf) {
+                    let packet: Vec<u8> = buf.drain(..len).collect();
+                    packets += 1;
+                    if packets == 1 {
+                        reply.extend_from_slice(&[0x20, 2, 0, 0]); // CONNACK to the CONNECT
+                    } else if packet[0] >> 4 == 3 && acked < ACKS {
+                        // QoS 1 PUBLISH: topic (length-prefixed), then the packet id.
+                        let body = &packet[len - remaining_len(&packet)..];
+                        let at = 2 + u16::from_be_bytes([body[0], body[1]]) as usize;
+                        reply.extend_from_slice(&[0x40, 2, body[at], body[at + 1]]);
+                        acked += 1;
+                    }
+                }
+                s.write_all(&reply).await.unwrap();
+            }
+            s.shutdown().await.unwrap();
+            while matches!(s.read(&mut chunk).await, Ok(n) if n > 0) {}
+        });
+        let shim = Mqtt31Shim::start(Upstream::tcp("127.0.0.1", upstream.port())).unwrap();
+        let mut options = shim.mqtt_options("busy").unwrap();
+        options.set_inflight(1000);
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        for i in 0..1000 {
+            client
+                .try_publish("busy", QoS::AtLeastOnce, false, vec![b'x'; 100 + i % 7])
+                .unwrap();
+        }
+        let mut pubacks = 0;
+        timeout(DEADLINE, async {
+            while let Ok(event) = eventloop.poll().await {
+                pubacks += usize::from(matches!(event, Event::Incoming(Packet::PubAck(_))));
+            }
+        })
+        .await
+        .expect("the broker's close reaches the client");
+        // rumqttc keeps the events of packets read together with the close (the bridge takes them too).
+        pubacks += eventloop
+            .state
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Incoming(Packet::PubAck(_))))
+            .count();
+        assert_eq!(
+            pubacks, ACKS,
+            "round {round}: PUBACKs the client read before the close"
+        );
+        broker.await.unwrap();
+    }
+}
+
+/// The remaining length of the MQTT packet starting at `p` (whose fixed header is complete).
+fn remaining_len(p: &[u8]) -> usize {
+    let (mut value, mut shift) = (0usize, 0);
+    for b in &p[1..] {
+        value |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    value
+}
+
+/// The length of the whole packet at the start of `buf`, once all of it is there.
+fn packet_len(buf: &[u8]) -> Option<usize> {
+    let header = 1 + buf.get(1..)?.iter().take(4).position(|b| b & 0x80 == 0)? + 1;
+    let total = header + remaining_len(buf);
+    (buf.len() >= total).then_some(total)
+}

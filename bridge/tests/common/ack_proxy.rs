@@ -1,7 +1,10 @@
 //! A TCP proxy between the bridge and the broker that records what the broker acknowledged: the payload of
 //! every QoS 1 PUBLISH answered with PUBACK and every QoS 2 PUBLISH answered with PUBREC (the moment the
-//! broker takes responsibility), matched by packet id on the same connection. Bytes pass unchanged; a
-//! connection whose other side ends is closed on both sides, after everything read was forwarded.
+//! broker takes responsibility), matched by packet id on the same connection. Bytes pass unchanged. A
+//! client that closes ends the connection. A broker that closes has what it sent and then the close passed
+//! on, and the client's side stays open (what it sends is dropped) until the client closes too: so the client
+//! reads every acknowledgement the broker sent, and a duplicate of an acknowledged row is the bridge's
+//! doing — not a PUBACK lost because the client's write drew a reset before it read that PUBACK.
 //!
 //! The suites judge what a stopped broker may have lost from this — what the broker itself said — never
 //! from the bridge's own `acked` counter, which a bridge that over-counts would inflate. Likewise the
@@ -136,15 +139,18 @@ async fn relay(
         to_client(&mut conn.lock().unwrap(), frame, &acked);
         true
     });
-    // Either side ending ends the connection (its other half is dropped with it).
+    tokio::pin!(up);
     tokio::select! {
-        _ = up => {}
-        _ = down => {}
+        _ = &mut up => {}
+        // Bounded: a client that never closes is the test's failure to report, not a hang.
+        _ = down => {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), up).await;
+        }
     }
 }
 
 /// Copies whole MQTT packets from `from` to `to`, calling `seen` on each before forwarding it (`false`:
-/// swallow it).
+/// swallow it), until `from` ends; once `to` fails, what is read is dropped unseen.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -153,6 +159,7 @@ async fn pump(
     let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut open = true;
     loop {
         let n = match from.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
@@ -161,14 +168,15 @@ async fn pump(
         buf.extend_from_slice(&chunk[..n]);
         let mut at = 0;
         while let Some(len) = frame_len(&buf[at..]) {
-            if seen(&buf[at..at + len]) {
+            // Once `to` failed nothing reaches the other side, so nothing is recorded as if it had.
+            if open && seen(&buf[at..at + len]) {
                 out.extend_from_slice(&buf[at..at + len]);
             }
             at += len;
         }
         buf.drain(..at);
-        if to.write_all(&out).await.is_err() {
-            break;
+        if open && to.write_all(&out).await.is_err() {
+            open = false;
         }
         out.clear();
     }
