@@ -8,7 +8,8 @@
 //! Correlation (rumqttc 0.25 gives no ack token): publishes handed to the client leave in the order they
 //! were handed, each reported as `Outgoing::Publish(pkid)`; the ledger pops the oldest handed publish and
 //! binds it to that pkid (pkid 0 = QoS 0: written, so acknowledged at once). An outgoing report for a pkid
-//! that is still bound is a retransmission of that publish, not a new one.
+//! whose flow still waits for PUBACK/PUBREC is a retransmission of that publish, not a new one; a QoS 2 id
+//! waiting only for PUBCOMP may carry a new publish as well (see `pkids`).
 //!
 //! Commit frontier: per (topic, vgroup), messages queue in poll order; the offset to commit advances over
 //! the prefix of messages whose publishes are all acknowledged, and never moves backwards.
@@ -19,6 +20,9 @@
 //! counted as unacknowledged rows, and a lost session drops them instead of re-sending them (the caller
 //! publishes a fresh status on every connection).
 
+mod pkids;
+
+use pkids::PkidMap;
 use std::{
     collections::{HashMap, VecDeque},
     hash::{BuildHasherDefault, Hasher},
@@ -112,40 +116,6 @@ impl<T> Slab<T> {
 
     fn len(&self) -> usize {
         self.live
-    }
-}
-
-/// Packet id → publish id; packet ids are small (up to the in-flight window), so a vector indexed by
-/// them replaces a map.
-#[derive(Debug, Default)]
-struct PkidMap {
-    slots: Vec<Option<PubId>>,
-}
-
-impl PkidMap {
-    fn get(&self, pkid: u16) -> Option<PubId> {
-        self.slots.get(usize::from(pkid)).copied().flatten()
-    }
-
-    fn contains(&self, pkid: u16) -> bool {
-        self.get(pkid).is_some()
-    }
-
-    fn insert(&mut self, pkid: u16, id: PubId) {
-        let i = usize::from(pkid);
-        if i >= self.slots.len() {
-            self.slots.resize(i + 1, None);
-        }
-        self.slots[i] = Some(id);
-    }
-
-    fn remove(&mut self, pkid: u16) -> Option<PubId> {
-        self.slots.get_mut(usize::from(pkid))?.take()
-    }
-
-    /// Every bound publish id, in packet-id order; the map is empty afterwards.
-    fn drain(&mut self) -> Vec<PubId> {
-        self.slots.iter_mut().filter_map(Option::take).collect()
     }
 }
 
@@ -400,10 +370,12 @@ impl<P> Ledger<P> {
         self.controls
     }
 
-    /// Whether `pkid` is bound to a control publish (to tell a rejected status from a rejected row).
+    /// Whether the flow on `pkid` waiting for PUBACK/PUBREC is a control publish (to tell a rejected status
+    /// from a rejected row).
     pub fn is_control(&self, pkid: u16) -> bool {
         self.by_pkid
             .get(pkid)
+            .sent
             .is_some_and(|id| self.entries.get(id).is_some_and(|e| is_control(e.msg)))
     }
 
@@ -418,8 +390,8 @@ impl<P> Ledger<P> {
 
     /// The client reported a publish outgoing with `pkid` (0 for QoS 0, which counts as acknowledged).
     pub fn on_outgoing(&mut self, pkid: u16) -> Vec<Action> {
-        if pkid != 0 && self.by_pkid.contains(pkid) {
-            // A retransmission (session resumed or collision resolved) of a publish already bound.
+        if pkid != 0 && self.by_pkid.get(pkid).sent.is_some() {
+            // A retransmission (session resumed) of the publish waiting for PUBACK/PUBREC on this id.
             return Vec::new();
         }
         let Some(id) = self.handed.pop_front() else {
@@ -429,16 +401,46 @@ impl<P> Ledger<P> {
         if pkid == 0 {
             return self.ack(id);
         }
-        self.by_pkid.insert(pkid, id);
+        self.by_pkid.get_mut(pkid).sent = Some(id);
         if let Some(e) = self.entries.get_mut(id) {
             e.state = State::Bound(pkid);
         }
         Vec::new()
     }
 
-    /// The broker acknowledged `pkid` (PUBACK for QoS 1, PUBCOMP for QoS 2).
+    /// PUBACK for `pkid` (QoS 1): its flow is acknowledged, and so is an older QoS 2 flow on the id that
+    /// still waited for PUBCOMP (the broker processed its PUBREL first).
     pub fn on_ack(&mut self, pkid: u16) -> Vec<Action> {
-        match self.by_pkid.remove(pkid) {
+        let flows = std::mem::take(self.by_pkid.get_mut(pkid));
+        if flows.sent.is_none() {
+            self.counters.unmatched += 1;
+        }
+        let mut actions = Vec::new();
+        for id in [flows.released, flows.sent].into_iter().flatten() {
+            actions.extend(self.ack(id));
+        }
+        actions
+    }
+
+    /// PUBREC for `pkid` (QoS 2): its flow now waits for PUBCOMP; an older flow on the id that still
+    /// waited for PUBCOMP is acknowledged (the broker processed its PUBREL first).
+    pub fn on_received(&mut self, pkid: u16) -> Vec<Action> {
+        let flows = self.by_pkid.get_mut(pkid);
+        let Some(id) = flows.sent.take() else {
+            self.counters.unmatched += 1;
+            return Vec::new();
+        };
+        match flows.released.replace(id) {
+            Some(older) => self.ack(older),
+            None => Vec::new(),
+        }
+    }
+
+    /// PUBCOMP for `pkid` (QoS 2): the flow that waited for it is acknowledged (the one still waiting for
+    /// PUBREC if no PUBREC was reported).
+    pub fn on_complete(&mut self, pkid: u16) -> Vec<Action> {
+        let flows = self.by_pkid.get_mut(pkid);
+        match flows.released.take().or_else(|| flows.sent.take()) {
             Some(id) => self.ack(id),
             None => {
                 self.counters.unmatched += 1;
@@ -447,27 +449,55 @@ impl<P> Ledger<P> {
         }
     }
 
-    /// The broker rejected `pkid` (an MQTT 5 failure reason code): `replace` may give a publish to send
+    /// The broker rejected `pkid` (an MQTT 5 failure reason code on PUBACK or PUBREC): `replace` may give a publish to send
     /// in its place (its dead letter), which stays part of the same message — the message's offset then
     /// commits only once the replacement is acknowledged. Without a replacement (or for a control
     /// publish) the rejection settles the publish like an ack.
     pub fn on_rejected(&mut self, pkid: u16, replace: impl FnOnce(&P) -> Option<P>) -> Vec<Action> {
-        let Some(id) = self.by_pkid.remove(pkid) else {
+        let flows = std::mem::take(self.by_pkid.get_mut(pkid));
+        let Some(id) = flows.sent else {
             self.counters.unmatched += 1;
             return Vec::new();
         };
+        // The broker answered this PUBLISH: it processed the older flow's PUBREL first.
+        let mut actions = flows.released.map(|older| self.ack(older)).unwrap_or_default();
         let Some(entry) = self.entries.get_mut(id).filter(|e| !is_control(e.msg)) else {
-            return self.ack(id);
+            actions.extend(self.ack(id));
+            return actions;
         };
         match replace(&entry.payload) {
             Some(replacement) => {
                 entry.payload = replacement;
                 entry.state = State::Queued;
                 self.to_send.push_back(id);
-                Vec::new()
             }
-            None => self.ack(id),
+            None => actions.extend(self.ack(id)),
         }
+        actions
+    }
+
+    /// The connection failed: publishes handed to the client but never reported outgoing did not go out
+    /// and the client dropped them (the sink takes them out of its queue); they go back to the front of the
+    /// queue, in order, to be handed again once a session is up. Control publishes among them are dropped
+    /// (each connection publishes a fresh status). Returns how many rows were re-queued.
+    pub fn on_disconnected(&mut self) -> usize {
+        let handed: Vec<PubId> = self.handed.drain(..).collect();
+        let mut requeued = 0;
+        for &id in handed.iter().rev() {
+            match self.entries.get_mut(id) {
+                Some(e) if is_control(e.msg) => {
+                    self.entries.remove(id);
+                    self.controls -= 1;
+                }
+                Some(e) => {
+                    e.state = State::Queued;
+                    self.to_send.push_front(id);
+                    requeued += 1;
+                }
+                None => {}
+            }
+        }
+        requeued
     }
 
     /// The MQTT session is gone (reconnected without a session): nothing handed to the client or on
@@ -568,3 +598,5 @@ impl<P> Ledger<P> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_qos2;

@@ -366,3 +366,28 @@ proptest! {
         run(ops, true)?;
     }
 }
+
+#[test]
+fn a_failed_connection_hands_again_what_never_went_out_in_order_without_its_status() {
+    let mut l: Ledger<&str> = Ledger::new();
+    let t: Arc<str> = "t".into();
+    l.on_message(&t, 1, 10, ["a", "b", "c"]);
+    l.push_control("online");
+    let sent: Vec<&str> = std::iter::from_fn(|| l.next_to_send().map(|(_, p)| *p)).collect();
+    assert_eq!(sent, ["online", "a", "b", "c"]);
+    l.on_outgoing(1); // online
+    l.on_outgoing(2); // a; b and c never went out
+    assert_eq!(l.on_disconnected(), 2);
+    l.push_control("online again");
+    let again: Vec<&str> = std::iter::from_fn(|| l.next_to_send().map(|(_, p)| *p)).collect();
+    assert_eq!(again, ["online again", "b", "c"]);
+    for pkid in 3..=5 {
+        l.on_outgoing(pkid);
+    }
+    for pkid in 1..=5 {
+        l.on_ack(pkid);
+    }
+    assert_eq!(l.unacked(), 0);
+    assert_eq!(l.control_unacked(), 0);
+    assert_eq!(l.counters().unmatched, 0);
+}

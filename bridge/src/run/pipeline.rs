@@ -270,8 +270,12 @@ impl Pipeline<'_> {
             }
             Some(SinkEvent::Outgoing(pkid)) => self.settle(|l| l.on_outgoing(pkid)),
             Some(SinkEvent::Acked(pkid)) => self.settle(|l| l.on_ack(pkid)),
+            Some(SinkEvent::Received(pkid)) => self.settle(|l| l.on_received(pkid)),
+            Some(SinkEvent::Completed(pkid)) => self.settle(|l| l.on_complete(pkid)),
             Some(SinkEvent::Rejected { pkid, reason }) => self.on_rejected(pkid, &reason),
             Some(SinkEvent::Disconnected { error, .. }) => {
+                // The client dropped what it had not sent yet (see `sink`): the ledger hands it again.
+                self.ledger.on_disconnected();
                 self.stats.set_error(format!("MQTT: {error}"));
                 self.stats.mqtt_failures.fetch_add(1, Relaxed);
                 self.stats.mqtt_connected.store(false, Relaxed);

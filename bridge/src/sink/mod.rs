@@ -48,8 +48,13 @@ pub enum SinkEvent {
     Connected { session: u64, session_present: bool },
     /// A publish left with this packet id (0 for QoS 0).
     Outgoing(u16),
-    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) for this packet id.
+    /// PUBACK (QoS 1) for this packet id.
     Acked(u16),
+    /// PUBREC (QoS 2) for this packet id: the broker has the message; PUBREL follows.
+    Received(u16),
+    /// PUBCOMP (QoS 2) for this packet id (MQTT 5: whatever its reason code — "packet identifier not found"
+    /// answers a PUBREL the broker had completed already).
+    Completed(u16),
     /// MQTT 5: the broker answered with a failure reason code; the publish will not be delivered.
     Rejected { pkid: u16, reason: String },
     /// The connection failed; the next attempt follows after `retry_in`.
@@ -97,6 +102,8 @@ enum Polled {
     ConnAck { session_present: bool },
     Outgoing(u16),
     Acked(u16),
+    Received(u16),
+    Completed(u16),
     Rejected(u16, String),
     SentDisconnect,
     Other,
@@ -108,6 +115,8 @@ impl Polled {
         match self {
             Polled::Outgoing(pkid) => Some(SinkEvent::Outgoing(pkid)),
             Polled::Acked(pkid) => Some(SinkEvent::Acked(pkid)),
+            Polled::Received(pkid) => Some(SinkEvent::Received(pkid)),
+            Polled::Completed(pkid) => Some(SinkEvent::Completed(pkid)),
             Polled::Rejected(pkid, reason) => Some(SinkEvent::Rejected { pkid, reason }),
             Polled::ConnAck { .. } | Polled::SentDisconnect | Polled::Other => None,
         }
@@ -128,7 +137,8 @@ fn map_v4(event: rumqttc::Event) -> Polled {
             session_present: c.session_present,
         },
         Event::Incoming(P::PubAck(p)) => Polled::Acked(p.pkid),
-        Event::Incoming(P::PubComp(p)) => Polled::Acked(p.pkid),
+        Event::Incoming(P::PubRec(p)) => Polled::Received(p.pkid),
+        Event::Incoming(P::PubComp(p)) => Polled::Completed(p.pkid),
         Event::Outgoing(O::Publish(pkid)) => Polled::Outgoing(pkid),
         Event::Outgoing(O::Disconnect) => Polled::SentDisconnect,
         _ => Polled::Other,
@@ -137,7 +147,7 @@ fn map_v4(event: rumqttc::Event) -> Polled {
 
 fn map_v5(event: rumqttc::v5::Event) -> Polled {
     use rumqttc::v5::{
-        mqttbytes::v5::{Packet as P, PubAckReason, PubCompReason, PubRecReason},
+        mqttbytes::v5::{Packet as P, PubAckReason, PubRecReason},
         Event,
     };
     use rumqttc::Outgoing as O;
@@ -150,13 +160,10 @@ fn map_v5(event: rumqttc::v5::Event) -> Polled {
             r => Polled::Rejected(p.pkid, format!("PUBACK {r:?}")),
         },
         Event::Incoming(P::PubRec(p)) => match p.reason {
-            PubRecReason::Success | PubRecReason::NoMatchingSubscribers => Polled::Other,
+            PubRecReason::Success | PubRecReason::NoMatchingSubscribers => Polled::Received(p.pkid),
             r => Polled::Rejected(p.pkid, format!("PUBREC {r:?}")),
         },
-        Event::Incoming(P::PubComp(p)) => match p.reason {
-            PubCompReason::Success => Polled::Acked(p.pkid),
-            r => Polled::Rejected(p.pkid, format!("PUBCOMP {r:?}")),
-        },
+        Event::Incoming(P::PubComp(p)) => Polled::Completed(p.pkid),
         Event::Outgoing(O::Publish(pkid)) => Polled::Outgoing(pkid),
         Event::Outgoing(O::Disconnect) => Polled::SentDisconnect,
         _ => Polled::Other,
@@ -206,51 +213,56 @@ impl AnyLoop {
         }
     }
 
-    /// Moves everything the client still holds into rumqttc's pending queue (which a clean-session
-    /// reconnect clears), so nothing handed before the gate closed can leak into the next session; the
-    /// re-sends are put in the order they first went out (see [`resend_in_order`]).
-    fn clean(&mut self, sent: Sent) {
+    /// Leaves only the re-sends of the lost connection's flows in rumqttc's pending queue (which a
+    /// clean-session reconnect clears), in the order they first went out (see [`requeue`]): nothing handed
+    /// before the gate closed leaks into the next session. Returns the ids of the flows re-sent.
+    fn clean(&mut self, sent: Sent) -> Vec<u16> {
         match self {
+            // A collided PUBLISH never went out; while `collision` is set rumqttc reads no new request,
+            // on the next connection too (where the old flow may never be answered).
             AnyLoop::V4(el) => {
-                let collided = el.state.collision.take();
+                el.state.collision = None;
                 el.clean();
-                requeue(&mut el.pending, collided, sent);
+                requeue(&mut el.pending, sent)
             }
             AnyLoop::V5(el) => {
-                let collided = el.state.collision.take();
+                el.state.collision = None;
                 el.clean();
-                requeue(&mut el.pending, collided, sent);
+                requeue(&mut el.pending, sent)
             }
         }
     }
 }
 
-/// After rumqttc's `clean()`: the collided PUBLISH goes last (see [`unbound`]), then the re-sends are put in
-/// the order they first went out.
-fn requeue<R: Queued>(pending: &mut VecDeque<R>, collided: Option<R::Message>, sent: Sent) {
-    pending.extend(collided.map(unbound::<R>).map(R::publish));
+/// After rumqttc's `clean()`: the re-sends are put in the order they first went out, and the publishes that
+/// never went out — a collided one (cleared by the caller) and those `clean()` took from the channel — are
+/// dropped: the ledger
+/// hands them again after the next CONNACK (`Ledger::on_disconnected`). Left in the queue they would go out
+/// ahead of flow control (rumqttc sends its queue even while a packet id collides, out of order) and, for
+/// QoS 2, collide with the re-sends. Returns the packet ids of the flows re-sent (PUBLISH or PUBREL).
+fn requeue<R: Queued>(pending: &mut VecDeque<R>, sent: Sent) -> Vec<u16> {
+    pending.retain(|r| !r.unsent_publish());
     resend_in_order(pending, sent, R::resend);
+    pending
+        .iter()
+        .filter_map(|r| match r.resend() {
+            Resend::Publish(pkid) | Resend::Release(pkid) => Some(pkid),
+            Resend::Other => None,
+        })
+        .collect()
 }
 
 /// A request in rumqttc's pending queue (v4 or v5), as [`requeue`] sees it.
 trait Queued {
-    type Message;
-    fn publish(p: Self::Message) -> Self;
-    fn clear_pkid(p: &mut Self::Message);
     fn resend(&self) -> Resend;
+    /// A PUBLISH that never went out (no packet id yet, or QoS 0).
+    fn unsent_publish(&self) -> bool;
 }
 
 /// The v4 and v5 requests differ in type only.
 macro_rules! queued {
-    ($request:ty, $publish:ty) => {
+    ($request:ty) => {
         impl Queued for $request {
-            type Message = $publish;
-            fn publish(p: $publish) -> Self {
-                Self::Publish(p)
-            }
-            fn clear_pkid(p: &mut $publish) {
-                p.pkid = 0;
-            }
             fn resend(&self) -> Resend {
                 match self {
                     Self::PubRel(p) => Resend::Release(p.pkid),
@@ -258,21 +270,14 @@ macro_rules! queued {
                     _ => Resend::Other,
                 }
             }
+            fn unsent_publish(&self) -> bool {
+                matches!(self, Self::Publish(p) if p.pkid == 0)
+            }
         }
     };
 }
-queued!(rumqttc::Request, rumqttc::Publish);
-queued!(rumqttc::v5::Request, rumqttc::v5::mqttbytes::v5::Publish);
-
-/// A PUBLISH rumqttc held back because its packet id was still in flight (a "collision": the broker has not
-/// acknowledged an older flow). rumqttc 0.25's `clean()` keeps it in `state.collision`, and while that is set
-/// its event loop reads no new request — on the next connection too, where the old flow is never acknowledged:
-/// the bridge would stall for good after one lost acknowledgement and a reconnect. It never went out, so it is
-/// re-queued after everything else without its packet id (rumqttc assigns a fresh one).
-fn unbound<R: Queued>(mut p: R::Message) -> R::Message {
-    R::clear_pkid(&mut p);
-    p
-}
+queued!(rumqttc::Request);
+queued!(rumqttc::v5::Request);
 
 /// The packet ids the client has sent PUBLISHes with: the highest (rumqttc wraps to 1 after its inflight
 /// limit) and the newest. rumqttc hands packet ids out in turn, so the oldest flow still open is the first
@@ -703,26 +708,31 @@ async fn drive(
     let mut session = 0u64;
     let mut connected = false;
     let mut sent = Sent::default();
+    // The flows queued for re-sending and — on a resumed session, until each is complete — those still
+    // open, with the session's `Connected` event held back.
+    let mut resends: Vec<u16> = Vec::new();
+    let mut held: Option<bool> = None;
     loop {
-        let ev = match el.poll().await {
+        match el.poll().await {
             Ok(Polled::ConnAck { session_present }) => {
                 connected = true;
                 attempt = 0;
                 session += 1;
                 tracing::info!(session, session_present, "connected to MQTT broker");
-                // Open first, then report. The run loop still publishes only after it has seen this
-                // event (it passes the session it knows, and the gate wants this one); reporting first
-                // let it try before the gate opened, give up, and wait for an event that never came,
-                // with its queue unsent.
-                {
-                    let mut g = gate.lock().expect("gate lock");
-                    g.open = true;
-                    g.session = session;
+                if !session_present {
+                    resends.clear(); // rumqttc dropped them; the ledger re-sends
                 }
-                let _ = tx.send(SinkEvent::Connected {
-                    session,
-                    session_present,
-                });
+                if resends.is_empty() {
+                    open_session(&gate, &tx, session, session_present);
+                } else {
+                    // New publishes wait until every re-sent flow is complete: rumqttc 0.25 would give
+                    // one the packet id of a re-send still unanswered (a collision; for QoS 2 it then loses
+                    // track of that publish — it sends it on PUBCOMP without recording it — and the broker
+                    // is left holding it under an id the client reuses) or of a PUBREL whose PUBCOMP is
+                    // still due (MQTT says that id is in use).
+                    tracing::info!(n = resends.len(), "waiting for the re-sent flows to complete");
+                    held = Some(session_present);
+                }
                 continue;
             }
             Ok(Polled::SentDisconnect) => break,
@@ -730,10 +740,20 @@ async fn drive(
                 if let Polled::Outgoing(pkid) = polled {
                     sent.saw(pkid);
                 }
-                match polled.into_packet_event() {
-                    Some(ev) => ev,
-                    None => continue,
+                if let Polled::Acked(p) | Polled::Completed(p) | Polled::Rejected(p, _) = &polled {
+                    resends.retain(|r| r != p);
                 }
+                let ev = polled.into_packet_event();
+                if let Some(ev) = &ev {
+                    if tx.send(ev.clone()).is_err() {
+                        break;
+                    }
+                }
+                if let (Some(present), true) = (held, resends.is_empty()) {
+                    held = None;
+                    open_session(&gate, &tx, session, present);
+                }
+                continue;
             }
             Err(PollError::Done) => break,
             Err(err) => {
@@ -747,7 +767,8 @@ async fn drive(
                 {
                     let mut g = gate.lock().expect("gate lock");
                     g.open = false;
-                    el.clean(sent);
+                    resends = el.clean(sent);
+                    held = None;
                 }
                 for ev in stale.into_iter().filter_map(Polled::into_packet_event) {
                     let _ = tx.send(ev);
@@ -796,11 +817,28 @@ async fn drive(
                 }
             }
         };
-        if tx.send(ev).is_err() {
-            break;
-        }
     }
     let _ = tx.send(SinkEvent::Stopped);
+}
+
+/// Opens the gate for `session`, then reports it. The run loop still publishes only after it has seen the
+/// event (it passes the session it knows, and the gate wants this one); reporting first let it try before
+/// the gate opened, give up, and wait for an event that never came, with its queue unsent.
+fn open_session(
+    gate: &Mutex<Gate>,
+    tx: &mpsc::UnboundedSender<SinkEvent>,
+    session: u64,
+    session_present: bool,
+) {
+    {
+        let mut g = gate.lock().expect("gate lock");
+        g.open = true;
+        g.session = session;
+    }
+    let _ = tx.send(SinkEvent::Connected {
+        session,
+        session_present,
+    });
 }
 
 #[cfg(test)]

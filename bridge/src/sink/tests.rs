@@ -124,23 +124,34 @@ fn events_buffered_by_a_failed_connection_are_taken_not_left_for_the_next_one() 
 }
 
 #[test]
-fn a_collided_publish_is_requeued_last_without_its_packet_id() {
-    use rumqttc::{Publish, QoS, Request};
+fn publishes_that_never_went_out_leave_the_queue_and_the_resends_are_listed() {
+    use rumqttc::{PubRel, Publish, QoS, Request};
     let publish = |pkid| {
         let mut p = Publish::new("t", QoS::AtLeastOnce, "x");
         p.pkid = pkid;
-        p
+        Request::Publish(p)
     };
-    // Window of 3: 2 and 3 unacknowledged, 1's ack lost; the next PUBLISH took id 1 and collided.
-    let mut pending: VecDeque<Request> = [3, 2].map(|i| Request::Publish(publish(i))).into();
+    // Window of 3: 3 and 2 unanswered, 1 PUBREC'd; two newer publishes were still in the channel
+    // (rumqttc's `clean()` queues them after its re-sends), and a QoS 0 one.
+    let mut pending: VecDeque<Request> = [
+        publish(3),
+        publish(2),
+        Request::PubRel(PubRel::new(1)),
+        publish(0),
+    ]
+    .into();
+    pending.push_back(Request::Publish(Publish::new("t", QoS::AtMostOnce, "q0")));
+    pending.push_back(publish(0));
     let sent = Sent {
         max: 3,
         newest: Some(3),
     };
-    requeue(&mut pending, Some(publish(1)), sent);
+    assert_eq!(requeue(&mut pending, sent), [1, 2, 3]);
     let queued: Vec<Resend> = pending.iter().map(Queued::resend).collect();
-    assert_eq!(queued, [Resend::Publish(2), Resend::Publish(3), Resend::Other]);
-    assert!(matches!(&pending[2], Request::Publish(p) if p.pkid == 0));
+    assert_eq!(
+        queued,
+        [Resend::Release(1), Resend::Publish(2), Resend::Publish(3)]
+    );
 }
 
 #[test]
