@@ -299,6 +299,31 @@ async fn tdengine_connection_drop_resubscribes_from_the_committed_offset() {
     );
 }
 
+/// The stand-in closes the TMQ connection right after a reply, while the bridge has no request waiting:
+/// taos-ws 0.12.3 never answers a request sent after that, so the bridge must bound its requests, take the
+/// silence as a lost connection and resubscribe — before, it waited for ever and published nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_between_two_requests_is_taken_as_lost() {
+    let w = World::start().await;
+    w.td.create_meters(2, "t");
+    let addr = w.broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V311, "between/#", 1).await;
+    let run = Running::start(
+        // One consumer: a second would take over the vgroups once the group drops the silent one.
+        &w.td
+            .from("t", "group.id=between&auto.offset.reset=earliest&consumers=1"),
+        &w.to(MqttVersion::V311, "qos=1&client_id=between&topic=between/x"),
+    );
+    w.td.insert(2, 0..50);
+    let mut got = sub.collect(50, T).await;
+    w.td.close_after_next_reply();
+    w.td.insert(2, 50..100);
+    collect_all(&mut sub, &mut got, 100, Some(&run.stats)).await;
+    let s = run.stop().await;
+    assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{s:?}");
+    assert!(s.tmq_subscribes >= 2 && s.tmq_failures >= 1, "{s:?}");
+}
+
 /// A message that closes at `min.poll.rows` inside a multi-table log entry leaves the position at the entry's
 /// version + 1, and so does the next one, the rest of that entry. A poll cut short while the server was still
 /// assembling that rest (here 1,000 one-row tables after one table of 4,096 rows: far longer than the wait after

@@ -54,12 +54,9 @@ impl Committer {
             let mut error = None;
             let mut committed = false;
             for consumer in self.consumer.for_vgroup(&point.topic, vg) {
-                match consumer
-                    .read()
-                    .await
-                    .commit_offset(&point.topic, vg, offset)
-                    .await
-                {
+                let c = consumer.read().await;
+                let commit = c.commit_offset(&point.topic, vg, offset);
+                match super::answered::answered("commit", std::time::Duration::ZERO, commit).await {
                     Ok(()) => {
                         committed = true;
                         break;

@@ -34,6 +34,7 @@
 //! client answers `assignment` from what the vnode sent with its last poll reply, so polling more often
 //! than the bridge already does would not make it fresher.
 
+mod answered;
 mod commit;
 mod consumers;
 mod position;
@@ -46,6 +47,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use answered::{answered, answered_plain};
 pub use commit::Committer;
 pub use consumers::Consumers;
 pub use position::{floor, PositionGuard, Verdict};
@@ -346,7 +348,10 @@ async fn poll_loop(
             let c = consumer.read().await;
             let mut vgroups = 0;
             for topic in &dsn.topics {
-                vgroups += c.topic_assignment(topic).await.len();
+                // Unanswered, the automatic count falls back to one consumer; the poll finds the loss.
+                vgroups += answered_plain("assignment", c.topic_assignment(topic))
+                    .await
+                    .map_or(0, |a| a.len());
             }
             let _ = assigned.send(vgroups);
         }
@@ -448,7 +453,12 @@ async fn poll_once(
             Timeout::Duration(wait.next())
         };
         let started = Instant::now();
-        match c.recv_timeout(timeout).await? {
+        // A poll that may wait for data (`Never`) is not bounded: quiet is not an error.
+        let polled = match timeout {
+            Timeout::Duration(wait) => answered("poll", wait, c.recv_timeout(timeout)).await?,
+            _ => c.recv_timeout(timeout).await?,
+        };
+        match polled {
             Some(m) => {
                 wait.on_message(started.elapsed());
                 Some(read_message(&c, m, dsn.with_meta).await?)
@@ -498,7 +508,7 @@ async fn read_message(
     let topic: Arc<str> = offset.topic().into();
     let database: Arc<str> = offset.database().into();
     let vgroup_id = offset.vgroup_id();
-    let position = consumer.position(&topic, vgroup_id).await?;
+    let position = answered("position", Duration::ZERO, consumer.position(&topic, vgroup_id)).await?;
     let mut meta = None;
     let mut blocks = Vec::new();
     let (m, d) = match set {
@@ -508,11 +518,11 @@ async fn read_message(
     };
     let has_meta = m.is_some();
     if let (Some(m), true) = (m, with_meta) {
-        let json = m.as_json_meta().await?;
+        let json = answered("meta", Duration::ZERO, m.as_json_meta()).await?;
         meta = Some(serde_json::to_value(&json).map_err(taos::Error::from_any)?);
     }
     if let Some(d) = d {
-        while let Some(block) = d.fetch_raw_block().await? {
+        while let Some(block) = answered("fetch", Duration::ZERO, d.fetch_raw_block()).await? {
             blocks.push(block);
         }
     }

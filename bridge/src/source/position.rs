@@ -1,12 +1,13 @@
 //! Where each vgroup should be on the server after a poll may have been cut short, and how far back to
 //! seek when the server is ahead (see the module doc of [`super`]).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use taos::AsAsyncConsumer;
 
 use crate::dsn::{OffsetReset, SourceDsn};
 
+use super::answered::{answered, answered_plain};
 use super::{SharedConsumer, SourceEvent, WalEnds, WalGap};
 
 /// Where each vgroup should be on the server: the position after the last message the bridge received
@@ -117,15 +118,16 @@ impl PositionGuard {
                 let topic: Arc<str> = topic.as_str().into();
                 // (vgroup, position, WAL begin..end). 0.12.3 turns a failed `assignment` into an empty
                 // list; then ask `position` for the vgroups we know, whose errors do surface.
-                let mut assigned: Vec<(i32, i64, Option<WalRange>)> = c
-                    .topic_assignment(&topic)
-                    .await
-                    .into_iter()
-                    .map(|a| (a.vgroup_id(), a.current_offset(), Some((a.begin(), a.end()))))
-                    .collect();
+                let mut assigned: Vec<(i32, i64, Option<WalRange>)> =
+                    answered_plain("assignment", c.topic_assignment(&topic))
+                        .await?
+                        .into_iter()
+                        .map(|a| (a.vgroup_id(), a.current_offset(), Some((a.begin(), a.end()))))
+                        .collect();
                 if assigned.is_empty() {
                     for vg in self.known(&topic) {
-                        assigned.push((vg, c.position(&topic, vg).await?, None));
+                        let at = answered("position", Duration::ZERO, c.position(&topic, vg)).await?;
+                        assigned.push((vg, at, None));
                     }
                 }
                 let ids: Vec<i32> = assigned.iter().map(|a| a.0).collect();
@@ -138,7 +140,8 @@ impl PositionGuard {
                         Verdict::Fine => None,
                         Verdict::SeekTo(to) => Some(to),
                         Verdict::AskFloor => {
-                            let committed = c.committed(&topic, vg).await?;
+                            let committed =
+                                answered("committed", Duration::ZERO, c.committed(&topic, vg)).await?;
                             let mut floor = floor(committed, dsn.offset_reset, current, wal);
                             if let Some(gap) = wal_gap(&topic, vg, &mut floor, wal) {
                                 gaps.push(gap);
@@ -164,7 +167,7 @@ impl PositionGuard {
         if !seeks.is_empty() {
             let mut c = consumer.write().await;
             for (topic, vg, from, to) in seeks {
-                c.offset_seek(&topic, vg, to).await?;
+                answered("seek", Duration::ZERO, c.offset_seek(&topic, vg, to)).await?;
                 // A seek restarts the vgroup's read at `to`: no rest of an entry is pending any more.
                 self.rest_pending.remove(&(topic.clone(), vg));
                 self.expected.insert((topic.clone(), vg), to);

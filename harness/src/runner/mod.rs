@@ -527,6 +527,9 @@ fn write_wire(path: &Path, records: &[WireRecord]) -> Result<(), String> {
         .iter()
         .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
         .collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -1,10 +1,11 @@
 //! Fault hooks the harness drives through the server handle: drop every WebSocket connection (an adapter
-//! restart that keeps storage), stall replies for a while, fail the next N calls with a given code.
+//! restart that keeps storage), close a TMQ connection right after its next reply, stall replies for a
+//! while, fail the next N calls with a given code.
 //!
 //! Connection loops consult one shared [`Faults`]: they watch [`Faults::dropped`] and close when it changes,
 //! call [`Faults::stall`] before each reply, and [`Faults::take_failure`] before handling each call.
 
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -17,6 +18,7 @@ pub struct Faults {
     stall_until: Mutex<Option<Instant>>,
     fail_remaining: AtomicU32,
     fail_code: AtomicI32,
+    close_after_reply: AtomicBool,
 }
 
 impl Default for Faults {
@@ -26,6 +28,7 @@ impl Default for Faults {
             stall_until: Mutex::new(None),
             fail_remaining: AtomicU32::new(0),
             fail_code: AtomicI32::new(0),
+            close_after_reply: AtomicBool::new(false),
         }
     }
 }
@@ -39,6 +42,17 @@ impl Faults {
     /// A receiver that changes at every [`Faults::drop_connections`].
     pub fn dropped(&self) -> watch::Receiver<u64> {
         self.drops.subscribe()
+    }
+
+    /// The next TMQ reply is followed by a close of its connection: the client sees the close while no
+    /// request of its own is waiting (a drop between two requests, made certain instead of left to timing).
+    pub fn close_after_next_reply(&self) {
+        self.close_after_reply.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the connection that just sent a reply must close now (once per [`Faults::close_after_next_reply`]).
+    pub fn take_close_after_reply(&self) -> bool {
+        self.close_after_reply.swap(false, Ordering::SeqCst)
     }
 
     /// Holds back every reply until `duration` from now has passed.

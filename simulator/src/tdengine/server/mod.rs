@@ -240,6 +240,11 @@ impl TdServer {
         self.faults.drop_connections();
     }
 
+    /// Closes the TMQ connection that sends the next reply, right after that reply.
+    pub fn close_after_next_reply(&self) {
+        self.faults.close_after_next_reply();
+    }
+
     /// Holds back every reply (SQL and TMQ) until `duration` from now has passed.
     pub fn stall_replies(&self, duration: std::time::Duration) {
         self.faults.stall_replies(duration);

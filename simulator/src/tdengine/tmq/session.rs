@@ -100,6 +100,11 @@ pub struct Session {
     model: VersionModel,
 }
 
+/// How long a connection closed by [`Faults::close_after_next_reply`] keeps reading until the client closes.
+///
+/// [`Faults::close_after_next_reply`]: crate::tdengine::faults::Faults::close_after_next_reply
+const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Serves one `/rest/tmq` WebSocket connection until the client closes it, the connection fails, the
 /// harness drops every connection, or `shutdown` turns true.
 pub async fn serve_connection<S>(ws: WebSocketStream<S>, tmq: Arc<Tmq>, mut shutdown: watch::Receiver<bool>)
@@ -178,6 +183,22 @@ where
             };
             tmq.faults.stall().await;
             if sink.send(frame).await.is_err() {
+                failed = true;
+                break;
+            }
+            if tmq.faults.take_close_after_reply() {
+                let _ = sink
+                    .send(WsMessage::Close(Some(CloseFrame {
+                        code: CloseCode::Restart,
+                        reason: "adapter restart".into(),
+                    })))
+                    .await;
+                // As WebSocket allows after a Close: what the client still sends is read and dropped
+                // until it closes (bounded), so its requests are neither answered nor refused.
+                let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+                    while let Some(Ok(_)) = stream.next().await {}
+                })
+                .await;
                 failed = true;
                 break;
             }
