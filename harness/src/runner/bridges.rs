@@ -179,9 +179,14 @@ fn spawn_child(
             reason: format!("{e} (args: run -f {} -t {})", redacted(from), redacted(to)),
         })?;
     if let Some(err) = child.stderr.take() {
+        // With RUST_LOG set by whoever runs the harness, the bridge's log lines are shown as they come.
+        let show = std::env::var_os("RUST_LOG").is_some();
         tokio::spawn(async move {
             let mut lines = BufReader::new(err).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                if show {
+                    eprintln!("{line}");
+                }
                 let mut tail = stderr.lock().expect("stderr lock");
                 if tail.len() == 50 {
                     tail.pop_front();
