@@ -419,14 +419,14 @@ async fn pubacks_sent_before_the_broker_closes_reach_the_client() {
                 assert!(n > 0, "the client closed first");
                 buf.extend_from_slice(&chunk[..n]);
                 let mut reply = Vec::new();
-                while let Some(len) = packet_len(&buf) {
+                while let Some(len) = common::ack_proxy::frame_len(&buf) {
                     let packet: Vec<u8> = buf.drain(..len).collect();
                     packets += 1;
                     if packets == 1 {
                         reply.extend_from_slice(&[0x20, 2, 0, 0]); // CONNACK to the CONNECT
                     } else if packet[0] >> 4 == 3 && acked < ACKS {
                         // QoS 1 PUBLISH: topic (length-prefixed), then the packet id.
-                        let body = &packet[len - remaining_len(&packet)..];
+                        let body = common::ack_proxy::body(&packet);
                         let at = 2 + u16::from_be_bytes([body[0], body[1]]) as usize;
                         reply.extend_from_slice(&[0x40, 2, body[at], body[at + 1]]);
                         acked += 1;
@@ -467,24 +467,4 @@ async fn pubacks_sent_before_the_broker_closes_reach_the_client() {
         );
         broker.await.unwrap();
     }
-}
-
-/// The remaining length of the MQTT packet starting at `p` (whose fixed header is complete).
-fn remaining_len(p: &[u8]) -> usize {
-    let (mut value, mut shift) = (0usize, 0);
-    for b in &p[1..] {
-        value |= usize::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    value
-}
-
-/// The length of the whole packet at the start of `buf`, once all of it is there.
-fn packet_len(buf: &[u8]) -> Option<usize> {
-    let header = 1 + buf.get(1..)?.iter().take(4).position(|b| b & 0x80 == 0)? + 1;
-    let total = header + remaining_len(buf);
-    (buf.len() >= total).then_some(total)
 }

@@ -157,13 +157,6 @@ struct VgState {
     committed: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Queued,
-    Handed,
-    Bound(u16),
-}
-
 /// The `msg` of a control publish: it belongs to no TMQ message.
 const CONTROL: u64 = u64::MAX;
 /// The `msg` of an event publish ([`Ledger::push_event`]): a control publish no status supersedes.
@@ -179,7 +172,6 @@ struct Entry<P> {
     /// The TMQ message this publish belongs to, or [`CONTROL`].
     msg: u64,
     payload: P,
-    state: State,
 }
 
 /// Counters the ledger keeps about the events it saw.
@@ -248,16 +240,7 @@ impl<P> Ledger<P> {
         };
         let mut remaining = 0;
         for payload in publishes {
-            let id = self.next_pub;
-            self.next_pub += 1;
-            self.entries.insert(
-                id,
-                Entry {
-                    msg: msg_id,
-                    payload,
-                    state: State::Queued,
-                },
-            );
+            let id = self.insert(msg_id, payload);
             self.to_send.push_back(id);
             remaining += 1;
         }
@@ -287,9 +270,6 @@ impl<P> Ledger<P> {
     pub fn mark_handed(&mut self) {
         if let Some(id) = self.to_send.pop_front() {
             self.handed.push_back(id);
-            if let Some(e) = self.entries.get_mut(id) {
-                e.state = State::Handed;
-            }
         }
     }
 
@@ -332,17 +312,7 @@ impl<P> Ledger<P> {
             }
             self.controls -= superseded.len();
         }
-        let id = self.next_pub;
-        self.next_pub += 1;
-        self.entries.insert(
-            id,
-            Entry {
-                msg: CONTROL,
-                payload,
-                state: State::Queued,
-            },
-        );
-        self.controls += 1;
+        let id = self.insert(CONTROL, payload);
         self.to_send.push_front(id);
         id
     }
@@ -350,18 +320,19 @@ impl<P> Ledger<P> {
     /// Queues an event (a control publish that no status supersedes) behind everything queued. Like a
     /// status, it commits nothing and a lost session drops it.
     pub fn push_event(&mut self, payload: P) -> PubId {
+        let id = self.insert(EVENT, payload);
+        self.to_send.push_back(id);
+        id
+    }
+
+    /// A new entry of message `msg` (or [`CONTROL`] / [`EVENT`]), not queued yet.
+    fn insert(&mut self, msg: u64, payload: P) -> PubId {
         let id = self.next_pub;
         self.next_pub += 1;
-        self.entries.insert(
-            id,
-            Entry {
-                msg: EVENT,
-                payload,
-                state: State::Queued,
-            },
-        );
-        self.controls += 1;
-        self.to_send.push_back(id);
+        self.entries.insert(id, Entry { msg, payload });
+        if is_control(msg) {
+            self.controls += 1;
+        }
         id
     }
 
@@ -402,9 +373,6 @@ impl<P> Ledger<P> {
             return self.ack(id);
         }
         self.by_pkid.get_mut(pkid).sent = Some(id);
-        if let Some(e) = self.entries.get_mut(id) {
-            e.state = State::Bound(pkid);
-        }
         Vec::new()
     }
 
@@ -468,7 +436,6 @@ impl<P> Ledger<P> {
         match replace(&entry.payload) {
             Some(replacement) => {
                 entry.payload = replacement;
-                entry.state = State::Queued;
                 self.to_send.push_back(id);
             }
             None => actions.extend(self.ack(id)),
@@ -477,55 +444,43 @@ impl<P> Ledger<P> {
     }
 
     /// The connection failed: publishes handed to the client but never reported outgoing did not go out
-    /// and the client dropped them (the sink takes them out of its queue); they go back to the front of the
-    /// queue, in order, to be handed again once a session is up. Control publishes among them are dropped
-    /// (each connection publishes a fresh status). Returns how many rows were re-queued.
+    /// and the client dropped them (the sink takes them out of its queue); they are queued again (see
+    /// [`Ledger::requeue`]) to be handed once a session is up. Returns how many rows were re-queued.
     pub fn on_disconnected(&mut self) -> usize {
         let handed: Vec<PubId> = self.handed.drain(..).collect();
-        let mut requeued = 0;
-        for &id in handed.iter().rev() {
-            match self.entries.get_mut(id) {
+        self.requeue(handed)
+    }
+
+    /// The MQTT session is gone (reconnected without a session): nothing handed to the client or on
+    /// the wire will be acknowledged any more. Re-queues all of it (see [`Ledger::requeue`]); returns how
+    /// many rows.
+    pub fn on_session_lost(&mut self) -> usize {
+        let ids: Vec<PubId> = self.handed.drain(..).chain(self.by_pkid.drain()).collect();
+        let n = self.requeue(ids);
+        self.counters.resent += n as u64;
+        n
+    }
+
+    /// Puts `ids` back at the front of the queue, oldest first — everything still queued was polled later,
+    /// so order is kept. Control publishes among them are dropped, not re-sent (each connection publishes a
+    /// fresh status). Returns how many rows were re-queued.
+    fn requeue(&mut self, mut ids: Vec<PubId>) -> usize {
+        ids.sort_unstable();
+        let mut rows = 0;
+        for &id in ids.iter().rev() {
+            match self.entries.get(id) {
                 Some(e) if is_control(e.msg) => {
                     self.entries.remove(id);
                     self.controls -= 1;
                 }
-                Some(e) => {
-                    e.state = State::Queued;
+                Some(_) => {
                     self.to_send.push_front(id);
-                    requeued += 1;
+                    rows += 1;
                 }
                 None => {}
             }
         }
-        requeued
-    }
-
-    /// The MQTT session is gone (reconnected without a session): nothing handed to the client or on
-    /// the wire will be acknowledged any more. Re-queues all of it, oldest first; returns how many.
-    /// Control publishes handed or on the wire are dropped, not re-sent (not counted either).
-    pub fn on_session_lost(&mut self) -> usize {
-        let entries = &self.entries;
-        let (controls, mut ids): (Vec<PubId>, Vec<PubId>) = self
-            .handed
-            .drain(..)
-            .chain(self.by_pkid.drain())
-            .partition(|&id| entries.get(id).is_some_and(|e| is_control(e.msg)));
-        for id in controls {
-            self.entries.remove(id);
-            self.controls -= 1;
-        }
-        ids.sort_unstable();
-        for id in &ids {
-            if let Some(e) = self.entries.get_mut(*id) {
-                e.state = State::Queued;
-            }
-        }
-        // Everything still queued was polled later than anything handed, so order is kept.
-        for id in ids.iter().rev() {
-            self.to_send.push_front(*id);
-        }
-        self.counters.resent += ids.len() as u64;
-        ids.len()
+        rows
     }
 
     /// The committed position per (topic, vgroup) as far as the ledger has asked for it.

@@ -33,7 +33,9 @@ use crate::dsn::{MqttVersion, TargetDsn};
 use crate::mqtt31::{Mqtt31Error, Mqtt31Shim, Upstream};
 
 mod props;
+mod resends;
 pub use props::Origin;
+use resends::Resends;
 
 /// The shim's bound on TCP connect + TLS handshake to the broker.
 const SHIM_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -236,8 +238,8 @@ impl AnyLoop {
 
 /// After rumqttc's `clean()`: the re-sends are put in the order they first went out, and the publishes that
 /// never went out — a collided one (cleared by the caller) and those `clean()` took from the channel — are
-/// dropped: the ledger
-/// hands them again after the next CONNACK (`Ledger::on_disconnected`). Left in the queue they would go out
+/// dropped: the ledger hands them again after the next CONNACK (`Ledger::on_disconnected`). Left in the
+/// queue they would go out
 /// ahead of flow control (rumqttc sends its queue even while a packet id collides, out of order) and, for
 /// QoS 2, collide with the re-sends. Returns the packet ids of the flows re-sent (PUBLISH or PUBREL).
 fn requeue<R: Queued>(pending: &mut VecDeque<R>, sent: Sent) -> Vec<u16> {
@@ -708,10 +710,7 @@ async fn drive(
     let mut session = 0u64;
     let mut connected = false;
     let mut sent = Sent::default();
-    // The flows queued for re-sending and — on a resumed session, until each is complete — those still
-    // open, with the session's `Connected` event held back.
-    let mut resends: Vec<u16> = Vec::new();
-    let mut held: Option<bool> = None;
+    let mut resends = Resends::default();
     loop {
         match el.poll().await {
             Ok(Polled::ConnAck { session_present }) => {
@@ -719,41 +718,32 @@ async fn drive(
                 attempt = 0;
                 session += 1;
                 tracing::info!(session, session_present, "connected to MQTT broker");
-                if !session_present {
-                    resends.clear(); // rumqttc dropped them; the ledger re-sends
+                match resends.connected(session_present) {
+                    Some(present) => open_session(&gate, &tx, session, present),
+                    None => {
+                        tracing::info!(n = resends.open(), "waiting for the re-sent flows to complete")
+                    }
                 }
-                if resends.is_empty() {
-                    open_session(&gate, &tx, session, session_present);
-                } else {
-                    // New publishes wait until every re-sent flow is complete: rumqttc 0.25 would give
-                    // one the packet id of a re-send still unanswered (a collision; for QoS 2 it then loses
-                    // track of that publish — it sends it on PUBCOMP without recording it — and the broker
-                    // is left holding it under an id the client reuses) or of a PUBREL whose PUBCOMP is
-                    // still due (MQTT says that id is in use).
-                    tracing::info!(n = resends.len(), "waiting for the re-sent flows to complete");
-                    held = Some(session_present);
-                }
-                continue;
             }
             Ok(Polled::SentDisconnect) => break,
             Ok(polled) => {
-                if let Polled::Outgoing(pkid) = polled {
-                    sent.saw(pkid);
-                }
-                if let Polled::Acked(p) | Polled::Completed(p) | Polled::Rejected(p, _) = &polled {
-                    resends.retain(|r| r != p);
-                }
-                let ev = polled.into_packet_event();
-                if let Some(ev) = &ev {
-                    if tx.send(ev.clone()).is_err() {
+                let opens = match polled {
+                    Polled::Outgoing(pkid) => {
+                        sent.saw(pkid);
+                        None
+                    }
+                    Polled::Acked(p) | Polled::Completed(p) | Polled::Rejected(p, _) => resends.ended(p),
+                    _ => None,
+                };
+                // The event first: it belongs to the session's re-sends.
+                if let Some(ev) = polled.into_packet_event() {
+                    if tx.send(ev).is_err() {
                         break;
                     }
                 }
-                if let (Some(present), true) = (held, resends.is_empty()) {
-                    held = None;
+                if let Some(present) = opens {
                     open_session(&gate, &tx, session, present);
                 }
-                continue;
             }
             Err(PollError::Done) => break,
             Err(err) => {
@@ -767,8 +757,7 @@ async fn drive(
                 {
                     let mut g = gate.lock().expect("gate lock");
                     g.open = false;
-                    resends = el.clean(sent);
-                    held = None;
+                    resends.lost(el.clean(sent));
                 }
                 for ev in stale.into_iter().filter_map(Polled::into_packet_event) {
                     let _ = tx.send(ev);
@@ -811,12 +800,11 @@ async fn drive(
                             _ = tokio::time::sleep(retry_in) => {}
                             _ = stop.changed() => break,
                         }
-                        continue;
                     }
                     PollError::Done => unreachable!("handled above"),
                 }
             }
-        };
+        }
     }
     let _ = tx.send(SinkEvent::Stopped);
 }

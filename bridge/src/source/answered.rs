@@ -12,14 +12,25 @@ use std::{future::Future, time::Duration};
 /// How long a request (position, assignment, commit, seek, a block of a message) may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `request`, or an error once [`REQUEST_TIMEOUT`] (plus `wait`, for a poll allowed to wait that long)
-/// has passed without an answer.
+/// `request`, or an error once [`REQUEST_TIMEOUT`] has passed without an answer.
 pub async fn answered<T>(
     what: &str,
+    request: impl Future<Output = Result<T, taos::Error>>,
+) -> Result<T, taos::Error> {
+    within(REQUEST_TIMEOUT, what, request).await
+}
+
+/// [`answered`] for a poll allowed to wait `wait` for data first.
+pub async fn answered_poll<T>(
     wait: Duration,
     request: impl Future<Output = Result<T, taos::Error>>,
 ) -> Result<T, taos::Error> {
-    within(wait + REQUEST_TIMEOUT, what, request).await
+    within(wait + REQUEST_TIMEOUT, "poll", request).await
+}
+
+/// [`answered`] for a request that has no error of its own (0.12.3's `topic_assignment`).
+pub async fn answered_plain<T>(what: &str, request: impl Future<Output = T>) -> Result<T, taos::Error> {
+    answered(what, async { Ok(request.await) }).await
 }
 
 async fn within<T>(
@@ -32,11 +43,6 @@ async fn within<T>(
             "TDengine did not answer `{what}` within {limit:?}; taking the connection as lost"
         )))
     })
-}
-
-/// [`answered`] for a request that has no error of its own (0.12.3's `topic_assignment`).
-pub async fn answered_plain<T>(what: &str, request: impl Future<Output = T>) -> Result<T, taos::Error> {
-    answered(what, Duration::ZERO, async { Ok(request.await) }).await
 }
 
 #[cfg(test)]

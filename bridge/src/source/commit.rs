@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use taos::AsAsyncConsumer;
 
+use super::answered::answered;
 use super::CurrentConsumer;
 use crate::ledger::CommitPoint;
 
@@ -56,7 +57,7 @@ impl Committer {
             for consumer in self.consumer.for_vgroup(&point.topic, vg) {
                 let c = consumer.read().await;
                 let commit = c.commit_offset(&point.topic, vg, offset);
-                match super::answered::answered("commit", std::time::Duration::ZERO, commit).await {
+                match answered("commit", commit).await {
                     Ok(()) => {
                         committed = true;
                         break;

@@ -47,7 +47,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use answered::{answered, answered_plain};
+use answered::{answered, answered_plain, answered_poll};
 pub use commit::Committer;
 pub use consumers::Consumers;
 pub use position::{floor, PositionGuard, Verdict};
@@ -455,7 +455,7 @@ async fn poll_once(
         let started = Instant::now();
         // A poll that may wait for data (`Never`) is not bounded: quiet is not an error.
         let polled = match timeout {
-            Timeout::Duration(wait) => answered("poll", wait, c.recv_timeout(timeout)).await?,
+            Timeout::Duration(wait) => answered_poll(wait, c.recv_timeout(timeout)).await?,
             _ => c.recv_timeout(timeout).await?,
         };
         match polled {
@@ -508,7 +508,7 @@ async fn read_message(
     let topic: Arc<str> = offset.topic().into();
     let database: Arc<str> = offset.database().into();
     let vgroup_id = offset.vgroup_id();
-    let position = answered("position", Duration::ZERO, consumer.position(&topic, vgroup_id)).await?;
+    let position = answered("position", consumer.position(&topic, vgroup_id)).await?;
     let mut meta = None;
     let mut blocks = Vec::new();
     let (m, d) = match set {
@@ -518,11 +518,11 @@ async fn read_message(
     };
     let has_meta = m.is_some();
     if let (Some(m), true) = (m, with_meta) {
-        let json = answered("meta", Duration::ZERO, m.as_json_meta()).await?;
+        let json = answered("meta", m.as_json_meta()).await?;
         meta = Some(serde_json::to_value(&json).map_err(taos::Error::from_any)?);
     }
     if let Some(d) = d {
-        while let Some(block) = answered("fetch", Duration::ZERO, d.fetch_raw_block()).await? {
+        while let Some(block) = answered("fetch", d.fetch_raw_block()).await? {
             blocks.push(block);
         }
     }

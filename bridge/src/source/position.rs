@@ -1,7 +1,7 @@
 //! Where each vgroup should be on the server after a poll may have been cut short, and how far back to
 //! seek when the server is ahead (see the module doc of [`super`]).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use taos::AsAsyncConsumer;
 
@@ -126,7 +126,7 @@ impl PositionGuard {
                         .collect();
                 if assigned.is_empty() {
                     for vg in self.known(&topic) {
-                        let at = answered("position", Duration::ZERO, c.position(&topic, vg)).await?;
+                        let at = answered("position", c.position(&topic, vg)).await?;
                         assigned.push((vg, at, None));
                     }
                 }
@@ -140,8 +140,7 @@ impl PositionGuard {
                         Verdict::Fine => None,
                         Verdict::SeekTo(to) => Some(to),
                         Verdict::AskFloor => {
-                            let committed =
-                                answered("committed", Duration::ZERO, c.committed(&topic, vg)).await?;
+                            let committed = answered("committed", c.committed(&topic, vg)).await?;
                             let mut floor = floor(committed, dsn.offset_reset, current, wal);
                             if let Some(gap) = wal_gap(&topic, vg, &mut floor, wal) {
                                 gaps.push(gap);
@@ -167,7 +166,7 @@ impl PositionGuard {
         if !seeks.is_empty() {
             let mut c = consumer.write().await;
             for (topic, vg, from, to) in seeks {
-                answered("seek", Duration::ZERO, c.offset_seek(&topic, vg, to)).await?;
+                answered("seek", c.offset_seek(&topic, vg, to)).await?;
                 // A seek restarts the vgroup's read at `to`: no rest of an entry is pending any more.
                 self.rest_pending.remove(&(topic.clone(), vg));
                 self.expected.insert((topic.clone(), vg), to);

@@ -196,14 +196,14 @@ fn varint(b: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// The length of the complete packet at the start of `buf`, if it is all there.
-fn frame_len(buf: &[u8]) -> Option<usize> {
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
     let (rem, n) = varint(buf.get(1..)?)?;
     let total = 1 + n + rem;
     (buf.len() >= total).then_some(total)
 }
 
 /// The packet's body (after the fixed header).
-fn body(frame: &[u8]) -> &[u8] {
+pub fn body(frame: &[u8]) -> &[u8] {
     let (_, n) = varint(&frame[1..]).expect("complete frame");
     &frame[1 + n..]
 }

@@ -52,7 +52,8 @@ impl Faults {
 
     /// Whether the connection that just sent a reply must close now (once per [`Faults::close_after_next_reply`]).
     pub fn take_close_after_reply(&self) -> bool {
-        self.close_after_reply.swap(false, Ordering::SeqCst)
+        // Read first: this runs after every reply, and a swap would write the shared flag each time.
+        self.close_after_reply.load(Ordering::Relaxed) && self.close_after_reply.swap(false, Ordering::SeqCst)
     }
 
     /// Holds back every reply until `duration` from now has passed.
