@@ -324,6 +324,51 @@ async fn a_connection_closed_between_two_requests_is_taken_as_lost() {
     assert!(s.tmq_subscribes >= 2 && s.tmq_failures >= 1, "{s:?}");
 }
 
+/// A rebalance between a poll and the bridge's `position` question (the vgroup moved to another consumer and
+/// back) answers with the group's commit, not the position after the message: the payloads would carry an
+/// offset below the rows' own (the one of the message before), and the commit would step back. The bridge
+/// drops such a message instead; the server hands its rows out again from the commit, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vgroup_reset_between_poll_and_position_drops_the_message_for_its_second_serving() {
+    let w = World::start().await;
+    w.td.create_meters(1, "t");
+    let addr = w.broker.v4_addr().unwrap();
+    let mut sub = Subscriber::start(addr, MqttVersion::V311, "bounce/#", 1).await;
+    let run = Running::start(
+        &w.td
+            .from("t", "group.id=bounce&auto.offset.reset=earliest&consumers=1"),
+        &w.to(MqttVersion::V311, "qos=1&client_id=bounce&topic=bounce/x"),
+    );
+    w.td.insert(2, 0..50);
+    let mut got = sub.collect(50, T).await;
+    // Everything committed: the commit is where the next message starts.
+    run.wait_committed("the delivered rows committed", |c| {
+        common::uncommitted(&got, "t", c) == 0
+    })
+    .await;
+    let before = got.iter().map(|m| common::message_of(m).1).max().expect("rows");
+    w.td.bounce_after_next_message();
+    w.td.insert(2, 50..100);
+    collect_all(&mut sub, &mut got, 100, Some(&run.stats)).await;
+    got.extend(sub.settle(common::QUIET, T).await);
+    let s = run.stop().await;
+    assert_eq!(distinct_f1(&got), (0..100).collect::<BTreeSet<u32>>(), "{s:?}");
+    let stale: Vec<(u32, i64)> = got
+        .iter()
+        .map(|m| (common::f1_of(m), common::message_of(m).1))
+        .filter(|(f1, offset)| *f1 >= 50 && *offset <= before)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "rows written after offset {before} published with an offset at or below it, (f1, offset): {stale:?}"
+    );
+    assert_eq!(
+        common::duplicates(&got),
+        0,
+        "the dropped message was delivered too: {s:?}"
+    );
+}
+
 /// A message that closes at `min.poll.rows` inside a multi-table log entry leaves the position at the entry's
 /// version + 1, and so does the next one, the rest of that entry. A poll cut short while the server was still
 /// assembling that rest (here 1,000 one-row tables after one table of 4,096 rows: far longer than the wait after

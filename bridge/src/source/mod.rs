@@ -19,7 +19,9 @@
 //! 0.12.3's `Offset` carries no WAL offset, and `commit(offset)` commits everything consumed so far. So
 //! right after each poll the task asks `position(topic, vgroup)` — where a restart must resume once this
 //! message is delivered — and commits go through `commit_offset(topic, vgroup, position)`. The message's
-//! own offset (shown in payloads) is `position - 1`, the WAL version of its last entry.
+//! own offset (shown in payloads) is `position - 1`, the WAL version of its last entry. A rebalance between
+//! the poll and that question can answer with the group's commit instead; a position that did not move
+//! forward is taken as that and the message dropped (its rows come again), see [`PositionGuard::went_back`].
 //!
 //! TDengine gone: the task rebuilds the consumer with backoff; the group resumes from the committed offset.
 //!
@@ -383,6 +385,17 @@ async fn poll_loop(
         loop {
             let polled = poll_once(&consumer, &dsn, &mut guard, &mut wait, &ends).await;
             let outcome = match polled {
+                Ok(Polled::Message(msg)) if guard.went_back(&msg.topic, msg.vgroup_id, msg.position) => {
+                    tracing::debug!(
+                        topic = %msg.topic,
+                        vgroup = msg.vgroup_id,
+                        position = msg.position,
+                        "the vgroup went back (a rebalance) between the poll and `position`: message dropped, \
+                         its rows come again from there"
+                    );
+                    guard.on_reset(&msg.topic, msg.vgroup_id, msg.position);
+                    Ok(())
+                }
                 Ok(Polled::Message(msg)) => {
                     guard.on_message(&msg.topic, msg.vgroup_id, msg.position, msg.commit_at);
                     current.saw(index, &msg.topic, msg.vgroup_id);

@@ -47,6 +47,29 @@ impl PositionGuard {
         self.expected.insert(key, position);
     }
 
+    /// Whether the server's `position` after a message from this vgroup shows it went back between the poll
+    /// and the question: a message always moves its vgroup forward (the rest of an entry stays at the same
+    /// position), so a position behind the last one (or at it, with no rest pending) means a rebalance took
+    /// the vgroup away and gave it back at the group's commit meanwhile. Then `position` says nothing about
+    /// this message, whose rows the server hands out again from there; the caller drops it and calls
+    /// [`PositionGuard::on_reset`]. (A vgroup another consumer read and committed past the last position
+    /// while it was away is not caught: its offset in payloads may then be too high, its commit is the
+    /// group's own.)
+    pub fn went_back(&self, topic: &Arc<str>, vgroup_id: i32, position: i64) -> bool {
+        let key = (topic.clone(), vgroup_id);
+        match self.expected.get(&key) {
+            Some(&e) => position < e || (position == e && !self.rest_pending.contains(&key)),
+            None => false,
+        }
+    }
+
+    /// Records that the server moved a vgroup back to `position` (see [`PositionGuard::went_back`]).
+    pub fn on_reset(&mut self, topic: &Arc<str>, vgroup_id: i32, position: i64) {
+        let key = (topic.clone(), vgroup_id);
+        self.rest_pending.remove(&key);
+        self.expected.insert(key, position);
+    }
+
     /// Whether the rest of a log entry may still be handed out at an unchanged position: then the next poll
     /// must wait for its reply, however long the server takes.
     pub fn rest_may_follow(&self) -> bool {
@@ -259,6 +282,27 @@ mod tests {
         g.on_message(&t, 4, 20, 19);
         g.retain_assigned("t", &[2]);
         assert!(!g.rest_may_follow());
+    }
+
+    #[test]
+    fn a_position_that_did_not_move_forward_is_a_reset_unless_a_rest_was_due() {
+        let mut g = PositionGuard::default();
+        let t: Arc<str> = "t".into();
+        assert!(!g.went_back(&t, 2, 3), "nothing known yet");
+        g.on_message(&t, 2, 10, 10);
+        assert!(!g.went_back(&t, 2, 11));
+        assert!(g.went_back(&t, 2, 6), "behind the last position");
+        assert!(g.went_back(&t, 2, 10), "at it, no rest pending");
+        g.on_message(&t, 2, 12, 11);
+        assert!(
+            !g.went_back(&t, 2, 12),
+            "the rest of the entry comes at the same position"
+        );
+        assert!(g.went_back(&t, 2, 7));
+        g.on_reset(&t, 2, 7);
+        assert!(!g.rest_may_follow(), "a reset re-reads the entry from its start");
+        assert_eq!(g.verdict("t", 2, 7), Verdict::Fine);
+        assert!(!g.went_back(&t, 2, 9));
     }
 
     #[test]

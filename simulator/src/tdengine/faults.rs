@@ -1,6 +1,6 @@
 //! Fault hooks the harness drives through the server handle: drop every WebSocket connection (an adapter
-//! restart that keeps storage), close a TMQ connection right after its next reply, stall replies for a
-//! while, fail the next N calls with a given code.
+//! restart that keeps storage), close a TMQ connection right after its next reply, move a vgroup away and
+//! back right after a message from it, stall replies for a while, fail the next N calls with a given code.
 //!
 //! Connection loops consult one shared [`Faults`]: they watch [`Faults::dropped`] and close when it changes,
 //! call [`Faults::stall`] before each reply, and [`Faults::take_failure`] before handling each call.
@@ -19,6 +19,7 @@ pub struct Faults {
     fail_remaining: AtomicU32,
     fail_code: AtomicI32,
     close_after_reply: AtomicBool,
+    bounce_after_message: AtomicBool,
 }
 
 impl Default for Faults {
@@ -29,6 +30,7 @@ impl Default for Faults {
             fail_remaining: AtomicU32::new(0),
             fail_code: AtomicI32::new(0),
             close_after_reply: AtomicBool::new(false),
+            bounce_after_message: AtomicBool::new(false),
         }
     }
 }
@@ -54,6 +56,20 @@ impl Faults {
     pub fn take_close_after_reply(&self) -> bool {
         // Read first: this runs after every reply, and a swap would write the shared flag each time.
         self.close_after_reply.load(Ordering::Relaxed) && self.close_after_reply.swap(false, Ordering::SeqCst)
+    }
+
+    /// Right after the next poll that hands out a message, its vgroup moves to another consumer and back, as
+    /// two quick rebalances would: the consumer's position there is the group's commit again (or where
+    /// `auto.offset.reset` starts), before the client can ask for it.
+    pub fn bounce_after_next_message(&self) {
+        self.bounce_after_message.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the message just handed out must bounce its vgroup (once per
+    /// [`Faults::bounce_after_next_message`]).
+    pub fn take_bounce_after_message(&self) -> bool {
+        self.bounce_after_message.load(Ordering::Relaxed)
+            && self.bounce_after_message.swap(false, Ordering::SeqCst)
     }
 
     /// Holds back every reply until `duration` from now has passed.

@@ -245,6 +245,11 @@ impl TdServer {
         self.faults.close_after_next_reply();
     }
 
+    /// See [`Faults::bounce_after_next_message`].
+    pub fn bounce_after_next_message(&self) {
+        self.faults.bounce_after_next_message();
+    }
+
     /// Holds back every reply (SQL and TMQ) until `duration` from now has passed.
     pub fn stall_replies(&self, duration: std::time::Duration) {
         self.faults.stall_replies(duration);

@@ -443,6 +443,29 @@ impl Coordinator {
         }
     }
 
+    /// A vgroup of `id` moved to another consumer and back (two rebalances): `id`'s position there is where a
+    /// new owner starts, the group's commit or the reset policy's start. Nothing when it is not assigned.
+    pub fn bounce(&mut self, id: ConsumerId, topic: &str, vgroup: VgroupId, log: &dyn LogBounds) {
+        let key = (topic.to_string(), vgroup);
+        let Some(m) = self.members.get(&id) else { return };
+        if !m.assigned.contains_key(&key) {
+            return;
+        }
+        let committed = self
+            .groups
+            .get(&m.group)
+            .and_then(|g| g.committed.get(&key).copied());
+        let pos = initial_position(committed, &m.options, || log.bounds(topic, vgroup));
+        self.members
+            .get_mut(&id)
+            .expect("present")
+            .assigned
+            .insert(key.clone(), pos);
+        // Each rebalance takes a version in the vgroup's log, as a subscribe does.
+        self.record(topic, vgroup, crate::tdengine::wal::InternalOp::TmqSubscribe);
+        self.record(topic, vgroup, crate::tdengine::wal::InternalOp::TmqSubscribe);
+    }
+
     /// The assignment of one topic for `assignment`: (vgroup, position) sorted by vgroup.
     pub fn assignment(&self, id: ConsumerId, topic: &str) -> Result<Vec<(VgroupId, Position)>, GroupError> {
         let m = self.member(id)?;

@@ -283,6 +283,13 @@ impl Tmq {
         committed
     }
 
+    /// Moves `vgroup` away from `id` and back (the fault [`crate::tdengine::faults::Faults::bounce_after_next_message`]).
+    pub(crate) fn bounce(&self, id: ConsumerId, topic: &str, vgroup: VgroupId) {
+        let logs = self.log_snapshot(&[topic.to_string()]);
+        self.coordinator.lock().bounce(id, topic, vgroup, &logs);
+        self.flush_writes();
+    }
+
     /// Appends the vnode writes the coordinator caused (subscribes, commits) to their vgroups' logs; the
     /// coordinator lock is released before the backend is called.
     pub(crate) fn flush_writes(&self) {

@@ -60,6 +60,7 @@ impl Session {
             Vec::new()
         };
         if self.next(consumer)? {
+            self.bounce_if_asked(consumer);
             return Ok(vec![Reply::Text(self.poll_reply(req_id, started))]);
         }
         if args.blocking_time > 0 {
@@ -81,12 +82,24 @@ impl Session {
             Err(e) => return vec![Reply::Text(poll_error(wait.req_id, &e))],
         };
         match self.next(consumer) {
-            Ok(true) => vec![Reply::Text(self.poll_reply(wait.req_id, started))],
+            Ok(true) => {
+                self.bounce_if_asked(consumer);
+                vec![Reply::Text(self.poll_reply(wait.req_id, started))]
+            }
             Ok(false) if timed_out || Instant::now() >= wait.deadline => {
                 vec![Reply::Text(self.empty_poll(wait.req_id))]
             }
             Ok(false) => vec![Reply::Wait(wait)],
             Err(e) => vec![Reply::Text(poll_error(wait.req_id, &e))],
+        }
+    }
+
+    /// The fault [`crate::tdengine::faults::Faults::bounce_after_next_message`], on the message just made current.
+    fn bounce_if_asked(&self, consumer: ConsumerId) {
+        if let Some(cur) = &self.current {
+            if self.tmq.faults.take_bounce_after_message() {
+                self.tmq.bounce(consumer, &cur.message.topic, cur.message.vgroup);
+            }
         }
     }
 
