@@ -385,7 +385,7 @@ async fn poll_loop(
         loop {
             let polled = poll_once(&consumer, &dsn, &mut guard, &mut wait, &ends).await;
             let outcome = match polled {
-                Ok(Polled::Message(msg)) if guard.went_back(&msg.topic, msg.vgroup_id, msg.position) => {
+                Ok(Polled::Message(msg, _)) if guard.went_back(&msg.topic, msg.vgroup_id, msg.position) => {
                     tracing::debug!(
                         topic = %msg.topic,
                         vgroup = msg.vgroup_id,
@@ -396,8 +396,9 @@ async fn poll_loop(
                     guard.on_reset(&msg.topic, msg.vgroup_id, msg.position);
                     Ok(())
                 }
-                Ok(Polled::Message(msg)) => {
+                Ok(Polled::Message(msg, slow)) => {
                     guard.on_message(&msg.topic, msg.vgroup_id, msg.position, msg.commit_at);
+                    guard.on_poll_time(&msg.topic, msg.vgroup_id, slow);
                     current.saw(index, &msg.topic, msg.vgroup_id);
                     ends.saw_position(&msg.topic, msg.vgroup_id, msg.position);
                     tx.send(SourceEvent::Message(msg)).await.map_err(|_| None)
@@ -441,7 +442,8 @@ async fn lost(tx: &mpsc::Sender<SourceEvent>, error: String, attempt: &mut u32, 
 
 /// What one poll gave.
 enum Polled {
-    Message(TmqMessage),
+    /// A message, and whether its poll took long enough that the server may have cut it on its time budget.
+    Message(TmqMessage, bool),
     /// The poll interval passed; positions were checked, with these seeks back.
     Idle(Vec<SourceEvent>),
 }
@@ -473,14 +475,15 @@ async fn poll_once(
         };
         match polled {
             Some(m) => {
-                wait.on_message(started.elapsed());
-                Some(read_message(&c, m, dsn.with_meta).await?)
+                let took = started.elapsed();
+                wait.on_message(took);
+                Some((read_message(&c, m, dsn.with_meta).await?, took >= SERVER_BUDGET))
             }
             None => None,
         }
     };
     match polled {
-        Some(msg) => Ok(Polled::Message(msg)),
+        Some((msg, slow)) => Ok(Polled::Message(msg, slow)),
         None => {
             let rewinds = guard.check(consumer, dsn, ends).await?;
             match rewinds.is_empty() {
@@ -491,6 +494,10 @@ async fn poll_once(
         }
     }
 }
+
+/// TDengine's default `fetch.max.wait.ms`: a response also closes after the block during which the server spent
+/// this long assembling it, possibly inside a log entry. A poll that came back sooner was not cut that way.
+const SERVER_BUDGET: Duration = Duration::from_millis(1000);
 
 /// TDengine's default `min.poll.rows`: a response closes after the block that reaches it.
 const MIN_POLL_ROWS: usize = 4096;

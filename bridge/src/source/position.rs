@@ -23,6 +23,9 @@ use super::{SharedConsumer, SourceEvent, WalEnds, WalGap};
 pub struct PositionGuard {
     expected: HashMap<(Arc<str>, i32), i64>,
     rest_pending: std::collections::HashSet<(Arc<str>, i32)>,
+    /// Vgroups whose last message's poll took the server's whole time budget: it may have stopped inside a
+    /// log entry below `min.poll.rows`, so its rest could come at the same position.
+    slow: std::collections::HashSet<(Arc<str>, i32)>,
 }
 
 /// What one assigned vgroup needs after a poll may have been cut short.
@@ -49,7 +52,8 @@ impl PositionGuard {
 
     /// Whether the server's `position` after a message from this vgroup shows it went back between the poll
     /// and the question: a message always moves its vgroup forward (the rest of an entry stays at the same
-    /// position), so a position behind the last one (or at it, with no rest pending) means a rebalance took
+    /// position), so a position behind the last one (or at it, with no rest pending and a last poll quicker than
+    /// the server's time budget) means a rebalance took
     /// the vgroup away and gave it back at the group's commit meanwhile. Then `position` says nothing about
     /// this message, whose rows the server hands out again from there; the caller drops it and calls
     /// [`PositionGuard::on_reset`]. (A vgroup another consumer read and committed past the last position
@@ -58,15 +62,28 @@ impl PositionGuard {
     pub fn went_back(&self, topic: &Arc<str>, vgroup_id: i32, position: i64) -> bool {
         let key = (topic.clone(), vgroup_id);
         match self.expected.get(&key) {
-            Some(&e) => position < e || (position == e && !self.rest_pending.contains(&key)),
+            Some(&e) => {
+                position < e
+                    || (position == e && !self.rest_pending.contains(&key) && !self.slow.contains(&key))
+            }
             None => false,
         }
+    }
+
+    /// Records whether the poll of the vgroup's last message took the server's whole time budget.
+    pub fn on_poll_time(&mut self, topic: &Arc<str>, vgroup_id: i32, slow: bool) {
+        let key = (topic.clone(), vgroup_id);
+        match slow {
+            true => self.slow.insert(key),
+            false => self.slow.remove(&key),
+        };
     }
 
     /// Records that the server moved a vgroup back to `position` (see [`PositionGuard::went_back`]).
     pub fn on_reset(&mut self, topic: &Arc<str>, vgroup_id: i32, position: i64) {
         let key = (topic.clone(), vgroup_id);
         self.rest_pending.remove(&key);
+        self.slow.remove(&key);
         self.expected.insert(key, position);
     }
 
@@ -115,6 +132,7 @@ impl PositionGuard {
             .retain(|(t, vg), _| &**t != topic || assigned.contains(vg));
         self.rest_pending
             .retain(|(t, vg)| &**t != topic || assigned.contains(vg));
+        self.slow.retain(|(t, vg)| &**t != topic || assigned.contains(vg));
     }
 
     fn known(&self, topic: &str) -> Vec<i32> {
@@ -303,6 +321,14 @@ mod tests {
         assert!(!g.rest_may_follow(), "a reset re-reads the entry from its start");
         assert_eq!(g.verdict("t", 2, 7), Verdict::Fine);
         assert!(!g.went_back(&t, 2, 9));
+        g.on_message(&t, 2, 9, 9);
+        g.on_poll_time(&t, 2, true);
+        assert!(
+            !g.went_back(&t, 2, 9),
+            "a slow poll may have been cut inside an entry by time"
+        );
+        g.on_poll_time(&t, 2, false);
+        assert!(g.went_back(&t, 2, 9));
     }
 
     #[test]
