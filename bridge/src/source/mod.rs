@@ -21,7 +21,8 @@
 //! message is delivered — and commits go through `commit_offset(topic, vgroup, position)`. The message's
 //! own offset (shown in payloads) is `position - 1`, the WAL version of its last entry. A rebalance between
 //! the poll and that question can answer with the group's commit instead; a position that did not move
-//! forward is taken as that and the message dropped (its rows come again), see [`PositionGuard::went_back`].
+//! forward is taken as that and the message dropped (its rows come again), see [`PositionGuard::went_back`];
+//! not with snapshots, whose reads leave the position where the snapshot started.
 //!
 //! TDengine gone: the task rebuilds the consumer with backoff; the group resumes from the committed offset.
 //!
@@ -385,7 +386,10 @@ async fn poll_loop(
         loop {
             let polled = poll_once(&consumer, &dsn, &mut guard, &mut wait, &ends).await;
             let outcome = match polled {
-                Ok(Polled::Message(msg, _)) if guard.went_back(&msg.topic, msg.vgroup_id, msg.position) => {
+                // A snapshot read leaves the position where the snapshot started: not a sign of a reset.
+                Ok(Polled::Message(msg, _))
+                    if !dsn.snapshot_enable && guard.went_back(&msg.topic, msg.vgroup_id, msg.position) =>
+                {
                     tracing::debug!(
                         topic = %msg.topic,
                         vgroup = msg.vgroup_id,
