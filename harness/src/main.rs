@@ -3,7 +3,8 @@
 //! `harness run [SCENARIO…] [--seed N] [--json FILE] [--junit FILE] [--report DIR] [--require mosquitto]`,
 //! `harness explore [--seed S] [--runs N | --duration 10m] [--out DIR] [--jobs J] [--json FILE] [--bridge-param K=V]`,
 //! `harness list`, `harness check`,
-//! `harness bench [--json FILE] [--rows N] [--quick] [--qos L] [--tables N,…] [--rows-per-table R,…] [--consumers C,…] [--report DIR]`.
+//! `harness bench [--json FILE] [--rows N] [--quick] [--qos L] [--tables N,…] [--rows-per-table R,…] [--consumers C,…] [--client-in-process] [--report DIR]`
+//! (and the hidden `harness bench-client`, the fleet's client limit in a process of its own).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -124,6 +125,27 @@ enum Command {
         /// many bare consumers) instead of the automatic default.
         #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=64))]
         consumers: Vec<u64>,
+        /// Run the fleet's client limit inside the bench's process (beside the stand-in) instead of in a
+        /// process of its own, as figures before the child-process limit were taken.
+        #[arg(long)]
+        client_in_process: bool,
+    },
+    /// The fleet's client limit in a process of its own (run by `bench`): bare official consumers drain
+    /// `topic` from `earliest`, dropping every block; prints `{"rows_per_s":…,"blocks":…}`.
+    #[command(hide = true)]
+    BenchClient {
+        /// The stand-in's `host:port`.
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        consumers: usize,
+        /// Rows the topic holds (the drain ends when all are read).
+        #[arg(long)]
+        rows: u64,
+        #[arg(long, default_value_t = 600)]
+        deadline_secs: u64,
     },
     /// Validate scenario files without running them.
     Check {
@@ -222,6 +244,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             rows_per_table,
             fleet_rows,
             consumers,
+            client_in_process,
         } => {
             let mut opts = harness::bench::BenchOptions::new(quick, rows);
             if !qos.is_empty() || !tables.is_empty() {
@@ -249,6 +272,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
             if let Some(n) = repeat {
                 opts.repeat = n.max(1);
             }
+            if !client_in_process {
+                opts.client_bin = Some(std::env::current_exe()?);
+            }
             if cfg!(debug_assertions) {
                 eprintln!("warning: debug build; measure with `cargo run --release -p harness -- bench`");
             }
@@ -262,6 +288,25 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 let page = report::html::bench_page(&command_line(), &report);
                 eprintln!("report: {}", write_report(&dir, &page)?.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchClient {
+            addr,
+            topic,
+            consumers,
+            rows,
+            deadline_secs,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let limit = harness::bench::fleet::ClientLimit {
+                addr,
+                topic,
+                consumers,
+                rows,
+                deadline: std::time::Duration::from_secs(deadline_secs),
+            };
+            let run = rt.block_on(limit.run())?;
+            println!("{}", serde_json::to_string(&run)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Explore {

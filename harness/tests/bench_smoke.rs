@@ -93,3 +93,25 @@ fn vm_hwm_of_this_process_is_read() {
     let kb = bench::drain::vm_hwm_kb(std::process::id()).expect("VmHWM in /proc/self/status");
     assert!(kb > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_client_limit_runs_in_a_process_of_its_own() {
+    let mut opts = BenchOptions::new(true, Some(1_000));
+    opts.deadline = Duration::from_secs(60);
+    opts.qos.clear();
+    opts.extras = false;
+    opts.bridge_bin = None;
+    opts.fleet = BenchOptions::fleet_shapes(&[2000], &[1]);
+    opts.fleet_rows = 2_000;
+    opts.client_bin = Some(env!("CARGO_BIN_EXE_harness").into());
+    let r = bench::run(&opts, |_| {}).await.expect("bench runs");
+    let f = &r.fleet[0];
+    // The blocks come from the child's answer: one row per table, one block per row.
+    assert_eq!((f.rows, f.blocks), (2_000, 2_000), "{f:?}");
+    assert!(f.client_rows_per_s > 0.0, "{f:?}");
+
+    // A client binary that fails is an error naming it, not a figure.
+    opts.client_bin = Some("/bin/false".into());
+    let e = bench::run(&opts, |_| {}).await.expect_err("no client figure");
+    assert!(e.to_string().contains("/bin/false bench-client"), "{e}");
+}

@@ -7,7 +7,10 @@
 //! - the **bridge** (the `tmq2mqtt` binary as a child process, QoS 1, default parameters: rows/s to the
 //!   last commit and peak RSS; in-process when the binary is not built);
 //! - the **client limit**: bare official `taos` consumers of one group (as many as the bridge runs), each
-//!   polling, fetching every block and dropping it — what the official client alone can fetch.
+//!   polling, fetching every block and dropping it — what the official client alone can fetch. They run in a
+//!   process of their own (`harness bench-client`), as the bridge does; inside the bench's process they
+//!   would share the stand-in's runtime, where a request and its reply pass between tasks of one process
+//!   instead of crossing to another (`bench --client-in-process` measures that way, for comparison).
 //!
 //! Blocks are counted by the client run (both runs read the same backlog, cut the same way).
 //!
@@ -26,7 +29,7 @@ use std::{
 use serde::Serialize;
 use taos::{AsAsyncConsumer, AsyncTBuilder, IsAsyncData, MessageSet, Timeout};
 
-use super::{drain, world::BenchWorld, BenchError};
+use super::{drain, world::BenchWorld, BenchError, BenchOptions};
 
 /// One fleet shape: `tables` meters, each writing `rows_per_table` rows per round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -194,26 +197,73 @@ pub async fn unload(w: &BenchWorld, db: &str) -> Result<(), BenchError> {
 }
 
 /// What the client-limit run measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct ClientRun {
     pub rows_per_s: f64,
     pub blocks: u64,
 }
 
-/// `consumers` bare official consumers of one fresh group drain `topic` from `earliest`: each polls
-/// (`recv_timeout(Never)`, the client's own loop), fetches every block and drops it. All of them subscribe
-/// before any polls, so the group's split is settled and no row is read twice. Rows/s from the first
-/// subscribe to the last row.
-pub async fn client_limit(
-    w: &BenchWorld,
+/// One client-limit run: `consumers` bare official consumers of one fresh group drain `topic` (holding
+/// `rows` rows) from the stand-in at `addr`, within `deadline`.
+#[derive(Debug, Clone)]
+pub struct ClientLimit {
+    pub addr: String,
+    pub topic: String,
+    pub consumers: usize,
+    pub rows: u64,
+    pub deadline: Duration,
+}
+
+impl ClientLimit {
+    /// In this process: each consumer polls (`recv_timeout(Never)`, the client's own loop), fetches every
+    /// block and drops it. All of them subscribe before any polls, so the group's split is settled and no
+    /// row is read twice. Rows/s from the first subscribe to the last row.
+    pub async fn run(&self) -> Result<ClientRun, BenchError> {
+        client_limit(&self.addr, &self.topic, self.consumers, self.rows, self.deadline).await
+    }
+
+    /// In a process of its own (`bin bench-client …`, the harness binary), as the bridge runs: a client in
+    /// the stand-in's process would hand requests and replies over inside one runtime, which no deployment
+    /// does.
+    pub async fn run_in(&self, bin: &std::path::Path) -> Result<ClientRun, BenchError> {
+        let run = tokio::process::Command::new(bin)
+            .args(["bench-client", "--addr", &self.addr, "--topic", &self.topic])
+            .args(["--consumers", &self.consumers.to_string()])
+            .args(["--rows", &self.rows.to_string()])
+            .args(["--deadline-secs", &self.deadline.as_secs().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(self.deadline + Duration::from_secs(10), run)
+            .await
+            .map_err(|_| BenchError::Stalled(format!("client limit ({}): no answer", bin.display())))?
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", bin.display())))?;
+        if !out.status.success() {
+            return Err(BenchError::Setup(format!(
+                "client limit ({} bench-client): {}",
+                bin.display(),
+                out.status
+            )));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            BenchError::Setup(format!(
+                "client limit: {e} in {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            ))
+        })
+    }
+}
+
+async fn client_limit(
+    addr: &str,
     topic: &str,
     consumers: usize,
     rows: u64,
     deadline: Duration,
 ) -> Result<ClientRun, BenchError> {
     let dsn = format!(
-        "ws://root:taosdata@{}?group.id=limit-{topic}&enable.auto.commit=false&auto.offset.reset=earliest",
-        w.td.addr()
+        "ws://root:taosdata@{addr}?group.id=limit-{topic}&enable.auto.commit=false&auto.offset.reset=earliest"
     );
     let start = Instant::now();
     let mut built = Vec::new();
@@ -287,17 +337,17 @@ pub async fn client_limit(
 }
 
 /// Loads, measures (bridge, then client limit) and unloads one shape; `consumers`: the bridge's
-/// `consumers=` (`None`: automatic) and the client limit's count.
+/// `consumers=` (`None`: automatic) and the client limit's count. From `opts`: the backlog's size
+/// (`fleet_rows`), the binaries and the deadline.
 pub async fn measure(
     w: &BenchWorld,
+    opts: &BenchOptions,
     shape: Shape,
-    min_rows: u64,
     consumers: Option<usize>,
-    bridge_bin: Option<&std::path::Path>,
-    deadline: Duration,
     progress: &impl Fn(&str),
 ) -> Result<FleetRow, BenchError> {
-    let rows = backlog_rows(shape, min_rows);
+    let deadline = opts.deadline;
+    let rows = backlog_rows(shape, opts.fleet_rows);
     progress(&format!("fleet {}: loading {rows} rows", shape.name()));
     let topic = load(w, shape, rows)?;
     let end = drain::end_positions_of(w, &topic)?;
@@ -309,7 +359,7 @@ pub async fn measure(
     let from = w.tmq_dsn_for(&topic, &group, "earliest") + &param;
     let to = w.mqtt_dsn(1, &group, &format!("bench/{topic}/{{table}}"), "");
     progress(&format!("fleet {topic}: bridge"));
-    let (rows_per_s, peak_rss_kb, rewinds) = match bridge_bin {
+    let (rows_per_s, peak_rss_kb, rewinds) = match opts.bridge_bin.as_deref() {
         Some(bin) => {
             let c = drain::child_with(w, bin, &from, &to, &group, &topic, &end, rows, deadline).await?;
             (c.rows_per_s, Some(c.peak_rss_kb), None)
@@ -320,7 +370,17 @@ pub async fn measure(
         }
     };
     progress(&format!("fleet {topic}: client limit ({consumers} consumers)"));
-    let client = client_limit(w, &topic, consumers, rows, deadline).await?;
+    let limit = ClientLimit {
+        addr: w.td.addr().to_string(),
+        topic: topic.clone(),
+        consumers,
+        rows,
+        deadline,
+    };
+    let client = match opts.client_bin.as_deref() {
+        Some(bin) => limit.run_in(bin).await?,
+        None => limit.run().await?,
+    };
     unload(w, &topic).await?;
     let per_block = |rps: f64| 1e6 * rows as f64 / rps / client.blocks.max(1) as f64;
     Ok(FleetRow {

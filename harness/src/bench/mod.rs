@@ -42,6 +42,9 @@ pub struct BenchOptions {
     pub latency_rate: u64,
     /// The `tmq2mqtt` binary for the RSS run; `None` skips it (reported).
     pub bridge_bin: Option<PathBuf>,
+    /// The harness binary, to measure the fleet's client limit in a process of its own (`bench-client`);
+    /// `None`: in the bench's process.
+    pub client_bin: Option<PathBuf>,
     /// Per-phase deadline.
     pub deadline: Duration,
     /// QoS levels measured (limit and bridge).
@@ -69,6 +72,7 @@ impl BenchOptions {
             latency_for: Duration::from_secs(if quick { 3 } else { 10 }),
             latency_rate: 5_000,
             bridge_bin: crate::bridge_bin::bridge_binary(),
+            client_bin: None,
             deadline: Duration::from_secs(600),
             qos: vec![0, 1, 2],
             repeat: if quick { 1 } else { 3 },
@@ -254,16 +258,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
     };
     for &shape in &opts.fleet {
         for &consumers in &counts {
-            let row = fleet::measure(
-                &w,
-                shape,
-                opts.fleet_rows,
-                consumers,
-                opts.bridge_bin.as_deref(),
-                opts.deadline,
-                &progress,
-            )
-            .await?;
+            let row = fleet::measure(&w, opts, shape, consumers, &progress).await?;
             fleet_rows.push(row);
         }
     }
