@@ -170,6 +170,14 @@ async fn two_consumers_split_four_vgroups_and_the_survivor_takes_over_from_the_c
         (0..400).collect()
     );
 
+    // A vgroup assigned to the other consumer cannot be committed (TDengine's client checks its own
+    // vgroups: TSDB_CODE_TMQ_INVALID_VGID), and the group's commit stays where it was.
+    let theirs = *vb.first().expect("b has vgroups");
+    let before = a.committed("t", theirs).await.expect("committed");
+    let err = a.commit_offset("t", theirs, 1).await.expect_err("not a's vgroup");
+    assert_eq!(err.code(), 0x4008, "{err}");
+    assert_eq!(a.committed("t", theirs).await.expect("committed"), before);
+
     // `a` commits what it consumed and leaves; `b` takes its vgroups over from there.
     commit_positions(&a, &got_a).await;
     drop(a);

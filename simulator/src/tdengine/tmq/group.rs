@@ -519,20 +519,22 @@ impl Coordinator {
         Ok(())
     }
 
-    /// `commit_offset`: commits `offset` for a vgroup of a topic the consumer subscribes to.
+    /// `commit_offset`: commits `offset` for a vgroup assigned to the consumer. TDengine's client looks the
+    /// vgroup up among its own (`tmq_commit_offset_sync` → `getClientVg`): a vgroup that moved to another
+    /// consumer of the group is refused with `TSDB_CODE_TMQ_INVALID_VGID`, so a consumer that lost a vgroup
+    /// cannot move the group's commit behind what the new owner committed.
     pub fn commit_offset(
         &mut self,
         id: ConsumerId,
         topic: &str,
         vgroup: VgroupId,
         offset: i64,
-        log: &dyn LogBounds,
     ) -> Result<(), GroupError> {
         let m = self.member(id)?;
         if !m.topics.iter().any(|t| t == topic) {
             return Err(GroupError::TopicNotSubscribed(topic.into()));
         }
-        if !log.vgroups(topic).unwrap_or_default().contains(&vgroup) {
+        if !m.assigned.contains_key(&(topic.to_string(), vgroup)) {
             return Err(GroupError::VgroupNotAssigned(vgroup));
         }
         let group = m.group.clone();
@@ -695,6 +697,9 @@ mod tests {
         // b took vgroup 3 over from the committed offset, not from a's uncommitted position.
         assert_eq!(c.position(b, "t", 3).unwrap(), Position::At(7));
         assert_eq!(c.position(a, "t", 3), Err(GroupError::VgroupNotAssigned(3)));
+        // a lost vgroup 3: its commit is refused (TDengine's 0x4008) and the group's stays.
+        assert_eq!(c.commit_offset(a, "t", 3, 2).unwrap_err().code(), 0x4008);
+        assert_eq!(c.committed("g", "t", 3), 7);
         c.advance(b, "t", 5, 4);
         c.commit_positions(b).unwrap();
         c.leave(b, &FixedLogs).unwrap();
@@ -710,7 +715,7 @@ mod tests {
         let a = c
             .join("g", &t(), opts(OffsetReset::Latest), &FixedLogs, 0)
             .unwrap();
-        c.commit_offset(a, "t", 4, 6, &FixedLogs).unwrap();
+        c.commit_offset(a, "t", 4, 6).unwrap();
         c.leave(a, &FixedLogs).unwrap();
         assert_eq!(c.committed("g", "t", 4), 6);
         assert_eq!(c.committed("g", "t", 2), UNSET_OFFSET);

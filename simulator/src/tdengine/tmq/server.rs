@@ -266,7 +266,7 @@ impl Tmq {
         committed
     }
 
-    /// Commits `offset` for `topic` in `vgroup` (`commit_offset`), within the log's bounds.
+    /// Commits `offset` for `topic` in `vgroup` (`commit_offset`), a vgroup assigned to `id`.
     pub(crate) fn commit_offset(
         &self,
         id: ConsumerId,
@@ -274,11 +274,7 @@ impl Tmq {
         vgroup: VgroupId,
         offset: i64,
     ) -> Result<(), GroupError> {
-        let logs = self.log_snapshot(&[topic.to_string()]);
-        let committed = self
-            .coordinator
-            .lock()
-            .commit_offset(id, topic, vgroup, offset, &logs);
+        let committed = self.coordinator.lock().commit_offset(id, topic, vgroup, offset);
         self.flush_writes();
         committed
     }
