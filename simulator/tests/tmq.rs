@@ -177,6 +177,13 @@ async fn two_consumers_split_four_vgroups_and_the_survivor_takes_over_from_the_c
     let err = a.commit_offset("t", theirs, 1).await.expect_err("not a's vgroup");
     assert_eq!(err.code(), 0x4008, "{err}");
     assert_eq!(a.committed("t", theirs).await.expect("committed"), before);
+    // Nor an offset past the end of the vgroup's WAL (TSDB_CODE_TMQ_VERSION_OUT_OF_RANGE, as `seek`).
+    let mine = *va.first().expect("a has vgroups");
+    let err = a
+        .commit_offset("t", mine, 1_000_000)
+        .await
+        .expect_err("past the WAL");
+    assert_eq!(err.code(), 0x4007, "{err}");
 
     // `a` commits what it consumed and leaves; `b` takes its vgroups over from there.
     commit_positions(&a, &got_a).await;

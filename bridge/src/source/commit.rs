@@ -1,7 +1,9 @@
-//! Offset commits: coalesced per vgroup, retried until they go through — or until no consumer of the bridge
-//! holds the vgroup any more. TDengine refuses a commit for a vgroup assigned to another consumer of the group
-//! (`TSDB_CODE_TMQ_INVALID_VGID`); such a vgroup moved to another bridge, which reads it again from the group's
-//! last commit and commits what it delivers, so the refused commit is dropped, not retried for ever.
+//! Offset commits: coalesced per vgroup, retried until they go through — or until TDengine says no retry can.
+//! It refuses a commit for a vgroup assigned to another consumer of the group (`TSDB_CODE_TMQ_INVALID_VGID`):
+//! when every consumer of the bridge refuses that way, the vgroup moved to another bridge, which reads it again
+//! from the group's last commit and commits what it delivers. It refuses an offset outside the vgroup's WAL
+//! (`TSDB_CODE_TMQ_VERSION_OUT_OF_RANGE`): below its start, retention trimmed the WAL past it, and the group
+//! resumes at the start anyway. Such a commit is dropped, not retried for ever.
 
 use std::sync::Arc;
 
@@ -13,6 +15,8 @@ use crate::ledger::CommitPoint;
 
 /// TDengine's `TSDB_CODE_TMQ_INVALID_VGID`: the vgroup is not assigned to the consumer asked.
 const INVALID_VGID: i32 = 0x4008;
+/// TDengine's `TSDB_CODE_TMQ_VERSION_OUT_OF_RANGE`: the offset is outside the vgroup's WAL.
+const OUT_OF_RANGE: i32 = 0x4007;
 
 /// Commits offsets through the bridge's live consumers (the vgroup's owner first, see [`super::Consumers`]);
 /// coalesces to the newest per vgroup and keeps what failed for the next round.
@@ -75,12 +79,14 @@ impl Committer {
                 done.push(point);
                 continue;
             }
-            if assigned_elsewhere(&errors) {
+            if never_committable(&errors) {
+                let why = errors.last().map(|e| e.to_string()).unwrap_or_default();
                 tracing::info!(
                     topic = %point.topic,
                     vg,
                     offset,
-                    "commit dropped: the vgroup is assigned to a consumer of another bridge, which commits it"
+                    why,
+                    "commit dropped: the vgroup is another bridge's now, or its WAL no longer holds the offset"
                 );
                 continue;
             }
@@ -93,10 +99,13 @@ impl Committer {
     }
 }
 
-/// Whether every consumer asked refused a commit because the vgroup is not assigned to it: then none of the
-/// bridge's consumers holds it (a failure of another kind, e.g. a lost connection, is retried).
-fn assigned_elsewhere(errors: &[taos::Error]) -> bool {
-    !errors.is_empty() && errors.iter().all(|e| e.code() == INVALID_VGID)
+/// Whether every consumer asked refused a commit in a way no retry changes: the vgroup is not assigned to it,
+/// or the offset is outside the vgroup's WAL. A failure of another kind (e.g. a lost connection) is retried.
+fn never_committable(errors: &[taos::Error]) -> bool {
+    !errors.is_empty()
+        && errors
+            .iter()
+            .all(|e| e.code() == INVALID_VGID || e.code() == OUT_OF_RANGE)
 }
 
 #[cfg(test)]
@@ -104,15 +113,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_commit_is_dropped_only_when_every_consumer_says_the_vgroup_is_not_its_own() {
+    fn a_commit_is_dropped_only_when_every_consumer_refuses_it_for_good() {
         let not_ours = || taos::Error::new(INVALID_VGID, "Invalid vgroup id");
+        let trimmed = || taos::Error::new(OUT_OF_RANGE, "Offset out of range");
         let lost = || taos::Error::from_string("TDengine did not answer `commit` within 5s");
-        assert!(assigned_elsewhere(&[not_ours(), not_ours()]));
-        assert!(
-            !assigned_elsewhere(&[not_ours(), lost()]),
-            "one may still hold it"
-        );
-        assert!(!assigned_elsewhere(&[lost()]));
-        assert!(!assigned_elsewhere(&[]), "no consumer asked: retried");
+        assert!(never_committable(&[not_ours(), not_ours()]));
+        assert!(never_committable(&[trimmed()]));
+        assert!(never_committable(&[trimmed(), not_ours()]));
+        assert!(!never_committable(&[not_ours(), lost()]), "one may still hold it");
+        assert!(!never_committable(&[lost()]));
+        assert!(!never_committable(&[]), "no consumer asked: retried");
     }
 }

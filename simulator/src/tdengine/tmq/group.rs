@@ -74,6 +74,20 @@ pub trait LogBounds {
     fn bounds(&self, topic: &str, vgroup: VgroupId) -> Bounds;
 }
 
+/// `seek` and `commit_offset` take offsets from the log's first version to the one after its last
+/// (`TSDB_CODE_TMQ_VERSION_OUT_OF_RANGE` otherwise).
+fn in_wal_range(offset: i64, bounds: Bounds) -> Result<(), GroupError> {
+    let end = bounds.last + 1;
+    if offset < bounds.first.min(end) || offset > end {
+        return Err(GroupError::OffsetOutOfRange {
+            offset,
+            first: bounds.first,
+            end,
+        });
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupError {
     #[error("Consumer not exist")]
@@ -489,14 +503,7 @@ impl Coordinator {
         bounds: Bounds,
     ) -> Result<(), GroupError> {
         self.position(id, topic, vgroup)?;
-        let end = bounds.last + 1;
-        if offset < bounds.first.min(end) || offset > end {
-            return Err(GroupError::OffsetOutOfRange {
-                offset,
-                first: bounds.first,
-                end,
-            });
-        }
+        in_wal_range(offset, bounds)?;
         self.advance(id, topic, vgroup, offset);
         Ok(())
     }
@@ -519,16 +526,17 @@ impl Coordinator {
         Ok(())
     }
 
-    /// `commit_offset`: commits `offset` for a vgroup assigned to the consumer. TDengine's client looks the
-    /// vgroup up among its own (`tmq_commit_offset_sync` → `getClientVg`): a vgroup that moved to another
-    /// consumer of the group is refused with `TSDB_CODE_TMQ_INVALID_VGID`, so a consumer that lost a vgroup
-    /// cannot move the group's commit behind what the new owner committed.
+    /// `commit_offset`: commits `offset` for a vgroup assigned to the consumer, within the vgroup's log (as
+    /// `seek`). TDengine's client checks both (`tmq_commit_offset_sync` → `getClientVg`, `checkWalRange`): a
+    /// vgroup that moved to another consumer of the group is refused with `TSDB_CODE_TMQ_INVALID_VGID`, so a
+    /// consumer that lost a vgroup cannot move the group's commit behind what the new owner committed.
     pub fn commit_offset(
         &mut self,
         id: ConsumerId,
         topic: &str,
         vgroup: VgroupId,
         offset: i64,
+        bounds: Bounds,
     ) -> Result<(), GroupError> {
         let m = self.member(id)?;
         if !m.topics.iter().any(|t| t == topic) {
@@ -537,6 +545,7 @@ impl Coordinator {
         if !m.assigned.contains_key(&(topic.to_string(), vgroup)) {
             return Err(GroupError::VgroupNotAssigned(vgroup));
         }
+        in_wal_range(offset, bounds)?;
         let group = m.group.clone();
         self.set_committed(&group, (topic.to_string(), vgroup), offset);
         Ok(())
@@ -698,7 +707,13 @@ mod tests {
         assert_eq!(c.position(b, "t", 3).unwrap(), Position::At(7));
         assert_eq!(c.position(a, "t", 3), Err(GroupError::VgroupNotAssigned(3)));
         // a lost vgroup 3: its commit is refused (TDengine's 0x4008) and the group's stays.
-        assert_eq!(c.commit_offset(a, "t", 3, 2).unwrap_err().code(), 0x4008);
+        let log = Bounds { first: 1, last: 10 };
+        assert_eq!(c.commit_offset(a, "t", 3, 2, log).unwrap_err().code(), 0x4008);
+        // Outside the vgroup's log, as `seek`: 0x4007.
+        assert_eq!(c.commit_offset(a, "t", 4, 12, log).unwrap_err().code(), 0x4007);
+        assert_eq!(c.commit_offset(a, "t", 4, 0, log).unwrap_err().code(), 0x4007);
+        c.commit_offset(a, "t", 4, 11, log).unwrap();
+        assert_eq!(c.committed("g", "t", 4), 11);
         assert_eq!(c.committed("g", "t", 3), 7);
         c.advance(b, "t", 5, 4);
         c.commit_positions(b).unwrap();
@@ -715,7 +730,8 @@ mod tests {
         let a = c
             .join("g", &t(), opts(OffsetReset::Latest), &FixedLogs, 0)
             .unwrap();
-        c.commit_offset(a, "t", 4, 6).unwrap();
+        c.commit_offset(a, "t", 4, 6, Bounds { first: 1, last: 10 })
+            .unwrap();
         c.leave(a, &FixedLogs).unwrap();
         assert_eq!(c.committed("g", "t", 4), 6);
         assert_eq!(c.committed("g", "t", 2), UNSET_OFFSET);

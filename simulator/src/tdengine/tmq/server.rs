@@ -266,15 +266,20 @@ impl Tmq {
         committed
     }
 
-    /// Commits `offset` for `topic` in `vgroup` (`commit_offset`), a vgroup assigned to `id`.
+    /// Commits `offset` for `topic` in `vgroup` (`commit_offset`), a vgroup assigned to `id`, within `bounds`
+    /// (its log's, read before the coordinator lock).
     pub(crate) fn commit_offset(
         &self,
         id: ConsumerId,
         topic: &str,
         vgroup: VgroupId,
         offset: i64,
+        bounds: Bounds,
     ) -> Result<(), GroupError> {
-        let committed = self.coordinator.lock().commit_offset(id, topic, vgroup, offset);
+        let committed = self
+            .coordinator
+            .lock()
+            .commit_offset(id, topic, vgroup, offset, bounds);
         self.flush_writes();
         committed
     }

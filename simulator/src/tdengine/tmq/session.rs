@@ -379,8 +379,10 @@ impl Session {
             }
             Request::CommitOffset(a) => {
                 let consumer = self.consumer()?;
+                let spec = self.spec(&a.topic)?;
+                let bounds = self.tmq.backend.wal_bounds(&spec.db, a.vgroup_id);
                 self.tmq
-                    .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset)
+                    .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset, bounds)
                     .map_err(group_err)?;
                 ok(
                     action,
