@@ -712,13 +712,26 @@ async fn drive(
     let mut sent = Sent::default();
     let mut resends = Resends::default();
     loop {
-        match el.poll().await {
+        // rumqttc's poll runs to its end, but for a held session whose re-sent flows stopped ending: then the
+        // connection is dropped below (its state goes with it) and the flows are sent again on a new one.
+        let polled = match resends.give_up_at() {
+            Some(at) => tokio::select! {
+                biased;
+                polled = el.poll() => polled,
+                _ = tokio::time::sleep_until(at.into()) => Err(PollError::Retry(format!(
+                    "no answer to the re-sent flows for {:?}; reconnecting to send them again",
+                    resends::PATIENCE
+                ))),
+            },
+            None => el.poll().await,
+        };
+        match polled {
             Ok(Polled::ConnAck { session_present }) => {
                 connected = true;
                 attempt = 0;
                 session += 1;
                 tracing::info!(session, session_present, "connected to MQTT broker");
-                match resends.connected(session_present) {
+                match resends.connected(session_present, std::time::Instant::now()) {
                     Some(present) => open_session(&gate, &tx, session, present),
                     None => {
                         tracing::info!(n = resends.open(), "waiting for the re-sent flows to complete")
@@ -732,7 +745,9 @@ async fn drive(
                         sent.saw(pkid);
                         None
                     }
-                    Polled::Acked(p) | Polled::Completed(p) | Polled::Rejected(p, _) => resends.ended(p),
+                    Polled::Acked(p) | Polled::Completed(p) | Polled::Rejected(p, _) => {
+                        resends.ended(p, std::time::Instant::now())
+                    }
                     _ => None,
                 };
                 // The event first: it belongs to the session's re-sends.
