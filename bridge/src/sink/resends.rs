@@ -16,13 +16,19 @@ use std::time::{Duration, Instant};
 /// How long a held session waits for the next re-sent flow to end before its connection is dropped.
 pub(super) const PATIENCE: Duration = Duration::from_secs(5);
 
-/// The re-sent flows still open, and the held session's `session_present` while one is held.
+/// The re-sent flows still open, and the held session while one is held.
 #[derive(Debug, Default)]
 pub(super) struct Resends {
     open: Vec<u16>,
-    held: Option<bool>,
-    /// While held: when the session was held or a re-sent flow last ended.
-    progress: Option<Instant>,
+    held: Option<Held>,
+}
+
+/// A session held until its re-sent flows complete.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    session_present: bool,
+    /// When the session was held or a re-sent flow last ended.
+    progress: Instant,
 }
 
 impl Resends {
@@ -30,7 +36,6 @@ impl Resends {
     pub fn lost(&mut self, queued: Vec<u16>) {
         self.open = queued;
         self.held = None;
-        self.progress = None;
     }
 
     /// CONNACK: `Some(session_present)` when the session may open now; `None` while it is held. Without a
@@ -42,8 +47,10 @@ impl Resends {
         if self.open.is_empty() {
             return Some(session_present);
         }
-        self.held = Some(session_present);
-        self.progress = Some(now);
+        self.held = Some(Held {
+            session_present,
+            progress: now,
+        });
         None
     }
 
@@ -53,19 +60,17 @@ impl Resends {
         let before = self.open.len();
         self.open.retain(|p| *p != pkid);
         if self.open.is_empty() {
-            self.progress = None;
-            self.held.take()
-        } else {
-            if self.open.len() < before && self.held.is_some() {
-                self.progress = Some(now);
-            }
-            None
+            return self.held.take().map(|h| h.session_present);
         }
+        if let (Some(h), true) = (&mut self.held, self.open.len() < before) {
+            h.progress = now;
+        }
+        None
     }
 
     /// While a session is held: when its connection is to be dropped if no re-sent flow ends before.
     pub fn give_up_at(&self) -> Option<Instant> {
-        self.held.and(self.progress).map(|t| t + PATIENCE)
+        self.held.map(|h| h.progress + PATIENCE)
     }
 
     /// Re-sent flows still open.

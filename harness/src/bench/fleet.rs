@@ -219,7 +219,86 @@ impl ClientLimit {
     /// block and drops it. All of them subscribe before any polls, so the group's split is settled and no
     /// row is read twice. Rows/s from the first subscribe to the last row.
     pub async fn run(&self) -> Result<ClientRun, BenchError> {
-        client_limit(&self.addr, &self.topic, self.consumers, self.rows, self.deadline).await
+        let Self {
+            addr,
+            topic,
+            consumers,
+            rows,
+            deadline,
+        } = self;
+        let (consumers, rows, deadline) = (*consumers, *rows, *deadline);
+        let dsn = format!(
+            "ws://root:taosdata@{addr}?group.id=limit-{topic}&enable.auto.commit=false&auto.offset.reset=earliest"
+        );
+        let start = Instant::now();
+        let mut built = Vec::new();
+        for _ in 0..consumers.max(1) {
+            let mut c = taos::TmqBuilder::from_dsn(&dsn)
+                .map_err(|e| BenchError::Setup(format!("client limit: {e}")))?
+                .build()
+                .await
+                .map_err(|e| BenchError::Setup(format!("client limit: {e}")))?;
+            c.subscribe([topic])
+                .await
+                .map_err(|e| BenchError::Setup(format!("client limit: subscribe {topic}: {e}")))?;
+            built.push(c);
+        }
+        let seen = Arc::new(AtomicU64::new(0));
+        let blocks = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for c in built {
+            let (seen, blocks, done) = (seen.clone(), blocks.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let (_, set) = c.recv_timeout(Timeout::Never).await?.expect("never times out");
+                    let data = match set {
+                        MessageSet::Data(d) | MessageSet::MetaData(_, d) => d,
+                        MessageSet::Meta(_) => continue,
+                    };
+                    while let Some(block) = data.fetch_raw_block().await? {
+                        blocks.fetch_add(1, Relaxed);
+                        if seen.fetch_add(block.nrows() as u64, Relaxed) + block.nrows() as u64 >= rows {
+                            done.notify_one();
+                        }
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), taos::Error>(())
+            }));
+        }
+        let give_up = tokio::time::Instant::now() + deadline;
+        while seen.load(Relaxed) < rows {
+            if tasks.iter().any(|t| t.is_finished()) {
+                let failed = tasks.into_iter().find(|t| t.is_finished()).expect("one finished");
+                let why = match failed.await {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => "ended".into(),
+                    Err(e) => e.to_string(),
+                };
+                return Err(BenchError::Setup(format!("client limit: consumer failed: {why}")));
+            }
+            if tokio::time::timeout_at(give_up, done.notified()).await.is_err() {
+                return Err(BenchError::Stalled(format!(
+                    "client limit: {} of {rows} rows",
+                    seen.load(Relaxed)
+                )));
+            }
+        }
+        let dt = start.elapsed();
+        for t in &tasks {
+            t.abort();
+        }
+        let got = seen.load(Relaxed);
+        if got != rows {
+            return Err(BenchError::Setup(format!(
+                "client limit: read {got} rows, expected {rows}"
+            )));
+        }
+        Ok(ClientRun {
+            rows_per_s: rows as f64 / dt.as_secs_f64(),
+            blocks: blocks.load(Relaxed),
+        })
     }
 
     /// In a process of its own (`bin bench-client …`, the harness binary), as the bridge runs: a client in
@@ -253,87 +332,6 @@ impl ClientLimit {
             ))
         })
     }
-}
-
-async fn client_limit(
-    addr: &str,
-    topic: &str,
-    consumers: usize,
-    rows: u64,
-    deadline: Duration,
-) -> Result<ClientRun, BenchError> {
-    let dsn = format!(
-        "ws://root:taosdata@{addr}?group.id=limit-{topic}&enable.auto.commit=false&auto.offset.reset=earliest"
-    );
-    let start = Instant::now();
-    let mut built = Vec::new();
-    for _ in 0..consumers.max(1) {
-        let mut c = taos::TmqBuilder::from_dsn(&dsn)
-            .map_err(|e| BenchError::Setup(format!("client limit: {e}")))?
-            .build()
-            .await
-            .map_err(|e| BenchError::Setup(format!("client limit: {e}")))?;
-        c.subscribe([topic])
-            .await
-            .map_err(|e| BenchError::Setup(format!("client limit: subscribe {topic}: {e}")))?;
-        built.push(c);
-    }
-    let seen = Arc::new(AtomicU64::new(0));
-    let blocks = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(tokio::sync::Notify::new());
-    let mut tasks = Vec::new();
-    for c in built {
-        let (seen, blocks, done) = (seen.clone(), blocks.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let (_, set) = c.recv_timeout(Timeout::Never).await?.expect("never times out");
-                let data = match set {
-                    MessageSet::Data(d) | MessageSet::MetaData(_, d) => d,
-                    MessageSet::Meta(_) => continue,
-                };
-                while let Some(block) = data.fetch_raw_block().await? {
-                    blocks.fetch_add(1, Relaxed);
-                    if seen.fetch_add(block.nrows() as u64, Relaxed) + block.nrows() as u64 >= rows {
-                        done.notify_one();
-                    }
-                }
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), taos::Error>(())
-        }));
-    }
-    let give_up = tokio::time::Instant::now() + deadline;
-    while seen.load(Relaxed) < rows {
-        if tasks.iter().any(|t| t.is_finished()) {
-            let failed = tasks.into_iter().find(|t| t.is_finished()).expect("one finished");
-            let why = match failed.await {
-                Ok(Err(e)) => e.to_string(),
-                Ok(Ok(())) => "ended".into(),
-                Err(e) => e.to_string(),
-            };
-            return Err(BenchError::Setup(format!("client limit: consumer failed: {why}")));
-        }
-        if tokio::time::timeout_at(give_up, done.notified()).await.is_err() {
-            return Err(BenchError::Stalled(format!(
-                "client limit: {} of {rows} rows",
-                seen.load(Relaxed)
-            )));
-        }
-    }
-    let dt = start.elapsed();
-    for t in &tasks {
-        t.abort();
-    }
-    let got = seen.load(Relaxed);
-    if got != rows {
-        return Err(BenchError::Setup(format!(
-            "client limit: read {got} rows, expected {rows}"
-        )));
-    }
-    Ok(ClientRun {
-        rows_per_s: rows as f64 / dt.as_secs_f64(),
-        blocks: blocks.load(Relaxed),
-    })
 }
 
 /// Loads, measures (bridge, then client limit) and unloads one shape; `consumers`: the bridge's

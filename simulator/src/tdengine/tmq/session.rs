@@ -21,7 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::cut::{next_message, Cursor, Limits, VersionModel};
 use super::group::DEFAULT_AUTO_COMMIT_INTERVAL_MS;
-use super::group::{ConsumerId, ConsumerOptions, OffsetReset, Position, VgroupId};
+use super::group::{Bounds, ConsumerId, ConsumerOptions, OffsetReset, Position, VgroupId};
 use super::message::{Message, Snapshot, TopicSpec};
 use super::proto::{self, Request};
 use super::raw::{self, RawContext};
@@ -379,8 +379,7 @@ impl Session {
             }
             Request::CommitOffset(a) => {
                 let consumer = self.consumer()?;
-                let spec = self.spec(&a.topic)?;
-                let bounds = self.tmq.backend.wal_bounds(&spec.db, a.vgroup_id);
+                let bounds = self.wal_bounds(&a.topic, a.vgroup_id)?;
                 self.tmq
                     .commit_offset(consumer, &a.topic, a.vgroup_id, a.offset, bounds)
                     .map_err(group_err)?;
@@ -397,8 +396,7 @@ impl Session {
             }
             Request::Seek(a) => {
                 let consumer = self.consumer()?;
-                let spec = self.spec(&a.topic)?;
-                let bounds = self.tmq.backend.wal_bounds(&spec.db, a.vgroup_id);
+                let bounds = self.wal_bounds(&a.topic, a.vgroup_id)?;
                 self.tmq
                     .coordinator
                     .lock()
@@ -565,6 +563,12 @@ impl Session {
         sub.consumer = id;
         self.snapshots.clear();
         Ok(id)
+    }
+
+    /// The log bounds of `vgroup` in a subscribed topic's database (what `seek` and `commit_offset` check).
+    fn wal_bounds(&self, topic: &str, vgroup: VgroupId) -> Result<Bounds, TdError> {
+        let spec = self.spec(topic)?;
+        Ok(self.tmq.backend.wal_bounds(&spec.db, vgroup))
     }
 
     fn spec(&self, topic: &str) -> Result<TopicSpec, TdError> {
