@@ -42,6 +42,9 @@ async fn tiny_bench_runs_every_phase() {
     for f in &r.fleet {
         assert!(f.rows_per_s > 0.0 && f.client_rows_per_s > 0.0, "{f:?}");
         assert!((f.ratio - f.rows_per_s / f.client_rows_per_s).abs() < 1e-9);
+        assert!(f.publisher_rows_per_s > 0.0, "{f:?}");
+        let bound = f.client_rows_per_s.min(f.publisher_rows_per_s);
+        assert!((f.ratio_to_bound - f.rows_per_s / bound).abs() < 1e-9, "{f:?}");
         assert!((f.rows_per_block - f.rows as f64 / f.blocks as f64).abs() < 1e-9);
         assert!(f.peak_rss_kb.is_none() && f.rewinds.is_some());
     }
@@ -53,6 +56,8 @@ async fn tiny_bench_runs_every_phase() {
         "rows_per_s",
         "us_per_block",
         "peak_rss_kb",
+        "publisher_rows_per_s",
+        "ratio_to_bound",
     ] {
         assert!(
             json["fleet"][0].get(key).is_some(),

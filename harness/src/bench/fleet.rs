@@ -12,6 +12,11 @@
 //!   would share the stand-in's runtime, where a request and its reply pass between tasks of one process
 //!   instead of crossing to another (`bench --client-in-process` measures that way, for comparison).
 //!
+//! - the **publisher limit**: a bare rumqttc publisher sending as many QoS 1 messages of the same columns to
+//!   as many topics (one per table) — what the MQTT side alone can take. The bridge can outrun neither end,
+//!   so its ratio to the slower of the two (`ratio_to_bound`) says how close it comes to what this machine
+//!   allows; where blocks are big (10 tables) fetching alone runs several times faster than any publisher.
+//!
 //! Blocks are counted by the client run (both runs read the same backlog, cut the same way).
 //!
 //! A shape may also be written **one row per INSERT** (`single`: devices reporting one reading at a time).
@@ -29,7 +34,7 @@ use std::{
 use serde::Serialize;
 use taos::{AsAsyncConsumer, AsyncTBuilder, IsAsyncData, MessageSet, Timeout};
 
-use super::{drain, world::BenchWorld, BenchError, BenchOptions};
+use super::{drain, limit, world, world::BenchWorld, BenchError, BenchOptions};
 
 /// One fleet shape: `tables` meters, each writing `rows_per_table` rows per round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +79,10 @@ pub struct FleetRow {
     pub client_us_per_block: f64,
     /// Bridge / client limit.
     pub ratio: f64,
+    /// The bare rumqttc publisher's rows/s (QoS 1, one topic per table).
+    pub publisher_rows_per_s: f64,
+    /// Bridge / the slower of the client and publisher limits.
+    pub ratio_to_bound: f64,
     /// Polls cut short that had to be sought back (in-process runs only).
     pub rewinds: Option<u64>,
 }
@@ -380,6 +389,8 @@ pub async fn measure(
         None => limit.run().await?,
     };
     unload(w, &topic).await?;
+    progress(&format!("fleet {topic}: publisher limit"));
+    let publisher = publisher_limit(w, shape, rows, opts.deadline).await?;
     let per_block = |rps: f64| 1e6 * rows as f64 / rps / client.blocks.max(1) as f64;
     Ok(FleetRow {
         tables: shape.tables,
@@ -395,8 +406,25 @@ pub async fn measure(
         client_rows_per_s: client.rows_per_s,
         client_us_per_block: per_block(client.rows_per_s),
         ratio: rows_per_s / client.rows_per_s,
+        publisher_rows_per_s: publisher,
+        ratio_to_bound: rows_per_s / client.rows_per_s.min(publisher),
         rewinds,
     })
+}
+
+/// The bare publisher's QoS 1 rows/s for a shape: `rows` messages with the bridge's payloads of the bench's
+/// meters (the fleet's columns), one topic per table.
+async fn publisher_limit(
+    w: &BenchWorld,
+    shape: Shape,
+    rows: u64,
+    deadline: Duration,
+) -> Result<f64, BenchError> {
+    let payloads: Vec<bytes::Bytes> = (0..1000u64)
+        .map(|id| bytes::Bytes::from(world::row_payload(id, 2 + (id % 4) as i32, rows as i64)))
+        .collect();
+    let broker = w.broker.v4_addr().expect("v4 listener");
+    limit::publish_rate(broker, 1, &payloads, shape.tables, rows, deadline).await
 }
 
 #[cfg(test)]

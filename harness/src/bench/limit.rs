@@ -20,12 +20,14 @@ fn qos_of(q: u8) -> QoS {
     }
 }
 
-/// Publishes `count` messages (cycling through `payloads`, topics `limit/d{i % 8}`) and returns acknowledged
-/// messages per second: written to the socket (QoS 0), PUBACK (QoS 1), PUBCOMP (QoS 2).
+/// Publishes `count` messages (cycling through `payloads` and `topics` topics `limit/q{qos}/d{i % topics}`:
+/// 8 for the 8-table backlog, one per table for a fleet shape) and returns acknowledged messages per second:
+/// written to the socket (QoS 0), PUBACK (QoS 1), PUBCOMP (QoS 2).
 pub async fn publish_rate(
     broker: SocketAddr,
     qos: u8,
     payloads: &[Bytes],
+    topics: u64,
     count: u64,
     deadline: Duration,
 ) -> Result<f64, BenchError> {
@@ -42,7 +44,9 @@ pub async fn publish_rate(
     net.set_tcp_nodelay(qos == 2);
     el.set_network_options(net);
 
-    let topics: Vec<String> = (0..8).map(|t| format!("limit/q{qos}/d{t}")).collect();
+    let topics: Vec<String> = (0..topics.clamp(1, count.max(1)))
+        .map(|t| format!("limit/q{qos}/d{t}"))
+        .collect();
     let payloads = payloads.to_vec();
     let mut started = None;
     let mut publisher = None;

@@ -209,7 +209,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
                 opts.limit_messages
             ));
             let limit =
-                limit::publish_rate(broker, qos, &payloads, opts.limit_messages, opts.deadline).await?;
+                limit::publish_rate(broker, qos, &payloads, 8, opts.limit_messages, opts.deadline).await?;
             progress(&format!("bridge QoS {qos}{round}: {} rows", opts.rows));
             let label = if i == 0 {
                 format!("q{qos}")
@@ -356,14 +356,14 @@ pub fn table(r: &BenchReport) -> String {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "fleet shapes (4 vgroups, INSERTs of {} rows, QoS 1, default parameters; client limit: as many bare `taos` consumers as the bridge runs)",
+            "fleet shapes (4 vgroups, INSERTs of {} rows, QoS 1, default parameters; client limit: as many bare `taos` consumers as the bridge runs; publisher: bare rumqttc, QoS 1, a topic per table; bound: the slower of the two)",
             fleet::BATCH_ROWS
         );
         let _ = writeln!(
             s,
-            "| tables | rows/table/round | INSERTs | rows | blocks | rows/block | bridge rows/s | µs/block | peak RSS | consumers | client rows/s | client µs/block | ratio |"
+            "| tables | rows/table/round | INSERTs | rows | blocks | rows/block | bridge rows/s | µs/block | peak RSS | consumers | client rows/s | client µs/block | ratio | publisher rows/s | ratio to bound |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for f in &r.fleet {
             let rss = f
                 .peak_rss_kb
@@ -371,7 +371,7 @@ pub fn table(r: &BenchReport) -> String {
                 .unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {:.0} | {:.1} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.2} |",
                 f.tables,
                 f.rows_per_table,
                 if f.single { "one row each" } else { "≤ 5000 rows" },
@@ -384,7 +384,9 @@ pub fn table(r: &BenchReport) -> String {
                 f.consumers,
                 f.client_rows_per_s,
                 f.client_us_per_block,
-                f.ratio
+                f.ratio,
+                f.publisher_rows_per_s,
+                f.ratio_to_bound
             );
         }
     }

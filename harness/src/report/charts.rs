@@ -408,14 +408,14 @@ pub fn curves(caption: &str, x_desc: &str, y_desc: &str, curves: &[Curve<'_>]) -
 }
 
 /// The fleet-shape curve: rows/s against the number of tables (log scale), the bridge beside the bare
-/// official client's limit, one pair of lines per rows-per-table.
+/// official client's limit and the bare MQTT publisher's, three lines per rows-per-table.
 pub fn fleet(rows: &[FleetRow]) -> Result<String, ChartError> {
     draw("fleet", |root| {
         let x_min = rows.iter().map(|r| r.tables).min().unwrap_or(1).max(1) as f64;
         let x_max = rows.iter().map(|r| r.tables).max().unwrap_or(10).max(10) as f64;
         let y_max = rows
             .iter()
-            .map(|r| r.rows_per_s.max(r.client_rows_per_s))
+            .map(|r| r.rows_per_s.max(r.client_rows_per_s).max(r.publisher_rows_per_s))
             .fold(1.0f64, f64::max);
         let mut chart = frame(
             root,
@@ -442,14 +442,12 @@ pub fn fleet(rows: &[FleetRow]) -> Result<String, ChartError> {
                 v.sort_by(|a, b| a.0.total_cmp(&b.0));
                 v
             };
-            for (what, points, dashed) in [
-                ("tmq2mqtt", of(|r| r.rows_per_s), false),
-                ("official client alone", of(|r| r.client_rows_per_s), true),
+            for (what, points, shade) in [
+                ("tmq2mqtt", of(|r| r.rows_per_s), 1.0),
+                ("official client alone", of(|r| r.client_rows_per_s), 0.5),
+                ("MQTT publisher alone", of(|r| r.publisher_rows_per_s), 0.25),
             ] {
-                let style = match dashed {
-                    true => colour.mix(0.5).stroke_width(2),
-                    false => colour.stroke_width(2),
-                };
+                let style = colour.mix(shade).stroke_width(2);
                 chart
                     .draw_series(LineSeries::new(points.iter().copied(), style))?
                     .label(format!("{what}, {n} row(s)/table"))
@@ -528,7 +526,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fleet_curve_has_a_bridge_and_a_client_line_per_rows_per_table() {
+    fn the_fleet_curve_has_a_bridge_a_client_and_a_publisher_line_per_rows_per_table() {
         let row = |tables: u64, rows_per_table: u64| FleetRow {
             tables,
             rows_per_table,
@@ -543,6 +541,8 @@ mod tests {
             client_rows_per_s: 1200.0,
             client_us_per_block: 150.0,
             ratio: 0.8,
+            publisher_rows_per_s: 3000.0,
+            ratio_to_bound: 0.8,
             rewinds: None,
         };
         let rows: Vec<_> = [10, 1000, 100_000]
@@ -552,10 +552,11 @@ mod tests {
         let svg = fleet(&rows).unwrap();
         assert_eq!(
             polyline_lengths(&svg).iter().filter(|n| **n == 3).count(),
-            4,
-            "4 lines of 3 shapes"
+            6,
+            "6 lines of 3 shapes"
         );
         assert!(svg.contains("official client alone, 2 row(s)/table"));
+        assert!(svg.contains("MQTT publisher alone, 1 row(s)/table"));
     }
 
     #[test]

@@ -382,7 +382,7 @@ fn list(out: &mut String, class: &str, title: &str, items: &[String]) {
     out.push_str("</ul>\n");
 }
 
-/// The page of a benchmark.
+/// The page of a benchmark: the sections of the phases that ran.
 pub fn bench_page(command: &str, r: &BenchReport) -> String {
     let mut out = String::new();
     head(&mut out, "tmq2mqtt benchmark");
@@ -390,63 +390,15 @@ pub fn bench_page(command: &str, r: &BenchReport) -> String {
     versions(&mut out);
     let _ = writeln!(
         out,
-        "<p class=\"muted\">machine: {} · backlog {} rows · limit {} messages · payload {} bytes · command: <code>{}</code></p>",
+        "<p class=\"muted\">machine: {} · command: <code>{}</code></p>",
         esc(&r.machine),
-        r.rows,
-        r.limit_messages,
-        r.payload_bytes,
         esc(command)
     );
-    out.push_str("<section><h2>Throughput per QoS</h2>");
-    let bars: Vec<QosBars> = r
-        .qos
-        .iter()
-        .map(|q| QosBars {
-            qos: q.qos,
-            limit: q.limit,
-            bridge: q.bridge,
-        })
-        .collect();
-    chart(
-        &mut out,
-        charts::bench_bars(&bars),
-        "The limit is a bare rumqttc publisher against the same broker in the same run; the bridge drains a \
-         TDengine backlog of the same rows. Medians of the repeated pairs.",
-    );
-    out.push_str("<table><tr><th>QoS</th><th>limit msg/s</th><th>bridge rows/s</th><th>bridge / limit</th><th class=\"l\">every pair (limit, bridge)</th></tr>\n");
-    for q in &r.qos {
-        let pairs: Vec<String> = q.runs.iter().map(|(l, b)| format!("({l:.0}, {b:.0})")).collect();
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}</td><td class=\"l\">{}</td></tr>",
-            q.qos,
-            q.limit,
-            q.bridge,
-            q.ratio,
-            pairs.join(" ")
-        );
+    if !r.qos.is_empty() {
+        qos_section(&mut out, r);
     }
-    out.push_str("</table></section>\n");
     if !r.fleet.is_empty() {
-        out.push_str("<section><h2>Fleet shape</h2>");
-        chart(
-            &mut out,
-            charts::fleet(&r.fleet),
-            "Many tables, a row or two each: the bridge's rows/s beside bare official <code>taos</code> consumers that \
-             poll, fetch every block and drop it (as many as the bridge uses), same backlog, same run.",
-        );
-        out.push_str("<table><tr><th>tables</th><th>rows/table</th><th>rows/s</th><th>client limit rows/s</th><th>ratio</th><th>µs/block</th><th>rows/block</th><th>peak RSS MiB</th></tr>\n");
-        for f in &r.fleet {
-            let rss = f
-                .peak_rss_kb
-                .map_or("–".to_string(), |kb| format!("{:.1}", kb as f64 / 1024.0));
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}</td><td>{:.0}</td><td>{:.1}</td><td>{}</td></tr>",
-                f.tables, f.rows_per_table, f.rows_per_s, f.client_rows_per_s, f.ratio, f.us_per_block, f.rows_per_block, rss
-            );
-        }
-        out.push_str("</table></section>\n");
+        fleet_section(&mut out, r);
     }
     if let Some(l) = &r.latency {
         out.push_str("<section><h2>Latency</h2>");
@@ -494,6 +446,71 @@ pub fn bench_page(command: &str, r: &BenchReport) -> String {
     out
 }
 
+/// The 8-table backlog per QoS: the bridge beside the bare publisher.
+fn qos_section(out: &mut String, r: &BenchReport) {
+    out.push_str("<section><h2>Throughput per QoS</h2>");
+    let _ = writeln!(
+        out,
+        "<p class=\"muted\">backlog {} rows · limit {} messages · payload {} bytes</p>",
+        r.rows, r.limit_messages, r.payload_bytes
+    );
+    let bars: Vec<QosBars> = r
+        .qos
+        .iter()
+        .map(|q| QosBars {
+            qos: q.qos,
+            limit: q.limit,
+            bridge: q.bridge,
+        })
+        .collect();
+    chart(
+        out,
+        charts::bench_bars(&bars),
+        "The limit is a bare rumqttc publisher against the same broker in the same run; the bridge drains a \
+         TDengine backlog of the same rows. Medians of the repeated pairs.",
+    );
+    out.push_str("<table><tr><th>QoS</th><th>limit msg/s</th><th>bridge rows/s</th><th>bridge / limit</th><th class=\"l\">every pair (limit, bridge)</th></tr>\n");
+    for q in &r.qos {
+        let pairs: Vec<String> = q.runs.iter().map(|(l, b)| format!("({l:.0}, {b:.0})")).collect();
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}</td><td class=\"l\">{}</td></tr>",
+            q.qos,
+            q.limit,
+            q.bridge,
+            q.ratio,
+            pairs.join(" ")
+        );
+    }
+    out.push_str("</table></section>\n");
+}
+
+/// The fleet-shape phase: its curve and table.
+fn fleet_section(out: &mut String, r: &BenchReport) {
+    out.push_str("<section><h2>Fleet shape</h2>");
+    chart(
+        out,
+        charts::fleet(&r.fleet),
+        "Many tables, a row or two each: the bridge's rows/s beside bare official <code>taos</code> consumers that \
+         poll, fetch every block and drop it (as many as the bridge uses), and a bare rumqttc publisher sending as many \
+         QoS 1 messages to a topic per table, same backlog, same run. The bridge can outrun neither: the ratio to \
+         the bound is to the slower of the two.",
+    );
+    out.push_str("<table><tr><th>tables</th><th>rows/table</th><th>rows/s</th><th>client limit rows/s</th><th>ratio</th><th>publisher rows/s</th><th>ratio to bound</th><th>µs/block</th><th>rows/block</th><th>peak RSS MiB</th></tr>\n");
+    for f in &r.fleet {
+        let rss = f
+            .peak_rss_kb
+            .map_or("–".to_string(), |kb| format!("{:.1}", kb as f64 / 1024.0));
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}</td><td>{:.0}</td><td>{:.2}</td><td>{:.0}</td><td>{:.1}</td><td>{}</td></tr>",
+            f.tables, f.rows_per_table, f.rows_per_s, f.client_rows_per_s, f.ratio, f.publisher_rows_per_s,
+            f.ratio_to_bound, f.us_per_block, f.rows_per_block, rss
+        );
+    }
+    out.push_str("</table></section>\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,5 +519,38 @@ mod tests {
     fn text_is_escaped_and_anchors_are_plain() {
         assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
         assert_eq!(anchor("cut-mid qos1"), "s-cut-mid-qos1");
+    }
+
+    #[test]
+    fn a_bench_page_shows_only_the_phases_that_ran() {
+        let mut r = BenchReport {
+            machine: "m".into(),
+            rows: 10,
+            limit_messages: 10,
+            payload_bytes: 200,
+            qos: Vec::new(),
+            batch_rows_per_s: None,
+            latency: None,
+            peak_rss_kb: None,
+            child_rows_per_s: None,
+            fleet: Vec::new(),
+            notes: Vec::new(),
+        };
+        let fleet_only = bench_page("harness bench --tables 10", &r);
+        assert!(!fleet_only.contains("Throughput per QoS"), "{fleet_only}");
+        assert!(!fleet_only.contains("payload 200 bytes"), "{fleet_only}");
+        r.qos.push(crate::bench::QosRow {
+            qos: 1,
+            limit: 2.0,
+            bridge: 1.0,
+            ratio: 0.5,
+            runs: vec![(2.0, 1.0)],
+        });
+        let page = bench_page("harness bench --qos 1", &r);
+        assert!(
+            page.contains("Throughput per QoS") && page.contains("payload 200 bytes"),
+            "{page}"
+        );
+        assert!(page.contains("<td>0.50</td>"), "{page}");
     }
 }
