@@ -12,8 +12,9 @@
 //!   would share the stand-in's runtime, where a request and its reply pass between tasks of one process
 //!   instead of crossing to another (`bench --client-in-process` measures that way, for comparison).
 //!
-//! - the **publisher limit**: a bare rumqttc publisher sending as many QoS 1 messages of the same columns to
-//!   as many topics (one per table) — what the MQTT side alone can take. The bridge can outrun neither end,
+//! - the **publisher limit**: a bare rumqttc publisher sending QoS 1 messages of the same columns to a topic
+//!   per table (as many messages as rows, at least 200,000 or the bench's `limit_messages` if smaller) —
+//!   what the MQTT side alone can take. The bridge can outrun neither end,
 //!   so its ratio to the slower of the two (`ratio_to_bound`) says how close it comes to what this machine
 //!   allows; where blocks are big (10 tables) fetching alone runs several times faster than any publisher.
 //!
@@ -390,7 +391,9 @@ pub async fn measure(
     };
     unload(w, &topic).await?;
     progress(&format!("fleet {topic}: publisher limit"));
-    let publisher = publisher_limit(w, shape, rows, opts.deadline).await?;
+    // Never fewer messages than the 8-table limit's quick run sends: a short run is mostly its ramp.
+    let messages = rows.max(opts.limit_messages.min(PUBLISHER_MIN_MESSAGES));
+    let publisher = publisher_limit(w, shape, messages, opts.deadline).await?;
     let per_block = |rps: f64| 1e6 * rows as f64 / rps / client.blocks.max(1) as f64;
     Ok(FleetRow {
         tables: shape.tables,
@@ -411,6 +414,9 @@ pub async fn measure(
         rewinds,
     })
 }
+
+/// The publisher limit sends at least this many messages (fewer only when the bench's own limit does).
+const PUBLISHER_MIN_MESSAGES: u64 = 200_000;
 
 /// The bare publisher's QoS 1 rows/s for a shape: `rows` messages with the bridge's payloads of the bench's
 /// meters (the fleet's columns), one topic per table.
