@@ -189,7 +189,8 @@ pub async fn child_with(
                 "child bridge: committed {committed:?} of {end:?}"
             )));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The drain's end is seen at most this late (the client limit's end is reported at once).
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let dt = start.elapsed();
     peak = peak.max(vm_hwm_kb(pid).unwrap_or(0));

@@ -3,20 +3,20 @@
 //!
 //! Per shape: a database of its own (4 vgroups, the `meters` schema) with a backlog written like
 //! `simulator meters --batch 5000` writes it (each INSERT ≤ 5000 rows, `rows_per_table` rows per table
-//! per round), drained twice in the same sitting:
-//! - the **bridge** (the `tmq2mqtt` binary as a child process, QoS 1, default parameters: rows/s to the
-//!   last commit and peak RSS; in-process when the binary is not built);
+//! per round), drained twice in the same sitting and set beside what MQTT alone takes:
+//! - the **bridge** (the `tmq2mqtt` binary as a child process, QoS 1, default parameters: rows/s from
+//!   spawning it to the last commit, and peak RSS; in-process when the binary is not built);
 //! - the **client limit**: bare official `taos` consumers of one group (as many as the bridge runs), each
 //!   polling, fetching every block and dropping it — what the official client alone can fetch. They run in a
-//!   process of their own (`harness bench-client`), as the bridge does; inside the bench's process they
-//!   would share the stand-in's runtime, where a request and its reply pass between tasks of one process
-//!   instead of crossing to another (`bench --client-in-process` measures that way, for comparison).
-//!
+//!   process of their own (`harness bench-client`), timed as the bridge is, from spawning it to its report of
+//!   the last row; inside the bench's process they would share the stand-in's runtime, where a request and its
+//!   reply pass between tasks of one process instead of crossing to another (`bench --client-in-process`
+//!   measures that way, for comparison);
 //! - the **publisher limit**: a bare rumqttc publisher sending QoS 1 messages of the same columns to a topic
 //!   per table (as many messages as rows, at least 200,000 or the bench's `limit_messages` if smaller) —
-//!   what the MQTT side alone can take. The bridge can outrun neither end,
-//!   so its ratio to the slower of the two (`ratio_to_bound`) says how close it comes to what this machine
-//!   allows; where blocks are big (10 tables) fetching alone runs several times faster than any publisher.
+//!   what the MQTT side alone can take. The bridge can outrun neither end, so its ratio to the slower of the
+//!   two (`ratio_to_bound`) says how close it comes to what this machine allows; where blocks are big (10
+//!   tables) fetching alone runs several times faster than any publisher.
 //!
 //! Blocks are counted by the client run (both runs read the same backlog, cut the same way).
 //!
@@ -313,33 +313,48 @@ impl ClientLimit {
 
     /// In a process of its own (`bin bench-client …`, the harness binary), as the bridge runs: a client in
     /// the stand-in's process would hand requests and replies over inside one runtime, which no deployment
-    /// does.
+    /// does. Timed as the bridge's child run is, from spawning the process to its answer (the JSON line it
+    /// prints when the last row is read), so both pay their start-up: connecting, subscribing, the DSN.
     pub async fn run_in(&self, bin: &std::path::Path) -> Result<ClientRun, BenchError> {
-        let run = tokio::process::Command::new(bin)
+        use tokio::io::AsyncBufReadExt as _;
+        let start = Instant::now();
+        let mut child = tokio::process::Command::new(bin)
             .args(["bench-client", "--addr", &self.addr, "--topic", &self.topic])
             .args(["--consumers", &self.consumers.to_string()])
             .args(["--rows", &self.rows.to_string()])
             .args(["--deadline-secs", &self.deadline.as_secs().to_string()])
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(self.deadline + Duration::from_secs(10), run)
-            .await
-            .map_err(|_| BenchError::Stalled(format!("client limit ({}): no answer", bin.display())))?
+            .spawn()
             .map_err(|e| BenchError::Setup(format!("{}: {e}", bin.display())))?;
-        if !out.status.success() {
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(stdout);
+        let answered = tokio::time::timeout(
+            self.deadline + Duration::from_secs(10),
+            reader.read_line(&mut line),
+        )
+        .await
+        .map_err(|_| BenchError::Stalled(format!("client limit ({}): no answer", bin.display())))?;
+        let dt = start.elapsed();
+        answered.map_err(|e| BenchError::Setup(format!("{}: {e}", bin.display())))?;
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .map_err(|_| BenchError::Stalled(format!("client limit ({}): did not exit", bin.display())))?
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", bin.display())))?;
+        if !status.success() {
             return Err(BenchError::Setup(format!(
-                "client limit ({} bench-client): {}",
-                bin.display(),
-                out.status
+                "client limit ({} bench-client): {status}",
+                bin.display()
             )));
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| {
-            BenchError::Setup(format!(
-                "client limit: {e} in {:?}",
-                String::from_utf8_lossy(&out.stdout)
-            ))
+        let run: ClientRun = serde_json::from_str(&line)
+            .map_err(|e| BenchError::Setup(format!("client limit: {e} in {line:?}")))?;
+        Ok(ClientRun {
+            rows_per_s: self.rows as f64 / dt.as_secs_f64(),
+            ..run
         })
     }
 }
