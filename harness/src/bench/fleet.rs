@@ -451,9 +451,7 @@ async fn publisher_limit(
     rows: u64,
     deadline: Duration,
 ) -> Result<f64, BenchError> {
-    let payloads: Vec<bytes::Bytes> = (0..1000u64)
-        .map(|id| bytes::Bytes::from(world::row_payload(id, 2 + (id % 4) as i32, rows as i64)))
-        .collect();
+    let payloads = world::payloads(rows as i64);
     let broker = w.broker.v4_addr().expect("v4 listener");
     limit::publish_rate(broker, 1, &payloads, shape.tables, rows, deadline).await
 }

@@ -17,7 +17,6 @@ pub mod world;
 
 use std::{fmt::Write as _, path::PathBuf, time::Duration};
 
-use bytes::Bytes;
 use serde::Serialize;
 
 pub use latency::Latency;
@@ -190,9 +189,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
     let end = drain::end_positions(&w)?;
     // Payloads as the bridge renders them (offsets of this backlog's size), cycled by the bare publisher.
     let offset = *end.values().next().unwrap_or(&1);
-    let payloads: Vec<Bytes> = (0..1000u64)
-        .map(|id| Bytes::from(world::row_payload(id, 2 + (id % 4) as i32, offset)))
-        .collect();
+    let payloads = world::payloads(offset);
     let payload_bytes = payloads[0].len();
     let broker = w.broker.v4_addr().expect("v4 listener");
     let mut qos_rows = Vec::new();

@@ -104,6 +104,13 @@ fn reading(id: u64) -> (f32, u64) {
     (10.0 + (id % 100) as f32 / 10.0, 220 + id % 10)
 }
 
+/// 1000 payloads as the bridge renders this bench's rows at `offset`, for the bare publishers to cycle through.
+pub fn payloads(offset: i64) -> Vec<bytes::Bytes> {
+    (0..1000u64)
+        .map(|id| bytes::Bytes::from(row_payload(id, 2 + (id % 4) as i32, offset)))
+        .collect()
+}
+
 /// The payload the bridge publishes for backlog row `id` at WAL offset `offset` — what the bare publisher
 /// sends, so both sides move the same bytes.
 pub fn row_payload(id: u64, vgroup: i32, offset: i64) -> Vec<u8> {
