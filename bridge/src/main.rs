@@ -3,13 +3,14 @@
 //! Exit codes: 0 success (including a graceful shutdown on SIGINT/SIGTERM), 1 runtime failure,
 //! 2 bad input (one line naming the parameter).
 
-use std::{process::ExitCode, time::Duration};
+use std::{num::NonZeroUsize, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use tmq2mqtt::{
     check::check,
     metrics,
     redact::{RedactingWriter, Secrets},
+    run::runtime_workers,
     Bridge, BridgeConfig,
 };
 
@@ -45,6 +46,9 @@ struct Cli {
     /// Log lines as human-readable text or as one JSON object per line.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Worker threads of the runtime beside the MQTT thread (default: one per core but one, at least one).
+    #[arg(long, global = true, env = "TOKIO_WORKER_THREADS")]
+    worker_threads: Option<NonZeroUsize>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -91,10 +95,13 @@ struct Dsns {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprintln!("{}", one_line(&e));
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
         }
     };
     let (dsns, action) = match &cli.command {
@@ -122,7 +129,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let workers = cli
+        .worker_threads
+        .map_or_else(|| runtime_workers(cores), NonZeroUsize::get);
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -181,6 +193,18 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// A command-line error as one line: clap's message (with what it lists, e.g. the missing arguments) without
+/// its usage and `--help` hints.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let message = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    message.collect::<Vec<_>>().join(" ")
 }
 
 /// Logs to stderr through the password mask, filtered by `--log`/`RUST_LOG`.

@@ -82,7 +82,10 @@ fn bad_input_exits_2_with_one_line_naming_the_parameter_and_no_password() {
 #[test]
 fn env_vars_work_and_missing_dsns_exit_2() {
     let out = bin(&["run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("--from") && stderr.contains("--to"), "{stderr}");
     let out = Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"))
         .args(["run"])
         .env("TMQ2MQTT_FROM", "tmq+ws://root:s3cret@h/t")
@@ -96,6 +99,30 @@ fn env_vars_work_and_missing_dsns_exit_2() {
         "{stderr}"
     );
     assert!(!stderr.contains("s3cret"));
+}
+
+#[test]
+fn a_bad_worker_thread_count_is_one_line_from_the_flag_or_the_environment() {
+    for (env, args) in [
+        (None, vec!["--worker-threads", "0", "run"]),
+        (Some("lots"), vec!["run"]),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tmq2mqtt"));
+        cmd.args(&args).args(["-f", GOOD_FROM, "-t", GOOD_TO]);
+        match env {
+            Some(v) => cmd.env("TOKIO_WORKER_THREADS", v),
+            None => cmd.env_remove("TOKIO_WORKER_THREADS"),
+        };
+        let out = cmd.output().expect("run tmq2mqtt");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains("--worker-threads"), "{stderr}");
+        assert!(
+            !stderr.contains("s3cret") && !stderr.contains("hunter2"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

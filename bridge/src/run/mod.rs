@@ -28,5 +28,6 @@ mod stats;
 pub use crate::lifecycle::STATUS_ACK_TIMEOUT;
 pub use bridge::{run, Bridge, BridgeConfig, BridgeError};
 pub use encode_stage::{encode_stage, EncodedMessage, Staged};
+pub use mqtt_thread::runtime_workers;
 pub use pipeline::pipeline;
 pub use stats::{RunSummary, Skip, Stats};

@@ -5,6 +5,10 @@
 //! wake-ups, and the source, the encode stage and the commits run beside them on the caller's runtime.
 //! Measured with `harness bench --qos 0` (ratio to the bare publisher in the same run): on the shared
 //! runtime the two tasks kept ~1.45 of 2 cores busy and waited on each other.
+//!
+//! The caller's runtime (the `tmq2mqtt` binary's) therefore gets one worker per core but the one this
+//! thread keeps busy ([`runtime_workers`]): with a worker per core the source's round trips woke threads
+//! across cores more often, and fleet shapes drained 3–5 % slower (docs/performance.md, "Fleet shape").
 
 use std::{future::Future, sync::Arc};
 
@@ -12,6 +16,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{pipeline, BridgeConfig, BridgeError, Staged, Stats};
 use crate::ledger::CommitPoint;
+
+/// Worker threads for the runtime beside the MQTT thread on `cores` cores: one per core but one, at least one.
+pub fn runtime_workers(cores: usize) -> usize {
+    cores.saturating_sub(1).max(1)
+}
 
 /// Runs [`pipeline`] on the MQTT thread until `shutdown` resolves (graceful stop) or this future is
 /// dropped (the pipeline is dropped at once, as when the process dies).
@@ -61,5 +70,18 @@ pub(super) async fn on_mqtt_thread(
             let _ = stop_tx.send(());
             done_rx.await.unwrap_or(Err(BridgeError::SinkStopped))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_workers;
+
+    #[test]
+    fn the_runtime_leaves_a_core_to_the_mqtt_thread() {
+        assert_eq!(runtime_workers(0), 1, "nothing known: one");
+        assert_eq!(runtime_workers(1), 1);
+        assert_eq!(runtime_workers(2), 1);
+        assert_eq!(runtime_workers(8), 7);
     }
 }
