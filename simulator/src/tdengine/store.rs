@@ -206,6 +206,11 @@ impl Store {
         Ok(t.def.clone())
     }
 
+    /// How many subscribers hold `name` (what DROP TOPIC checks); 0 for a topic that does not exist.
+    pub fn topic_subscribers(&self, name: &str) -> usize {
+        self.catalog.read().topics.get(name).map_or(0, |t| t.subscribers)
+    }
+
     /// Undoes one [`Store::acquire_topic`].
     pub fn release_topic(&self, name: &str) {
         if let Some(t) = self.catalog.write().topics.get_mut(name) {
