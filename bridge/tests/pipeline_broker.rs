@@ -45,7 +45,7 @@ fn message(vg: i32, offset: i64, blocks: Vec<RawBlock>) -> SourceEvent {
         commit_at: offset + 1,
         has_meta: false,
         meta: None,
-        blocks,
+        blocks: blocks.into(),
     })
 }
 

@@ -129,6 +129,9 @@ enum Command {
         /// process of its own, as figures before the child-process limit were taken.
         #[arg(long)]
         client_in_process: bool,
+        /// Source DSN parameters added to the fleet bridge's (e.g. `fetch.raw=true`), for A/B runs of one.
+        #[arg(long, default_value = "")]
+        source_params: String,
     },
     /// The fleet's client limit in a process of its own (run by `bench`): bare official consumers drain
     /// `topic` from `earliest`, dropping every block; prints `{"rows_per_s":…,"blocks":…}`.
@@ -146,6 +149,10 @@ enum Command {
         rows: u64,
         #[arg(long, default_value_t = 600)]
         deadline_secs: u64,
+        /// Fetch each message whole (`as_raw_data`, as the bridge's default `fetch.raw=true`) instead of
+        /// block by block.
+        #[arg(long)]
+        raw: bool,
     },
     /// Validate scenario files without running them.
     Check {
@@ -245,6 +252,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             fleet_rows,
             consumers,
             client_in_process,
+            source_params,
         } => {
             let mut opts = harness::bench::BenchOptions::new(quick, rows);
             if !qos.is_empty() || !tables.is_empty() {
@@ -269,6 +277,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 opts.fleet_rows = n.max(1);
             }
             opts.fleet_consumers = consumers.into_iter().map(|n| n as usize).collect();
+            opts.fleet_source_params = source_params;
             if let Some(n) = repeat {
                 opts.repeat = n.max(1);
             }
@@ -296,6 +305,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             consumers,
             rows,
             deadline_secs,
+            raw,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             let limit = harness::bench::fleet::ClientLimit {
@@ -304,6 +314,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 consumers,
                 rows,
                 deadline: std::time::Duration::from_secs(deadline_secs),
+                raw,
             };
             let run = rt.block_on(limit.run())?;
             println!("{}", serde_json::to_string(&run)?);

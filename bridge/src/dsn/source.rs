@@ -4,6 +4,7 @@
 //! `&with.meta=…&with.meta.delete=…&with.meta.drop=…&experimental.snapshot.enable=…&timeout=…`
 //! `&poll.interval.ms=…` (ours: how long one poll may wait, see `source`; default 10, 1–60000)
 //! `&consumers=…` (ours: TMQ consumers the bridge runs in its group; default automatic, 1–64)
+//! `&fetch.raw=…` (ours: read each data message in one request, see `source::raw`; default true)
 //! (and `tmq+wss://`, with `ca=` PEM or `@file` to trust a private CA; see [`crate::wss`]). Underscore
 //! spellings (`group_id`, `with_meta`, …) mean the same.
 
@@ -16,7 +17,7 @@ use super::{fmt_redacted, parse_bool, parse_duration, read_pem, DsnError, RawDsn
 const SIDE: Side = Side::Source;
 const ACCEPTED: &str =
     "group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, \
-                        experimental.snapshot.enable, timeout, poll.interval.ms, consumers, ca (tmq+wss only) \
+                        experimental.snapshot.enable, timeout, poll.interval.ms, consumers, fetch.raw, ca (tmq+wss only) \
                         (underscore spellings too)";
 
 /// How long one poll may wait by default: bounds the latency the official client's 500 ms sleep after
@@ -66,6 +67,9 @@ pub struct SourceDsn {
     /// How many TMQ consumers of the group the bridge runs (`consumers`, not passed to taos); `None`:
     /// automatic, see [`crate::source::default_consumers`].
     pub consumers: Option<usize>,
+    /// Read each data message whole with one request (`fetch.raw`, default true, not passed to taos), see
+    /// [`crate::source::raw`]; false: two round trips per block, as the official client's own loop.
+    pub fetch_raw: bool,
     /// `tmq+wss://` only: CA certificates (PEM) to trust instead of the system's roots.
     pub ca: Option<String>,
 }
@@ -147,6 +151,7 @@ impl SourceDsn {
             timeout: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
             consumers: None,
+            fetch_raw: true,
             ca: None,
         };
         let mut seen: Vec<String> = Vec::new();
@@ -221,6 +226,7 @@ impl SourceDsn {
                         })
                     }
                 },
+                "fetch.raw" => dsn.fetch_raw = parse_bool(SIDE, &key, &value)?,
                 "ca" if !tls => {
                     return Err(DsnError::Invalid {
                         side: SIDE,
@@ -345,6 +351,9 @@ impl SourceDsn {
         }
         if let Some(n) = self.consumers {
             p.push(("consumers".into(), n.to_string()));
+        }
+        if !self.fetch_raw {
+            p.push(("fetch.raw".into(), "false".into()));
         }
         p
     }

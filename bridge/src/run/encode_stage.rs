@@ -14,7 +14,7 @@ use crate::{
     dsn::PayloadFormat,
     encode::{Encoder, OffsetSuffix},
     sink::Origin,
-    source::{SourceEvent, TmqMessage},
+    source::{BlockRef, SourceEvent, TmqMessage},
     template::{RenderError, Vars},
 };
 
@@ -255,8 +255,8 @@ impl<'a> Encoding<'a> {
     /// going to one topic, in order of first appearance).
     fn blocks(&mut self, msg: &TmqMessage) {
         let target = &self.config.target;
-        let mut batches: Vec<(Arc<str>, Vec<&RawBlock>)> = Vec::new();
-        for block in &msg.blocks {
+        let mut batches: Vec<(Arc<str>, Vec<BlockRef<'_>>)> = Vec::new();
+        for block in msg.blocks.iter() {
             let rows = block.nrows() as u64;
             self.out.stats.rows.fetch_add(rows, Relaxed);
             let vars = Vars {
@@ -270,12 +270,12 @@ impl<'a> Encoding<'a> {
                         None => batches.push((topic.into(), vec![block])),
                     }
                 }
-                Ok(topic) => self.rows(block, topic.into()),
-                Err(e) => self.unrendered_block(block, &e),
+                Ok(topic) => self.rows(&block, topic.into()),
+                Err(e) => self.unrendered_block(&block, &e),
             }
         }
         for (topic, blocks) in batches {
-            self.batch(topic, blocks);
+            self.batch(topic, blocks.iter().map(|b| &**b).collect());
         }
     }
 

@@ -41,6 +41,7 @@ mod answered;
 mod commit;
 mod consumers;
 mod position;
+pub mod raw;
 mod wait;
 mod wal_ends;
 mod wal_gap;
@@ -86,8 +87,66 @@ pub struct TmqMessage {
     pub has_meta: bool,
     /// The meta JSON, read only when the source DSN asks for meta (`with.meta`).
     pub meta: Option<serde_json::Value>,
-    /// The data blocks (one per child table) for data messages.
-    pub blocks: Vec<RawBlock>,
+    /// The data blocks (one per child table per insert, up to TDengine 3.3) for data messages.
+    pub blocks: Blocks,
+}
+
+/// A data message's blocks: fetched one by one (`fetch.raw=false`), or the message's raw form, each block
+/// parsed when it is reached ([`raw::RawMessage`]).
+#[derive(Debug)]
+pub enum Blocks {
+    Fetched(Vec<RawBlock>),
+    Raw(raw::RawMessage),
+}
+
+impl Default for Blocks {
+    fn default() -> Self {
+        Blocks::Fetched(Vec::new())
+    }
+}
+
+impl From<Vec<RawBlock>> for Blocks {
+    fn from(blocks: Vec<RawBlock>) -> Self {
+        Blocks::Fetched(blocks)
+    }
+}
+
+impl Blocks {
+    /// Rows in all blocks.
+    pub fn rows(&self) -> usize {
+        match self {
+            Blocks::Fetched(b) => b.iter().map(|b| b.nrows()).sum(),
+            Blocks::Raw(m) => m.rows(),
+        }
+    }
+
+    /// The blocks in order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = BlockRef<'_>> + '_> {
+        match self {
+            Blocks::Fetched(b) => Box::new(b.iter().map(BlockRef::Fetched)),
+            Blocks::Raw(m) => Box::new(m.blocks().map(BlockRef::Parsed)),
+        }
+    }
+}
+
+/// A block of [`Blocks`]: borrowed when fetched, parsed just now when raw.
+// Held one at a time while encoding (a message's worth only with `format=batch`): boxing would cost an
+// allocation per block for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum BlockRef<'a> {
+    Fetched(&'a RawBlock),
+    Parsed(RawBlock),
+}
+
+impl std::ops::Deref for BlockRef<'_> {
+    type Target = RawBlock;
+    fn deref(&self) -> &RawBlock {
+        match self {
+            BlockRef::Fetched(b) => b,
+            BlockRef::Parsed(b) => b,
+        }
+    }
 }
 
 /// What the source task reports. `M` is the message as it travels: a [`TmqMessage`] from the source, an
@@ -481,7 +540,7 @@ async fn poll_once(
             Some(m) => {
                 let took = started.elapsed();
                 wait.on_message(took);
-                Some((read_message(&c, m, dsn.with_meta).await?, took >= SERVER_BUDGET))
+                Some((read_message(&c, m, dsn).await?, took >= SERVER_BUDGET))
             }
             None => None,
         }
@@ -527,14 +586,15 @@ async fn read_message(
         <taos::Consumer as AsAsyncConsumer>::Offset,
         MessageSet<<taos::Consumer as AsAsyncConsumer>::Meta, <taos::Consumer as AsAsyncConsumer>::Data>,
     ),
-    with_meta: bool,
+    dsn: &SourceDsn,
 ) -> Result<TmqMessage, taos::Error> {
+    let with_meta = dsn.with_meta;
     let topic: Arc<str> = offset.topic().into();
     let database: Arc<str> = offset.database().into();
     let vgroup_id = offset.vgroup_id();
     let position = answered("position", consumer.position(&topic, vgroup_id)).await?;
     let mut meta = None;
-    let mut blocks = Vec::new();
+    let mut blocks = Blocks::default();
     let (m, d) = match set {
         MessageSet::Meta(m) => (Some(m), None),
         MessageSet::Data(d) => (None, Some(d)),
@@ -546,11 +606,27 @@ async fn read_message(
         meta = Some(serde_json::to_value(&json).map_err(taos::Error::from_any)?);
     }
     if let Some(d) = d {
-        while let Some(block) = answered("fetch", d.fetch_raw_block()).await? {
-            blocks.push(block);
+        let mut by_block = !dsn.fetch_raw;
+        if dsn.fetch_raw {
+            let raw = answered("fetch_raw", d.as_raw_data()).await?;
+            match raw::RawMessage::parse(&raw.as_bytes()) {
+                Ok(message) => blocks = Blocks::Raw(message),
+                // The message stays readable block by block until the next poll.
+                Err(e) => {
+                    tracing::warn!(error = %e, %topic, vgroup_id, "raw message not read; fetching its blocks");
+                    by_block = true;
+                }
+            }
+        }
+        if by_block {
+            let mut fetched = Vec::new();
+            while let Some(block) = answered("fetch", d.fetch_raw_block()).await? {
+                fetched.push(block);
+            }
+            blocks = Blocks::Fetched(fetched);
         }
     }
-    let rows: usize = blocks.iter().map(|b| b.nrows()).sum();
+    let rows = blocks.rows();
     Ok(TmqMessage {
         topic,
         database,

@@ -224,12 +224,15 @@ pub struct ClientLimit {
     pub consumers: usize,
     pub rows: u64,
     pub deadline: Duration,
+    /// Each message fetched whole with `as_raw_data` (one request, as the bridge's `fetch.raw=true`) and its
+    /// blocks parsed, instead of `fetch` + `fetch_block` per block.
+    pub raw: bool,
 }
 
 impl ClientLimit {
     /// In this process: each consumer polls (`recv_timeout(Never)`, the client's own loop), fetches every
-    /// block and drops it. All of them subscribe before any polls, so the group's split is settled and no
-    /// row is read twice. Rows/s from the first subscribe to the last row.
+    /// block (or, `raw`, the whole message) and drops it. All of them subscribe before any polls, so the
+    /// group's split is settled and no row is read twice. Rows/s from the first subscribe to the last row.
     pub async fn run(&self) -> Result<ClientRun, BenchError> {
         let Self {
             addr,
@@ -237,8 +240,9 @@ impl ClientLimit {
             consumers,
             rows,
             deadline,
+            raw,
         } = self;
-        let (consumers, rows, deadline) = (*consumers, *rows, *deadline);
+        let (consumers, rows, deadline, raw) = (*consumers, *rows, *deadline, *raw);
         let dsn = format!(
             "ws://root:taosdata@{addr}?group.id=limit-{topic}&enable.auto.commit=false&auto.offset.reset=earliest"
         );
@@ -268,10 +272,20 @@ impl ClientLimit {
                         MessageSet::Data(d) | MessageSet::MetaData(_, d) => d,
                         MessageSet::Meta(_) => continue,
                     };
-                    while let Some(block) = data.fetch_raw_block().await? {
+                    let count = |nrows: usize| {
                         blocks.fetch_add(1, Relaxed);
-                        if seen.fetch_add(block.nrows() as u64, Relaxed) + block.nrows() as u64 >= rows {
+                        if seen.fetch_add(nrows as u64, Relaxed) + nrows as u64 >= rows {
                             done.notify_one();
+                        }
+                    };
+                    if raw {
+                        let message = data.as_raw_data().await?;
+                        let parsed = tmq2mqtt::source::raw::RawMessage::parse(&message.as_bytes())
+                            .map_err(taos::Error::from_any)?;
+                        parsed.blocks().for_each(|b| count(b.nrows()));
+                    } else {
+                        while let Some(block) = data.fetch_raw_block().await? {
+                            count(block.nrows());
                         }
                     }
                 }
@@ -325,6 +339,7 @@ impl ClientLimit {
             .args(["--consumers", &self.consumers.to_string()])
             .args(["--rows", &self.rows.to_string()])
             .args(["--deadline-secs", &self.deadline.as_secs().to_string()])
+            .args(self.raw.then_some("--raw"))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -361,6 +376,13 @@ impl ClientLimit {
     }
 }
 
+/// Whether the fleet's bridge, given these extra source parameters, fetches whole messages (`fetch.raw`),
+/// so that the client limit fetches the same way.
+pub fn fetches_raw(source_params: &str) -> bool {
+    let dsn = format!("tmq+ws://127.0.0.1:6041/t?group.id=g&{source_params}");
+    tmq2mqtt::SourceDsn::parse(dsn.trim_end_matches('&')).is_ok_and(|d| d.fetch_raw)
+}
+
 /// Loads, measures (bridge, then client limit) and unloads one shape; `consumers`: the bridge's
 /// `consumers=` (`None`: automatic) and the client limit's count. From `opts`: the backlog's size
 /// (`fleet_rows`), the binaries and the deadline.
@@ -381,7 +403,10 @@ pub async fn measure(
         None => (tmq2mqtt::source::default_consumers(end.len()), String::new()),
     };
     let group = format!("bench-{topic}");
-    let from = w.tmq_dsn_for(&topic, &group, "earliest") + &param;
+    let mut from = w.tmq_dsn_for(&topic, &group, "earliest") + &param;
+    if !opts.fleet_source_params.is_empty() {
+        from = format!("{from}&{}", opts.fleet_source_params);
+    }
     let to = w.mqtt_dsn(1, &group, &format!("bench/{topic}/{{table}}"), "");
     progress(&format!("fleet {topic}: bridge"));
     let (rows_per_s, peak_rss_kb, rewinds) = match opts.bridge_bin.as_deref() {
@@ -401,6 +426,7 @@ pub async fn measure(
         consumers,
         rows,
         deadline,
+        raw: fetches_raw(&opts.fleet_source_params),
     };
     let client = match opts.client_bin.as_deref() {
         Some(bin) => limit.run_in(bin).await?,

@@ -58,6 +58,8 @@ pub struct BenchOptions {
     pub fleet_rows: u64,
     /// `consumers=` counts each fleet shape is measured with (empty: the automatic default).
     pub fleet_consumers: Vec<usize>,
+    /// Source DSN parameters added to the fleet bridge's (`a=b&c=d`; empty: none).
+    pub fleet_source_params: String,
 }
 
 impl BenchOptions {
@@ -90,6 +92,7 @@ impl BenchOptions {
             .concat(),
             fleet_rows: if quick { 20_000 } else { 200_000 },
             fleet_consumers: Vec::new(),
+            fleet_source_params: String::new(),
         }
     }
 
@@ -259,6 +262,19 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
             fleet_rows.push(row);
         }
     }
+    if !opts.fleet.is_empty() {
+        let how = match fleet::fetches_raw(&opts.fleet_source_params) {
+            true => "whole messages (`as_raw_data`), as the bridge's `fetch.raw=true`",
+            false => "block by block (`fetch` + `fetch_block`), as the bridge's `fetch.raw=false`",
+        };
+        notes.push(format!("fleet: the client limit fetches {how}"));
+        if !opts.fleet_source_params.is_empty() {
+            notes.push(format!(
+                "fleet: the bridge's source DSN adds `{}`",
+                opts.fleet_source_params
+            ));
+        }
+    }
     if !opts.fleet.is_empty() && opts.bridge_bin.is_none() {
         notes.push(
             "fleet: tmq2mqtt binary not found: the bridge ran in-process, peak RSS not measured".into(),
@@ -353,7 +369,7 @@ pub fn table(r: &BenchReport) -> String {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "fleet shapes (4 vgroups, INSERTs of {} rows, QoS 1, default parameters; client limit: as many bare `taos` consumers as the bridge runs; publisher: bare rumqttc, QoS 1, a topic per table; bound: the slower of the two)",
+            "fleet shapes (4 vgroups, INSERTs of {} rows, QoS 1, default parameters; client limit: as many bare `taos` consumers as the bridge runs, fetching as it does; publisher: bare rumqttc, QoS 1, a topic per table; bound: the slower of the two)",
             fleet::BATCH_ROWS
         );
         let _ = writeln!(
