@@ -381,11 +381,21 @@ mod tests {
     fn underscore_spellings_and_options() {
         let s = SourceDsn::parse(
             "tmq+wss://u:p@h/a,b?group_id=g&client_id=c&auto_offset_reset=latest&with_meta=true\
-             &with_meta_delete=false&with_meta_drop=0&experimental_snapshot_enable=true&timeout=10s&poll_interval_ms=25",
+             &with_meta_delete=false&with_meta_drop=0&experimental_snapshot_enable=true&timeout=10s&poll_interval_ms=25\
+             &fetch_raw=false",
         )
         .unwrap();
         assert_eq!(s.poll_interval, std::time::Duration::from_millis(25));
         assert!(!s.to_taos_dsn().contains("poll"), "ours, not taos's");
+        assert!(
+            !s.fetch_raw && !s.to_taos_dsn().contains("fetch"),
+            "ours, not taos's"
+        );
+        assert!(s.to_string().contains("fetch.raw=false"), "{s}");
+        assert!(
+            SourceDsn::parse("tmq+ws://h/t?group.id=g").unwrap().fetch_raw,
+            "the default"
+        );
         assert!(s.tls && s.with_meta && !s.with_meta_delete && !s.with_meta_drop && s.snapshot_enable);
         assert_eq!(s.topics, vec!["a", "b"]);
         assert_eq!(s.client_id.as_deref(), Some("c"));
@@ -462,9 +472,10 @@ mod tests {
             (src("tmq+ws://h:abc/t?group.id=g"), "source DSN (-f/--from): parameter `port`: bad value `abc`; accepted: a number 1-65535"),
             (src("tmq+ws://h/t?group.id=g&auto.offset.reset=first"), "source DSN (-f/--from): parameter `auto.offset.reset`: bad value `first`; accepted: earliest, latest, none"),
             (src("tmq+ws://h/t?group.id=g&with.meta=maybe"), "source DSN (-f/--from): parameter `with.meta`: bad value `maybe`; accepted: true or false"),
+            (src("tmq+ws://h/t?group.id=g&fetch.raw=maybe"), "source DSN (-f/--from): parameter `fetch.raw`: bad value `maybe`; accepted: true or false"),
             (src("tmq+ws://h/t?group.id=g&group_id=h"), "source DSN (-f/--from): parameter `group_id` given twice"),
             (src("tmq+ws://h/t?group.id="), "source DSN (-f/--from): parameter `group.id`: must not be empty"),
-            (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout, poll.interval.ms, consumers, ca (tmq+wss only) (underscore spellings too)"),
+            (src("tmq+ws://h/t?group.id=g&enable.auto.commit=true"), "source DSN (-f/--from): unknown parameter `enable.auto.commit`; accepted: group.id, client.id, auto.offset.reset, with.meta, with.meta.delete, with.meta.drop, experimental.snapshot.enable, timeout, poll.interval.ms, consumers, fetch.raw, ca (tmq+wss only) (underscore spellings too)"),
             (src("tmq+ws://h/t?group.id=g&ca=-----BEGIN%20CERTIFICATE-----"), "source DSN (-f/--from): parameter `ca`: only for TLS: use a tmq+wss:// DSN"),
             (src("tmq+wss://h/t?group.id=g&cert_key=@/k.pem"), "source DSN (-f/--from): parameter `cert_key`: client certificates are not supported towards TDengine (taosAdapter never asks for one; only `ca`)"),
             (src("tmq+wss://h/t?group.id=g&ca=nope"), "source DSN (-f/--from): parameter `ca`: expected PEM text (-----BEGIN …) or @path to a PEM file"),
