@@ -7,7 +7,8 @@
 //! - the **bridge** (the `tmq2mqtt` binary as a child process, QoS 1, default parameters: rows/s from
 //!   spawning it to the last commit, and peak RSS; in-process when the binary is not built);
 //! - the **client limit**: bare official `taos` consumers of one group (as many as the bridge runs), each
-//!   polling, fetching every block and dropping it — what the official client alone can fetch. They run in a
+//!   polling, fetching every message the way the bridge does (whole with `as_raw_data` under the default
+//!   `fetch.raw=true`, else block by block) and dropping it — what the official client alone can fetch. They run in a
 //!   process of their own (`harness bench-client`), timed as the bridge is, from spawning it to its report of
 //!   the last row; inside the bench's process they would share the stand-in's runtime, where a request and its
 //!   reply pass between tasks of one process instead of crossing to another (`bench --client-in-process`

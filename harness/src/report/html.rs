@@ -492,7 +492,7 @@ fn fleet_section(out: &mut String, r: &BenchReport) {
         out,
         charts::fleet(&r.fleet),
         "Many tables, a row or two each: the bridge's rows/s beside bare official <code>taos</code> consumers that \
-         poll, fetch every block and drop it (as many as the bridge uses), and a bare rumqttc publisher sending as many \
+         poll, fetch every message as the bridge does (whole, or block by block) and drop it (as many as the bridge uses), and a bare rumqttc publisher sending as many \
          QoS 1 messages to a topic per table, same backlog, same run. The bridge can outrun neither: the ratio to \
          the bound is to the slower of the two.",
     );
