@@ -588,44 +588,25 @@ async fn read_message(
     ),
     dsn: &SourceDsn,
 ) -> Result<TmqMessage, taos::Error> {
-    let with_meta = dsn.with_meta;
     let topic: Arc<str> = offset.topic().into();
     let database: Arc<str> = offset.database().into();
     let vgroup_id = offset.vgroup_id();
     let position = answered("position", consumer.position(&topic, vgroup_id)).await?;
     let mut meta = None;
-    let mut blocks = Blocks::default();
     let (m, d) = match set {
         MessageSet::Meta(m) => (Some(m), None),
         MessageSet::Data(d) => (None, Some(d)),
         MessageSet::MetaData(m, d) => (Some(m), Some(d)),
     };
     let has_meta = m.is_some();
-    if let (Some(m), true) = (m, with_meta) {
+    if let (Some(m), true) = (m, dsn.with_meta) {
         let json = answered("meta", m.as_json_meta()).await?;
         meta = Some(serde_json::to_value(&json).map_err(taos::Error::from_any)?);
     }
-    if let Some(d) = d {
-        let mut by_block = !dsn.fetch_raw;
-        if dsn.fetch_raw {
-            let raw = answered("fetch_raw", d.as_raw_data()).await?;
-            match raw::RawMessage::parse(&raw.as_bytes()) {
-                Ok(message) => blocks = Blocks::Raw(message),
-                // The message stays readable block by block until the next poll.
-                Err(e) => {
-                    tracing::warn!(error = %e, %topic, vgroup_id, "raw message not read; fetching its blocks");
-                    by_block = true;
-                }
-            }
-        }
-        if by_block {
-            let mut fetched = Vec::new();
-            while let Some(block) = answered("fetch", d.fetch_raw_block()).await? {
-                fetched.push(block);
-            }
-            blocks = Blocks::Fetched(fetched);
-        }
-    }
+    let blocks = match d {
+        Some(d) => read_blocks(&d, dsn.fetch_raw, &topic, vgroup_id).await?,
+        None => Blocks::default(),
+    };
     let rows = blocks.rows();
     Ok(TmqMessage {
         topic,
@@ -638,6 +619,30 @@ async fn read_message(
         meta,
         blocks,
     })
+}
+
+/// A data message's blocks: whole with one request (`fetch.raw`), else, or when its raw form is not one the
+/// bridge reads, block by block (the server keeps the message until the next poll).
+async fn read_blocks(
+    d: &<taos::Consumer as AsAsyncConsumer>::Data,
+    whole: bool,
+    topic: &str,
+    vgroup_id: i32,
+) -> Result<Blocks, taos::Error> {
+    if whole {
+        let raw = answered("fetch_raw", d.as_raw_data()).await?;
+        match raw::RawMessage::parse(&raw.as_bytes()) {
+            Ok(message) => return Ok(Blocks::Raw(message)),
+            Err(e) => {
+                tracing::warn!(error = %e, topic, vgroup_id, "raw message not read; fetching its blocks")
+            }
+        }
+    }
+    let mut fetched = Vec::new();
+    while let Some(block) = answered("fetch", d.fetch_raw_block()).await? {
+        fetched.push(block);
+    }
+    Ok(Blocks::Fetched(fetched))
 }
 
 #[cfg(test)]

@@ -54,7 +54,6 @@ pub enum RawError {
 pub struct RawMessage {
     /// TDengine's bytes, from the block count on.
     blocks_from: Bytes,
-    count: usize,
     rows: usize,
 }
 
@@ -82,31 +81,17 @@ impl RawMessage {
         }
         let offsets = r.u32("offsets length")? as usize;
         r.skip(offsets, "offsets")?;
-        let message = RawMessage {
+        let mut message = RawMessage {
             blocks_from: payload.slice(r.at..),
-            count: 0,
             rows: 0,
         };
         let mut walk = message.walk()?;
-        let (mut count, mut rows) = (0, 0);
+        let mut rows = 0;
         while let Some(block) = walk.next_block(false)? {
-            count += 1;
             rows += block.rows;
         }
-        Ok(RawMessage {
-            count,
-            rows,
-            ..message
-        })
-    }
-
-    /// Blocks in the message.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
+        message.rows = rows;
+        Ok(message)
     }
 
     /// Rows in all blocks.
@@ -201,19 +186,20 @@ impl Walk<'_> {
         if usize::try_from(columns) != Ok(ncols) {
             return Err(RawError::BlockLength(i));
         }
+        // Checking only skips the names: no allocation per column of every block.
         let mut names = Vec::with_capacity(if build { ncols } else { 0 });
         for _ in 0..columns {
             r.u8("column type")?;
             r.u8("column flags")?;
             r.i32v("column bytes")?;
             r.i32v("column id")?;
-            let name = r.cstr("column name")?;
+            let name = r.binary("column name")?;
             if build {
-                names.push(name);
+                names.push(cstr(&name));
             }
         }
         let table = match self.with_table_name {
-            true => Some(r.cstr("table name")?),
+            true => Some(r.binary("table name")?),
             false => None,
         };
         self.left -= 1;
@@ -222,7 +208,7 @@ impl Walk<'_> {
             let mut b = RawBlock::parse_from_raw_block(block, precision);
             b.with_field_names(names);
             if let Some(t) = table {
-                b.with_table_name(t);
+                b.with_table_name(cstr(&t));
             }
             b
         });
@@ -295,13 +281,11 @@ impl Reader<'_> {
         self.skip(n, what)?;
         Ok(self.bytes.slice(start..start + n))
     }
+}
 
-    /// `tDecodeCStr`: a binary whose last byte is the NUL.
-    fn cstr(&mut self, what: &'static str) -> Result<String, RawError> {
-        let b = self.binary(what)?;
-        let text = b.strip_suffix(&[0]).unwrap_or(&b);
-        Ok(String::from_utf8_lossy(text).into_owned())
-    }
+/// `tDecodeCStr`'s text: a binary whose last byte is the NUL.
+fn cstr(b: &[u8]) -> String {
+    String::from_utf8_lossy(b.strip_suffix(&[0]).unwrap_or(b)).into_owned()
 }
 
 #[cfg(test)]
@@ -323,7 +307,7 @@ mod tests {
         p.extend_from_slice(&0u32.to_le_bytes());
         p.extend_from_slice(&0i64.to_le_bytes());
         let m = RawMessage::parse(&raw(&p, RAW_TYPE_DATA)).unwrap();
-        assert_eq!((m.len(), m.rows(), m.blocks().count()), (0, 0, 0));
+        assert_eq!((m.rows(), m.blocks().count()), (0, 0));
     }
 
     #[test]
@@ -357,7 +341,7 @@ mod tests {
         assert_eq!(r.u32v("a").unwrap(), 197);
         assert_eq!(r.i32v("b").unwrap(), 130);
         assert_eq!(r.i32v("c").unwrap(), -1);
-        assert_eq!(r.cstr("d").unwrap(), "ts");
+        assert_eq!(cstr(&r.binary("d").unwrap()), "ts");
         assert!(r.u8("e").is_err());
     }
 }
